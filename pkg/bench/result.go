@@ -1,0 +1,92 @@
+package bench
+
+import (
+	"time"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
+)
+
+// State is the state of a DMA check, as published in the pinmemory.bench label.
+type State string
+
+// The states of a check.
+const (
+	StateOK       State = "ok"
+	StateSkipped  State = "skipped"
+	StateFailed   State = "failed"
+	StateDisabled State = "disabled"
+)
+
+// Result is the outcome of one DMA check over the node's GPUs.
+type Result struct {
+	// State is ok when at least one GPU was measured (now or from the state file) and none failed,
+	// failed when the check or any GPU failed, skipped when every GPU was skipped, disabled when off.
+	State State `json:"state"`
+	// Error says why the whole check failed or was skipped (no CUDA driver, child killed at timeout, ...).
+	Error string `json:"error,omitempty"`
+	// CUDADriverVersion is cuDriverGetVersion's answer, e.g. 12080.
+	CUDADriverVersion int `json:"cudaDriverVersion,omitempty"`
+	// StartedAt and Duration describe the last run (zero when every figure came from the state file).
+	StartedAt time.Time     `json:"startedAt"`
+	Duration  time.Duration `json:"duration"`
+	// GPUs holds one entry per GPU considered, in the inventory's order.
+	GPUs []GPUResult `json:"gpus"`
+}
+
+// GPUResult is the DMA check of one GPU.
+type GPUResult struct {
+	Index      int    `json:"index"`
+	UUID       string `json:"uuid,omitempty"`
+	PCIAddress string `json:"pciAddress,omitempty"`
+	Model      string `json:"model,omitempty"`
+	// State is ok, skipped (busy GPU, kept its last figures if any) or failed.
+	State State `json:"state"`
+	// Reason explains skipped or failed.
+	Reason string `json:"reason,omitempty"`
+	// Cached is true when the figures come from the state file rather than this run.
+	Cached bool `json:"cached"`
+	// MeasuredAt is when the figures were measured.
+	MeasuredAt time.Time `json:"measuredAt"`
+	// BufferBytes is the size of each copy.
+	BufferBytes int64 `json:"bufferBytes,omitempty"`
+	// Bandwidths in bytes per second (GB = 1e9 bytes), median of samples; 0 when not measured.
+	PinnedH2D   float64 `json:"pinnedH2DBytesPerSecond,omitempty"`
+	PinnedD2H   float64 `json:"pinnedD2HBytesPerSecond,omitempty"`
+	PageableH2D float64 `json:"pageableH2DBytesPerSecond,omitempty"`
+	PageableD2H float64 `json:"pageableD2HBytesPerSecond,omitempty"`
+	// HostAllocOK says cuMemHostAlloc worked; HostRegisterOK says cuMemHostRegister of ordinary memory worked.
+	// PinTried is true when the check got as far as trying to pin (a CUDA context was created on the GPU).
+	PinTried          bool   `json:"pinTried"`
+	HostAllocOK       bool   `json:"hostAllocOK"`
+	HostRegisterOK    bool   `json:"hostRegisterOK"`
+	HostRegisterError string `json:"hostRegisterError,omitempty"`
+	// LinkUnderLoad is the PCIe link sampled while copying (nil when it could not be sampled).
+	LinkUnderLoad *detector.LinkCapability `json:"linkUnderLoad,omitempty"`
+	// TheoreticalBytesPerSecond is the per-direction rate of the weakest hop's capability.
+	TheoreticalBytesPerSecond float64 `json:"theoreticalBytesPerSecond,omitempty"`
+	// Efficiency is PinnedH2D / TheoreticalBytesPerSecond.
+	Efficiency float64 `json:"efficiency,omitempty"`
+	// Degraded is true when the link ran below its capability under load.
+	Degraded bool `json:"degraded"`
+}
+
+// Measured reports whether the GPU has pinned figures (fresh or cached).
+func (g *GPUResult) Measured() bool { return g.PinnedH2D > 0 && g.PinnedD2H > 0 }
+
+// PinWorks reports whether any way of pinning host memory worked on a GPU where it was tried:
+// nil when it was tried nowhere (no verdict), false when every try failed.
+func (r *Result) PinWorks() *bool {
+	tried, works := false, false
+	for i := range r.GPUs {
+		g := &r.GPUs[i]
+		if !g.PinTried {
+			continue
+		}
+		tried = true
+		works = works || g.HostAllocOK || g.HostRegisterOK
+	}
+	if !tried {
+		return nil
+	}
+	return &works
+}

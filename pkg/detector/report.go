@@ -1,0 +1,230 @@
+package detector
+
+// Platform is an accelerator platform as published in the pinmemory.platform label.
+type Platform string
+
+// The platforms, in the order that decides which one names the node when several are present.
+const (
+	PlatformCUDA   Platform = "cuda"
+	PlatformROCm   Platform = "rocm"
+	PlatformXPU    Platform = "xpu"
+	PlatformHPU    Platform = "hpu"
+	PlatformNeuron Platform = "neuron"
+	PlatformTPU    Platform = "tpu"
+	PlatformCPU    Platform = "cpu"
+)
+
+// PlatformPrecedence lists the accelerator platforms from the one that wins to the one that loses.
+var PlatformPrecedence = []Platform{PlatformCUDA, PlatformROCm, PlatformXPU, PlatformHPU, PlatformNeuron, PlatformTPU}
+
+// Reasons for pinmemory.available=false, in the order they are checked.
+const (
+	ReasonWSL           = "wsl"
+	ReasonPlatform      = "platform"
+	ReasonNoAccelerator = "no-accelerator"
+	ReasonPinFailed     = "pin-failed"
+)
+
+// Host links: how accelerators reach host memory.
+const (
+	HostLinkPCIe      = "pcie"
+	HostLinkNVLinkC2C = "nvlink-c2c"
+)
+
+// Report is everything one probe found out about a node. It is a plain value: it holds no handles and
+// can be marshalled to JSON as it is (the `probe -o json` output).
+type Report struct {
+	// Hostname is the node's hostname as the kernel reports it (proc/sys/kernel/hostname).
+	Hostname string `json:"hostname,omitempty"`
+	// KernelRelease is proc/sys/kernel/osrelease.
+	KernelRelease string `json:"kernelRelease,omitempty"`
+	// BootID is proc/sys/kernel/random/boot_id; it changes on every reboot.
+	BootID string `json:"bootID,omitempty"`
+	// Platform is the node's accelerator platform: the first of PlatformPrecedence present, or cpu.
+	Platform Platform `json:"platform"`
+	// Platforms lists every accelerator platform found, in precedence order.
+	Platforms []Platform `json:"platforms,omitempty"`
+	// WSL is true under Windows Subsystem for Linux.
+	WSL bool `json:"wsl"`
+	// Accelerators is the accelerator inventory from sysfs (and NVML where it loaded), in PCI address order.
+	Accelerators []Accelerator `json:"accelerators"`
+	// HostLink is pcie or nvlink-c2c; empty when there is no accelerator.
+	HostLink string `json:"hostLink,omitempty"`
+	// PCIe is the weakest accelerator link capability (minimum over accelerators of their weakest hop's max).
+	PCIe *LinkCapability `json:"pcie,omitempty"`
+	// LinkDegraded is true when some accelerator's link (or a hop above it) trained narrower than both ends support.
+	LinkDegraded bool `json:"linkDegraded"`
+	// ConfidentialComputing is true when the GPU driver reports CC mode on.
+	ConfidentialComputing bool `json:"confidentialComputing"`
+	// Driver describes the NVML/driver state.
+	Driver DriverInfo `json:"driver"`
+	// Memory holds the pinned-memory facts of the host.
+	Memory MemoryFacts `json:"memory"`
+	// Verdict says whether an inference engine here can use pinned memory.
+	Verdict Verdict `json:"verdict"`
+	// Errors lists the facts that could not be read; every other fact is still filled in.
+	Errors []FactError `json:"errors,omitempty"`
+}
+
+// FactError is one fact that failed, and why.
+type FactError struct {
+	// Fact names what failed, e.g. "memlock", "pci/0000:17:00.0/current_link_speed", "nvml".
+	Fact  string `json:"fact"`
+	Error string `json:"error"`
+}
+
+// Verdict is the availability decision under the pin policy.
+type Verdict struct {
+	Available bool `json:"available"`
+	// Reason is set only when Available is false: wsl, platform, no-accelerator or pin-failed.
+	Reason string `json:"reason,omitempty"`
+}
+
+// DriverInfo is what NVML said about the driver, if it loaded.
+type DriverInfo struct {
+	// NVMLLoaded is true when the NVML library loaded and initialised.
+	NVMLLoaded bool `json:"nvmlLoaded"`
+	// NVMLError says why NVML is not available (library missing, init failed); empty when loaded.
+	NVMLError string `json:"nvmlError,omitempty"`
+	// Version is the driver version string, e.g. "570.124.06".
+	Version string `json:"version,omitempty"`
+	// CUDAVersion is the CUDA driver API version as an integer, e.g. 12080.
+	CUDAVersion int `json:"cudaVersion,omitempty"`
+}
+
+// Accelerator is one accelerator device.
+type Accelerator struct {
+	// Index is the position in Report.Accelerators (PCI address order).
+	Index int `json:"index"`
+	// Platform is the accelerator's platform.
+	Platform Platform `json:"platform"`
+	// PCIAddress is the normalised PCI address: lower-case hex, 4-digit domain ("0000:2a:00.0"). Empty on WSL.
+	PCIAddress string `json:"pciAddress,omitempty"`
+	// VendorID and DeviceID are 4-digit lower-case hex without 0x ("10de", "2330").
+	VendorID string `json:"vendorID,omitempty"`
+	DeviceID string `json:"deviceID,omitempty"`
+	// Class is the 6-digit PCI class code ("030200").
+	Class string `json:"class,omitempty"`
+	// Model is the product name where known (NVML name, or a built-in table).
+	Model string `json:"model,omitempty"`
+	// NUMANode is the device's NUMA node, -1 when the platform reports none.
+	NUMANode int `json:"numaNode"`
+	// LocalCPUs is the device's local CPU list in kernel cpulist form ("0-31,64-95").
+	LocalCPUs string `json:"localCPUs,omitempty"`
+	// Link is the device's own PCIe link (nil when sysfs has no link attributes).
+	Link *PCIeLink `json:"link,omitempty"`
+	// Upstream lists the bridge/switch ports from the device's parent up to the root port.
+	Upstream []PCIeHop `json:"upstream,omitempty"`
+	// Capability is the weakest max generation and max width along the path (device and every hop).
+	Capability *LinkCapability `json:"capability,omitempty"`
+	// Degraded is true when a link on the path trained narrower than both its ends support.
+	Degraded bool `json:"degraded"`
+	// NVML is the NVML enrichment, nil when NVML is not available or does not know this device.
+	NVML *NVMLDevice `json:"nvml,omitempty"`
+}
+
+// PCIeHop is one upstream bridge or switch port.
+type PCIeHop struct {
+	PCIAddress string    `json:"pciAddress"`
+	Link       *PCIeLink `json:"link,omitempty"`
+}
+
+// PCIeLink is one PCIe link's state as sysfs reports it (current_link_speed/width, max_link_speed/width).
+type PCIeLink struct {
+	CurrentGen   int     `json:"currentGen,omitempty"`
+	CurrentGTs   float64 `json:"currentGTs,omitempty"`
+	CurrentWidth int     `json:"currentWidth,omitempty"`
+	MaxGen       int     `json:"maxGen,omitempty"`
+	MaxGTs       float64 `json:"maxGTs,omitempty"`
+	MaxWidth     int     `json:"maxWidth,omitempty"`
+}
+
+// LinkCapability is a PCIe generation and width.
+type LinkCapability struct {
+	Gen   int `json:"gen"`
+	Width int `json:"width"`
+}
+
+// NVMLDevice is what NVML reports for one GPU.
+type NVMLDevice struct {
+	Index            int    `json:"index"`
+	UUID             string `json:"uuid,omitempty"`
+	Name             string `json:"name,omitempty"`
+	MaxPCIeGen       int    `json:"maxPCIeGen,omitempty"`
+	MaxPCIeWidth     int    `json:"maxPCIeWidth,omitempty"`
+	CurrentPCIeGen   int    `json:"currentPCIeGen,omitempty"`
+	CurrentPCIeWidth int    `json:"currentPCIeWidth,omitempty"`
+	// C2CMode is true when the GPU reaches host memory over NVLink-C2C (Grace Hopper/Blackwell).
+	C2CMode bool `json:"c2cMode"`
+	// ComputeProcesses is the number of processes with a compute context on the GPU.
+	ComputeProcesses int `json:"computeProcesses"`
+	// MemoryTotalBytes and MemoryFreeBytes are the device memory.
+	MemoryTotalBytes uint64 `json:"memoryTotalBytes,omitempty"`
+	MemoryFreeBytes  uint64 `json:"memoryFreeBytes,omitempty"`
+	// ComputeMode is NVML's compute mode name: default, exclusive-process, prohibited.
+	ComputeMode string `json:"computeMode,omitempty"`
+}
+
+// Limit is a resource limit that may be unlimited.
+type Limit struct {
+	Unlimited bool   `json:"unlimited"`
+	Bytes     uint64 `json:"bytes,omitempty"`
+}
+
+// MemoryFacts are the host facts that decide whether and how much memory can be pinned.
+type MemoryFacts struct {
+	// MemlockSoft and MemlockHard are RLIMIT_MEMLOCK of this process (what containers on this node inherit).
+	MemlockSoft *Limit `json:"memlockSoft,omitempty"`
+	MemlockHard *Limit `json:"memlockHard,omitempty"`
+	// MlockTrial is the result of mlock() on a small buffer.
+	MlockTrial *MlockTrial `json:"mlockTrial,omitempty"`
+	// Cgroup is the memory cgroup of this process.
+	Cgroup *CgroupMemory `json:"cgroup,omitempty"`
+	// MemTotalBytes, MemAvailableBytes, SwapTotalBytes, SwapFreeBytes come from proc/meminfo.
+	MemTotalBytes     uint64 `json:"memTotalBytes,omitempty"`
+	MemAvailableBytes uint64 `json:"memAvailableBytes,omitempty"`
+	SwapTotalBytes    uint64 `json:"swapTotalBytes"`
+	SwapFreeBytes     uint64 `json:"swapFreeBytes"`
+	// HugePages is the default-size huge page pool from proc/meminfo.
+	HugePages *HugePages `json:"hugePages,omitempty"`
+	// TransparentHugePages is the selected mode of sys/kernel/mm/transparent_hugepage/enabled.
+	TransparentHugePages string `json:"transparentHugePages,omitempty"`
+	// IOMMU is true when sys/class/iommu has entries (or sys/kernel/iommu_groups is not empty).
+	IOMMU bool `json:"iommu"`
+	// ShmBytes is the size of /dev/shm (0 when not mounted).
+	ShmBytes uint64 `json:"shmBytes,omitempty"`
+}
+
+// MlockTrial is the outcome of locking a small buffer.
+type MlockTrial struct {
+	Bytes int    `json:"bytes"`
+	OK    bool   `json:"ok"`
+	Errno string `json:"errno,omitempty"`
+}
+
+// CgroupMemory is the memory limit and usage of the process's cgroup.
+type CgroupMemory struct {
+	// Version is 1 or 2.
+	Version int    `json:"version"`
+	Path    string `json:"path,omitempty"`
+	// Limit is memory.max (v2) or memory.limit_in_bytes (v1).
+	Limit      Limit  `json:"limit"`
+	UsageBytes uint64 `json:"usageBytes"`
+}
+
+// HugePages is the default-size huge page pool.
+type HugePages struct {
+	Total     uint64 `json:"total"`
+	Free      uint64 `json:"free"`
+	SizeBytes uint64 `json:"sizeBytes"`
+}
+
+// GPU returns the accelerator with the given PCI address (normalised), or nil.
+func (r *Report) GPU(pciAddress string) *Accelerator {
+	for i := range r.Accelerators {
+		if r.Accelerators[i].PCIAddress == pciAddress {
+			return &r.Accelerators[i]
+		}
+	}
+	return nil
+}
