@@ -1,0 +1,156 @@
+package labeler
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
+)
+
+func TestFromReport(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		report detector.Report
+		want   Labels
+	}{{
+		name: "cuda server, unlimited memlock, degraded link, cc on",
+		report: detector.Report{
+			Platform: detector.PlatformCUDA, HostLink: detector.HostLinkPCIe,
+			PCIe: &detector.LinkCapability{Gen: 5, Width: 16}, LinkDegraded: true, ConfidentialComputing: true,
+			Memory:  detector.MemoryFacts{MemlockSoft: &detector.Limit{Unlimited: true}},
+			Verdict: detector.Verdict{Available: true},
+		},
+		want: Labels{
+			KeyAvailable: "true", KeyPlatform: "cuda", KeyMemlock: "unlimited", KeyHostLink: "pcie",
+			KeyPCIeGen: "5", KeyPCIeWidth: "16", KeyLinkDegraded: "true", KeyCC: "true",
+		},
+	}, {
+		name: "wsl: reason, wsl flag, limited memlock, no PCIe facts",
+		report: detector.Report{
+			Platform: detector.PlatformCUDA, WSL: true, HostLink: detector.HostLinkPCIe,
+			Memory:  detector.MemoryFacts{MemlockSoft: &detector.Limit{Bytes: 8 << 20}},
+			Verdict: detector.Verdict{Reason: detector.ReasonWSL},
+		},
+		want: Labels{
+			KeyAvailable: "false", KeyReason: "wsl", KeyPlatform: "cuda", KeyWSL: "true",
+			KeyMemlock: "limited", KeyHostLink: "pcie",
+		},
+	}, {
+		name: "cpu node with unknown memlock has no memlock label",
+		report: detector.Report{
+			Platform: detector.PlatformCPU,
+			Verdict:  detector.Verdict{Reason: detector.ReasonNoAccelerator},
+		},
+		want: Labels{KeyAvailable: "false", KeyReason: "no-accelerator", KeyPlatform: "cpu"},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got := FromReport(&tc.report)
+			require.Equal(t, tc.want, got)
+			requireValid(t, got)
+		})
+	}
+}
+
+func TestFromBench(t *testing.T) {
+	t.Parallel()
+	fast := bench.GPUResult{State: bench.StateOK, PinnedH2D: 55.9e9, PinnedD2H: 52.2e9, PageableH2D: 20.5e9}
+	slow := bench.GPUResult{State: bench.StateOK, PinnedH2D: 24.7e9, PinnedD2H: 26.1e9, PageableH2D: 9.9e9}
+	tests := []struct {
+		name string
+		in   *bench.Result
+		want Labels
+	}{
+		{name: "not asked for", in: nil, want: Labels{}},
+		{name: "disabled", in: &bench.Result{State: bench.StateDisabled}, want: Labels{KeyBench: "disabled"}},
+		{
+			name: "weakest figure of each kind, rounded down",
+			in:   &bench.Result{State: bench.StateOK, GPUs: []bench.GPUResult{fast, slow}},
+			want: Labels{KeyBench: "ok", KeyH2DGbps: "24", KeyD2HGbps: "26", KeyPageableH2DGbps: "9"},
+		},
+		{
+			name: "a failed GPU adds no figure, a cached one does",
+			in: &bench.Result{State: bench.StateFailed, GPUs: []bench.GPUResult{
+				{State: bench.StateFailed, Reason: "cuMemAlloc_v2: CUDA_ERROR_OUT_OF_MEMORY"},
+				func() bench.GPUResult { g := fast; g.State, g.Cached = bench.StateSkipped, true; return g }(),
+			}},
+			want: Labels{KeyBench: "failed", KeyH2DGbps: "55", KeyD2HGbps: "52", KeyPageableH2DGbps: "20"},
+		},
+		{
+			name: "degraded under load",
+			in: &bench.Result{State: bench.StateOK, GPUs: []bench.GPUResult{
+				func() bench.GPUResult { g := slow; g.Degraded = true; return g }(),
+			}},
+			want: Labels{KeyBench: "ok", KeyH2DGbps: "24", KeyD2HGbps: "26", KeyPageableH2DGbps: "9", KeyLinkDegraded: "true"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got := FromBench(tc.in)
+			require.Equal(t, tc.want, got)
+			requireValid(t, got)
+		})
+	}
+}
+
+func TestBuildDegradedFromEitherSource(t *testing.T) {
+	t.Parallel()
+	r := &detector.Report{Platform: detector.PlatformCUDA, PCIe: &detector.LinkCapability{Gen: 4, Width: 16}}
+	underLoad := &bench.Result{State: bench.StateOK, GPUs: []bench.GPUResult{{State: bench.StateOK, Degraded: true}}}
+	require.Equal(t, "false", Build(r, nil)[KeyLinkDegraded])
+	require.Equal(t, "true", Build(r, underLoad)[KeyLinkDegraded])
+	r.LinkDegraded = true
+	require.Equal(t, "true", Build(r, &bench.Result{State: bench.StateOK})[KeyLinkDegraded])
+}
+
+func TestStabilize(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name            string
+		published, next Labels
+		want            Labels
+	}{
+		{name: "nothing published", published: nil, next: Labels{KeyH2DGbps: "55"}, want: Labels{KeyH2DGbps: "55"}},
+		{name: "within margin keeps published", published: Labels{KeyH2DGbps: "55", KeyD2HGbps: "50"},
+			next: Labels{KeyH2DGbps: "52", KeyD2HGbps: "55"}, want: Labels{KeyH2DGbps: "55", KeyD2HGbps: "50"}},
+		{name: "beyond margin takes new", published: Labels{KeyH2DGbps: "55"},
+			next: Labels{KeyH2DGbps: "24"}, want: Labels{KeyH2DGbps: "24"}},
+		{name: "small values move by whole steps", published: Labels{KeyPageableH2DGbps: "1"},
+			next: Labels{KeyPageableH2DGbps: "2"}, want: Labels{KeyPageableH2DGbps: "2"}},
+		{name: "removed keys stay removed", published: Labels{KeyH2DGbps: "55", KeyBench: "ok"},
+			next: Labels{KeyBench: "failed"}, want: Labels{KeyBench: "failed"}},
+		{name: "other keys are never held back", published: Labels{KeyPCIeGen: "5"},
+			next: Labels{KeyPCIeGen: "4"}, want: Labels{KeyPCIeGen: "4"}},
+		{name: "garbage published value is replaced", published: Labels{KeyH2DGbps: "fast"},
+			next: Labels{KeyH2DGbps: "55"}, want: Labels{KeyH2DGbps: "55"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tc.want, Stabilize(tc.published, tc.next, 0.1))
+		})
+	}
+}
+
+func TestMergeLaterWins(t *testing.T) {
+	t.Parallel()
+	got, err := Merge(Labels{"a": "1", "b": "1"}, Labels{"b": "2"}).Labels()
+	require.NoError(t, err)
+	require.Equal(t, Labels{"a": "1", "b": "2"}, got)
+	require.Equal(t, "a=1\nb=2\n", got.String())
+	require.Equal(t, map[string]string{Prefix + "a": "1", Prefix + "b": "2"}, got.WithPrefix())
+}
+
+func requireValid(t *testing.T, l Labels) {
+	t.Helper()
+	for k, v := range l {
+		require.Empty(t, validation.IsQualifiedName(Prefix+k), "key %q", k)
+		require.Empty(t, validation.IsValidLabelValue(v), "value %q of %q", v, k)
+	}
+}
