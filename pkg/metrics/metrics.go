@@ -1,0 +1,253 @@
+// Package metrics exports what the detector and the DMA check found as Prometheus metrics in base units
+// (bytes, bytes per second, seconds), on one registry of the daemon's own. GPU series carry the labels DCGM
+// exporter users know (gpu, uuid, pci_bus_id, model). It only reads Reports and bench Results; it never probes.
+package metrics
+
+import (
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
+)
+
+// BuildInfo identifies the binary.
+type BuildInfo struct {
+	Version, Revision, GoVersion string
+}
+
+var gpuLabels = []string{"gpu", "uuid", "pci_bus_id", "model"}
+
+var (
+	descAvailable = prometheus.NewDesc("pinmemory_available",
+		"1 when an inference engine on this node can use pinned host memory, else 0.", nil, nil)
+	descInfo = prometheus.NewDesc("pinmemory_info",
+		"Always 1; the labels say the node's accelerator platform, host link and (when unavailable) the reason.",
+		[]string{"platform", "host_link", "reason"}, nil)
+	descMemlock = prometheus.NewDesc("pinmemory_memlock_limit_bytes",
+		"RLIMIT_MEMLOCK of the daemon (what containers on this node inherit); +Inf when unlimited.",
+		[]string{"kind"}, nil)
+	descDegraded = prometheus.NewDesc("pinmemory_link_degraded",
+		"1 when some accelerator's PCIe link trained below what both its ends support (or ran slow under load).",
+		nil, nil)
+	descBandwidth = prometheus.NewDesc("pinmemory_dma_bandwidth_bytes_per_second",
+		"Measured host-device copy bandwidth (median of samples).",
+		append(append([]string{}, gpuLabels...), "direction", "memory"), nil)
+	descEfficiency = prometheus.NewDesc("pinmemory_dma_link_efficiency_ratio",
+		"Measured pinned host-to-device bandwidth divided by the theoretical rate of the weakest PCIe hop.",
+		gpuLabels, nil)
+	descGen = prometheus.NewDesc("pinmemory_pcie_link_generation",
+		"PCIe generation of the accelerator's link: current (as sysfs reports it, low when idle) or max capability of the path.",
+		append(append([]string{}, gpuLabels...), "state"), nil)
+	descWidth = prometheus.NewDesc("pinmemory_pcie_link_width",
+		"PCIe lane count of the accelerator's link: current or max capability of the path.",
+		append(append([]string{}, gpuLabels...), "state"), nil)
+	descBenchDuration = prometheus.NewDesc("pinmemory_bench_duration_seconds",
+		"Wall time of the last DMA check run.", nil, nil)
+	descBenchSuccess = prometheus.NewDesc("pinmemory_bench_last_success_timestamp_seconds",
+		"Unix time of the newest successful DMA measurement.", nil, nil)
+	descBenchState = prometheus.NewDesc("pinmemory_bench_state",
+		"1 for the state of the last DMA check (ok, skipped, failed, disabled), 0 for the others.",
+		[]string{"state"}, nil)
+)
+
+var posInf = math.Inf(1)
+
+// Metrics holds the daemon's collectors and its registry.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	benchRuns     *prometheus.CounterVec
+	probeErrors   *prometheus.CounterVec
+	publishErrors *prometheus.CounterVec
+
+	mu     sync.Mutex
+	report *detector.Report
+	bench  *bench.Result
+}
+
+// New builds the collectors on a fresh registry (with the Go and process collectors).
+func New(info BuildInfo) *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		benchRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pinmemory_bench_runs_total", Help: "DMA checks run, by result.",
+		}, []string{"result"}),
+		probeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pinmemory_probe_errors_total", Help: "Facts that could not be read, by probe.",
+		}, []string{"probe"}),
+		publishErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pinmemory_publish_errors_total", Help: "Failed label publications, by output.",
+		}, []string{"output"}),
+	}
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pin_feature_daemon_build_info", Help: "Always 1; labels identify the build.",
+		ConstLabels: prometheus.Labels{"version": info.Version, "revision": info.Revision, "goversion": info.GoVersion},
+	})
+	buildInfo.Set(1)
+	m.Registry.MustRegister(m.benchRuns, m.probeErrors, m.publishErrors, buildInfo, (*snapshot)(m),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, s := range []bench.State{bench.StateOK, bench.StateSkipped, bench.StateFailed, bench.StateDisabled} {
+		m.benchRuns.WithLabelValues(string(s))
+	}
+	return m
+}
+
+// ObserveReport records a probe: the facts it found and one error count per failed fact.
+func (m *Metrics) ObserveReport(r *detector.Report) {
+	for _, e := range r.Errors {
+		m.probeErrors.WithLabelValues(probeName(e.Fact)).Inc()
+	}
+	m.mu.Lock()
+	m.report = r
+	m.mu.Unlock()
+}
+
+// ObserveBench records a DMA check result. ran says whether a check was run (not only read from state).
+func (m *Metrics) ObserveBench(b *bench.Result, ran bool) {
+	if b == nil {
+		return
+	}
+	if ran {
+		m.benchRuns.WithLabelValues(string(b.State)).Inc()
+	}
+	m.mu.Lock()
+	m.bench = b
+	m.mu.Unlock()
+}
+
+// PublishFailed counts a failed publication on output.
+func (m *Metrics) PublishFailed(output string) { m.publishErrors.WithLabelValues(output).Inc() }
+
+// InitPublish makes the publish error series of output exist at zero.
+func (m *Metrics) InitPublish(output string) { m.publishErrors.WithLabelValues(output) }
+
+// probeName bounds the probe label's cardinality: the first path element of the fact ("pci/0000:..." -> "pci").
+func probeName(fact string) string {
+	if i := strings.IndexByte(fact, '/'); i > 0 {
+		return fact[:i]
+	}
+	if fact == "" {
+		return "unknown"
+	}
+	return fact
+}
+
+// snapshot emits the gauges from the newest Report and Result each scrape, so GPUs that vanish leave no
+// stale series behind.
+type snapshot Metrics
+
+func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descAvailable, descInfo, descMemlock, descDegraded, descBandwidth,
+		descEfficiency, descGen, descWidth, descBenchDuration, descBenchSuccess, descBenchState} {
+		ch <- d
+	}
+}
+
+func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
+	s.mu.Lock()
+	r, b := s.report, s.bench
+	s.mu.Unlock()
+	if r != nil {
+		collectReport(ch, r)
+	}
+	if b != nil {
+		collectBench(ch, b)
+	}
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func collectReport(ch chan<- prometheus.Metric, r *detector.Report) {
+	gauge(ch, descAvailable, boolValue(r.Verdict.Available))
+	gauge(ch, descInfo, 1, string(r.Platform), r.HostLink, r.Verdict.Reason)
+	for kind, l := range map[string]*detector.Limit{"soft": r.Memory.MemlockSoft, "hard": r.Memory.MemlockHard} {
+		if l == nil {
+			continue
+		}
+		v := float64(l.Bytes)
+		if l.Unlimited {
+			v = posInf
+		}
+		gauge(ch, descMemlock, v, kind)
+	}
+	if r.PCIe != nil {
+		gauge(ch, descDegraded, boolValue(r.LinkDegraded))
+	}
+	for i := range r.Accelerators {
+		a := &r.Accelerators[i]
+		ids := accelLabels(a)
+		if a.Link != nil {
+			if a.Link.CurrentGen > 0 {
+				gauge(ch, descGen, float64(a.Link.CurrentGen), append(ids, "current")...)
+			}
+			if a.Link.CurrentWidth > 0 {
+				gauge(ch, descWidth, float64(a.Link.CurrentWidth), append(ids, "current")...)
+			}
+		}
+		if a.Capability != nil {
+			gauge(ch, descGen, float64(a.Capability.Gen), append(ids, "max")...)
+			gauge(ch, descWidth, float64(a.Capability.Width), append(ids, "max")...)
+		}
+	}
+}
+
+func accelLabels(a *detector.Accelerator) []string {
+	uuid := ""
+	if a.NVML != nil {
+		uuid = a.NVML.UUID
+	}
+	return []string{strconv.Itoa(a.Index), uuid, a.PCIAddress, a.Model}
+}
+
+func collectBench(ch chan<- prometheus.Metric, b *bench.Result) {
+	for _, st := range []bench.State{bench.StateOK, bench.StateSkipped, bench.StateFailed, bench.StateDisabled} {
+		gauge(ch, descBenchState, boolValue(b.State == st), string(st))
+	}
+	if b.Duration > 0 {
+		gauge(ch, descBenchDuration, b.Duration.Seconds())
+	}
+	var newest time.Time
+	for i := range b.GPUs {
+		g := &b.GPUs[i]
+		if !g.Measured() {
+			continue
+		}
+		if g.MeasuredAt.After(newest) {
+			newest = g.MeasuredAt
+		}
+		ids := []string{strconv.Itoa(g.Index), g.UUID, g.PCIAddress, g.Model}
+		for _, f := range []struct {
+			dir, mem string
+			v        float64
+		}{
+			{"h2d", "pinned", g.PinnedH2D}, {"d2h", "pinned", g.PinnedD2H},
+			{"h2d", "pageable", g.PageableH2D}, {"d2h", "pageable", g.PageableD2H},
+		} {
+			if f.v > 0 {
+				gauge(ch, descBandwidth, f.v, append(ids, f.dir, f.mem)...)
+			}
+		}
+		if g.Efficiency > 0 {
+			gauge(ch, descEfficiency, g.Efficiency, ids...)
+		}
+	}
+	if !newest.IsZero() {
+		gauge(ch, descBenchSuccess, float64(newest.UnixNano())/1e9)
+	}
+}
