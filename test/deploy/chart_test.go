@@ -1,0 +1,422 @@
+package deploy
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+func TestHelmLintStrict(t *testing.T) {
+	t.Parallel()
+	for _, vs := range valueSets {
+		t.Run(vs.name, func(t *testing.T) {
+			t.Parallel()
+			abs, err := filepath.Abs(vs.file())
+			require.NoError(t, err)
+			out, err := runHelm(t, "lint", "--strict", chartDir, "--namespace", namespace, "--values", abs)
+			require.NoError(t, err, "helm lint --strict:\n%s", out)
+			require.Contains(t, out, "1 chart(s) linted, 0 chart(s) failed")
+			// --strict turns warnings into failures; make sure none slipped through as text either.
+			require.NotContains(t, out, "[WARNING]", "helm lint reports:\n%s", out)
+			require.NotContains(t, out, "[ERROR]", "helm lint reports:\n%s", out)
+		})
+	}
+}
+
+// TestGolden compares `helm template` of each value set with testdata/golden/<name>.yaml; -update rewrites them.
+func TestGolden(t *testing.T) {
+	t.Parallel()
+	for _, vs := range valueSets {
+		t.Run(vs.name, func(t *testing.T) {
+			t.Parallel()
+			got := mustRender(t, vs.file())
+			golden := filepath.Join("testdata", "golden", vs.name+".yaml")
+			if *update {
+				require.NoError(t, os.WriteFile(golden, []byte(got), 0o644))
+			}
+			want, err := os.ReadFile(golden)
+			require.NoError(t, err, "read %s (run go test ./test/deploy -run TestGolden -update)", golden)
+			require.Equal(t, string(want), got, "helm template output differs from %s; if the change is intended, "+
+				"run go test ./test/deploy -run TestGolden -update and review the diff", golden)
+		})
+	}
+}
+
+// TestRenderFailsOnContradictions checks that values which contradict each other, or break the schema, stop
+// the render with a message that says what to fix.
+func TestRenderFailsOnContradictions(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		set     []string
+		wantErr string
+	}{
+		{
+			name:    "file output without features dir",
+			set:     []string{"output=file", "featuresDir="},
+			wantErr: "output: file needs featuresDir",
+		},
+		{
+			name:    "relative features dir",
+			set:     []string{"output=file", "featuresDir=features.d"},
+			wantErr: `featuresDir must be an absolute host path, not "features.d"`,
+		},
+		{
+			name:    "relative state dir",
+			set:     []string{"stateDir=state"},
+			wantErr: `stateDir must be an absolute host path or empty, not "state"`,
+		},
+		{
+			name:    "service monitor without service",
+			set:     []string{"metrics.serviceMonitor.enabled=true", "metrics.service.enabled=false"},
+			wantErr: "metrics.serviceMonitor.enabled needs metrics.service.enabled",
+		},
+		{
+			name:    "node feature rule without NFD labels",
+			set:     []string{"output=node", "nodeFeatureRule.enabled=true"},
+			wantErr: "nodeFeatureRule.enabled needs NFD labels (output: nodefeature or file), not output: node",
+		},
+		{
+			name:    "node feature rule with stdout",
+			set:     []string{"output=stdout", "nodeFeatureRule.enabled=true"},
+			wantErr: "not output: stdout",
+		},
+		{
+			name:    "admission policy without the RBAC it guards",
+			set:     []string{"output=node", "rbac.create=false"},
+			wantErr: "admissionPolicy.enabled with output: node needs rbac.create",
+		},
+		{
+			name:    "deny and warn",
+			set:     []string{"output=node", "admissionPolicy.validationActions={Deny,Warn}"},
+			wantErr: "cannot hold both Deny and Warn",
+		},
+		{
+			name:    "bench force without bench",
+			set:     []string{"bench.enabled=false", "bench.force=true"},
+			wantErr: "bench.force has no effect with bench.enabled: false",
+		},
+		{
+			name:    "non-root with the state dir",
+			set:     []string{"podSecurityContext.runAsUser=65532"},
+			wantErr: "a non-root podSecurityContext.runAsUser cannot write the root-owned hostPath directories",
+		},
+		{
+			name:    "non-root container with file output",
+			set:     []string{"securityContext.runAsUser=1000", "stateDir=", "output=file"},
+			wantErr: "cannot write the root-owned hostPath directories",
+		},
+		{
+			name:    "external service account without a name",
+			set:     []string{"serviceAccount.create=false"},
+			wantErr: "serviceAccount.name is required when serviceAccount.create is false",
+		},
+		{
+			name:    "unknown output",
+			set:     []string{"output=configmap"},
+			wantErr: "at '/output': value must be one of 'nodefeature', 'file', 'node', 'stdout'",
+		},
+		{
+			name:    "interval that is not a duration",
+			set:     []string{"interval=one hour"},
+			wantErr: "at '/interval': 'one hour' does not match pattern",
+		},
+		{
+			name:    "bench size that is not a quantity",
+			set:     []string{"bench.size=lots"},
+			wantErr: "at '/bench/size': 'lots' does not match pattern",
+		},
+		{
+			name:    "jitter of one",
+			set:     []string{"intervalJitter=1"},
+			wantErr: "at '/intervalJitter': exclusiveMaximum",
+		},
+		{
+			name:    "misspelt value",
+			set:     []string{"metrics.servicemonitor.enabled=true"},
+			wantErr: "at '/metrics': additional properties 'servicemonitor' not allowed",
+		},
+		{
+			name:    "unknown pin platform",
+			set:     []string{"pinPlatforms={cuda,opencl}"},
+			wantErr: "at '/pinPlatforms/1': value must be one of",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			out, err := render(t, "", tc.set...)
+			require.Error(t, err, "helm template %v rendered:\n%s", tc.set, out)
+			require.Contains(t, err.Error(), tc.wantErr)
+		})
+	}
+}
+
+// TestRenderAccepts checks settings that must render: the non-root setup the values document, and stdout.
+func TestRenderAccepts(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		set   []string
+		check func(t *testing.T, objs []*unstructured.Unstructured)
+	}{
+		{
+			name: "non-root without host directories",
+			set:  []string{"podSecurityContext.runAsUser=65532", "podSecurityContext.runAsNonRoot=true", "stateDir="},
+			check: func(t *testing.T, objs []*unstructured.Unstructured) {
+				ds := findObject(t, objs, "DaemonSet")
+				require.Contains(t, containerArgs(t, ds), "--state-dir=")
+				require.NotContains(t, volumeNames(t, ds), "state")
+			},
+		},
+		{
+			name: "stdout needs no API access",
+			set:  []string{"output=stdout"},
+			check: func(t *testing.T, objs []*unstructured.Unstructured) {
+				ds := findObject(t, objs, "DaemonSet")
+				automount, found, err := unstructured.NestedBool(ds.Object, "spec", "template", "spec", "automountServiceAccountToken")
+				require.NoError(t, err)
+				require.True(t, found)
+				require.False(t, automount)
+				k := kinds(objs)
+				require.Zero(t, k["Role"]+k["RoleBinding"]+k["ClusterRole"]+k["ClusterRoleBinding"], "RBAC objects for stdout")
+				require.NotContains(t, strings.Join(containerArgs(t, ds), " "), "--kube-api")
+			},
+		},
+		{
+			name: "digest wins over tag",
+			set:  []string{"image.tag=v9", "image.digest=sha256:" + strings.Repeat("ab", 32)},
+			check: func(t *testing.T, objs []*unstructured.Unstructured) {
+				c := daemonContainer(t, findObject(t, objs, "DaemonSet"))
+				require.Equal(t, "ghcr.io/pinmemory/pin-feature-daemon@sha256:"+strings.Repeat("ab", 32), c["image"])
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.check(t, decodeObjects(t, mustRender(t, "", tc.set...)))
+		})
+	}
+}
+
+// TestRenderedObjects checks what each value set must and must not produce, so that a golden update cannot
+// quietly accept a broken chart.
+func TestRenderedObjects(t *testing.T) {
+	t.Parallel()
+	for _, vs := range valueSets {
+		t.Run(vs.name, func(t *testing.T) {
+			t.Parallel()
+			objs := decodeObjects(t, mustRender(t, vs.file()))
+			k := kinds(objs)
+			ds := findObject(t, objs, "DaemonSet")
+			pod := nested[map[string]any](t, ds.Object, "spec", "template", "spec")
+			c := daemonContainer(t, ds)
+			args := containerArgs(t, ds)
+
+			require.Equal(t, "run", args[0])
+			require.Contains(t, args, "--output="+vs.output)
+			require.Contains(t, args, "--host-root=/host")
+			require.Contains(t, args, "--metrics-address=:9471")
+
+			// Downward API environment and the NVIDIA runtime's variables, without a GPU request.
+			env := map[string]map[string]any{}
+			for _, e := range c["env"].([]any) {
+				e := e.(map[string]any)
+				env[e["name"].(string)] = e
+			}
+			for name, path := range map[string]string{
+				"NODE_NAME": "spec.nodeName", "POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace",
+			} {
+				require.Equal(t, path, nested[string](t, env[name], "valueFrom", "fieldRef", "fieldPath"), name)
+			}
+			require.Equal(t, "all", env["NVIDIA_VISIBLE_DEVICES"]["value"])
+			require.Equal(t, "compute,utility", env["NVIDIA_DRIVER_CAPABILITIES"]["value"])
+			require.NotContains(t, toString(c["resources"]), "nvidia.com/gpu")
+
+			// Not privileged, read-only, no capabilities, seccomp, and probes on the metrics port.
+			sc := c["securityContext"].(map[string]any)
+			require.Equal(t, false, sc["privileged"])
+			require.Equal(t, false, sc["allowPrivilegeEscalation"])
+			require.Equal(t, true, sc["readOnlyRootFilesystem"])
+			require.Equal(t, []any{"ALL"}, nested[[]any](t, sc, "capabilities", "drop"))
+			require.NotContains(t, sc, "add")
+			require.Equal(t, "RuntimeDefault", nested[string](t, sc, "seccompProfile", "type"))
+			require.Equal(t, "/healthz", nested[string](t, c, "livenessProbe", "httpGet", "path"))
+			require.Equal(t, "/readyz", nested[string](t, c, "readinessProbe", "httpGet", "path"))
+			require.Equal(t, "metrics", nested[string](t, c, "readinessProbe", "httpGet", "port"))
+			require.Equal(t, "system-node-critical", pod["priorityClassName"])
+			for _, hostNS := range []string{"hostPID", "hostNetwork", "hostIPC"} {
+				require.NotContains(t, pod, hostNS)
+			}
+
+			// Host /sys, /dev and /proc read-only under /host; features.d only for the file output.
+			mounts := map[string]map[string]any{}
+			for _, m := range c["volumeMounts"].([]any) {
+				m := m.(map[string]any)
+				mounts[m["mountPath"].(string)] = m
+			}
+			for _, p := range []string{"/host/sys", "/host/dev", "/host/proc"} {
+				require.Contains(t, mounts, p)
+				require.Equal(t, true, mounts[p]["readOnly"], p)
+			}
+			require.Contains(t, mounts, "/var/lib/pin-feature-daemon")
+			featuresDir := "/etc/kubernetes/node-feature-discovery/features.d"
+			if vs.output == "file" {
+				require.Contains(t, mounts, featuresDir)
+				require.Contains(t, args, "--features-dir="+featuresDir)
+			} else {
+				require.NotContains(t, mounts, featuresDir)
+				require.NotContains(t, volumeNames(t, ds), "features-d")
+			}
+
+			// Tolerations of the accelerator taints.
+			var taints []string
+			for _, tol := range pod["tolerations"].([]any) {
+				tol := tol.(map[string]any)
+				require.Equal(t, "Exists", tol["operator"])
+				taints = append(taints, tol["key"].(string))
+			}
+			require.Subset(t, taints, []string{"nvidia.com/gpu", "amd.com/gpu", "habana.ai/gaudi", "aws.amazon.com/neuron", "google.com/tpu"})
+
+			// Least-privilege RBAC: NodeFeatures only for nodefeature, Nodes only for node.
+			rules := map[string][]string{} // "<group>/<resource>" -> verbs, over every Role and ClusterRole
+			for _, o := range objs {
+				if o.GetKind() != "Role" && o.GetKind() != "ClusterRole" {
+					continue
+				}
+				for _, r := range o.Object["rules"].([]any) {
+					r := r.(map[string]any)
+					for _, g := range r["apiGroups"].([]any) {
+						for _, res := range r["resources"].([]any) {
+							key := o.GetKind() + ":" + g.(string) + "/" + res.(string)
+							for _, v := range r["verbs"].([]any) {
+								rules[key] = append(rules[key], v.(string))
+							}
+						}
+					}
+				}
+			}
+			for key, verbs := range rules {
+				require.NotContains(t, verbs, "*", key)
+				require.NotContains(t, verbs, "delete", key)
+				require.NotContains(t, key, "secrets")
+			}
+			if vs.output == "nodefeature" {
+				require.ElementsMatch(t, []string{"get", "create", "update"}, rules["Role:nfd.k8s-sigs.io/nodefeatures"])
+				require.Equal(t, []string{"get"}, rules["Role:/pods"])
+			} else {
+				require.NotContains(t, rules, "Role:nfd.k8s-sigs.io/nodefeatures")
+			}
+			if vs.output == "node" {
+				require.Equal(t, []string{"get", "patch"}, rules["ClusterRole:/nodes"])
+				require.Equal(t, 1, k["ValidatingAdmissionPolicy"])
+				require.Equal(t, 1, k["ValidatingAdmissionPolicyBinding"])
+			} else {
+				require.NotContains(t, rules, "ClusterRole:/nodes")
+				require.Zero(t, k["ClusterRole"]+k["ClusterRoleBinding"], "cluster-wide RBAC without output: node")
+				require.Zero(t, k["ValidatingAdmissionPolicy"]+k["ValidatingAdmissionPolicyBinding"])
+			}
+
+			// Optional objects: off by default, on in "all".
+			on := 0
+			if vs.name == "all" {
+				on = 1
+			}
+			require.Equal(t, on, k["ServiceMonitor"])
+			require.Equal(t, on, k["NodeFeatureRule"])
+			require.Equal(t, on, k["ConfigMap"])
+			require.Equal(t, 1, k["Service"])
+			require.Equal(t, 1, k["ServiceAccount"])
+		})
+	}
+}
+
+// TestDashboardConfigMap checks that the chart ships the dashboard byte for byte, labelled for the sidecar.
+func TestDashboardConfigMap(t *testing.T) {
+	t.Parallel()
+	objs := decodeObjects(t, mustRender(t, "", "dashboard.enabled=true"))
+	cm := findObject(t, objs, "ConfigMap")
+	require.Equal(t, "1", cm.GetLabels()["grafana_dashboard"])
+	want, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "grafana", "pin-feature-daemon.json"))
+	require.NoError(t, err)
+	got := nested[string](t, cm.Object, "data", "pin-feature-daemon.json")
+	require.Equal(t, strings.TrimSuffix(string(want), "\n"), got,
+		"the chart's dashboards/pin-feature-daemon.json differs from deploy/grafana/pin-feature-daemon.json: run make manifests")
+}
+
+// TestNodeFeatureRule checks the example rule's expressions against the label schema: IsTrue on the
+// availability label and Gt on the bandwidth label.
+func TestNodeFeatureRule(t *testing.T) {
+	t.Parallel()
+	objs := decodeObjects(t, mustRender(t, "", "nodeFeatureRule.enabled=true", "nodeFeatureRule.minH2DGbps=35"))
+	rule := findObject(t, objs, "NodeFeatureRule")
+	rules := nested[[]any](t, rule.Object, "spec", "rules")
+	require.Len(t, rules, 1)
+	r := rules[0].(map[string]any)
+	require.Equal(t, map[string]any{"pinmemory.inference-ready": "true"}, r["labels"])
+	mf := r["matchFeatures"].([]any)[0].(map[string]any)
+	require.Equal(t, "local.label", mf["feature"])
+	exprs := mf["matchExpressions"].(map[string]any)
+	require.Equal(t, map[string]any{"op": "IsTrue"}, exprs["pinmemory.available"])
+	require.Equal(t, map[string]any{"op": "Gt", "value": []any{"35"}}, exprs["pinmemory.h2d-gbps"])
+}
+
+func daemonContainer(t testing.TB, ds *unstructured.Unstructured) map[string]any {
+	t.Helper()
+	containers := nested[[]any](t, ds.Object, "spec", "template", "spec", "containers")
+	require.Len(t, containers, 1)
+	c := containers[0].(map[string]any)
+	require.Equal(t, "daemon", c["name"])
+	return c
+}
+
+func containerArgs(t testing.TB, ds *unstructured.Unstructured) []string {
+	t.Helper()
+	var args []string
+	for _, a := range daemonContainer(t, ds)["args"].([]any) {
+		args = append(args, a.(string))
+	}
+	return args
+}
+
+func volumeNames(t testing.TB, ds *unstructured.Unstructured) []string {
+	t.Helper()
+	var names []string
+	for _, v := range nested[[]any](t, ds.Object, "spec", "template", "spec", "volumes") {
+		names = append(names, v.(map[string]any)["name"].(string))
+	}
+	return names
+}
+
+// nested returns the value at path, failing when it is missing or of another type.
+func nested[T any](t testing.TB, obj map[string]any, path ...string) T {
+	t.Helper()
+	var cur any = obj
+	for i, p := range path {
+		m, ok := cur.(map[string]any)
+		require.True(t, ok, "%s is not a map", strings.Join(path[:i], "."))
+		cur, ok = m[p]
+		require.True(t, ok, "%s is missing", strings.Join(path[:i+1], "."))
+	}
+	v, ok := cur.(T)
+	require.True(t, ok, "%s is %T", strings.Join(path, "."), cur)
+	return v
+}
+
+func toString(v any) string {
+	if v == nil {
+		return ""
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}

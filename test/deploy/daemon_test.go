@@ -1,0 +1,334 @@
+package deploy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestMain owns the directory the daemon binary and the fake CUDA driver are built into, once per run.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pfd-deploy-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "create build dir:", err)
+		os.Exit(1)
+	}
+	buildDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var (
+	buildDir string
+
+	daemonOnce sync.Once
+	daemonPath string
+	daemonErr  error
+
+	fakeCUDAOnce sync.Once
+	fakeCUDAPath string
+	fakeCUDAErr  error
+)
+
+// daemonBinary builds ./cmd/pin-feature-daemon (with cgo, as `make build` does) once per test run.
+func daemonBinary(t testing.TB) string {
+	t.Helper()
+	daemonOnce.Do(func() {
+		out := filepath.Join(buildDir, "pin-feature-daemon")
+		cmd := exec.Command("go", "build", "-o", out, "./cmd/pin-feature-daemon")
+		cmd.Dir = repoRoot(t)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1", "CGO_CFLAGS=-Wno-deprecated-declarations")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			daemonErr = fmt.Errorf("go build ./cmd/pin-feature-daemon: %w\n%s", err, b)
+			return
+		}
+		daemonPath = out
+	})
+	require.NoError(t, daemonErr)
+	return daemonPath
+}
+
+// fakeCUDA builds pkg/bench's fake libcuda.so.1 (the CUDA driver API emulated in C, at given bandwidths) so
+// that the daemon's real DMA check runs and exports its bandwidth metrics.
+func fakeCUDA(t testing.TB) string {
+	t.Helper()
+	fakeCUDAOnce.Do(func() {
+		dir := filepath.Join(buildDir, "fakecuda")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			fakeCUDAErr = err
+			return
+		}
+		out := filepath.Join(dir, "libcuda.so.1")
+		cc := os.Getenv("CC")
+		if cc == "" {
+			cc = "cc"
+		}
+		src := filepath.Join(repoRoot(t), "pkg", "bench", "testdata", "fakecuda", "fakecuda.c")
+		cmd := exec.Command(cc, "-shared", "-fPIC", "-O2", "-o", out, src, "-lpthread")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			fakeCUDAErr = fmt.Errorf("build fake libcuda from %s: %w\n%s", src, err, b)
+			return
+		}
+		fakeCUDAPath = out
+	})
+	require.NoError(t, fakeCUDAErr)
+	return fakeCUDAPath
+}
+
+// gpuFixture is a node fixture (testdata/<name> in the --host-root layout) with NVIDIA GPUs.
+type gpuFixture struct {
+	root     string
+	pciAddrs []string
+}
+
+// findGPUFixture picks the first fixture node under <repo>/testdata whose sysfs holds NVIDIA display or 3D
+// controllers (vendor 0x10de, class 0x03xxxx).
+func findGPUFixture(t testing.TB) gpuFixture {
+	t.Helper()
+	base := filepath.Join(repoRoot(t), "testdata")
+	entries, err := os.ReadDir(base)
+	require.NoError(t, err, "read the node fixtures")
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		root := filepath.Join(base, e.Name())
+		devs, err := os.ReadDir(filepath.Join(root, "sys", "bus", "pci", "devices"))
+		if err != nil {
+			continue
+		}
+		var addrs []string
+		for _, d := range devs {
+			dir := filepath.Join(root, "sys", "bus", "pci", "devices", d.Name())
+			vendor, _ := os.ReadFile(filepath.Join(dir, "vendor"))
+			class, _ := os.ReadFile(filepath.Join(dir, "class"))
+			if strings.TrimSpace(string(vendor)) == "0x10de" && strings.HasPrefix(strings.TrimSpace(string(class)), "0x03") {
+				addrs = append(addrs, d.Name())
+			}
+		}
+		if len(addrs) > 0 {
+			slices.Sort(addrs)
+			return gpuFixture{root: root, pciAddrs: addrs}
+		}
+	}
+	t.Fatalf("no fixture node with NVIDIA GPUs under %s", base)
+	return gpuFixture{}
+}
+
+// freeAddress returns a loopback address with a port that was free a moment ago.
+func freeAddress(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}
+
+// runningDaemon is `pin-feature-daemon run` started by a test.
+type runningDaemon struct {
+	addr   string
+	stderr *lockedBuffer
+}
+
+// startDaemon runs the daemon with args (plus --metrics-address on a free port) until the test ends, and
+// waits for /readyz.
+func startDaemon(t *testing.T, env []string, args ...string) *runningDaemon {
+	t.Helper()
+	d := &runningDaemon{addr: freeAddress(t), stderr: &lockedBuffer{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, daemonBinary(t), append(args, "--metrics-address="+d.addr)...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout = io.Discard
+	cmd.Stderr = d.stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 10 * time.Second
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cancel()
+		<-exited
+		if t.Failed() {
+			t.Logf("daemon stderr:\n%s", d.stderr.String())
+		}
+	})
+
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("daemon exited before it was ready: %v\n%s", err, d.stderr.String())
+		default:
+		}
+		if code, _, err := d.get("/readyz"); err == nil && code == http.StatusOK {
+			return d
+		}
+		require.True(t, time.Now().Before(deadline), "daemon not ready after 90s:\n%s", d.stderr.String())
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (d *runningDaemon) get(path string) (int, string, error) {
+	resp, err := http.Get("http://" + d.addr + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// exportedMetrics returns the metric names of a Prometheus text exposition: every sample's name, and for
+// histogram and summary families their _bucket, _sum and _count series.
+func exportedMetrics(t testing.TB, body string) map[string]bool {
+	t.Helper()
+	names := map[string]bool{}
+	sample := regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{| )`)
+	sc := bufio.NewScanner(strings.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if f := strings.Fields(line); len(f) == 4 && f[0] == "#" && f[1] == "TYPE" {
+			names[f[2]] = true
+			if f[3] == "histogram" || f[3] == "summary" {
+				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+					names[f[2]+suffix] = true
+				}
+			}
+			continue
+		}
+		if m := sample.FindStringSubmatch(line); m != nil {
+			names[m[1]] = true
+		}
+	}
+	require.NoError(t, sc.Err())
+	return names
+}
+
+// TestDashboardMetricsExported runs the real daemon on a GPU fixture node with the chart's default arguments
+// (the host-specific ones overridden), its real DMA check running against the fake CUDA driver, and fails when
+// a dashboard query names a metric the /metrics endpoint does not export.
+func TestDashboardMetricsExported(t *testing.T) {
+	t.Parallel()
+	fx := findGPUFixture(t)
+	queries := dashboardQueries(t, filepath.Join(repoRoot(t), "deploy", "grafana", "pin-feature-daemon.json"))
+	require.NotEmpty(t, queries)
+	used := map[string][]string{} // metric -> where
+	for _, q := range queries {
+		names, err := metricNames(q.expr)
+		require.NoError(t, err, q.where)
+		if !strings.HasPrefix(q.expr, "label_values(") || strings.Contains(q.expr, ",") {
+			require.NotEmpty(t, names, "%s: %q selects no metric", q.where, q.expr)
+		}
+		for _, n := range names {
+			used[n] = append(used[n], q.where)
+		}
+	}
+
+	ds := findObject(t, decodeObjects(t, mustRender(t, valueSets[0].file())), "DaemonSet")
+	args := append(containerArgs(t, ds),
+		"--output=stdout", "--host-root="+fx.root, "--state-dir="+t.TempDir(), "--nvml-library=none",
+		"--cuda-library="+fakeCUDA(t), "--bench-size=1Mi", "--bench=true")
+	env := []string{
+		fmt.Sprintf("FAKECUDA_DEVICES=%d", len(fx.pciAddrs)),
+		"FAKECUDA_PCI_BUS_IDS=" + strings.Join(fx.pciAddrs, ","),
+		"FAKECUDA_H2D_GBPS=50", "FAKECUDA_D2H_GBPS=48",
+		"FAKECUDA_PAGEABLE_H2D_GBPS=20", "FAKECUDA_PAGEABLE_D2H_GBPS=18",
+		"FAKECUDA_COPY_BYTES_MAX=65536",
+	}
+	d := startDaemon(t, env, args...)
+
+	// The DMA check may finish after the first readiness: scrape until every used metric is there.
+	var exported map[string]bool
+	var missing []string
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, body, err := d.get("/metrics")
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code)
+		exported = exportedMetrics(t, body)
+		missing = missing[:0]
+		for n := range used {
+			if !exported[n] {
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	slices.Sort(missing)
+	for _, n := range missing {
+		t.Errorf("the dashboard queries %s (in %s), which the daemon does not export", n, strings.Join(used[n], "; "))
+	}
+	// The scrape really is the daemon's, with the Go and process collectors.
+	require.True(t, exported["pin_feature_daemon_build_info"], "no build info in the scrape")
+	require.True(t, exported["go_goroutines"], "no Go collector in the scrape")
+}
+
+// TestChartArgsAreDaemonFlags checks every flag the chart passes, in every value set, against the real
+// binary's `run --help`.
+func TestChartArgsAreDaemonFlags(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(daemonBinary(t), "run", "--help")
+	help, err := cmd.CombinedOutput()
+	require.NoError(t, err, "run --help: %s", help)
+	flagName := regexp.MustCompile(`(?m)^\s+(?:-(\w), )?--([\w.-]+)`)
+	known := map[string]bool{}
+	for _, m := range flagName.FindAllStringSubmatch(string(help), -1) {
+		known["--"+m[2]] = true
+		if m[1] != "" {
+			known["-"+m[1]] = true
+		}
+	}
+	require.True(t, known["--output"] && known["--host-root"], "could not read the flags from:\n%s", help)
+	for _, vs := range valueSets {
+		t.Run(vs.name, func(t *testing.T) {
+			t.Parallel()
+			ds := findObject(t, decodeObjects(t, mustRender(t, vs.file())), "DaemonSet")
+			args := containerArgs(t, ds)
+			require.Equal(t, "run", args[0])
+			for _, a := range args[1:] {
+				name, _, ok := strings.Cut(a, "=")
+				require.True(t, ok, "chart argument %q has no =value (a boolean flag's value must be explicit)", a)
+				require.True(t, known[name], "chart passes %s, which `pin-feature-daemon run` does not know", name)
+			}
+		})
+	}
+}
+
+// lockedBuffer is an io.Writer safe for the exec package's copying goroutine and the test reading it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

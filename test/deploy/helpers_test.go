@@ -1,0 +1,166 @@
+package deploy
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden from the current chart")
+
+const (
+	releaseName = "pin-feature-daemon"
+	namespace   = "pin-feature-daemon"
+	chartDir    = "deploy/helm/pin-feature-daemon"
+)
+
+// valueSet is one set of chart values the tests render: testdata/values/<name>.yaml.
+type valueSet struct {
+	name   string
+	output string // the --output the set selects
+}
+
+// valueSets are the three renders the golden files, lint and dry run cover: the defaults, output: node (no NFD)
+// and everything the chart can switch on at once.
+var valueSets = []valueSet{
+	{name: "default", output: "nodefeature"},
+	{name: "node", output: "node"},
+	{name: "all", output: "file"},
+}
+
+func (v valueSet) file() string { return filepath.Join("testdata", "values", v.name+".yaml") }
+
+// repoRoot is the repository root (two directories above this package).
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	require.True(t, ok, "find this test file's path")
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// toolsDir is where hack/build-helm.sh puts helm and the CRDs.
+func toolsDir(t testing.TB) string {
+	if d := os.Getenv("PFD_TOOLS_DIR"); d != "" {
+		return d
+	}
+	return filepath.Join(repoRoot(t), ".cache", "tools")
+}
+
+// helmBin returns the helm that hack/build-helm.sh built, failing the test (not skipping it) when it is
+// missing: a skipped chart check would look like a passing one.
+func helmBin(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(toolsDir(t), "bin", "helm")
+	_, err := os.Stat(p)
+	require.NoError(t, err, "helm is missing: run hack/build-helm.sh (make test does)")
+	return p
+}
+
+// runHelm runs helm in the repository root and returns stdout; stderr goes into the error.
+func runHelm(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(helmBin(t), args...)
+	cmd.Dir = repoRoot(t)
+	// Keep helm away from the user's repositories, plugins and caches.
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(),
+		"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
+		"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
+		"HELM_DATA_HOME="+filepath.Join(home, "data"),
+	)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), errors.Join(err, errors.New(strings.TrimSpace(stderr.String())))
+	}
+	return stdout.String(), nil
+}
+
+// render returns `helm template` of the chart with a value file (relative to this package) and extra --set
+// arguments.
+func render(t testing.TB, valuesFile string, set ...string) (string, error) {
+	t.Helper()
+	args := []string{"template", releaseName, chartDir, "--namespace", namespace}
+	if valuesFile != "" {
+		abs, err := filepath.Abs(valuesFile)
+		require.NoError(t, err)
+		args = append(args, "--values", abs)
+	}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	return runHelm(t, args...)
+}
+
+// mustRender is render that fails the test on an error.
+func mustRender(t testing.TB, valuesFile string, set ...string) string {
+	t.Helper()
+	out, err := render(t, valuesFile, set...)
+	require.NoError(t, err, "helm template with %s %v", valuesFile, set)
+	return out
+}
+
+// decodeObjects parses a multi-document YAML stream into objects, skipping empty documents.
+func decodeObjects(t testing.TB, manifest string) []*unstructured.Unstructured {
+	t.Helper()
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(manifest), 4096)
+	var objs []*unstructured.Unstructured
+	for {
+		obj := map[string]any{}
+		err := dec.Decode(&obj)
+		if errors.Is(err, io.EOF) {
+			return objs
+		}
+		require.NoError(t, err, "decode rendered YAML")
+		if len(obj) == 0 {
+			continue
+		}
+		objs = append(objs, &unstructured.Unstructured{Object: obj})
+	}
+}
+
+// objectKey names an object for assertions: Kind/namespace/name.
+func objectKey(o *unstructured.Unstructured) string {
+	return o.GetKind() + "/" + o.GetNamespace() + "/" + o.GetName()
+}
+
+// findObject returns the only object of a kind, failing when there is not exactly one.
+func findObject(t testing.TB, objs []*unstructured.Unstructured, kind string) *unstructured.Unstructured {
+	t.Helper()
+	var found []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == kind {
+			found = append(found, o)
+		}
+	}
+	require.Len(t, found, 1, "objects of kind %s", kind)
+	return found[0]
+}
+
+// kinds counts the rendered objects by kind.
+func kinds(objs []*unstructured.Unstructured) map[string]int {
+	out := map[string]int{}
+	for _, o := range objs {
+		out[o.GetKind()]++
+	}
+	return out
+}
+
+// execCommand prepares a command that runs in the repository root.
+func execCommand(t testing.TB, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = repoRoot(t)
+	return cmd
+}

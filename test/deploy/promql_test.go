@@ -1,0 +1,170 @@
+package deploy
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// dashboardQuery is one PromQL expression of the dashboard and where it is.
+type dashboardQuery struct {
+	where string // panel title and refId, or variable name
+	expr  string
+}
+
+// dashboardQueries returns every PromQL expression of a Grafana dashboard: panel targets (rows included) and
+// query variables.
+func dashboardQueries(t testing.TB, path string) []dashboardQuery {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var dash struct {
+		Panels     []dashboardPanel `json:"panels"`
+		Templating struct {
+			List []struct {
+				Name  string          `json:"name"`
+				Type  string          `json:"type"`
+				Query json.RawMessage `json:"query"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &dash), "parse %s", path)
+	var out []dashboardQuery
+	var walk func([]dashboardPanel)
+	walk = func(ps []dashboardPanel) {
+		for _, p := range ps {
+			for _, tg := range p.Targets {
+				require.NotEmpty(t, tg.Expr, "panel %q target %s has no expr", p.Title, tg.RefID)
+				out = append(out, dashboardQuery{where: fmt.Sprintf("panel %q %s", p.Title, tg.RefID), expr: tg.Expr})
+			}
+			walk(p.Panels)
+		}
+	}
+	walk(dash.Panels)
+	for _, v := range dash.Templating.List {
+		if v.Type != "query" {
+			continue
+		}
+		var q string
+		if err := json.Unmarshal(v.Query, &q); err != nil {
+			var obj struct {
+				Query string `json:"query"`
+			}
+			require.NoError(t, json.Unmarshal(v.Query, &obj), "variable %s query", v.Name)
+			q = obj.Query
+		}
+		out = append(out, dashboardQuery{where: "variable " + v.Name, expr: q})
+	}
+	return out
+}
+
+type dashboardPanel struct {
+	Title   string `json:"title"`
+	Targets []struct {
+		RefID string `json:"refId"`
+		Expr  string `json:"expr"`
+	} `json:"targets"`
+	Panels []dashboardPanel `json:"panels"`
+}
+
+var (
+	grafanaVar      = regexp.MustCompile(`\$\{[^}]*\}|\$__\w+|\$\w+`)
+	labelValues     = regexp.MustCompile(`^\s*label_values\(\s*(.*?)\s*,\s*[A-Za-z_]\w*\s*\)\s*$`)
+	labelValuesOnly = regexp.MustCompile(`^\s*label_values\(\s*[A-Za-z_]\w*\s*\)\s*$`)
+	stringLit       = regexp.MustCompile("\"(?:[^\"\\\\]|\\\\.)*\"|'(?:[^'\\\\]|\\\\.)*'|`[^`]*`")
+	nameMatcher     = regexp.MustCompile(`__name__\s*=\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')`)
+	matchers        = regexp.MustCompile(`\{[^{}]*\}`)
+	ranges          = regexp.MustCompile(`\[[^\[\]]*\]`)
+	labelLists      = regexp.MustCompile(`\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)`)
+	token           = regexp.MustCompile(`[0-9][0-9A-Za-z_.]*|[A-Za-z_:][A-Za-z0-9_:]*`)
+	promqlKeywords  = []string{"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset",
+		"and", "or", "unless", "atan2", "inf", "nan", "Inf", "NaN", "start", "end"}
+)
+
+// metricNames returns the metric names a PromQL expression (or a Grafana label_values() variable query)
+// selects. It is not a PromQL parser: it drops what cannot hold a metric name (strings, label matchers, ranges,
+// label lists of by/on/...), then keeps the identifiers that are not calls, keywords or numbers. It fails on what it cannot take apart.
+func metricNames(expr string) ([]string, error) {
+	if labelValuesOnly.MatchString(expr) {
+		return nil, nil // label_values(label) selects no metric
+	}
+	if m := labelValues.FindStringSubmatch(expr); m != nil {
+		expr = m[1]
+	}
+	var names []string
+	for _, m := range nameMatcher.FindAllStringSubmatch(expr, -1) {
+		names = append(names, m[1][1:len(m[1])-1])
+	}
+	s := grafanaVar.ReplaceAllString(expr, "5m")
+	s = stringLit.ReplaceAllString(s, " 0 ") // a number: never a metric name
+	for _, re := range []*regexp.Regexp{matchers, ranges, labelLists} {
+		s = re.ReplaceAllString(s, " ")
+	}
+	if strings.ContainsAny(s, "{}[]\"'`") {
+		return nil, fmt.Errorf("cannot take %q apart (left with %q)", expr, s)
+	}
+	for _, loc := range token.FindAllStringIndex(s, -1) {
+		tok := s[loc[0]:loc[1]]
+		if tok[0] >= '0' && tok[0] <= '9' || slices.Contains(promqlKeywords, tok) {
+			continue
+		}
+		if rest := strings.TrimLeft(s[loc[1]:], " \t\n"); strings.HasPrefix(rest, "(") {
+			continue // a function or aggregation
+		}
+		names = append(names, tok)
+	}
+	slices.Sort(names)
+	return slices.Compact(names), nil
+}
+
+func TestMetricNames(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		expr string
+		want []string
+	}{
+		{name: "selector", expr: `pinmemory_available{node=~"$node"}`, want: []string{"pinmemory_available"}},
+		{name: "bare", expr: `up`, want: []string{"up"}},
+		{
+			name: "aggregation with by and a comparison",
+			expr: `count by (reason) (pinmemory_info{node=~"$node", reason!=""} == 0)`,
+			want: []string{"pinmemory_info"},
+		},
+		{
+			name: "trailing by clause and range",
+			expr: `sum(increase(pinmemory_bench_runs_total{result="ok"}[$__rate_interval])) by (result)`,
+			want: []string{"pinmemory_bench_runs_total"},
+		},
+		{
+			name: "binary operation with ignoring and group_left",
+			expr: "a_metric{memory=\"pinned\"}\n/ ignoring (memory) group_left (model)\nb_metric offset 5m",
+			want: []string{"a_metric", "b_metric"},
+		},
+		{
+			name: "function without arguments and numbers",
+			expr: `time() - pinmemory_bench_last_success_timestamp_seconds > 86400 * 1.5e0`,
+			want: []string{"pinmemory_bench_last_success_timestamp_seconds"},
+		},
+		{name: "name matcher", expr: `{__name__="pinmemory_link_degraded", node="a"}`, want: []string{"pinmemory_link_degraded"}},
+		{name: "label values with metric", expr: `label_values(pinmemory_pcie_link_width{node=~"$node"}, gpu)`, want: []string{"pinmemory_pcie_link_width"}},
+		{name: "label values without metric", expr: `label_values(node)`, want: nil},
+		{name: "string with braces", expr: `label_replace(x_total, "dst", "{a}[b]", "src", "(.*)")`, want: []string{"x_total"}},
+		{name: "histogram quantile", expr: `histogram_quantile(0.9, sum by (le) (rate(d_seconds_bucket[5m])))`, want: []string{"d_seconds_bucket"}},
+		{name: "and or unless", expr: `a and on (node) b or c unless d`, want: []string{"a", "b", "c", "d"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := metricNames(tc.expr)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
