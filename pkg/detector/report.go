@@ -98,7 +98,8 @@ type Accelerator struct {
 	Index int `json:"index"`
 	// Platform is the accelerator's platform.
 	Platform Platform `json:"platform"`
-	// PCIAddress is the normalised PCI address: lower-case hex, 4-digit domain ("0000:2a:00.0"). Empty on WSL.
+	// PCIAddress is the normalised PCI address: lower-case hex, 4-digit domain ("0000:2a:00.0"). For a GPU known
+	// only to NVML (WSL) it is NVML's bus id normalised, or empty when NVML gave none.
 	PCIAddress string `json:"pciAddress,omitempty"`
 	// VendorID and DeviceID are 4-digit lower-case hex without 0x ("10de", "2330").
 	VendorID string `json:"vendorID,omitempty"`
@@ -147,7 +148,9 @@ type LinkCapability struct {
 
 // NVMLDevice is what NVML reports for one GPU.
 type NVMLDevice struct {
-	Index            int    `json:"index"`
+	Index int `json:"index"`
+	// PCIBusID is NVML's bus id as NVML spells it ("00000000:2A:00.0").
+	PCIBusID         string `json:"pciBusID,omitempty"`
 	UUID             string `json:"uuid,omitempty"`
 	Name             string `json:"name,omitempty"`
 	MaxPCIeGen       int    `json:"maxPCIeGen,omitempty"`
@@ -219,8 +222,15 @@ type HugePages struct {
 	SizeBytes uint64 `json:"sizeBytes"`
 }
 
-// GPU returns the accelerator with the given PCI address (normalised), or nil.
+// GPU returns the accelerator with the given PCI address, or nil. The address may be spelled as sysfs, NVML or
+// CUDA spell it ("0000:2a:00.0", "00000000:2A:00.0", "0000:2A:00.0").
 func (r *Report) GPU(pciAddress string) *Accelerator {
+	if pciAddress == "" {
+		return nil
+	}
+	if norm, err := NormalizePCIAddress(pciAddress); err == nil {
+		pciAddress = norm
+	}
 	for i := range r.Accelerators {
 		if r.Accelerators[i].PCIAddress == pciAddress {
 			return &r.Accelerators[i]

@@ -1,0 +1,372 @@
+package detector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+
+	"k8s.io/klog/v2"
+)
+
+// Options configures a Detector. Host has no default: use NewHostFS("/") for the machine itself.
+type Options struct {
+	// Host holds the roots the host's proc, sys, dev and etc are read from.
+	Host HostFS
+	// NVMLLibrary is the path go-nvml loads (the CLI's default is libnvidia-ml.so.1). "" or "none" disables
+	// NVML, unless NVML is set.
+	NVMLLibrary string
+	// NVML, when set, is used instead of loading NVMLLibrary (tests wrap go-nvml's mock with
+	// NewNVMLFromInterface).
+	NVML NVML
+	// System makes the RLIMIT_MEMLOCK, mlock and statfs calls; nil means the real ones.
+	System System
+	// PinPlatforms lists the platforms where pinned memory counts as available. nil means
+	// DefaultPinPlatforms(); an empty, non-nil slice means none.
+	PinPlatforms []Platform
+	// MlockTrialBytes is the size of the mlock trial; 0 or less means DefaultMlockTrialBytes.
+	MlockTrialBytes int
+}
+
+// DefaultPinPlatforms is the seed engine's rule: pinned memory is available on cuda and rocm only (false on
+// WSL, xpu, hpu, neuron, tpu and cpu).
+func DefaultPinPlatforms() []Platform {
+	return []Platform{PlatformCUDA, PlatformROCm}
+}
+
+// ParsePlatforms parses a comma-separated platform list ("cuda,rocm") for the pin-policy flag. Names are
+// case-insensitive and must be known platforms; duplicates are dropped. An empty string gives an empty,
+// non-nil list (no platform counts).
+func ParsePlatforms(csv string) ([]Platform, error) {
+	out := []Platform{}
+	if strings.TrimSpace(csv) == "" {
+		return out, nil
+	}
+	known := append(slices.Clone(PlatformPrecedence), PlatformCPU)
+	for _, f := range strings.Split(csv, ",") {
+		p := Platform(strings.ToLower(strings.TrimSpace(f)))
+		if !slices.Contains(known, p) {
+			names := make([]string, len(known))
+			for i, k := range known {
+				names[i] = string(k)
+			}
+			return nil, fmt.Errorf("parse platform list %q: unknown platform %q (known: %s)", csv, f,
+				strings.Join(names, ", "))
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// Decide computes the verdict under a pin policy. The first matching reason wins: wsl, then no-accelerator,
+// then platform (the node's platform is not in pinPlatforms), then pin-failed when pinWorks is not nil and
+// false (the bench found that neither cuMemHostAlloc nor cuMemHostRegister worked). Probe calls it with
+// pinWorks nil; the run loop calls it again after the bench. Confidential computing does not change it.
+func Decide(r *Report, pinPlatforms []Platform, pinWorks *bool) Verdict {
+	switch {
+	case r == nil:
+		return Verdict{Available: false, Reason: ReasonNoAccelerator}
+	case r.WSL:
+		return Verdict{Available: false, Reason: ReasonWSL}
+	case len(r.Accelerators) == 0 || r.Platform == PlatformCPU || r.Platform == "":
+		return Verdict{Available: false, Reason: ReasonNoAccelerator}
+	case !slices.Contains(pinPlatforms, r.Platform):
+		return Verdict{Available: false, Reason: ReasonPlatform}
+	case pinWorks != nil && !*pinWorks:
+		return Verdict{Available: false, Reason: ReasonPinFailed}
+	}
+	return Verdict{Available: true}
+}
+
+// Detector probes one node. It keeps NVML initialised between probes; Close shuts it down. Probe calls are
+// serialised.
+type Detector struct {
+	opts         Options
+	sys          System
+	pinPlatforms []Platform
+
+	mu       sync.Mutex
+	nvml     NVML // nil when disabled
+	nvmlUp   bool
+	disabled string // why NVML is not used, when nvml is nil
+}
+
+// New returns a Detector. It loads nothing yet: NVML is initialised by the first Probe.
+func New(opts Options) *Detector {
+	d := &Detector{opts: opts, sys: opts.System, pinPlatforms: opts.PinPlatforms}
+	if d.sys == nil {
+		d.sys = NewSystem()
+	}
+	if d.pinPlatforms == nil {
+		d.pinPlatforms = DefaultPinPlatforms()
+	}
+	if d.opts.MlockTrialBytes <= 0 {
+		d.opts.MlockTrialBytes = DefaultMlockTrialBytes
+	}
+	switch {
+	case opts.NVML != nil:
+		d.nvml = opts.NVML
+	case opts.NVMLLibrary == "" || opts.NVMLLibrary == "none":
+		d.disabled = "nvml disabled"
+	default:
+		d.nvml = NewNVML(opts.NVMLLibrary)
+	}
+	return d
+}
+
+// PinPlatforms is the pin policy the Detector decides with.
+func (d *Detector) PinPlatforms() []Platform { return slices.Clone(d.pinPlatforms) }
+
+// Close shuts NVML down if a probe initialised it.
+func (d *Detector) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.nvmlUp {
+		return nil
+	}
+	d.nvmlUp = false
+	if err := d.nvml.Shutdown(); err != nil {
+		return fmt.Errorf("shut down nvml: %w", err)
+	}
+	return nil
+}
+
+// probe is the state of one Probe call.
+type probe struct {
+	collector
+	host       HostFS
+	sys        System
+	mlockBytes int
+}
+
+func (p *probe) absent(fact, path string) {
+	klog.V(4).InfoS("Probe fact absent", "fact", fact, "path", path)
+}
+
+// Probe finds out what the node offers. It never returns nil and never panics: facts that cannot be read are
+// listed in Report.Errors and everything else is still filled in. A cancelled ctx stops the probe between
+// steps (recorded as the "probe" fact's error).
+func (d *Detector) Probe(ctx context.Context) (r *Report) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r = &Report{Platform: PlatformCPU, Accelerators: []Accelerator{}}
+	p := &probe{host: d.opts.Host, sys: d.sys, mlockBytes: d.opts.MlockTrialBytes}
+	defer func() {
+		if v := recover(); v != nil {
+			klog.ErrorS(fmt.Errorf("%v", v), "Probe panicked", "stack", string(debug.Stack()))
+			p.fail("probe", fmt.Errorf("panic: %v", v))
+		}
+		d.finish(r, p)
+	}()
+
+	steps := []func(){
+		func() { p.identity(r) },
+		func() {
+			nodes := p.readDevNodes()
+			r.WSL = r.WSL || nodes.dxg
+			r.Accelerators = append(r.Accelerators, p.scanPCI(nodes)...)
+		},
+		func() { d.enrichNVML(p, r) },
+		func() { p.memoryFacts(&r.Memory) },
+	}
+	for _, step := range steps {
+		if err := ctx.Err(); err != nil {
+			p.fail("probe", fmt.Errorf("probe stopped: %w", err))
+			break
+		}
+		step()
+	}
+	return r
+}
+
+// finish derives the summary fields and the verdict from what was found.
+func (d *Detector) finish(r *Report, p *probe) {
+	sortAccelerators(r.Accelerators)
+	present := map[Platform]bool{}
+	c2c := false
+	for _, a := range r.Accelerators {
+		present[a.Platform] = true
+		if a.NVML != nil && a.NVML.C2CMode {
+			c2c = true
+		}
+		if a.Degraded {
+			r.LinkDegraded = true
+		}
+	}
+	r.Platforms = nil
+	for _, pl := range PlatformPrecedence {
+		if present[pl] {
+			r.Platforms = append(r.Platforms, pl)
+		}
+	}
+	r.Platform = PlatformCPU
+	if len(r.Platforms) > 0 {
+		r.Platform = r.Platforms[0]
+	}
+	switch {
+	case c2c:
+		r.HostLink = HostLinkNVLinkC2C
+	case len(r.Accelerators) > 0:
+		r.HostLink = HostLinkPCIe
+	}
+	r.PCIe = weakestCapability(r.Accelerators)
+	r.Errors = p.errs
+	r.Verdict = Decide(r, d.pinPlatforms, nil)
+}
+
+// identity reads hostname, kernel release, boot id and WSL.
+func (p *probe) identity(r *Report) {
+	kernel := filepath.Join(p.host.Proc, "sys", "kernel")
+	if s, ok := p.readString("hostname", filepath.Join(kernel, "hostname")); ok && s != "" {
+		r.Hostname = s
+	} else if s, ok := p.readString("hostname", filepath.Join(p.host.Etc, "hostname")); ok {
+		r.Hostname = s
+	}
+	if s, ok := p.readString("osrelease", filepath.Join(kernel, "osrelease")); ok {
+		if rel, err := parseOSRelease(s); err != nil {
+			p.fail("osrelease", err)
+		} else {
+			r.KernelRelease = rel
+			r.WSL = r.WSL || isWSLKernel(rel)
+		}
+	}
+	if s, ok := p.readString("version", filepath.Join(p.host.Proc, "version")); ok {
+		rel, err := parseProcVersion(s)
+		if err != nil {
+			p.fail("version", err)
+		} else if r.KernelRelease == "" {
+			r.KernelRelease = rel
+		}
+		r.WSL = r.WSL || isWSLKernel(s)
+	}
+	if s, ok := p.readString("bootID", filepath.Join(kernel, "random", "boot_id")); ok {
+		r.BootID = s
+	}
+}
+
+// enrichNVML initialises NVML on first use and merges what it reports into the inventory. NVML that does not
+// load is the normal "no NVML" state (Driver.NVMLError), not a fact error. A per-device call that fails loses
+// only that fact; NOT_SUPPORTED is absence.
+func (d *Detector) enrichNVML(p *probe, r *Report) {
+	if d.nvml == nil {
+		r.Driver.NVMLError = d.disabled
+		return
+	}
+	if !d.nvmlUp {
+		if err := d.nvml.Init(); err != nil {
+			klog.V(2).InfoS("NVML not available", "library", d.opts.NVMLLibrary, "err", err)
+			r.Driver.NVMLError = err.Error()
+			return
+		}
+		d.nvmlUp = true
+	}
+	r.Driver.NVMLLoaded = true
+	nvmlFact := func(fact string, err error) bool {
+		if err == nil {
+			return true
+		}
+		if errors.Is(err, ErrNotSupported) {
+			p.absent(fact, "nvml")
+		} else {
+			p.fail(fact, err)
+		}
+		return false
+	}
+	if v, err := d.nvml.DriverVersion(); nvmlFact("nvml/driverVersion", err) {
+		r.Driver.Version = v
+	}
+	if v, err := d.nvml.CUDADriverVersion(); nvmlFact("nvml/cudaVersion", err) {
+		r.Driver.CUDAVersion = v
+	}
+	if v, err := d.nvml.ConfidentialComputing(); nvmlFact("nvml/confidentialComputing", err) {
+		r.ConfidentialComputing = v
+	}
+	n, err := d.nvml.DeviceCount()
+	if !nvmlFact("nvml/deviceCount", err) {
+		return
+	}
+	sysfsNVIDIA := false
+	for _, a := range r.Accelerators {
+		if a.Platform == PlatformCUDA {
+			sysfsNVIDIA = true
+		}
+	}
+	for i := 0; i < n && i < 1024; i++ {
+		info, addr := d.nvmlDevice(i, nvmlFact)
+		if info == nil {
+			continue
+		}
+		if acc := r.GPU(addr); addr != "" && acc != nil {
+			acc.NVML = info
+			if info.Name != "" {
+				acc.Model = info.Name
+			}
+			continue
+		}
+		if sysfsNVIDIA {
+			klog.V(2).InfoS("NVML device not found in sysfs", "index", i, "pciBusID", info.PCIBusID)
+			continue
+		}
+		// No NVIDIA GPU in sysfs (WSL, or a container without the host's sysfs): NVML is the inventory.
+		acc := Accelerator{Platform: PlatformCUDA, PCIAddress: addr, Model: info.Name, NUMANode: -1, NVML: info}
+		if info.MaxPCIeGen > 0 || info.MaxPCIeWidth > 0 {
+			acc.Capability = &LinkCapability{Gen: info.MaxPCIeGen, Width: info.MaxPCIeWidth}
+		}
+		acc.Degraded = info.CurrentPCIeWidth > 0 && info.MaxPCIeWidth > 0 && info.CurrentPCIeWidth < info.MaxPCIeWidth
+		r.Accelerators = append(r.Accelerators, acc)
+	}
+}
+
+// nvmlDevice reads one NVML device; addr is its normalised PCI address ("" when unknown).
+func (d *Detector) nvmlDevice(i int, fact func(string, error) bool) (*NVMLDevice, string) {
+	prefix := fmt.Sprintf("nvml/%d/", i)
+	dev, err := d.nvml.Device(i)
+	if !fact(prefix+"handle", err) {
+		return nil, ""
+	}
+	info := &NVMLDevice{Index: i}
+	addr := ""
+	if v, err := dev.PCIBusID(); fact(prefix+"pciBusID", err) {
+		info.PCIBusID = v
+		if a, err := NormalizePCIAddress(v); fact(prefix+"pciBusID", err) {
+			addr = a
+		}
+	}
+	if v, err := dev.UUID(); fact(prefix+"uuid", err) {
+		info.UUID = v
+	}
+	if v, err := dev.Name(); fact(prefix+"name", err) {
+		info.Name = v
+	}
+	if v, err := dev.MaxPCIeGen(); fact(prefix+"maxPCIeGen", err) {
+		info.MaxPCIeGen = v
+	}
+	if v, err := dev.MaxPCIeWidth(); fact(prefix+"maxPCIeWidth", err) {
+		info.MaxPCIeWidth = v
+	}
+	if v, err := dev.CurrentPCIeGen(); fact(prefix+"currentPCIeGen", err) {
+		info.CurrentPCIeGen = v
+	}
+	if v, err := dev.CurrentPCIeWidth(); fact(prefix+"currentPCIeWidth", err) {
+		info.CurrentPCIeWidth = v
+	}
+	if total, free, err := dev.MemoryInfo(); fact(prefix+"memoryInfo", err) {
+		info.MemoryTotalBytes, info.MemoryFreeBytes = total, free
+	}
+	if v, err := dev.ComputeProcessCount(); fact(prefix+"computeProcesses", err) {
+		info.ComputeProcesses = v
+	}
+	if v, err := dev.ComputeMode(); fact(prefix+"computeMode", err) {
+		info.ComputeMode = v
+	}
+	if v, err := dev.C2CMode(); fact(prefix+"c2cMode", err) {
+		info.C2CMode = v
+	}
+	return info, addr
+}

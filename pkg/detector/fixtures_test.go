@@ -1,0 +1,555 @@
+package detector
+
+import (
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The fixture node trees under the repository's testdata/ are written by this file: each node is described
+// here in the kernel's formats, `go test ./pkg/detector -run TestFixtureTrees -fixtures` rewrites the trees,
+// and TestFixtureTrees fails when a tree on disk and its description drift apart.
+
+var writeFixtures = flag.Bool("fixtures", false, "rewrite the fixture node trees under testdata/ from fixtures_test.go")
+
+// fixtureRoot is the repository's testdata directory, seen from this package.
+const fixtureRoot = "../../testdata"
+
+// tree is a node's files (content) and symlinks (target), by slash path relative to the node root.
+type tree struct {
+	files map[string]string
+	links map[string]string
+}
+
+func newTree() *tree { return &tree{files: map[string]string{}, links: map[string]string{}} }
+
+func (t *tree) file(p, content string) *tree { t.files[p] = content; return t }
+func (t *tree) link(p, target string) *tree  { t.links[p] = target; return t }
+
+// devNode adds a /dev entry. Git cannot hold device nodes; the detector only asks whether they exist.
+func (t *tree) devNode(names ...string) *tree {
+	for _, n := range names {
+		t.file("dev/"+n, "")
+	}
+	return t
+}
+
+// pcieLink is a function's link attributes as sysfs prints them.
+type pcieLink struct{ curSpeed, curWidth, maxSpeed, maxWidth string }
+
+// gts formats a rate the way the kernel's pci_speed_string does.
+func gts(rate string) string { return rate + " GT/s PCIe" }
+
+func link(cur string, curW int, maxS string, maxW int) *pcieLink {
+	return &pcieLink{gts(cur), fmt.Sprint(curW), gts(maxS), fmt.Sprint(maxW)}
+}
+
+// fn is one PCI function. path is under sys/devices ("pci0000:15/0000:15:01.0/0000:16:00.0"); the last element
+// is the function's address.
+type fn struct {
+	path                  string
+	vendor, device, class string
+	numa                  string // "" writes -1
+	cpus                  string
+	link                  *pcieLink
+}
+
+// pci writes a function's attributes and its sys/bus/pci/devices link, as the kernel lays them out.
+func (t *tree) pci(fns ...fn) *tree {
+	for _, f := range fns {
+		dir := "sys/devices/" + f.path
+		t.file(dir+"/vendor", f.vendor+"\n")
+		t.file(dir+"/device", f.device+"\n")
+		t.file(dir+"/class", f.class+"\n")
+		numa := f.numa
+		if numa == "" {
+			numa = "-1"
+		}
+		t.file(dir+"/numa_node", numa+"\n")
+		if f.cpus != "" {
+			t.file(dir+"/local_cpulist", f.cpus+"\n")
+		}
+		if l := f.link; l != nil {
+			t.file(dir+"/current_link_speed", l.curSpeed+"\n")
+			t.file(dir+"/current_link_width", l.curWidth+"\n")
+			t.file(dir+"/max_link_speed", l.maxSpeed+"\n")
+			t.file(dir+"/max_link_width", l.maxWidth+"\n")
+		}
+		t.link("sys/bus/pci/devices/"+path.Base(f.path), "../../../devices/"+f.path)
+	}
+	return t
+}
+
+// bridge is a PCI-to-PCI bridge (root port or switch port) with a link.
+func bridge(p, vendor, device, numa, cpus string, l *pcieLink) fn {
+	return fn{path: p, vendor: vendor, device: device, class: "0x060400", numa: numa, cpus: cpus, link: l}
+}
+
+// hostBridge is a root complex's host bridge (no link).
+func hostBridge(p, vendor, device string) fn {
+	return fn{path: p, vendor: vendor, device: device, class: "0x060000"}
+}
+
+// node describes the files every node has.
+type node struct {
+	hostname, osrelease, version, bootID string
+	meminfo                              string
+	cgroup                               string // proc/self/cgroup
+	thp                                  string
+	iommuGroups                          int
+}
+
+func (n node) tree() *tree {
+	t := newTree()
+	t.file("proc/sys/kernel/hostname", n.hostname+"\n")
+	t.file("proc/sys/kernel/osrelease", n.osrelease+"\n")
+	t.file("proc/sys/kernel/random/boot_id", n.bootID+"\n")
+	t.file("proc/version", n.version+"\n")
+	t.file("proc/meminfo", n.meminfo)
+	t.file("proc/self/cgroup", n.cgroup)
+	t.file("sys/kernel/mm/transparent_hugepage/enabled", n.thp+"\n")
+	for i := 0; i < n.iommuGroups; i++ {
+		t.file(fmt.Sprintf("sys/kernel/iommu_groups/%d/type", i), "DMA-FQ\n")
+	}
+	t.file("etc/hostname", n.hostname+"\n")
+	return t
+}
+
+// meminfoText writes proc/meminfo in the kernel's layout (labels padded to 16 columns, values in kB).
+func meminfoText(totalKB, availKB, swapTotalKB, swapFreeKB, hpTotal, hpFree, hpSizeKB uint64) string {
+	kb := func(k string, v uint64) string { return fmt.Sprintf("%-16s%8d kB\n", k+":", v) }
+	n := func(k string, v uint64) string { return fmt.Sprintf("%-16s%8d\n", k+":", v) }
+	return kb("MemTotal", totalKB) + kb("MemFree", availKB-availKB/8) + kb("MemAvailable", availKB) +
+		kb("Buffers", 4096) + kb("Cached", availKB/8) + kb("SwapCached", 0) +
+		kb("SwapTotal", swapTotalKB) + kb("SwapFree", swapFreeKB) + kb("Dirty", 128) +
+		kb("AnonHugePages", 0) + n("HugePages_Total", hpTotal) + n("HugePages_Free", hpFree) +
+		n("HugePages_Rsvd", 0) + n("HugePages_Surp", 0) + kb("Hugepagesize", hpSizeKB) +
+		kb("Hugetlb", hpTotal*hpSizeKB)
+}
+
+// k8sCgroup2 is a container's cgroup v2 path under the kubelet's systemd driver.
+const k8sCgroup2 = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod7c1e2a44_3b9d_4f0e_9a51_0d6f2f1c8b27.slice/" +
+	"cri-containerd-4b7d9e0c2f1a.scope"
+
+// cgroup2Files writes memory.max and memory.current for a cgroup v2 path and limits on its ancestors.
+func (t *tree) cgroup2(p, max, current string, ancestorMax map[string]string) *tree {
+	dir := "sys/fs/cgroup" + strings.TrimSuffix(p, "/")
+	t.file("sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n")
+	if max != "" {
+		t.file(dir+"/memory.max", max+"\n")
+	}
+	if current != "" {
+		t.file(dir+"/memory.current", current+"\n")
+	}
+	for a, m := range ancestorMax {
+		t.file("sys/fs/cgroup"+a+"/memory.max", m+"\n")
+	}
+	return t
+}
+
+const (
+	ubuntuRelease = "6.8.0-60-generic"
+	ubuntuVersion = "Linux version 6.8.0-60-generic (buildd@lcy02-amd64-098) (x86_64-linux-gnu-gcc-13 " +
+		"(Ubuntu 13.3.0-6ubuntu2~24.04) 13.3.0, GNU ld (GNU Binutils for Ubuntu) 2.42) #63-Ubuntu SMP " +
+		"PREEMPT_DYNAMIC Tue Apr 15 19:04:15 UTC 2025"
+	gen5 = "32.0"
+	gen4 = "16.0"
+	gen3 = "8.0"
+	gen1 = "2.5"
+)
+
+// aspeedBMC is the BMC's VGA behind its PCIe-to-PCI bridge, on a root port of the first root complex.
+func aspeedBMC(rootPort, cpus string) []fn {
+	rp := "pci0000:00/" + rootPort
+	return []fn{
+		bridge(rp, "0x8086", "0x1bbc", "0", cpus, link(gen3, 1, gen3, 1)),
+		bridge(rp+"/0000:01:00.0", "0x1a03", "0x1150", "0", cpus, link(gen3, 1, gen3, 1)),
+		{path: rp + "/0000:01:00.0/0000:02:00.0", vendor: "0x1a03", device: "0x2000", class: "0x030000", numa: "0", cpus: cpus},
+	}
+}
+
+// fixtures are the node trees, by directory name under testdata/.
+var fixtures = map[string]func() *tree{
+	// Two H100 SXM behind Broadcom PCIe switches on two sockets, Gen5 x16 everywhere; GPU 1 is idle and its
+	// link runs at 2.5 GT/s, which is not a fault. Also an NVSwitch bridge, a ConnectX-7 on GPU 0's switch, an
+	// NVMe drive and the ASPEED BMC: none of them accelerators.
+	"dgx-2gpu-switch": func() *tree {
+		const s0, s1 = "0-55,112-167", "56-111,168-223"
+		t := node{
+			hostname: "dgx-h100-01", osrelease: ubuntuRelease, version: ubuntuVersion,
+			bootID:  "3f0c7a4e-9b1d-4c55-a7e2-5d8f1b6c2e90",
+			meminfo: meminfoText(2113663672, 2034811904, 0, 0, 0, 0, 2048),
+			cgroup:  "0::" + k8sCgroup2 + "\n", thp: "always [madvise] never", iommuGroups: 2,
+		}.tree()
+		t.cgroup2(k8sCgroup2, "536870912", "48234496", map[string]string{"/kubepods.slice": "2099999997952"})
+		t.pci(hostBridge("pci0000:00/0000:00:00.0", "0x8086", "0x09a2"))
+		t.pci(aspeedBMC("0000:00:1c.0", s0)...)
+		rc0 := "pci0000:15/0000:15:01.0"
+		t.pci(
+			hostBridge("pci0000:15/0000:15:00.0", "0x8086", "0x09a2"),
+			bridge(rc0, "0x8086", "0x352a", "0", s0, link(gen5, 16, gen5, 16)),
+			bridge(rc0+"/0000:16:00.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
+			bridge(rc0+"/0000:16:00.0/0000:17:00.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
+			fn{path: rc0 + "/0000:16:00.0/0000:17:00.0/0000:18:00.0", vendor: "0x10de", device: "0x2330",
+				class: "0x030200", numa: "0", cpus: s0, link: link(gen5, 16, gen5, 16)},
+			bridge(rc0+"/0000:16:00.0/0000:17:01.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
+			fn{path: rc0 + "/0000:16:00.0/0000:17:01.0/0000:19:00.0", vendor: "0x15b3", device: "0x1021",
+				class: "0x020700", numa: "0", cpus: s0, link: link(gen5, 16, gen5, 16)},
+		)
+		rc1 := "pci0000:9a/0000:9a:01.0"
+		t.pci(
+			hostBridge("pci0000:9a/0000:9a:00.0", "0x8086", "0x09a2"),
+			bridge(rc1, "0x8086", "0x352a", "1", s1, link(gen5, 16, gen5, 16)),
+			bridge(rc1+"/0000:9b:00.0", "0x1000", "0xc030", "1", s1, link(gen5, 16, gen5, 16)),
+			bridge(rc1+"/0000:9b:00.0/0000:9c:00.0", "0x1000", "0xc030", "1", s1, link(gen1, 16, gen5, 16)),
+			fn{path: rc1 + "/0000:9b:00.0/0000:9c:00.0/0000:9d:00.0", vendor: "0x10de", device: "0x2330",
+				class: "0x030200", numa: "1", cpus: s1, link: link(gen1, 16, gen5, 16)},
+		)
+		t.pci(
+			bridge("pci0000:ad/0000:ad:01.0", "0x8086", "0x352a", "1", s1, link(gen4, 2, gen5, 4)),
+			fn{path: "pci0000:ad/0000:ad:01.0/0000:ae:00.0", vendor: "0x10de", device: "0x22a3",
+				class: "0x068000", numa: "1", cpus: s1, link: link(gen4, 2, gen4, 2)},
+			bridge("pci0000:37/0000:37:01.0", "0x8086", "0x352a", "0", s0, link(gen4, 4, gen5, 4)),
+			fn{path: "pci0000:37/0000:37:01.0/0000:38:00.0", vendor: "0x144d", device: "0xa80a",
+				class: "0x010802", numa: "0", cpus: s0, link: link(gen4, 4, gen4, 4)},
+		)
+		t.devNode("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm")
+		return t
+	},
+
+	// An L40S (Gen4 x16) that trained x8 in an x16 slot of an EPYC root port: degraded. Single NUMA domain
+	// reported as -1, host process (no container).
+	"gpu-x8-degraded": func() *tree {
+		t := node{
+			hostname: "gpu-node-07", osrelease: ubuntuRelease, version: ubuntuVersion,
+			bootID:  "b2a4c6e8-1357-4d9f-8e2a-6c4b2a0e8f13",
+			meminfo: meminfoText(528129024, 501234688, 8388604, 8388604, 0, 0, 2048),
+			cgroup:  "0::/system.slice/pin-feature-daemon.service\n", thp: "[always] madvise never",
+		}.tree()
+		t.cgroup2("/system.slice/pin-feature-daemon.service", "max", "31457280", nil)
+		t.pci(
+			hostBridge("pci0000:00/0000:00:00.0", "0x1022", "0x1480"),
+			bridge("pci0000:00/0000:00:01.1", "0x1022", "0x1483", "-1", "0-63", link(gen4, 8, gen4, 16)),
+			fn{path: "pci0000:00/0000:00:01.1/0000:01:00.0", vendor: "0x10de", device: "0x26b9", class: "0x030200",
+				cpus: "0-63", link: link(gen4, 8, gen4, 16)},
+		)
+		t.devNode("nvidia0", "nvidiactl")
+		return t
+	},
+
+	// An H100 PCIe (Gen5 x16) behind a Gen5 switch whose uplink goes to a Gen3 root port: the uplink trained
+	// 8 GT/s x16, so the capability is Gen3 x16; nothing trained narrow, so not degraded. The container's own
+	// cgroup has no limit, its pod's does.
+	"gpu-gen3-uplink": func() *tree {
+		const cpus = "0-19,40-59"
+		pod := path.Dir(k8sCgroup2)
+		t := node{
+			hostname: "pcie-box-03", osrelease: "5.15.0-131-generic",
+			version: "Linux version 5.15.0-131-generic (buildd@lcy02-amd64-057) (gcc (Ubuntu 11.4.0-1ubuntu1~22.04) " +
+				"11.4.0, GNU ld (GNU Binutils for Ubuntu) 2.38) #141-Ubuntu SMP Fri Jan 10 21:18:28 UTC 2025",
+			bootID:  "0d9e8f7a-6b5c-4d3e-9f2a-1b0c9d8e7f6a",
+			meminfo: meminfoText(395926952, 380123456, 0, 0, 1024, 1024, 2048),
+			cgroup:  "0::" + k8sCgroup2 + "\n", thp: "always madvise [never]", iommuGroups: 1,
+		}.tree()
+		t.cgroup2(k8sCgroup2, "max", "1048576", map[string]string{pod: "536870912"})
+		rp := "pci0000:00/0000:00:03.0"
+		t.pci(
+			hostBridge("pci0000:00/0000:00:00.0", "0x8086", "0x2020"),
+			bridge(rp, "0x8086", "0x2030", "0", cpus, link(gen3, 16, gen3, 16)),
+			bridge(rp+"/0000:01:00.0", "0x1000", "0xc030", "0", cpus, link(gen3, 16, gen5, 16)),
+			bridge(rp+"/0000:01:00.0/0000:02:00.0", "0x1000", "0xc030", "0", cpus, link(gen5, 16, gen5, 16)),
+			fn{path: rp + "/0000:01:00.0/0000:02:00.0/0000:03:00.0", vendor: "0x10de", device: "0x2331",
+				class: "0x030200", numa: "0", cpus: cpus, link: link(gen5, 16, gen5, 16)},
+		)
+		t.devNode("nvidia0", "nvidiactl")
+		return t
+	},
+
+	// WSL2 with GPU paravirtualisation: no GPU in sysfs, only Hyper-V's "Basic Render Driver" 3D controller
+	// and a virtio-fs device on VMBus PCI domains; /dev/dxg; a Microsoft kernel. CUDA exists through NVML.
+	"wsl2": func() *tree {
+		t := node{
+			hostname: "DESKTOP-7Q2K9LM", osrelease: "5.15.167.4-microsoft-standard-WSL2",
+			version: "Linux version 5.15.167.4-microsoft-standard-WSL2 (root@f9c826d3017f) (gcc (GCC) 11.2.0, " +
+				"GNU ld (GNU Binutils) 2.37) #1 SMP Tue Nov 5 00:21:55 UTC 2024",
+			bootID:  "6e1d2c3b-4a59-4687-b7c8-d9e0f1a2b3c4",
+			meminfo: meminfoText(16303428, 14872012, 4194304, 4194304, 0, 0, 2048),
+			cgroup:  "0::/\n", thp: "[always] madvise never",
+		}.tree()
+		t.cgroup2("/", "", "", nil)
+		vmbus := "LNXSYSTM:00/LNXSYBUS:00/ACPI0004:00/VMBUS:00/"
+		t.pci(
+			fn{path: vmbus + "3c3a5582-7e4b-4f1a-8d2c-9b0e1f2a3b4c/pci5582:00/5582:00:00.0", vendor: "0x1414",
+				device: "0x008e", class: "0x030200", cpus: "0-15"},
+			fn{path: vmbus + "7b681af4-3c2d-4e5f-a6b7-c8d9e0f1a2b3/pci7b68:00/7b68:00:00.0", vendor: "0x1af4",
+				device: "0x105a", class: "0x018000", cpus: "0-15"},
+		)
+		t.devNode("dxg")
+		return t
+	},
+
+	// A CPU-only server: ASPEED BMC VGA, an Intel E810 NIC and an NVMe drive. No accelerator.
+	"cpu-bmc": func() *tree {
+		const cpus = "0-31,64-95"
+		t := node{
+			hostname: "cpu-worker-12", osrelease: ubuntuRelease, version: ubuntuVersion,
+			bootID:  "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+			meminfo: meminfoText(263842676, 250987544, 0, 0, 0, 0, 2048),
+			cgroup:  "0::/system.slice/pin-feature-daemon.service\n", thp: "always [madvise] never",
+		}.tree()
+		t.cgroup2("/system.slice/pin-feature-daemon.service", "max", "20971520", nil)
+		t.pci(hostBridge("pci0000:00/0000:00:00.0", "0x8086", "0x09a2"))
+		t.pci(aspeedBMC("0000:00:1c.0", cpus)...)
+		t.pci(
+			bridge("pci0000:16/0000:16:02.0", "0x8086", "0x352a", "0", cpus, link(gen4, 16, gen4, 16)),
+			fn{path: "pci0000:16/0000:16:02.0/0000:17:00.0", vendor: "0x8086", device: "0x159b", class: "0x020000",
+				numa: "0", cpus: cpus, link: link(gen4, 16, gen4, 16)},
+			bridge("pci0000:30/0000:30:01.0", "0x8086", "0x352a", "0", cpus, link(gen4, 4, gen4, 4)),
+			fn{path: "pci0000:30/0000:30:01.0/0000:31:00.0", vendor: "0x144d", device: "0xa80a", class: "0x010802",
+				numa: "0", cpus: cpus, link: link(gen4, 4, gen4, 4)},
+		)
+		return t
+	},
+
+	// AWS trn1: two Trainium devices (AWS vendor 0x1d0f) beside the ENA NIC, EFA and the EBS NVMe controller,
+	// which share the vendor id; /dev/neuron*. The container has its own cgroup namespace ("0::/").
+	"trainium": func() *tree {
+		const cpus = "0-31,64-95"
+		t := node{
+			hostname: "ip-10-0-12-34.ec2.internal", osrelease: "6.1.132-147.221.amzn2023.x86_64",
+			version: "Linux version 6.1.132-147.221.amzn2023.x86_64 (mockbuild@ip-10-0-40-28) (gcc (GCC) 11.5.0 " +
+				"20240719 (Red Hat 11.5.0-5), GNU ld version 2.41-50.amzn2023.0.2) #1 SMP PREEMPT_DYNAMIC Tue Apr  8 " +
+				"13:14:39 UTC 2025",
+			bootID:  "5c4b3a29-1807-4f6e-9d5c-4b3a29180706",
+			meminfo: meminfoText(527952436, 515678912, 0, 0, 0, 0, 2048),
+			cgroup:  "0::/\n", thp: "always [madvise] never",
+		}.tree()
+		t.cgroup2("/", "4294967296", "52428800", nil)
+		t.pci(
+			hostBridge("pci0000:00/0000:00:00.0", "0x8086", "0x1237"),
+			fn{path: "pci0000:00/0000:00:04.0", vendor: "0x1d0f", device: "0x8061", class: "0x010802", numa: "0", cpus: cpus},
+			fn{path: "pci0000:00/0000:00:05.0", vendor: "0x1d0f", device: "0xec20", class: "0x020000", numa: "0", cpus: cpus},
+			fn{path: "pci0000:00/0000:00:06.0", vendor: "0x1d0f", device: "0xefa1", class: "0x020000", numa: "0", cpus: cpus},
+			fn{path: "pci0000:10/0000:10:1c.0", vendor: "0x1d0f", device: "0x7164", class: "0x088000", numa: "0", cpus: cpus},
+			fn{path: "pci0000:10/0000:10:1d.0", vendor: "0x1d0f", device: "0x7164", class: "0x088000", numa: "0", cpus: cpus},
+		)
+		t.devNode("neuron0", "neuron1")
+		return t
+	},
+
+	// Two Habana Gaudi2 behind a Microchip PCIe switch (Gen4 x16). cgroup v1 memory controller (hybrid
+	// hierarchy) with the kubelet's cgroupfs driver.
+	"gaudi": func() *tree {
+		const cpus = "0-39,80-119"
+		const cg = "/kubepods/burstable/pod2d4f6a8c-1e3b-4d5f-8a9c-0b2d4f6a8c1e/7e9a1c3b5d7f"
+		t := node{
+			hostname: "hls2-node-02", osrelease: "5.15.0-131-generic",
+			version: "Linux version 5.15.0-131-generic (buildd@lcy02-amd64-057) (gcc (Ubuntu 11.4.0-1ubuntu1~22.04) " +
+				"11.4.0, GNU ld (GNU Binutils for Ubuntu) 2.38) #141-Ubuntu SMP Fri Jan 10 21:18:28 UTC 2025",
+			bootID:  "71c3e5a7-9b2d-4f6e-8a1c-3e5a79b2d4f6",
+			meminfo: meminfoText(1056473404, 1012345678, 0, 0, 0, 0, 2048),
+			cgroup: "12:memory:" + cg + "\n11:cpu,cpuacct:" + cg + "\n4:pids:" + cg + "\n1:name=systemd:" + cg +
+				"\n0::" + cg + "\n",
+			thp: "always [madvise] never", iommuGroups: 1,
+		}.tree()
+		mem := "sys/fs/cgroup/memory"
+		t.file(mem+cg+"/memory.limit_in_bytes", "8589934592\n")
+		t.file(mem+cg+"/memory.usage_in_bytes", "1073741824\n")
+		t.file(mem+path.Dir(cg)+"/memory.limit_in_bytes", "9223372036854771712\n")
+		t.file(mem+"/memory.limit_in_bytes", "9223372036854771712\n")
+		rp := "pci0000:19/0000:19:01.0"
+		t.pci(
+			bridge(rp, "0x8086", "0x352a", "0", cpus, link(gen4, 16, gen5, 16)),
+			bridge(rp+"/0000:1a:00.0", "0x11f8", "0x4052", "0", cpus, link(gen4, 16, gen4, 16)),
+			bridge(rp+"/0000:1a:00.0/0000:1b:00.0", "0x11f8", "0x4052", "0", cpus, link(gen4, 16, gen4, 16)),
+			fn{path: rp + "/0000:1a:00.0/0000:1b:00.0/0000:1c:00.0", vendor: "0x1da3", device: "0x1020",
+				class: "0x120000", numa: "0", cpus: cpus, link: link(gen4, 16, gen4, 16)},
+			bridge(rp+"/0000:1a:00.0/0000:1b:01.0", "0x11f8", "0x4052", "0", cpus, link(gen4, 16, gen4, 16)),
+			fn{path: rp + "/0000:1a:00.0/0000:1b:01.0/0000:1d:00.0", vendor: "0x1da3", device: "0x1020",
+				class: "0x120000", numa: "0", cpus: cpus, link: link(gen4, 16, gen4, 16)},
+		)
+		t.devNode("accel/accel0", "accel/accel1")
+		return t
+	},
+
+	// An Intel Data Center GPU Max 1550 (Gen5 x16) on a Sapphire Rapids root port.
+	"intel-max": func() *tree {
+		const cpus = "0-55,112-167"
+		t := node{
+			hostname: "pvc-node-01", osrelease: ubuntuRelease, version: ubuntuVersion,
+			bootID:  "2b4d6f8a-0c1e-4a3b-9d5f-7a9c1e3b5d7f",
+			meminfo: meminfoText(1056473404, 1023456789, 0, 0, 0, 0, 2048),
+			cgroup:  "0::" + k8sCgroup2 + "\n", thp: "always [madvise] never", iommuGroups: 1,
+		}.tree()
+		t.cgroup2(k8sCgroup2, "1073741824", "73400320", nil)
+		t.pci(
+			bridge("pci0000:32/0000:32:01.0", "0x8086", "0x352a", "0", cpus, link(gen5, 16, gen5, 16)),
+			fn{path: "pci0000:32/0000:32:01.0/0000:33:00.0", vendor: "0x8086", device: "0x0bd5", class: "0x038000",
+				numa: "0", cpus: cpus, link: link(gen5, 16, gen5, 16)},
+		)
+		t.devNode("dri/card0", "dri/renderD128")
+		return t
+	},
+
+	// An AMD Instinct MI300X behind a Broadcom switch on an EPYC root port, /dev/kfd present; ASPEED BMC.
+	"mi300x": func() *tree {
+		const cpus = "0-47,96-143"
+		t := node{
+			hostname: "mi300x-node-05", osrelease: ubuntuRelease, version: ubuntuVersion,
+			bootID:  "8d0f2b4c-6e8a-4c1d-b3f5-7a9c0e2b4d6f",
+			meminfo: meminfoText(2376658744, 2301234567, 0, 0, 0, 0, 2048),
+			cgroup:  "0::" + k8sCgroup2 + "\n", thp: "always [madvise] never", iommuGroups: 2,
+		}.tree()
+		t.cgroup2(k8sCgroup2, "2147483648", "104857600", nil)
+		t.pci(hostBridge("pci0000:00/0000:00:00.0", "0x1022", "0x14a4"))
+		t.pci(aspeedBMC("0000:00:07.1", cpus)...)
+		rp := "pci0000:00/0000:00:01.1"
+		t.pci(
+			bridge(rp, "0x1022", "0x14ab", "0", cpus, link(gen5, 16, gen5, 16)),
+			bridge(rp+"/0000:03:00.0", "0x1000", "0xc030", "0", cpus, link(gen5, 16, gen5, 16)),
+			bridge(rp+"/0000:03:00.0/0000:04:00.0", "0x1000", "0xc030", "0", cpus, link(gen5, 16, gen5, 16)),
+			fn{path: rp + "/0000:03:00.0/0000:04:00.0/0000:05:00.0", vendor: "0x1002", device: "0x74a1",
+				class: "0x120000", numa: "0", cpus: cpus, link: link(gen5, 16, gen5, 16)},
+		)
+		t.devNode("kfd", "dri/card1", "dri/renderD128")
+		return t
+	},
+
+	// A Cloud TPU VM: two TPU chips (Google 0x1ae0, processing accelerators) beside gVNIC and Google's NVMe,
+	// which share the vendor id.
+	"tpu": func() *tree {
+		const cpus = "0-119"
+		t := node{
+			hostname: "t1v-n-4f2a9c3e-w-0", osrelease: "6.8.0-1015-gcp",
+			version: "Linux version 6.8.0-1015-gcp (buildd@lcy02-amd64-024) (x86_64-linux-gnu-gcc-12 (Ubuntu " +
+				"12.3.0-1ubuntu1~22.04) 12.3.0, GNU ld (GNU Binutils for Ubuntu) 2.38) #17~22.04.1-Ubuntu SMP Tue " +
+				"Sep  3 16:11:52 UTC 2024",
+			bootID:  "c4e6a8b0-2d4f-4a6c-8e0b-2d4f6a8c0e2b",
+			meminfo: meminfoText(419303036, 410234567, 0, 0, 0, 0, 2048),
+			cgroup:  "0::/\n", thp: "always [madvise] never",
+		}.tree()
+		t.cgroup2("/", "17179869184", "157286400", nil)
+		t.pci(
+			hostBridge("pci0000:00/0000:00:00.0", "0x8086", "0x1237"),
+			fn{path: "pci0000:00/0000:00:03.0", vendor: "0x1ae0", device: "0x001f", class: "0x010802", numa: "0", cpus: cpus},
+			fn{path: "pci0000:00/0000:00:04.0", vendor: "0x1ae0", device: "0x0042", class: "0x020000", numa: "0", cpus: cpus},
+			fn{path: "pci0000:00/0000:00:05.0", vendor: "0x1ae0", device: "0x005e", class: "0x120000", numa: "0", cpus: cpus},
+			fn{path: "pci0000:00/0000:00:06.0", vendor: "0x1ae0", device: "0x005e", class: "0x120000", numa: "0", cpus: cpus},
+		)
+		t.devNode("accel0", "accel1")
+		return t
+	},
+
+	// A Grace Hopper GH200 (aarch64, 64 KiB pages): the GPU sits on a Grace root port in PCI domain 0009 and
+	// reaches host memory over NVLink-C2C, which only NVML can tell.
+	"grace-hopper": func() *tree {
+		t := node{
+			hostname: "gh200-node-01", osrelease: "6.8.0-1013-nvidia-64k",
+			version: "Linux version 6.8.0-1013-nvidia-64k (buildd@bos03-arm64-031) (aarch64-linux-gnu-gcc-13 " +
+				"(Ubuntu 13.2.0-23ubuntu4) 13.2.0, GNU ld (GNU Binutils for Ubuntu) 2.42) #14-Ubuntu SMP " +
+				"PREEMPT_DYNAMIC Mon Aug 19 16:43:37 UTC 2024",
+			bootID:  "e0f1a2b3-c4d5-4e6f-8a9b-0c1d2e3f4a5b",
+			meminfo: meminfoText(491069888, 475123456, 0, 0, 0, 0, 524288),
+			cgroup:  "0::" + k8sCgroup2 + "\n", thp: "[always] madvise never", iommuGroups: 1,
+		}.tree()
+		t.cgroup2(k8sCgroup2, "1073741824", "67108864", nil)
+		t.pci(
+			bridge("pci0009:00/0009:00:00.0", "0x10de", "0x22b2", "0", "0-71", link(gen1, 16, gen5, 16)),
+			fn{path: "pci0009:00/0009:00:00.0/0009:01:00.0", vendor: "0x10de", device: "0x2342", class: "0x030200",
+				numa: "0", cpus: "0-71", link: link(gen1, 16, gen5, 16)},
+		)
+		t.devNode("nvidia0", "nvidiactl")
+		return t
+	},
+}
+
+// write materialises a tree under dir.
+func (t *tree) write(dir string) error {
+	for p, content := range t.files {
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	for p, target := range t.links {
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return err
+		}
+		if err := os.Symlink(target, full); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readTree reads a tree back from disk.
+func readTree(dir string) (*tree, error) {
+	t := newTree()
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			t.links[rel] = target
+		case d.Type().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			t.files[rel] = string(data)
+		}
+		return nil
+	})
+	return t, err
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// TestFixtureTrees checks that every fixture tree under testdata/ is exactly what its description writes
+// (or rewrites them with -fixtures).
+func TestFixtureTrees(t *testing.T) {
+	for name, build := range fixtures {
+		t.Run(name, func(t *testing.T) {
+			want := build()
+			dir := filepath.Join(fixtureRoot, name)
+			if *writeFixtures {
+				require.NoError(t, os.RemoveAll(dir))
+				require.NoError(t, want.write(dir))
+			}
+			got, err := readTree(dir)
+			require.NoError(t, err, "fixture %s is missing: run go test ./pkg/detector -run TestFixtureTrees -fixtures", name)
+			require.Equal(t, sortedKeys(want.files), sortedKeys(got.files), "files of %s", name)
+			require.Equal(t, want.files, got.files, "file contents of %s", name)
+			require.Equal(t, want.links, got.links, "symlinks of %s", name)
+		})
+	}
+}

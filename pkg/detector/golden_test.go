@@ -1,0 +1,218 @@
+package detector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/stretchr/testify/require"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden reports under testdata/golden")
+
+// fakeSystem answers the System calls deterministically.
+type fakeSystem struct {
+	soft, hard uint64
+	rlimitErr  error
+	errno      syscall.Errno
+	mlockErr   error
+	shm        uint64
+	shmErr     error
+	mlockCalls *[]int
+}
+
+func (f fakeSystem) MemlockLimit() (uint64, uint64, error) { return f.soft, f.hard, f.rlimitErr }
+func (f fakeSystem) MlockTrial(n int) (syscall.Errno, error) {
+	if f.mlockCalls != nil {
+		*f.mlockCalls = append(*f.mlockCalls, n)
+	}
+	return f.errno, f.mlockErr
+}
+func (f fakeSystem) FilesystemSize(string) (uint64, error) { return f.shm, f.shmErr }
+
+// podSystem is a container under containerd on a node whose runtime raised RLIMIT_MEMLOCK to unlimited, with
+// the default 64 MiB /dev/shm.
+var podSystem = fakeSystem{soft: RlimInfinity, hard: RlimInfinity, shm: 64 << 20}
+
+// serviceSystem is a systemd service with the default 8 MiB RLIMIT_MEMLOCK and /dev/shm at half of RAM.
+var serviceSystem = fakeSystem{soft: 8 << 20, hard: 8 << 20, shm: 128 << 30}
+
+// expect is what a fixture must give, checked beside the golden file so that a golden rewritten from a wrong
+// report still fails.
+type expect struct {
+	platform     Platform
+	platforms    []Platform
+	wsl          bool
+	verdict      Verdict
+	accelerators int
+	pcie         *LinkCapability
+	degraded     bool
+	hostLink     string
+	models       []string
+}
+
+var yes = Verdict{Available: true}
+
+func no(reason string) Verdict { return Verdict{Available: false, Reason: reason} }
+
+var goldenCases = []struct {
+	name string // golden file name
+	node string // fixture under testdata/
+	nvml *fakeNVML
+	sys  fakeSystem
+	want expect
+}{
+	{
+		name: "dgx-2gpu-switch", node: "dgx-2gpu-switch", sys: podSystem,
+		nvml: &fakeNVML{driver: "570.124.06", cuda: 12080, gpus: []fakeGPU{
+			h100("00000000:18:00.0", "GPU-5a1c1d0e-8f27-4b1d-93c5-2f0d6e9b4a71", 0),
+			h100("00000000:9D:00.0", "GPU-c3e8b2a9-1d4f-4e6a-8b7c-9a0d1e2f3b4c", 2),
+		}},
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 2,
+			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe,
+			models: []string{"NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3"}},
+	},
+	{
+		name: "dgx-2gpu-switch.sysfs-only", node: "dgx-2gpu-switch", sys: podSystem, nvml: noNVML,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 2,
+			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe,
+			models: []string{"NVIDIA H100 SXM5", "NVIDIA H100 SXM5"}},
+	},
+	{
+		name: "gpu-x8-degraded", node: "gpu-x8-degraded", sys: serviceSystem, nvml: noNVML,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 1,
+			pcie: &LinkCapability{Gen: 4, Width: 16}, degraded: true, hostLink: HostLinkPCIe,
+			models: []string{"NVIDIA L40S"}},
+	},
+	{
+		name: "gpu-gen3-uplink", node: "gpu-gen3-uplink", sys: podSystem, nvml: noNVML,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 1,
+			pcie: &LinkCapability{Gen: 3, Width: 16}, hostLink: HostLinkPCIe, models: []string{"NVIDIA H100 PCIe"}},
+	},
+	{
+		name: "wsl2", node: "wsl2",
+		sys: fakeSystem{soft: 64 << 10, hard: 64 << 10, errno: syscall.ENOMEM, shm: 8 << 30},
+		nvml: &fakeNVML{driver: "566.14", cuda: 12070, ccErr: nvml.ERROR_NOT_SUPPORTED, gpus: []fakeGPU{{
+			busID: "00000000:01:00.0", uuid: "GPU-0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0", name: "NVIDIA GeForce RTX 4090",
+			maxGen: 4, maxWidth: 16, curGen: 4, curWidth: 16, total: 24 * gib, free: 22 * gib,
+			mode: nvml.COMPUTEMODE_DEFAULT, c2cFieldsUnsupported: true,
+			fail: map[string]nvml.Return{"procs": nvml.ERROR_NOT_SUPPORTED},
+		}}},
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, wsl: true, verdict: no(ReasonWSL),
+			accelerators: 1, pcie: &LinkCapability{Gen: 4, Width: 16}, hostLink: HostLinkPCIe,
+			models: []string{"NVIDIA GeForce RTX 4090"}},
+	},
+	{
+		name: "wsl2.sysfs-only", node: "wsl2", nvml: noNVML,
+		sys:  fakeSystem{soft: 64 << 10, hard: 64 << 10, errno: syscall.ENOMEM, shm: 8 << 30},
+		want: expect{platform: PlatformCPU, wsl: true, verdict: no(ReasonWSL)},
+	},
+	{
+		name: "cpu-bmc", node: "cpu-bmc", sys: serviceSystem, nvml: noNVML,
+		want: expect{platform: PlatformCPU, verdict: no(ReasonNoAccelerator)},
+	},
+	{
+		name: "trainium", node: "trainium", sys: podSystem, nvml: noNVML,
+		want: expect{platform: PlatformNeuron, platforms: []Platform{PlatformNeuron}, verdict: no(ReasonPlatform),
+			accelerators: 2, hostLink: HostLinkPCIe, models: []string{"AWS Trainium", "AWS Trainium"}},
+	},
+	{
+		name: "gaudi", node: "gaudi", sys: podSystem, nvml: noNVML,
+		want: expect{platform: PlatformHPU, platforms: []Platform{PlatformHPU}, verdict: no(ReasonPlatform),
+			accelerators: 2, pcie: &LinkCapability{Gen: 4, Width: 16}, hostLink: HostLinkPCIe,
+			models: []string{"Habana Gaudi2", "Habana Gaudi2"}},
+	},
+	{
+		name: "intel-max", node: "intel-max", sys: podSystem, nvml: noNVML,
+		want: expect{platform: PlatformXPU, platforms: []Platform{PlatformXPU}, verdict: no(ReasonPlatform),
+			accelerators: 1, pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe,
+			models: []string{"Intel Data Center GPU Max 1550"}},
+	},
+	{
+		name: "mi300x", node: "mi300x", sys: podSystem, nvml: noNVML,
+		want: expect{platform: PlatformROCm, platforms: []Platform{PlatformROCm}, verdict: yes, accelerators: 1,
+			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe, models: []string{"AMD Instinct MI300X"}},
+	},
+	{
+		name: "tpu", node: "tpu", sys: podSystem, nvml: noNVML,
+		want: expect{platform: PlatformTPU, platforms: []Platform{PlatformTPU}, verdict: no(ReasonPlatform),
+			accelerators: 2, hostLink: HostLinkPCIe, models: []string{"", ""}},
+	},
+	{
+		name: "grace-hopper", node: "grace-hopper", sys: podSystem,
+		nvml: &fakeNVML{driver: "560.35.03", cuda: 12060, gpus: []fakeGPU{{
+			busID: "00000009:01:00.0", uuid: "GPU-7b8c9d0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e", name: "NVIDIA GH200 480GB",
+			maxGen: 5, maxWidth: 16, curGen: 1, curWidth: 16, total: 96 * gib, free: 95 * gib,
+			mode: nvml.COMPUTEMODE_DEFAULT, c2cLinks: 10, c2cActive: true,
+		}}},
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 1,
+			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkNVLinkC2C,
+			models: []string{"NVIDIA GH200 480GB"}},
+	},
+	{
+		name: "grace-hopper.sysfs-only", node: "grace-hopper", sys: podSystem, nvml: noNVML,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 1,
+			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe, models: []string{"NVIDIA GH200"}},
+	},
+}
+
+// TestGoldenReports probes every fixture node and compares the report with its golden JSON.
+func TestGoldenReports(t *testing.T) {
+	covered := map[string]bool{}
+	for _, tc := range goldenCases {
+		covered[tc.node] = true
+	}
+	for name := range fixtures {
+		require.True(t, covered[name], "fixture %s has no golden case", name)
+	}
+	for _, tc := range goldenCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			d := New(Options{Host: NewHostFS(filepath.Join(fixtureRoot, tc.node)), NVML: tc.nvml.nvml(), System: tc.sys})
+			t.Cleanup(func() { require.NoError(t, d.Close()) })
+			r := d.Probe(context.Background())
+
+			require.Empty(t, r.Errors, "fixture facts must all read")
+			require.Equal(t, tc.want.platform, r.Platform)
+			require.Equal(t, tc.want.platforms, r.Platforms)
+			require.Equal(t, tc.want.wsl, r.WSL)
+			require.Equal(t, tc.want.verdict, r.Verdict)
+			require.Len(t, r.Accelerators, tc.want.accelerators)
+			require.Equal(t, tc.want.pcie, r.PCIe)
+			require.Equal(t, tc.want.degraded, r.LinkDegraded)
+			require.Equal(t, tc.want.hostLink, r.HostLink)
+			var models []string
+			for i, a := range r.Accelerators {
+				require.Equal(t, i, a.Index)
+				models = append(models, a.Model)
+			}
+			require.Equal(t, tc.want.models, models)
+			require.NotEmpty(t, r.Hostname)
+			require.NotZero(t, r.Memory.MemTotalBytes)
+			require.NotNil(t, r.Memory.MlockTrial)
+
+			got, err := json.MarshalIndent(r, "", "  ")
+			require.NoError(t, err)
+			got = append(got, '\n')
+			golden := filepath.Join("testdata", "golden", tc.name+".json")
+			if *update {
+				require.NoError(t, os.MkdirAll(filepath.Dir(golden), 0o755))
+				require.NoError(t, os.WriteFile(golden, got, 0o644))
+			}
+			want, err := os.ReadFile(golden)
+			if errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("golden %s is missing: run go test ./pkg/detector -run TestGoldenReports -update", golden)
+			}
+			require.NoError(t, err)
+			require.JSONEq(t, string(want), string(got))
+			require.Equal(t, string(want), string(got))
+		})
+	}
+}

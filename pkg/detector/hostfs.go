@@ -1,0 +1,106 @@
+package detector
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"k8s.io/klog/v2"
+)
+
+// HostFS holds the roots of the host's filesystems. NewHostFS(root) gives root/proc, root/sys, root/dev and
+// root/etc; the --path.procfs, --path.sysfs and --path.devfs flags replace single fields.
+type HostFS struct {
+	Proc, Sys, Dev, Etc string
+}
+
+// NewHostFS returns the HostFS of a host whose root filesystem is at root ("/" when empty).
+func NewHostFS(root string) HostFS {
+	if root == "" {
+		root = "/"
+	}
+	return HostFS{
+		Proc: filepath.Join(root, "proc"),
+		Sys:  filepath.Join(root, "sys"),
+		Dev:  filepath.Join(root, "dev"),
+		Etc:  filepath.Join(root, "etc"),
+	}
+}
+
+// maxFileSize caps how much of one host file is read: every file the detector reads is a few KiB at most, and
+// a broken tree must not make a probe read gigabytes.
+const maxFileSize = 1 << 20
+
+// readHostFile reads a small host file. Absence is reported as an error satisfying fs.ErrNotExist.
+func readHostFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return data, nil
+}
+
+// isAbsent says whether err means "the fact is not there" rather than "reading it failed".
+func isAbsent(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
+// collector gathers fact errors of one probe.
+type collector struct {
+	errs []FactError
+}
+
+// fail records that fact could not be read.
+func (c *collector) fail(fact string, err error) {
+	klog.V(2).InfoS("Probe fact failed", "fact", fact, "err", err)
+	c.errs = append(c.errs, FactError{Fact: fact, Error: err.Error()})
+}
+
+// read reads a host file for a fact. It returns ok=false when the file is absent (logged at V(4), not an
+// error) or unreadable (recorded as the fact's error).
+func (c *collector) read(fact, path string) ([]byte, bool) {
+	data, err := readHostFile(path)
+	if err != nil {
+		if isAbsent(err) {
+			klog.V(4).InfoS("Probe fact absent", "fact", fact, "path", path)
+			return nil, false
+		}
+		c.fail(fact, fmt.Errorf("read %s: %w", path, unwrapPathError(err)))
+		return nil, false
+	}
+	return data, true
+}
+
+// readString is read with the content trimmed of surrounding whitespace.
+func (c *collector) readString(fact, path string) (string, bool) {
+	data, ok := c.read(fact, path)
+	if !ok {
+		return "", false
+	}
+	return strings.TrimSpace(string(data)), true
+}
+
+// unwrapPathError drops os.PathError's own "open <path>:" prefix, since messages name the path themselves.
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// exists reports whether path exists (lstat: a dangling link still exists).
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}

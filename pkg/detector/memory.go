@@ -1,0 +1,170 @@
+package detector
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultMlockTrialBytes is the buffer the mlock trial locks when Options.MlockTrialBytes is not set.
+const DefaultMlockTrialBytes = 1 << 20
+
+// memoryFacts fills Report.Memory.
+func (p *probe) memoryFacts(m *MemoryFacts) {
+	p.memlock(m)
+	p.meminfo(m)
+	m.Cgroup = p.cgroupMemory()
+	if s, ok := p.readString("thp", filepath.Join(p.host.Sys, "kernel", "mm", "transparent_hugepage", "enabled")); ok {
+		if mode, err := parseTHPMode(s); err != nil {
+			p.fail("thp", err)
+		} else {
+			m.TransparentHugePages = mode
+		}
+	}
+	m.IOMMU = p.iommu()
+	shm := filepath.Join(p.host.Dev, "shm")
+	if size, err := p.sys.FilesystemSize(shm); err != nil {
+		if isAbsent(err) {
+			p.absent("shm", shm)
+		} else {
+			p.fail("shm", err)
+		}
+	} else {
+		m.ShmBytes = size
+	}
+}
+
+func (p *probe) memlock(m *MemoryFacts) {
+	soft, hard, err := p.sys.MemlockLimit()
+	if err != nil {
+		p.fail("memlock", err)
+	} else {
+		m.MemlockSoft, m.MemlockHard = rlimit(soft), rlimit(hard)
+	}
+	n := p.mlockBytes
+	errno, err := p.sys.MlockTrial(n)
+	if err != nil {
+		p.fail("mlock", err)
+		return
+	}
+	m.MlockTrial = &MlockTrial{Bytes: n, OK: errno == 0}
+	if errno != 0 {
+		m.MlockTrial.Errno = unix.ErrnoName(errno)
+		if m.MlockTrial.Errno == "" {
+			m.MlockTrial.Errno = fmt.Sprintf("errno %d", int(errno))
+		}
+	}
+}
+
+func rlimit(v uint64) *Limit {
+	if v == RlimInfinity {
+		return &Limit{Unlimited: true}
+	}
+	return &Limit{Bytes: v}
+}
+
+func (p *probe) meminfo(m *MemoryFacts) {
+	data, ok := p.read("meminfo", filepath.Join(p.host.Proc, "meminfo"))
+	if !ok {
+		return
+	}
+	mi, err := parseMeminfo(data)
+	if err != nil {
+		p.fail("meminfo", err)
+	}
+	m.MemTotalBytes = mi["MemTotal"]
+	m.MemAvailableBytes = mi["MemAvailable"]
+	m.SwapTotalBytes = mi["SwapTotal"]
+	m.SwapFreeBytes = mi["SwapFree"]
+	if total, ok := mi["HugePages_Total"]; ok {
+		m.HugePages = &HugePages{Total: total, Free: mi["HugePages_Free"], SizeBytes: mi["Hugepagesize"]}
+	}
+}
+
+// cgroupMemory reads the memory limit and usage of this process's cgroup from proc/self/cgroup and
+// sys/fs/cgroup. The v1 memory controller wins when mounted (hybrid hierarchies), else the v2 "0::" entry.
+// The limit is the smallest one on the path from the cgroup up to the hierarchy's root, since every ancestor's
+// limit applies. In a container with its own cgroup namespace the path is "/" and sys/fs/cgroup is the
+// container's own view, so the root files are the container's.
+func (p *probe) cgroupMemory() *CgroupMemory {
+	data, ok := p.read("cgroup", filepath.Join(p.host.Proc, "self", "cgroup"))
+	if !ok {
+		return nil
+	}
+	entries, err := parseProcCgroup(data)
+	if err != nil {
+		p.fail("cgroup", err)
+		return nil
+	}
+	for _, e := range entries {
+		if slices.Contains(e.Controllers, "memory") {
+			return p.cgroupMemoryAt(1, filepath.Join(p.host.Sys, "fs", "cgroup", "memory"), e.Path,
+				"memory.limit_in_bytes", "memory.usage_in_bytes")
+		}
+	}
+	for _, e := range entries {
+		if e.ID == 0 && len(e.Controllers) == 0 {
+			return p.cgroupMemoryAt(2, filepath.Join(p.host.Sys, "fs", "cgroup"), e.Path, "memory.max", "memory.current")
+		}
+	}
+	p.absent("cgroup memory controller", filepath.Join(p.host.Proc, "self", "cgroup"))
+	return nil
+}
+
+func (p *probe) cgroupMemoryAt(version int, mount, cgPath, limitFile, usageFile string) *CgroupMemory {
+	cg := &CgroupMemory{Version: version, Path: cgPath, Limit: Limit{Unlimited: true}}
+	leaf := filepath.Join(mount, filepath.FromSlash(cgPath))
+	if !exists(leaf) {
+		p.absent("cgroup", leaf)
+		return nil
+	}
+	for dir := cgPath; ; dir = path.Dir(dir) {
+		file := filepath.Join(mount, filepath.FromSlash(dir), limitFile)
+		if s, ok := p.readString("cgroup", file); ok {
+			l, err := parseCgroupLimit(s)
+			if err != nil {
+				p.fail("cgroup", fmt.Errorf("%s: %w", file, err))
+			} else if !l.Unlimited && (cg.Limit.Unlimited || l.Bytes < cg.Limit.Bytes) {
+				cg.Limit = l
+			}
+		}
+		if dir == "/" {
+			break
+		}
+	}
+	file := filepath.Join(leaf, usageFile)
+	if s, ok := p.readString("cgroup", file); ok {
+		if n, err := parseUintStrict(s); err != nil {
+			p.fail("cgroup", fmt.Errorf("%s: %w", file, err))
+		} else {
+			cg.UsageBytes = n
+		}
+	}
+	return cg
+}
+
+// iommu reports whether an IOMMU is active: sys/class/iommu has entries or sys/kernel/iommu_groups is not empty.
+func (p *probe) iommu() bool {
+	for _, dir := range []string{
+		filepath.Join(p.host.Sys, "class", "iommu"),
+		filepath.Join(p.host.Sys, "kernel", "iommu_groups"),
+	} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			if isAbsent(err) {
+				p.absent("iommu", dir)
+			} else {
+				p.fail("iommu", fmt.Errorf("list %s: %w", dir, unwrapPathError(err)))
+			}
+			continue
+		}
+		if len(entries) > 0 {
+			return true
+		}
+	}
+	return false
+}

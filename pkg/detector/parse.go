@@ -1,0 +1,443 @@
+package detector
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// The parsers in this file read the kernel's text formats. Each one accepts any input without panicking and
+// returns an error that says what was wrong; none of them touches the filesystem.
+
+// errMalformed is wrapped by every parse error, so callers can tell bad content from I/O failures.
+var errMalformed = errors.New("malformed")
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errMalformed, fmt.Sprintf(format, args...))
+}
+
+// pcieGenBySpeed maps the per-lane transfer rate in GT/s to the PCIe generation.
+var pcieGenBySpeed = []struct {
+	gts float64
+	gen int
+}{{2.5, 1}, {5, 2}, {8, 3}, {16, 4}, {32, 5}, {64, 6}, {128, 7}}
+
+// parseLinkSpeed parses sysfs current_link_speed / max_link_speed. The kernel writes
+// "<rate> GT/s PCIe" since 4.17 ("2.5 GT/s PCIe", "32.0 GT/s PCIe"), "<rate> GT/s" before ("5 GT/s"), and
+// "Unknown" or "Unknown speed" when the link speed is not known. Unknown speeds return 0, 0 and no error; a
+// rate that is no PCIe generation keeps its GT/s with generation 0.
+func parseLinkSpeed(s string) (gts float64, gen int, err error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, 0, malformed("empty link speed")
+	}
+	if strings.HasPrefix(strings.ToLower(s), "unknown") {
+		return 0, 0, nil
+	}
+	num, rest, ok := strings.Cut(s, "GT/s")
+	if !ok {
+		return 0, 0, malformed("link speed %q has no GT/s", truncate(s))
+	}
+	if rest = strings.TrimSpace(rest); rest != "" && rest != "PCIe" {
+		return 0, 0, malformed("link speed %q has an unknown suffix", truncate(s))
+	}
+	num = strings.TrimSpace(num)
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || num == "" || strings.ContainsAny(num, "eExXpP_") || v <= 0 || v > 1024 || math.IsNaN(v) {
+		return 0, 0, malformed("link speed %q has no valid rate", truncate(s))
+	}
+	for _, g := range pcieGenBySpeed {
+		if math.Abs(v-g.gts) < 0.01 {
+			return v, g.gen, nil
+		}
+	}
+	return v, 0, nil
+}
+
+// parseLinkWidth parses sysfs current_link_width / max_link_width: a decimal lane count ("16"). 255 is the
+// kernel's PCIE_LNK_WIDTH_UNKNOWN and 0 a link that is down; both return 0 without error.
+func parseLinkWidth(s string) (int, error) {
+	s = strings.TrimSpace(s)
+	s = strings.TrimPrefix(s, "x")
+	w, err := strconv.Atoi(s)
+	if err != nil || strings.HasPrefix(s, "+") {
+		return 0, malformed("link width %q is not a number", truncate(s))
+	}
+	switch {
+	case w == 255:
+		return 0, nil
+	case w < 0 || w > 64:
+		return 0, malformed("link width %d out of range", w)
+	}
+	return w, nil
+}
+
+// maxCPUID bounds the CPU numbers ParseCPUList accepts (the kernel's NR_CPUS tops out far below).
+const maxCPUID = 1 << 16
+
+// ParseCPUList parses a kernel cpulist as sysfs prints it with %*pbl ("0-31,64-95", "3", "" for none) into a
+// sorted list of CPU numbers without duplicates.
+func ParseCPUList(s string) ([]int, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	var ranges [][2]int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, err := parseCPURange(part)
+		if err != nil {
+			return nil, err
+		}
+		ranges = append(ranges, [2]int{lo, hi})
+	}
+	slices.SortFunc(ranges, func(a, b [2]int) int { return a[0] - b[0] })
+	var cpus []int
+	next := 0 // first CPU not yet emitted
+	for _, r := range ranges {
+		for c := max(r[0], next); c <= r[1]; c++ {
+			cpus = append(cpus, c)
+		}
+		next = max(next, r[1]+1)
+	}
+	return cpus, nil
+}
+
+func parseCPURange(part string) (lo, hi int, err error) {
+	part = strings.TrimSpace(part)
+	loStr, hiStr, isRange := strings.Cut(part, "-")
+	if lo, err = parseCPUNumber(loStr); err != nil {
+		return 0, 0, err
+	}
+	hi = lo
+	if isRange {
+		if hi, err = parseCPUNumber(hiStr); err != nil {
+			return 0, 0, err
+		}
+	}
+	if hi < lo {
+		return 0, 0, malformed("cpulist range %q ends before it starts", truncate(part))
+	}
+	return lo, hi, nil
+}
+
+func parseCPUNumber(s string) (int, error) {
+	if s == "" || len(s) > 6 {
+		return 0, malformed("cpu number %q", truncate(s))
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, malformed("cpu number %q", truncate(s))
+		}
+	}
+	n, _ := strconv.Atoi(s)
+	if n >= maxCPUID {
+		return 0, malformed("cpu number %d too large", n)
+	}
+	return n, nil
+}
+
+// meminfo is proc/meminfo: values in bytes for "kB" lines, raw counts for unitless lines (HugePages_*).
+type meminfo map[string]uint64
+
+// parseMeminfo parses proc/meminfo ("MemTotal:       65843392 kB"). It returns every well-formed line and the
+// first malformed one's error, so one bad line does not hide the others.
+func parseMeminfo(data []byte) (meminfo, error) {
+	m := make(meminfo, 64)
+	var firstErr error
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		key, val, ok := strings.Cut(line, ":")
+		key = strings.TrimSpace(key)
+		if !ok || key == "" {
+			if firstErr == nil {
+				firstErr = malformed("meminfo line %q has no key", truncate(line))
+			}
+			continue
+		}
+		fields := strings.Fields(val)
+		var n uint64
+		var err error
+		switch {
+		case len(fields) == 1:
+			n, err = strconv.ParseUint(fields[0], 10, 64)
+		case len(fields) == 2 && fields[1] == "kB":
+			n, err = strconv.ParseUint(fields[0], 10, 64)
+			if err == nil && n > math.MaxUint64/1024 {
+				err = errors.New("overflow")
+			}
+			n *= 1024
+		default:
+			err = errors.New("not <number> [kB]")
+		}
+		if err != nil {
+			if firstErr == nil {
+				firstErr = malformed("meminfo %s value %q", truncate(key), truncate(strings.TrimSpace(val)))
+			}
+			continue
+		}
+		m[key] = n
+	}
+	if err := sc.Err(); err != nil && firstErr == nil {
+		firstErr = malformed("meminfo: %v", err)
+	}
+	return m, firstErr
+}
+
+// cgroupEntry is one line of /proc/<pid>/cgroup: "hierarchy-ID:controller-list:cgroup-path".
+type cgroupEntry struct {
+	ID          int
+	Controllers []string
+	// Path is the cleaned, absolute cgroup path ("/" at the namespace root); it cannot climb above the root.
+	Path string
+}
+
+// parseProcCgroup parses /proc/<pid>/cgroup. v2 is the line "0::<path>"; v1 lines name their controllers.
+func parseProcCgroup(data []byte) ([]cgroupEntry, error) {
+	var out []cgroupEntry
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			return nil, malformed("cgroup line %q is not id:controllers:path", truncate(line))
+		}
+		id, err := strconv.Atoi(parts[0])
+		if err != nil || id < 0 {
+			return nil, malformed("cgroup line %q has a bad hierarchy id", truncate(line))
+		}
+		p := parts[2]
+		if !strings.HasPrefix(p, "/") {
+			return nil, malformed("cgroup path %q is not absolute", truncate(p))
+		}
+		p = strings.TrimSuffix(p, " (deleted)")
+		e := cgroupEntry{ID: id, Path: path.Clean(p)}
+		if parts[1] != "" {
+			e.Controllers = strings.Split(parts[1], ",")
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// cgroupUnlimitedThreshold: limits at or above this are "no limit" (cgroup v1 reports PAGE_COUNTER_MAX pages,
+// 9223372036854771712 with 4 KiB pages, as its unlimited value).
+const cgroupUnlimitedThreshold = 1 << 62
+
+// parseCgroupLimit parses memory.max (v2: bytes or "max") and memory.limit_in_bytes (v1: bytes, a huge value
+// meaning unlimited).
+func parseCgroupLimit(s string) (Limit, error) {
+	s = strings.TrimSpace(s)
+	if s == "max" {
+		return Limit{Unlimited: true}, nil
+	}
+	n, err := parseUintStrict(s)
+	if err != nil {
+		if strings.HasPrefix(s, "-") {
+			// v1 accepts -1 as "no limit"; a kernel does not print it, but be lenient with what reads as unlimited.
+			if v, e := strconv.ParseInt(s, 10, 64); e == nil && v == -1 {
+				return Limit{Unlimited: true}, nil
+			}
+		}
+		return Limit{}, malformed("cgroup memory limit %q", truncate(s))
+	}
+	if n >= cgroupUnlimitedThreshold {
+		return Limit{Unlimited: true}, nil
+	}
+	return Limit{Bytes: n}, nil
+}
+
+// parseUintStrict parses a trimmed decimal unsigned integer.
+func parseUintStrict(s string) (uint64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s[0] == '+' {
+		return 0, malformed("number %q", truncate(s))
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, malformed("number %q", truncate(s))
+	}
+	return n, nil
+}
+
+// parseOSRelease parses proc/sys/kernel/osrelease: one line, the kernel release.
+func parseOSRelease(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", malformed("empty kernel release")
+	}
+	if strings.ContainsAny(s, "\n\r\t ") || !isPrintable(s) {
+		return "", malformed("kernel release %q is not one word", truncate(s))
+	}
+	return s, nil
+}
+
+// parseProcVersion parses proc/version ("Linux version 6.8.0-45-generic (buildd@lcy02) (gcc ...) #45 SMP ...")
+// and returns the release (third word).
+func parseProcVersion(s string) (string, error) {
+	f := strings.Fields(s)
+	if len(f) < 3 || f[1] != "version" {
+		return "", malformed("proc version %q does not start with '<os> version <release>'", truncate(s))
+	}
+	if !isPrintable(f[2]) {
+		return "", malformed("proc version release %q", truncate(f[2]))
+	}
+	return f[2], nil
+}
+
+// isWSLKernel reports whether a kernel release or proc/version text is a WSL kernel: Microsoft builds say
+// "microsoft" ("5.15.167.4-microsoft-standard-WSL2", WSL1 "4.4.0-19041-Microsoft").
+func isWSLKernel(s string) bool {
+	return strings.Contains(strings.ToLower(s), "microsoft")
+}
+
+// parseTHPMode returns the selected (bracketed) word of sys/kernel/mm/transparent_hugepage/enabled
+// ("always [madvise] never" -> "madvise").
+func parseTHPMode(s string) (string, error) {
+	open := strings.IndexByte(s, '[')
+	if open < 0 {
+		return "", malformed("transparent hugepage mode %q has no [selected] word", truncate(s))
+	}
+	closing := strings.IndexByte(s[open:], ']')
+	if closing < 0 {
+		return "", malformed("transparent hugepage mode %q has an unclosed [", truncate(s))
+	}
+	mode := s[open+1 : open+closing]
+	if mode == "" || strings.IndexByte(s[open+closing:], '[') >= 0 {
+		return "", malformed("transparent hugepage mode %q does not select one word", truncate(s))
+	}
+	for _, c := range mode {
+		if !(c >= 'a' && c <= 'z' || c == '_' || c == '-') {
+			return "", malformed("transparent hugepage mode %q is not a word", truncate(mode))
+		}
+	}
+	return mode, nil
+}
+
+// parseHexID parses a sysfs hex attribute ("0x10de", "0x030200") that must fit in bits bits.
+func parseHexID(s string, bits int) (uint32, error) {
+	s = strings.TrimSpace(s)
+	h, ok := strings.CutPrefix(s, "0x")
+	if !ok || h == "" || len(h) > bits/4 {
+		return 0, malformed("hex id %q", truncate(s))
+	}
+	v, err := strconv.ParseUint(h, 16, bits)
+	if err != nil {
+		return 0, malformed("hex id %q", truncate(s))
+	}
+	return uint32(v), nil
+}
+
+// parseNUMANode parses sysfs numa_node: a decimal node number, -1 when the platform reports none.
+func parseNUMANode(s string) (int, error) {
+	s = strings.TrimSpace(s)
+	n, err := strconv.Atoi(s)
+	if err != nil || strings.HasPrefix(s, "+") || n < -1 || n > maxCPUID {
+		return 0, malformed("numa node %q", truncate(s))
+	}
+	return n, nil
+}
+
+// pciAddr is a PCI function address.
+type pciAddr struct {
+	Domain   uint32
+	Bus      uint8
+	Device   uint8
+	Function uint8
+}
+
+func (a pciAddr) String() string {
+	return fmt.Sprintf("%04x:%02x:%02x.%x", a.Domain, a.Bus, a.Device, a.Function)
+}
+
+func (a pciAddr) less(b pciAddr) bool {
+	if a.Domain != b.Domain {
+		return a.Domain < b.Domain
+	}
+	if a.Bus != b.Bus {
+		return a.Bus < b.Bus
+	}
+	if a.Device != b.Device {
+		return a.Device < b.Device
+	}
+	return a.Function < b.Function
+}
+
+// parsePCIAddress parses "DDDD:BB:dd.f" with a domain of 1 to 8 hex digits (sysfs "0000:2a:00.0", NVML
+// "00000000:2A:00.0", VMD "10000:e1:00.0"), or "BB:dd.f" meaning domain 0. Hex is case-insensitive.
+func parsePCIAddress(s string) (pciAddr, error) {
+	var a pciAddr
+	s = strings.TrimSpace(s)
+	parts := strings.Split(s, ":")
+	var dom, bus, devfn string
+	switch len(parts) {
+	case 3:
+		dom, bus, devfn = parts[0], parts[1], parts[2]
+	case 2:
+		dom, bus, devfn = "0", parts[0], parts[1]
+	default:
+		return a, malformed("pci address %q", truncate(s))
+	}
+	dev, fn, ok := strings.Cut(devfn, ".")
+	if !ok || len(dom) < 1 || len(dom) > 8 || len(bus) != 2 || len(dev) != 2 || len(fn) != 1 {
+		return a, malformed("pci address %q", truncate(s))
+	}
+	d, err1 := strconv.ParseUint(dom, 16, 32)
+	b, err2 := strconv.ParseUint(bus, 16, 8)
+	v, err3 := strconv.ParseUint(dev, 16, 8)
+	f, err4 := strconv.ParseUint(fn, 16, 8)
+	if err := errors.Join(err1, err2, err3, err4); err != nil || v > 0x1f || f > 7 || !isHex(dom+bus+dev+fn) {
+		return a, malformed("pci address %q", truncate(s))
+	}
+	return pciAddr{Domain: uint32(d), Bus: uint8(b), Device: uint8(v), Function: uint8(f)}, nil
+}
+
+// NormalizePCIAddress turns a PCI address in any common spelling (sysfs "0000:2a:00.0", NVML
+// "00000000:2A:00.0", CUDA "0000:2A:00.0") into the form the Report uses: lower-case hex, 4-digit domain
+// (wider only when the domain needs it).
+func NormalizePCIAddress(s string) (string, error) {
+	a, err := parsePCIAddress(s)
+	if err != nil {
+		return "", err
+	}
+	return a.String(), nil
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+func isPrintable(s string) bool {
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// truncate keeps error messages short when a file holds garbage.
+func truncate(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
+}

@@ -1,0 +1,460 @@
+package detector
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// PCI vendor ids of accelerator makers.
+const (
+	vendorNVIDIA = 0x10de
+	vendorAMD    = 0x1002
+	vendorIntel  = 0x8086
+	vendorHabana = 0x1da3
+	vendorAWS    = 0x1d0f
+	vendorGoogle = 0x1ae0
+)
+
+// devNodes are the device nodes that decide a platform together with sysfs.
+type devNodes struct {
+	kfd    bool // dev/kfd: the ROCm kernel fusion driver
+	dxg    bool // dev/dxg: WSL2's DirectX GPU paravirtualisation
+	neuron bool // dev/neuron<N>: the AWS Neuron driver
+}
+
+var neuronNode = regexp.MustCompile(`^neuron[0-9]+$`)
+
+func (p *probe) readDevNodes() devNodes {
+	n := devNodes{
+		kfd: exists(filepath.Join(p.host.Dev, "kfd")),
+		dxg: exists(filepath.Join(p.host.Dev, "dxg")),
+	}
+	entries, err := os.ReadDir(p.host.Dev)
+	if err != nil {
+		if !isAbsent(err) {
+			p.fail("dev", fmt.Errorf("list %s: %w", p.host.Dev, unwrapPathError(err)))
+		}
+		return n
+	}
+	for _, e := range entries {
+		if neuronNode.MatchString(e.Name()) {
+			n.neuron = true
+			break
+		}
+	}
+	return n
+}
+
+// Device ids used to classify and name accelerators. Only ids from the vendors' drivers and the PCI id
+// database are listed; an unknown id of an accelerator vendor is still classified by its class code.
+var (
+	// intelDataCenterGPUs: Ponte Vecchio (Data Center GPU Max) and Arctic Sound-M (Data Center GPU Flex), as
+	// listed in the kernel's i915 PCI id table. Client and integrated Intel GPUs are not accelerators here.
+	intelDataCenterGPUs = map[uint16]bool{
+		0x0bd0: true, 0x0bd1: true, 0x0bd2: true, 0x0bd5: true, 0x0bd6: true, 0x0bd7: true, 0x0bd8: true,
+		0x0bd9: true, 0x0bda: true, 0x0bdb: true, // PVC
+		0x56c0: true, 0x56c1: true, 0x56c2: true, // ATS-M
+	}
+	// awsNeuronDevices: Inferentia (0x7064-0x7067), Trainium (0x7164), Inferentia2 (0x7264), Trainium2 (0x7364).
+	awsNeuronDevices = map[uint16]bool{
+		0x7064: true, 0x7065: true, 0x7066: true, 0x7067: true, 0x7164: true, 0x7264: true, 0x7364: true,
+	}
+	// amdBMCDisplays: server management VGA chips with AMD's vendor id (ES1000).
+	amdBMCDisplays = map[uint16]bool{0x515e: true}
+
+	// knownModels names well-known accelerators by vendor<<16|device.
+	knownModels = map[uint32]string{
+		vendorNVIDIA<<16 | 0x2330: "NVIDIA H100 SXM5",
+		vendorNVIDIA<<16 | 0x2331: "NVIDIA H100 PCIe",
+		vendorNVIDIA<<16 | 0x2335: "NVIDIA H200",
+		vendorNVIDIA<<16 | 0x2342: "NVIDIA GH200",
+		vendorNVIDIA<<16 | 0x20b0: "NVIDIA A100 SXM4 40GB",
+		vendorNVIDIA<<16 | 0x20b2: "NVIDIA A100 SXM4 80GB",
+		vendorNVIDIA<<16 | 0x20b5: "NVIDIA A100 PCIe 80GB",
+		vendorNVIDIA<<16 | 0x20f1: "NVIDIA A100 PCIe 40GB",
+		vendorNVIDIA<<16 | 0x26b9: "NVIDIA L40S",
+		vendorNVIDIA<<16 | 0x27b8: "NVIDIA L4",
+		vendorAMD<<16 | 0x74a1:    "AMD Instinct MI300X",
+		vendorAMD<<16 | 0x740c:    "AMD Instinct MI250X/MI250",
+		vendorAMD<<16 | 0x740f:    "AMD Instinct MI210",
+		vendorAMD<<16 | 0x738c:    "AMD Instinct MI100",
+		vendorIntel<<16 | 0x0bd5:  "Intel Data Center GPU Max 1550",
+		vendorIntel<<16 | 0x0bda:  "Intel Data Center GPU Max 1100",
+		vendorIntel<<16 | 0x56c0:  "Intel Data Center GPU Flex 170",
+		vendorIntel<<16 | 0x56c1:  "Intel Data Center GPU Flex 140",
+		vendorHabana<<16 | 0x1000: "Habana Gaudi",
+		vendorHabana<<16 | 0x1020: "Habana Gaudi2",
+		vendorAWS<<16 | 0x7064:    "AWS Inferentia",
+		vendorAWS<<16 | 0x7164:    "AWS Trainium",
+		vendorAWS<<16 | 0x7264:    "AWS Inferentia2",
+		vendorAWS<<16 | 0x7364:    "AWS Trainium2",
+	}
+)
+
+// classify returns the accelerator platform of a PCI function, or "" when it is no accelerator (a BMC VGA, a
+// NIC, an NVMe drive, a bridge such as an NVSwitch, an integrated GPU).
+func classify(vendor, device uint16, class uint32, nodes devNodes) Platform {
+	base, sub := class>>16, (class>>8)&0xff
+	display := base == 0x03                    // VGA 0300, XGA 0301, 3D 0302, other 0380
+	processing := base == 0x12                 // processing accelerator
+	coprocessor := base == 0x0b && sub == 0x40 // co-processor
+	peripheral := base == 0x08 && sub == 0x80  // other system peripheral
+	switch vendor {
+	case vendorNVIDIA:
+		if display {
+			return PlatformCUDA
+		}
+	case vendorAMD:
+		if (display || processing) && nodes.kfd && !amdBMCDisplays[device] {
+			return PlatformROCm
+		}
+	case vendorIntel:
+		if (display || processing) && intelDataCenterGPUs[device] {
+			return PlatformXPU
+		}
+	case vendorHabana:
+		if processing || coprocessor || display || peripheral {
+			return PlatformHPU
+		}
+	case vendorAWS:
+		// 0x1d0f is also the ENA NIC, EFA and the EBS NVMe controller: only Neuron device ids, or an
+		// accelerator-class function on a node with Neuron device nodes.
+		if awsNeuronDevices[device] || (nodes.neuron && (processing || coprocessor || peripheral)) {
+			return PlatformNeuron
+		}
+	case vendorGoogle:
+		// 0x1ae0 is also gVNIC and Google's NVMe: only processing accelerators.
+		if processing || coprocessor {
+			return PlatformTPU
+		}
+	}
+	return ""
+}
+
+// scanPCI lists the accelerators in sys/bus/pci/devices.
+func (p *probe) scanPCI(nodes devNodes) []Accelerator {
+	busDir := filepath.Join(p.host.Sys, "bus", "pci", "devices")
+	entries, err := os.ReadDir(busDir)
+	if err != nil {
+		if isAbsent(err) {
+			p.absent("pci", busDir)
+		} else {
+			p.fail("pci", fmt.Errorf("list %s: %w", busDir, unwrapPathError(err)))
+		}
+		return nil
+	}
+	var accs []Accelerator
+	for _, e := range entries {
+		addr, err := parsePCIAddress(e.Name())
+		if err != nil {
+			p.absent("pci/"+e.Name(), filepath.Join(busDir, e.Name()))
+			continue
+		}
+		entry := filepath.Join(busDir, e.Name())
+		acc, ok := p.pciAccelerator(entry, addr, nodes)
+		if ok {
+			accs = append(accs, acc)
+		}
+	}
+	return accs
+}
+
+// pciAccelerator reads one PCI function and describes it when it is an accelerator.
+func (p *probe) pciAccelerator(entry string, addr pciAddr, nodes devNodes) (Accelerator, bool) {
+	name := addr.String()
+	hexAttr := func(attr string, bits int) (uint32, bool) {
+		s, ok := p.readString("pci/"+name+"/"+attr, filepath.Join(entry, attr))
+		if !ok {
+			return 0, false
+		}
+		v, err := parseHexID(s, bits)
+		if err != nil {
+			p.fail("pci/"+name+"/"+attr, err)
+			return 0, false
+		}
+		return v, true
+	}
+	vendor, ok := hexAttr("vendor", 16)
+	if !ok || !isAcceleratorVendor(uint16(vendor)) {
+		return Accelerator{}, false
+	}
+	device, ok1 := hexAttr("device", 16)
+	class, ok2 := hexAttr("class", 24)
+	if !ok1 || !ok2 {
+		return Accelerator{}, false
+	}
+	platform := classify(uint16(vendor), uint16(device), class, nodes)
+	if platform == "" {
+		return Accelerator{}, false
+	}
+	if exists(filepath.Join(entry, "physfn")) {
+		// An SR-IOV virtual function on the host: the physical function is the accelerator.
+		p.absent("pci/"+name+" (virtual function)", entry)
+		return Accelerator{}, false
+	}
+	acc := Accelerator{
+		Platform:   platform,
+		PCIAddress: name,
+		VendorID:   fmt.Sprintf("%04x", vendor),
+		DeviceID:   fmt.Sprintf("%04x", device),
+		Class:      fmt.Sprintf("%06x", class),
+		Model:      knownModels[vendor<<16|device],
+		NUMANode:   -1,
+	}
+	if s, ok := p.readString("pci/"+name+"/numa_node", filepath.Join(entry, "numa_node")); ok {
+		if n, err := parseNUMANode(s); err != nil {
+			p.fail("pci/"+name+"/numa_node", err)
+		} else {
+			acc.NUMANode = n
+		}
+	}
+	if s, ok := p.readString("pci/"+name+"/local_cpulist", filepath.Join(entry, "local_cpulist")); ok {
+		if _, err := ParseCPUList(s); err != nil {
+			p.fail("pci/"+name+"/local_cpulist", err)
+		} else {
+			acc.LocalCPUs = s
+		}
+	}
+	acc.Link = p.readPCIeLink(entry, name)
+	acc.Upstream = p.upstreamHops(entry)
+	acc.Capability, acc.Degraded = analyzePath(acc.Link, acc.Upstream)
+	return acc, true
+}
+
+func isAcceleratorVendor(v uint16) bool {
+	switch v {
+	case vendorNVIDIA, vendorAMD, vendorIntel, vendorHabana, vendorAWS, vendorGoogle:
+		return true
+	}
+	return false
+}
+
+// readPCIeLink reads the four link attributes of a PCIe function; nil when it has none (a conventional PCI
+// device, a virtual device).
+func (p *probe) readPCIeLink(dir, name string) *PCIeLink {
+	var l PCIeLink
+	found := false
+	speed := func(attr string, gts *float64, gen *int) {
+		s, ok := p.readString("pci/"+name+"/"+attr, filepath.Join(dir, attr))
+		if !ok {
+			return
+		}
+		found = true
+		v, g, err := parseLinkSpeed(s)
+		if err != nil {
+			p.fail("pci/"+name+"/"+attr, err)
+			return
+		}
+		*gts, *gen = v, g
+	}
+	width := func(attr string, w *int) {
+		s, ok := p.readString("pci/"+name+"/"+attr, filepath.Join(dir, attr))
+		if !ok {
+			return
+		}
+		found = true
+		v, err := parseLinkWidth(s)
+		if err != nil {
+			p.fail("pci/"+name+"/"+attr, err)
+			return
+		}
+		*w = v
+	}
+	speed("current_link_speed", &l.CurrentGTs, &l.CurrentGen)
+	width("current_link_width", &l.CurrentWidth)
+	speed("max_link_speed", &l.MaxGTs, &l.MaxGen)
+	width("max_link_width", &l.MaxWidth)
+	if !found {
+		return nil
+	}
+	return &l
+}
+
+// maxHops bounds the upstream walk (real PCIe trees are a handful of levels deep).
+const maxHops = 32
+
+// upstreamHops resolves sys/bus/pci/devices/<BDF> into sys/devices/pci<dom>:<bus>/.../<BDF> and returns the
+// bridge and switch ports above the device, nearest first, up to the root port: every parent directory whose
+// name is a PCI address.
+func (p *probe) upstreamHops(entry string) []PCIeHop {
+	dir, ok := p.resolveDeviceDir(entry)
+	if !ok {
+		return nil
+	}
+	var hops []PCIeHop
+	for len(hops) < maxHops {
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		base := filepath.Base(parent)
+		if strings.Count(base, ":") != 2 {
+			break // "pci0000:00", a VMD or Hyper-V bus directory, or anything above the PCI tree
+		}
+		a, err := parsePCIAddress(base)
+		if err != nil {
+			break
+		}
+		name := a.String()
+		hops = append(hops, PCIeHop{PCIAddress: name, Link: p.readPCIeLink(parent, name)})
+		dir = parent
+	}
+	return hops
+}
+
+// resolveDeviceDir follows the sys/bus/pci/devices/<BDF> link into the sys/devices tree. A relative link is
+// resolved lexically under Host.Sys; an absolute one ("/sys/devices/...") is re-rooted at Host.Sys, so a tree
+// under --host-root is never left for the real /sys.
+func (p *probe) resolveDeviceDir(entry string) (string, bool) {
+	target, err := os.Readlink(entry)
+	if err != nil {
+		// Not a link (a flattened tree): there is nothing to walk up.
+		return entry, false
+	}
+	if filepath.IsAbs(target) {
+		rest, ok := strings.CutPrefix(filepath.Clean(target), "/sys/")
+		if !ok {
+			p.absent("pci upstream of "+filepath.Base(entry), target)
+			return entry, false
+		}
+		return filepath.Join(p.host.Sys, rest), true
+	}
+	return filepath.Join(filepath.Dir(entry), target), true
+}
+
+// analyzePath computes an accelerator's link capability and whether a link on its path trained narrow.
+//
+// Capability is the minimum, over the device and every hop, of the max generation and the max width.
+//
+// Links: a device's parent is always the downstream port its own link attaches to; above that, a switch's
+// upstream port sits above each downstream port (an internal, virtual link), and the upstream port's parent is
+// again the downstream port of the next physical link. So the physical links on the path are the pairs
+// (chain[0], chain[1]), (chain[2], chain[3]), ... where chain is the device followed by its hops, nearest
+// first. A link is degraded when it trained narrower than the smaller max width of its two ends. Speed is never
+// judged: NVIDIA GPUs drop to 2.5 GT/s when idle.
+func analyzePath(dev *PCIeLink, hops []PCIeHop) (*LinkCapability, bool) {
+	chain := make([]*PCIeLink, 0, 1+len(hops))
+	chain = append(chain, dev)
+	for _, h := range hops {
+		chain = append(chain, h.Link)
+	}
+	gen, width := 0, 0
+	for _, l := range chain {
+		if l == nil {
+			continue
+		}
+		gen = minPositive(gen, l.MaxGen)
+		width = minPositive(width, l.MaxWidth)
+	}
+	var capability *LinkCapability
+	if gen > 0 || width > 0 {
+		capability = &LinkCapability{Gen: gen, Width: width}
+	}
+	degraded := false
+	for i := 0; i+1 < len(chain); i += 2 {
+		child, parent := chain[i], chain[i+1]
+		if child == nil || parent == nil || child.MaxWidth == 0 || parent.MaxWidth == 0 {
+			continue
+		}
+		trained := minPositive(child.CurrentWidth, parent.CurrentWidth)
+		if trained > 0 && trained < min(child.MaxWidth, parent.MaxWidth) {
+			degraded = true
+		}
+	}
+	return capability, degraded
+}
+
+// minPositive is the smaller of a and b, ignoring zeros (unknown).
+func minPositive(a, b int) int {
+	switch {
+	case a <= 0:
+		return max(b, 0)
+	case b <= 0:
+		return a
+	}
+	return min(a, b)
+}
+
+// laneGBps is the usable per-lane, per-direction rate of each PCIe generation in GB/s (after line coding).
+var laneGBps = map[int]float64{1: 0.25, 2: 0.5, 3: 0.985, 4: 1.969, 5: 3.938, 6: 7.563, 7: 15.125}
+
+// linkBandwidth is a capability's theoretical per-direction bandwidth, for comparing capabilities.
+func linkBandwidth(c *LinkCapability) float64 {
+	if c == nil {
+		return 0
+	}
+	w := c.Width
+	if w == 0 {
+		w = 16
+	}
+	return laneGBps[c.Gen] * float64(w)
+}
+
+// weakestCapability is the accelerator capability with the lowest theoretical bandwidth (ties: lower
+// generation, then narrower), nil when no accelerator has one.
+func weakestCapability(accs []Accelerator) *LinkCapability {
+	var weakest *LinkCapability
+	for i := range accs {
+		c := accs[i].Capability
+		if c == nil {
+			continue
+		}
+		if weakest == nil || less(c, weakest) {
+			cp := *c
+			weakest = &cp
+		}
+	}
+	return weakest
+}
+
+func less(a, b *LinkCapability) bool {
+	ba, bb := linkBandwidth(a), linkBandwidth(b)
+	if ba != bb {
+		return ba < bb
+	}
+	if a.Gen != b.Gen {
+		return a.Gen < b.Gen
+	}
+	return a.Width < b.Width
+}
+
+// sortAccelerators orders accelerators by PCI address (those without one last, by NVML index) and numbers them.
+func sortAccelerators(accs []Accelerator) {
+	key := func(a Accelerator) (pciAddr, bool) {
+		addr, err := parsePCIAddress(a.PCIAddress)
+		return addr, err == nil
+	}
+	slices.SortStableFunc(accs, func(a, b Accelerator) int {
+		ka, okA := key(a)
+		kb, okB := key(b)
+		switch {
+		case okA && okB:
+			if ka.less(kb) {
+				return -1
+			}
+			if kb.less(ka) {
+				return 1
+			}
+			return 0
+		case okA:
+			return -1
+		case okB:
+			return 1
+		}
+		return nvmlIndex(a) - nvmlIndex(b)
+	})
+	for i := range accs {
+		accs[i].Index = i
+	}
+}
+
+func nvmlIndex(a Accelerator) int {
+	if a.NVML != nil {
+		return a.NVML.Index
+	}
+	return 0
+}

@@ -1,0 +1,48 @@
+package detector
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"runtime"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestProbeRealHost probes the machine the tests run on, with the real system calls and the real NVML loader,
+// and checks the facts every Linux host has.
+func TestProbeRealHost(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("probes a linux host")
+	}
+	d := New(Options{Host: NewHostFS("/"), NVMLLibrary: "libnvidia-ml.so.1"})
+	t.Cleanup(func() { require.NoError(t, d.Close()) })
+	r := d.Probe(context.Background())
+	require.NotNil(t, r)
+	out, err := json.MarshalIndent(r, "", "  ")
+	require.NoError(t, err)
+	t.Logf("report of this host:\n%s", out)
+
+	host, err := os.Hostname()
+	require.NoError(t, err)
+	require.Equal(t, host, r.Hostname)
+	require.NotEmpty(t, r.KernelRelease)
+	require.NotEmpty(t, r.BootID)
+	require.NotZero(t, r.Memory.MemTotalBytes)
+	require.NotNil(t, r.Memory.MemlockSoft)
+	require.NotNil(t, r.Memory.MlockTrial)
+	require.Equal(t, DefaultMlockTrialBytes, r.Memory.MlockTrial.Bytes)
+	require.Contains(t, []string{"always", "madvise", "never"}, r.Memory.TransparentHugePages)
+	require.Contains(t, append(PlatformPrecedence, PlatformCPU), r.Platform)
+	if r.Platform == PlatformCPU {
+		require.Equal(t, Verdict{Available: false, Reason: ReasonNoAccelerator}, r.Verdict)
+		require.Empty(t, r.HostLink)
+	}
+	if !r.Driver.NVMLLoaded {
+		require.NotEmpty(t, r.Driver.NVMLError)
+	}
+	// A second probe reuses the detector.
+	r2 := d.Probe(context.Background())
+	require.Equal(t, r.BootID, r2.BootID)
+}
