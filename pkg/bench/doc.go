@@ -2,4 +2,40 @@
 // with dlopen from a small cgo shim. The measurement runs in a short-lived child process (a re-exec of the
 // daemon's own binary) so that a hung or crashing driver call cannot take the daemon down and no CUDA context
 // stays open in the daemon. Results are kept in a state file so a restart does not re-measure.
+//
+// Use:
+//
+//	r := bench.NewRunner(bench.Options{StateDir: bench.DefaultStateDir, ...}.WithReport(report))
+//	res := r.Run(ctx, bench.TargetsFromReport(report)) // or r.RunReport(ctx, report)
+//
+// and make the binary's hidden subcommand bench.ChildSubcommand call bench.ChildMain(ctx, os.Stdin, os.Stdout)
+// and exit with its code (the tests' TestMain does the same).
+//
+// The shim (cuda_cgo.go) dlopens Options.CUDALibrary (libcuda.so.1, never the toolkit's libcuda.so stub) with
+// RTLD_NOW|RTLD_LOCAL and resolves the entry points with prototypes of its own, so no CUDA header is needed to
+// build. The _v2 names are used; an unversioned name is a fallback only where it has the same ABI
+// (cuCtxDestroy, cuMemHostRegister, cuStreamDestroy, cuEventDestroy): cuMemAlloc, cuMemcpy* and friends are
+// the pre-3.2 32-bit ABI, and a driver without their _v2 is refused. Every CUresult becomes a *CUDAError
+// naming the call and the code (cuGetErrorName).
+//
+// Per GPU the child locks its thread and sets the thread's CPU affinity to the GPU's local CPUs before any
+// allocation (first touch lands on the GPU's NUMA node), creates a context, and with a 256 MiB (default)
+// buffer measures, on a non-blocking stream, H2D and D2H from cuMemHostAlloc(PORTABLE) memory timed with
+// events, and H2D and D2H from pre-faulted ordinary memory timed with the monotonic clock: warm-up copies,
+// then the median of the samples, GB = 1e9 bytes. It then tries cuMemHostRegister on the ordinary buffer (the
+// path vLLM and SGLang use for CPU offload) and proves it with one copy. While the pinned copies run it
+// reads the current PCIe link of the GPU and of the ports above it from sysfs; the efficiency is pinned H2D
+// over the theoretical rate of the weakest hop's capability, and a link below its capability under load is
+// degraded.
+//
+// Safety: the buffer is capped by MemAvailable, the cgroup's headroom and the GPU's free memory; a GPU with
+// compute processes is skipped unless forced and keeps its last stored result; the child is killed at the
+// timeout; results are stored atomically, keyed by GPU (UUID and PCI address), driver version and boot id.
+//
+// Child protocol: the parent writes one JSON request to the child's stdin; the child writes one event per
+// line to stdout, each prefixed "pfd-bench-event " (driver, phase, gpu, fatal, done), as they happen, so GPUs
+// finished before a hang or crash keep their results.
+//
+// The package must not keep a CUDA context or the driver library in the calling process (only ChildMain
+// loads it), must not touch Kubernetes or Prometheus, and must not decide labels: it returns a Result.
 package bench

@@ -68,6 +68,10 @@ type GPUResult struct {
 	Efficiency float64 `json:"efficiency,omitempty"`
 	// Degraded is true when the link ran below its capability under load.
 	Degraded bool `json:"degraded"`
+	// Duration is the wall time of this GPU's measurement in the child (device lookup to teardown), and
+	// Phases splits it by phase (device, context, alloc, pinned-h2d, ..., teardown).
+	Duration time.Duration            `json:"duration,omitempty"`
+	Phases   map[string]time.Duration `json:"phases,omitempty"`
 }
 
 // Measured reports whether the GPU has pinned figures (fresh or cached).

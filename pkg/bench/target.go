@@ -1,0 +1,123 @@
+package bench
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
+)
+
+// Target is one GPU to measure, as the inventory (detector.Report) describes it.
+type Target struct {
+	// Index is the GPU's position in the inventory (Report.Accelerators).
+	Index int `json:"index"`
+	// UUID is NVML's GPU UUID, "" when NVML is not available. It keys the state file when set.
+	UUID string `json:"uuid,omitempty"`
+	// PCIAddress is the normalised PCI address ("0000:2a:00.0"); the child finds the CUDA device by it.
+	// When empty (WSL), the child uses CUDA device ordinal Index.
+	PCIAddress string `json:"pciAddress,omitempty"`
+	Model      string `json:"model,omitempty"`
+	// NUMANode is the GPU's NUMA node (-1 when none); LocalCPUs its local CPU list ("0-31,64-95").
+	NUMANode  int    `json:"numaNode"`
+	LocalCPUs string `json:"localCPUs,omitempty"`
+	// Capability is the weakest max generation and width along the GPU's path to the root port, the rate the
+	// efficiency is computed against (nil: not PCIe, or unknown).
+	Capability *detector.LinkCapability `json:"capability,omitempty"`
+	// UpstreamPCIAddresses are the bridge and switch ports above the GPU; their links are sampled with the
+	// GPU's own while copying.
+	UpstreamPCIAddresses []string `json:"upstreamPCIAddresses,omitempty"`
+	// ProcessesKnown says ComputeProcesses is known (NVML answered). A GPU whose processes are unknown is
+	// measured: there is no way to tell it is busy.
+	ProcessesKnown bool `json:"processesKnown"`
+	// ComputeProcesses is the number of processes with a compute context on the GPU (NVML).
+	ComputeProcesses int `json:"computeProcesses"`
+	// MemoryFreeBytes is the GPU's free memory as NVML sees it (0: unknown); it caps the buffer size.
+	MemoryFreeBytes uint64 `json:"memoryFreeBytes,omitempty"`
+}
+
+// TargetsFromReport returns the report's CUDA GPUs as targets, in inventory order.
+func TargetsFromReport(r *detector.Report) []Target {
+	if r == nil {
+		return nil
+	}
+	var out []Target
+	for i := range r.Accelerators {
+		a := &r.Accelerators[i]
+		if a.Platform != detector.PlatformCUDA {
+			continue
+		}
+		t := Target{
+			Index:      a.Index,
+			PCIAddress: a.PCIAddress,
+			Model:      a.Model,
+			NUMANode:   a.NUMANode,
+			LocalCPUs:  a.LocalCPUs,
+		}
+		if a.Capability != nil {
+			c := *a.Capability
+			t.Capability = &c
+		}
+		for _, h := range a.Upstream {
+			t.UpstreamPCIAddresses = append(t.UpstreamPCIAddresses, h.PCIAddress)
+		}
+		if n := a.NVML; n != nil {
+			t.UUID = n.UUID
+			t.ProcessesKnown = true
+			t.ComputeProcesses = n.ComputeProcesses
+			t.MemoryFreeBytes = n.MemoryFreeBytes
+			if t.Model == "" {
+				t.Model = n.Name
+			}
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// matches reports whether the --gpu selector sel picks t: an inventory index, a UUID or a PCI address.
+func (t *Target) matches(sel string) bool {
+	sel = strings.TrimSpace(sel)
+	if sel == "" {
+		return true
+	}
+	if sel == fmt.Sprint(t.Index) {
+		return true
+	}
+	if t.UUID != "" && strings.EqualFold(sel, t.UUID) {
+		return true
+	}
+	if t.PCIAddress != "" {
+		if n, err := normalizePCIAddress(sel); err == nil && n == t.PCIAddress {
+			return true
+		}
+	}
+	return false
+}
+
+// normalizePCIAddress turns a PCI address in any case and domain width ("00000000:2A:00.0", "2a:00.0")
+// into the inventory's form: lower-case hex with an (at least) 4-digit domain ("0000:2a:00.0").
+func normalizePCIAddress(s string) (string, error) {
+	bad := fmt.Errorf("parse pci address %q: want [domain:]bus:device.function in hex", s)
+	parts := strings.Split(strings.TrimSpace(s), ":")
+	if len(parts) == 2 {
+		parts = append([]string{"0"}, parts...)
+	}
+	if len(parts) != 3 {
+		return "", bad
+	}
+	devfn := strings.Split(parts[2], ".")
+	if len(devfn) != 2 {
+		return "", bad
+	}
+	var v [4]uint64
+	limits := [4]uint64{0xffffffff, 0xff, 0x1f, 7}
+	for i, f := range []string{parts[0], parts[1], devfn[0], devfn[1]} {
+		n, err := strconv.ParseUint(f, 16, 32)
+		if err != nil || n > limits[i] {
+			return "", bad
+		}
+		v[i] = n
+	}
+	return fmt.Sprintf("%04x:%02x:%02x.%x", v[0], v[1], v[2], v[3]), nil
+}

@@ -1,0 +1,300 @@
+package bench
+
+import (
+	"errors"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
+)
+
+func TestTheoreticalBytesPerSecond(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		gen, width int
+		want       float64 // GB/s
+	}{
+		{1, 16, 4.0}, {2, 16, 8.0}, {3, 16, 15.75}, {4, 16, 31.5}, {5, 16, 63.0}, {5, 8, 31.5}, {4, 4, 7.88},
+		{6, 16, 121.0}, {7, 16, 0}, {5, 0, 0},
+	}
+	for _, tc := range tests {
+		got := TheoreticalBytesPerSecond(&detector.LinkCapability{Gen: tc.gen, Width: tc.width})
+		require.InDelta(t, tc.want, got/1e9, 0.02, "gen %d x%d", tc.gen, tc.width)
+	}
+	require.Zero(t, TheoreticalBytesPerSecond(nil))
+}
+
+func TestGenFromSpeed(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int{
+		"2.5 GT/s PCIe": 1, "5.0 GT/s PCIe": 2, "8.0 GT/s PCIe": 3, "16.0 GT/s PCIe": 4, "32.0 GT/s PCIe": 5,
+		"64.0 GT/s PCIe": 6, "2.5 GT/s": 1, "Unknown": 0, "": 0, "1.0 GT/s": 0,
+	} {
+		require.Equal(t, want, genFromSpeed(in), in)
+	}
+}
+
+func TestParseCPUList(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		want    []int
+		wantErr bool
+	}{
+		{in: "0", want: []int{0}},
+		{in: "0-3,8,10-11\n", want: []int{0, 1, 2, 3, 8, 10, 11}},
+		{in: "", want: nil},
+		{in: "3-1", wantErr: true},
+		{in: "a", wantErr: true},
+		{in: "-1", wantErr: true},
+	}
+	for _, tc := range tests {
+		got, err := parseCPUList(tc.in)
+		if tc.wantErr {
+			require.Error(t, err, tc.in)
+			continue
+		}
+		require.NoError(t, err, tc.in)
+		require.Equal(t, tc.want, got, tc.in)
+	}
+}
+
+func TestPinThreadToCPUs(t *testing.T) {
+	t.Parallel()
+	// Never unlocked: the thread whose affinity changes exits with the test's goroutine.
+	runtime.LockOSThread()
+	var before unix.CPUSet
+	require.NoError(t, unix.SchedGetaffinity(0, &before))
+	first := -1
+	for c := 0; c < 1024 && first < 0; c++ {
+		if before.IsSet(c) {
+			first = c
+		}
+	}
+	n, err := pinThreadToCPUs("100000-100001," + strconv.Itoa(first))
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "only the allowed cpu is kept")
+	var after unix.CPUSet
+	require.NoError(t, unix.SchedGetaffinity(0, &after))
+	require.Equal(t, 1, after.Count())
+	require.True(t, after.IsSet(first))
+
+	_, err = pinThreadToCPUs("100000")
+	require.ErrorContains(t, err, "none of the local cpus 100000 is allowed")
+}
+
+func TestNormalizePCIAddress(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"0000:2A:00.0":     "0000:2a:00.0",
+		"00000000:2A:00.0": "0000:2a:00.0",
+		"2a:00.1":          "0000:2a:00.1",
+		"10000:e1:00.0":    "10000:e1:00.0",
+		" 0000:1b:00.0\n":  "0000:1b:00.0",
+	} {
+		got, err := normalizePCIAddress(in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, got, in)
+	}
+	for _, bad := range []string{"", "2a", "0000:2a:00", "0000:2g:00.0", "0000:2a:20.0", "0000:2a:00.8", "1:2:3:4.0"} {
+		_, err := normalizePCIAddress(bad)
+		require.Error(t, err, bad)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	t.Parallel()
+	require.Zero(t, median(nil))
+	require.Equal(t, 3*time.Second, median([]time.Duration{5 * time.Second, time.Second, 3 * time.Second}))
+	require.Equal(t, 2500*time.Millisecond, median([]time.Duration{4 * time.Second, time.Second, 2 * time.Second, 3 * time.Second}))
+	in := []time.Duration{3, 1, 2}
+	median(in)
+	require.Equal(t, []time.Duration{3, 1, 2}, in, "the samples are not reordered")
+}
+
+func TestLinkSampler(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	writeLink(t, root, "0000:1b:00.0", "2.5 GT/s PCIe", 16) // idle GPU: trained down
+	writeLink(t, root, "0000:1a:00.0", "32.0 GT/s PCIe", 16)
+	s := startLinkSampler(root, []string{"0000:1b:00.0", "0000:1a:00.0", "0000:ff:00.0"}, time.Millisecond)
+	time.Sleep(5 * time.Millisecond)
+	writeLink(t, root, "0000:1b:00.0", "32.0 GT/s PCIe", 16) // under load
+	time.Sleep(5 * time.Millisecond)
+	writeLink(t, root, "0000:1b:00.0", "2.5 GT/s PCIe", 16) // idle again before the last sample
+	got, n := s.Stop()
+	require.Equal(t, &detector.LinkCapability{Gen: 5, Width: 16}, got, "each hop keeps its best; the unreadable one is left out")
+	require.Greater(t, n, 2)
+
+	got, _ = startLinkSampler(root, nil, time.Millisecond).Stop()
+	require.Nil(t, got)
+	got, _ = startLinkSampler(filepath.Join(root, "missing"), []string{"0000:1b:00.0"}, time.Millisecond).Stop()
+	require.Nil(t, got)
+}
+
+func TestTargetsFromReport(t *testing.T) {
+	t.Parallel()
+	rep := &detector.Report{Accelerators: []detector.Accelerator{
+		{
+			Index: 0, Platform: detector.PlatformCUDA, PCIAddress: "0000:1b:00.0", Model: "H100", NUMANode: 1,
+			LocalCPUs: "16-31", Capability: &detector.LinkCapability{Gen: 5, Width: 16},
+			Upstream: []detector.PCIeHop{{PCIAddress: "0000:1a:00.0"}, {PCIAddress: "0000:00:01.0"}},
+			NVML:     &detector.NVMLDevice{UUID: "GPU-a", ComputeProcesses: 2, MemoryFreeBytes: 1 << 30},
+		},
+		{Index: 1, Platform: detector.PlatformXPU, PCIAddress: "0000:3b:00.0"},
+		{Index: 2, Platform: detector.PlatformCUDA, PCIAddress: "0000:5b:00.0", NUMANode: -1},
+	}}
+	got := TargetsFromReport(rep)
+	require.Equal(t, []Target{
+		{
+			Index: 0, UUID: "GPU-a", PCIAddress: "0000:1b:00.0", Model: "H100", NUMANode: 1, LocalCPUs: "16-31",
+			Capability:           &detector.LinkCapability{Gen: 5, Width: 16},
+			UpstreamPCIAddresses: []string{"0000:1a:00.0", "0000:00:01.0"},
+			ProcessesKnown:       true, ComputeProcesses: 2, MemoryFreeBytes: 1 << 30,
+		},
+		{Index: 2, PCIAddress: "0000:5b:00.0", NUMANode: -1},
+	}, got)
+	got[0].Capability.Gen = 1
+	require.Equal(t, 5, rep.Accelerators[0].Capability.Gen, "targets do not alias the report")
+	require.Nil(t, TargetsFromReport(nil))
+}
+
+func TestOptionsWithReport(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		cgroup *detector.CgroupMemory
+		want   uint64
+	}{
+		{name: "no cgroup", want: 0},
+		{name: "unlimited", cgroup: &detector.CgroupMemory{Limit: detector.Limit{Unlimited: true}, UsageBytes: 5}, want: 0},
+		{name: "limited", cgroup: &detector.CgroupMemory{Limit: detector.Limit{Bytes: 1000}, UsageBytes: 400}, want: 600},
+		{name: "full", cgroup: &detector.CgroupMemory{Limit: detector.Limit{Bytes: 1000}, UsageBytes: 1200}, want: 1},
+	}
+	for _, tc := range tests {
+		rep := &detector.Report{BootID: "b", Driver: detector.DriverInfo{Version: "570"},
+			Memory: detector.MemoryFacts{MemAvailableBytes: 42, Cgroup: tc.cgroup}}
+		o := Options{CgroupHeadroom: 99}.WithReport(rep)
+		require.Equal(t, "b", o.BootID, tc.name)
+		require.Equal(t, "570", o.DriverVersion, tc.name)
+		require.Equal(t, uint64(42), o.HostMemAvailable, tc.name)
+		require.Equal(t, tc.want, o.CgroupHeadroom, tc.name)
+	}
+}
+
+func TestStderrSummary(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, ": SIGSEGV: segmentation violation",
+		stderrSummary("I1127 log line\nfakecuda: crashing in x\nSIGSEGV: segmentation violation\nPC=0x0 m=0\n\ngoroutine 1 [running]:\n"))
+	require.Equal(t, ": last words", stderrSummary("first\nlast words\n\n"))
+	require.Empty(t, stderrSummary(""))
+
+	b := &outputBuffer{max: 8}
+	_, _ = b.Write([]byte("0123456789"))
+	_, _ = b.Write([]byte("abcdefghij"))
+	require.Equal(t, "01234567\n[...]\ncdefghij", b.String())
+}
+
+func TestStateFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, err := loadState(dir)
+	require.NoError(t, err, "a missing file is an empty state")
+	a, b := fakeTargets(2)[0], fakeTargets(2)[1]
+	s.put(stateEntry{UUID: a.UUID, PCIAddress: a.PCIAddress, DriverVersion: "1", BootID: "x", Result: GPUResult{PinnedH2D: 1}}, &a)
+	s.put(stateEntry{UUID: b.UUID, PCIAddress: b.PCIAddress, DriverVersion: "1", BootID: "x", Result: GPUResult{PinnedH2D: 2}}, &b)
+	s.put(stateEntry{UUID: a.UUID, PCIAddress: a.PCIAddress, DriverVersion: "1", BootID: "x", Result: GPUResult{PinnedH2D: 3}}, &a)
+	require.Len(t, s.Entries, 2, "an entry is replaced, not added")
+	require.NoError(t, s.save(dir))
+
+	s, err = loadState(dir)
+	require.NoError(t, err)
+	require.Equal(t, 3.0, s.lookup(&a, "1", "x").Result.PinnedH2D)
+	require.Equal(t, 2.0, s.lookup(&b, "1", "x").Result.PinnedH2D)
+	require.Nil(t, s.lookup(&a, "2", "x"), "other driver")
+	require.Nil(t, s.lookup(&a, "1", "y"), "other boot")
+	moved := a
+	moved.PCIAddress = "0000:99:00.0"
+	require.Nil(t, s.lookup(&moved, "1", "x"), "same UUID in another slot")
+	noUUID := a
+	noUUID.UUID = ""
+	require.NotNil(t, s.lookup(&noUUID, "1", "x"), "the PCI address alone identifies a GPU without NVML")
+
+	s.put(stateEntry{UUID: a.UUID, PCIAddress: a.PCIAddress, DriverVersion: "1", BootID: "z", Result: GPUResult{PinnedH2D: 4}}, &a)
+	require.Len(t, s.Entries, 1, "entries of an older boot are dropped")
+
+	matches, err := filepath.Glob(filepath.Join(dir, ".*"))
+	require.NoError(t, err)
+	require.Empty(t, matches, "no temporary file is left behind")
+}
+
+// TestShimInProcess drives the cgo shim directly against the fake driver: data really moves, bus ids are
+// found in any spelling, and errors name the call and the code.
+func TestShimInProcess(t *testing.T) {
+	t.Parallel()
+	_, err := openDriver(filepath.Join(t.TempDir(), "libcuda.so.1"))
+	require.ErrorIs(t, err, ErrNoDriver)
+	require.ErrorContains(t, err, "no CUDA driver: dlopen ")
+
+	drv, err := openDriver(fakeCUDA(t, fakeDefault...))
+	require.NoError(t, err)
+	runtime.LockOSThread() // the context is current on this thread only
+	defer runtime.UnlockOSThread()
+
+	_, err = drv.MemAlloc(mib)
+	var ce *CUDAError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, &CUDAError{Call: "cuMemAlloc_v2", Code: 3, Name: "CUDA_ERROR_NOT_INITIALIZED"}, ce)
+
+	require.NoError(t, drv.Init())
+	dev, err := drv.DeviceByPCIBusID("00000000:1B:00.0")
+	require.NoError(t, err)
+	id, err := drv.DevicePCIBusID(dev)
+	require.NoError(t, err)
+	require.Equal(t, "0000:1B:00.0", id, "the driver answers in upper case")
+	name, err := drv.DeviceName(dev)
+	require.NoError(t, err)
+	require.Equal(t, "Fake GPU 0", name)
+
+	ctx, err := drv.CtxCreate(dev)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, drv.CtxDestroy(ctx)) }()
+	free, total, err := drv.MemGetInfo()
+	require.NoError(t, err)
+	require.Equal(t, total, free)
+
+	const n = 4 * mib
+	d, err := drv.MemAlloc(n)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, drv.MemFree(d)) }()
+	s, err := drv.StreamCreate(cuStreamNonBlocking)
+	require.NoError(t, err)
+	src, err := drv.MemHostAlloc(n, cuMemHostAllocPortable)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, drv.MemFreeHost(src)) }()
+	dst, err := drv.MemHostAlloc(n, cuMemHostAllocPortable)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, drv.MemFreeHost(dst)) }()
+	in := unsafe.Slice((*byte)(src), n)
+	out := unsafe.Slice((*byte)(dst), n)
+	for i := range in {
+		in[i] = byte(i * 7)
+	}
+	require.NoError(t, drv.MemcpyHtoDAsync(d, src, n, s))
+	require.NoError(t, drv.MemcpyDtoHAsync(dst, d, n, s))
+	require.NoError(t, drv.StreamSynchronize(s))
+	require.Equal(t, in, out, "the data made the round trip")
+
+	err = drv.MemHostUnregister(src)
+	require.Equal(t, "cuMemHostUnregister: CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED (713)", err.Error())
+	err = drv.MemcpyHtoDAsync(d, src, n+1, s)
+	require.Equal(t, "cuMemcpyHtoDAsync_v2: CUDA_ERROR_INVALID_VALUE (1)", err.Error(), "the copy overruns the device buffer")
+	require.False(t, errors.Is(err, ErrNoDriver))
+}
