@@ -27,12 +27,14 @@ const fixtureRoot = "../../testdata"
 type tree struct {
 	files map[string]string
 	links map[string]string
+	dirs  []string // empty directories (tests only: git does not keep them)
 }
 
 func newTree() *tree { return &tree{files: map[string]string{}, links: map[string]string{}} }
 
 func (t *tree) file(p, content string) *tree { t.files[p] = content; return t }
 func (t *tree) link(p, target string) *tree  { t.links[p] = target; return t }
+func (t *tree) dir(p string) *tree           { t.dirs = append(t.dirs, p); return t }
 
 // devNode adds a /dev entry. Git cannot hold device nodes; the detector only asks whether they exist.
 func (t *tree) devNode(names ...string) *tree {
@@ -473,6 +475,11 @@ var fixtures = map[string]func() *tree{
 
 // write materialises a tree under dir.
 func (t *tree) write(dir string) error {
+	for _, p := range t.dirs {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.FromSlash(p)), 0o755); err != nil {
+			return err
+		}
+	}
 	for p, content := range t.files {
 		full := filepath.Join(dir, filepath.FromSlash(p))
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {

@@ -163,9 +163,15 @@ func (p *probe) scanPCI(nodes devNodes) []Accelerator {
 	return accs
 }
 
-// pciAccelerator reads one PCI function and describes it when it is an accelerator.
-func (p *probe) pciAccelerator(entry string, addr pciAddr, nodes devNodes) (Accelerator, bool) {
+// pciAccelerator reads one PCI function and describes it when it is an accelerator. Attributes are read from
+// the resolved sys/devices directory, so that an absolute link never leads out of the host root.
+func (p *probe) pciAccelerator(busEntry string, addr pciAddr, nodes devNodes) (Accelerator, bool) {
 	name := addr.String()
+	entry, linked, err := p.resolveDeviceDir(busEntry)
+	if err != nil {
+		p.fail("pci/"+name, err)
+		return Accelerator{}, false
+	}
 	hexAttr := func(attr string, bits int) (uint32, bool) {
 		s, ok := p.readString("pci/"+name+"/"+attr, filepath.Join(entry, attr))
 		if !ok {
@@ -220,7 +226,9 @@ func (p *probe) pciAccelerator(entry string, addr pciAddr, nodes devNodes) (Acce
 		}
 	}
 	acc.Link = p.readPCIeLink(entry, name)
-	acc.Upstream = p.upstreamHops(entry)
+	if linked {
+		acc.Upstream = p.upstreamHops(entry)
+	}
 	acc.Capability, acc.Degraded = analyzePath(acc.Link, acc.Upstream)
 	return acc, true
 }
@@ -277,14 +285,10 @@ func (p *probe) readPCIeLink(dir, name string) *PCIeLink {
 // maxHops bounds the upstream walk (real PCIe trees are a handful of levels deep).
 const maxHops = 32
 
-// upstreamHops resolves sys/bus/pci/devices/<BDF> into sys/devices/pci<dom>:<bus>/.../<BDF> and returns the
-// bridge and switch ports above the device, nearest first, up to the root port: every parent directory whose
-// name is a PCI address.
-func (p *probe) upstreamHops(entry string) []PCIeHop {
-	dir, ok := p.resolveDeviceDir(entry)
-	if !ok {
-		return nil
-	}
+// upstreamHops takes a device's sys/devices/pci<dom>:<bus>/.../<BDF> directory and returns the bridge and
+// switch ports above the device, nearest first, up to the root port: every parent directory whose name is a
+// PCI address.
+func (p *probe) upstreamHops(dir string) []PCIeHop {
 	var hops []PCIeHop
 	for len(hops) < maxHops {
 		parent := filepath.Dir(dir)
@@ -308,22 +312,21 @@ func (p *probe) upstreamHops(entry string) []PCIeHop {
 
 // resolveDeviceDir follows the sys/bus/pci/devices/<BDF> link into the sys/devices tree. A relative link is
 // resolved lexically under Host.Sys; an absolute one ("/sys/devices/...") is re-rooted at Host.Sys, so a tree
-// under --host-root is never left for the real /sys.
-func (p *probe) resolveDeviceDir(entry string) (string, bool) {
+// under --host-root is never left for the real /sys. linked is false for an entry that is no link (a flattened
+// tree: nothing to walk up).
+func (p *probe) resolveDeviceDir(entry string) (dir string, linked bool, err error) {
 	target, err := os.Readlink(entry)
 	if err != nil {
-		// Not a link (a flattened tree): there is nothing to walk up.
-		return entry, false
+		return entry, false, nil
 	}
 	if filepath.IsAbs(target) {
 		rest, ok := strings.CutPrefix(filepath.Clean(target), "/sys/")
 		if !ok {
-			p.absent("pci upstream of "+filepath.Base(entry), target)
-			return entry, false
+			return "", false, fmt.Errorf("link %s points outside sys: %s", entry, target)
 		}
-		return filepath.Join(p.host.Sys, rest), true
+		return filepath.Join(p.host.Sys, rest), true, nil
 	}
-	return filepath.Join(filepath.Dir(entry), target), true
+	return filepath.Join(filepath.Dir(entry), target), true, nil
 }
 
 // analyzePath computes an accelerator's link capability and whether a link on its path trained narrow.

@@ -1,0 +1,511 @@
+package detector
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseLinkSpeed(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		in      string
+		gts     float64
+		gen     int
+		wantErr bool
+	}{
+		{name: "gen1 current kernels", in: "2.5 GT/s PCIe\n", gts: 2.5, gen: 1},
+		{name: "gen2", in: "5.0 GT/s PCIe", gts: 5, gen: 2},
+		{name: "gen3", in: "8.0 GT/s PCIe", gts: 8, gen: 3},
+		{name: "gen4", in: "16.0 GT/s PCIe", gts: 16, gen: 4},
+		{name: "gen5", in: "32.0 GT/s PCIe\n", gts: 32, gen: 5},
+		{name: "gen6", in: "64.0 GT/s PCIe", gts: 64, gen: 6},
+		{name: "pre-4.17 kernels without suffix", in: "2.5 GT/s", gts: 2.5, gen: 1},
+		{name: "pre-4.17 integer rate", in: "8 GT/s", gts: 8, gen: 3},
+		{name: "unknown", in: "Unknown\n", gts: 0, gen: 0},
+		{name: "old unknown", in: "Unknown speed", gts: 0, gen: 0},
+		{name: "rate that is no generation", in: "20.0 GT/s PCIe", gts: 20, gen: 0},
+		{name: "empty", in: "\n", wantErr: true},
+		{name: "no unit", in: "32.0", wantErr: true},
+		{name: "words", in: "fast GT/s", wantErr: true},
+		{name: "negative", in: "-8.0 GT/s PCIe", wantErr: true},
+		{name: "hex float", in: "0x1p3 GT/s", wantErr: true},
+		{name: "NaN", in: "NaN GT/s", wantErr: true},
+		{name: "infinite", in: "Inf GT/s", wantErr: true},
+		{name: "other suffix", in: "2.5 GT/s PCI-X", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			gts, gen, err := parseLinkSpeed(tc.in)
+			if tc.wantErr {
+				require.ErrorIs(t, err, errMalformed)
+				return
+			}
+			require.NoError(t, err)
+			require.InDelta(t, tc.gts, gts, 1e-9)
+			require.Equal(t, tc.gen, gen)
+		})
+	}
+}
+
+func TestParseLinkWidth(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		want    int
+		wantErr bool
+	}{
+		{in: "16\n", want: 16}, {in: "8", want: 8}, {in: "1", want: 1}, {in: "x4", want: 4},
+		{in: "0", want: 0}, {in: "255\n", want: 0}, {in: "32", want: 32},
+		{in: "", wantErr: true}, {in: "-1", wantErr: true}, {in: "65", wantErr: true}, {in: "+8", wantErr: true},
+		{in: "sixteen", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			t.Parallel()
+			got, err := parseLinkWidth(tc.in)
+			if tc.wantErr {
+				require.ErrorIs(t, err, errMalformed)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestParseCPUList(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		in      string
+		want    []int
+		wantErr bool
+	}{
+		{name: "empty", in: "\n", want: nil},
+		{name: "single", in: "3", want: []int{3}},
+		{name: "range", in: "0-3\n", want: []int{0, 1, 2, 3}},
+		{name: "two ranges", in: "0-1,4-5", want: []int{0, 1, 4, 5}},
+		{name: "unsorted overlapping", in: "6-7,0-2,1-3,7", want: []int{0, 1, 2, 3, 6, 7}},
+		{name: "largest", in: "65535", want: []int{65535}},
+		{name: "reversed", in: "5-3", wantErr: true},
+		{name: "too large", in: "65536", wantErr: true},
+		{name: "open range", in: "3-", wantErr: true},
+		{name: "empty item", in: "1,,2", wantErr: true},
+		{name: "negative", in: "-1", wantErr: true},
+		{name: "hex", in: "0x3", wantErr: true},
+		{name: "stride syntax is not printed by sysfs", in: "0-7:2", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := ParseCPUList(tc.in)
+			if tc.wantErr {
+				require.ErrorIs(t, err, errMalformed)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestParseMeminfo(t *testing.T) {
+	t.Parallel()
+	real := "MemTotal:       65843392 kB\nMemAvailable:   60000000 kB\nSwapTotal:             0 kB\n" +
+		"HugePages_Total:      16\nHugePages_Free:        8\nHugepagesize:       2048 kB\n"
+	tests := []struct {
+		name    string
+		in      string
+		want    meminfo
+		wantErr bool
+	}{
+		{name: "kernel layout", in: real, want: meminfo{"MemTotal": 65843392 * 1024, "MemAvailable": 60000000 * 1024,
+			"SwapTotal": 0, "HugePages_Total": 16, "HugePages_Free": 8, "Hugepagesize": 2048 * 1024}},
+		{name: "blank lines", in: "\n\nMemTotal: 1 kB\n\n", want: meminfo{"MemTotal": 1024}},
+		{name: "bad line keeps the rest", in: "MemTotal: lots kB\nMemAvailable: 2 kB\n",
+			want: meminfo{"MemAvailable": 2048}, wantErr: true},
+		{name: "no colon", in: "MemTotal 1 kB\nSwapFree: 0 kB", want: meminfo{"SwapFree": 0}, wantErr: true},
+		{name: "unknown unit", in: "MemTotal: 1 MB\n", want: meminfo{}, wantErr: true},
+		{name: "overflow", in: "MemTotal: 18446744073709551615 kB\n", want: meminfo{}, wantErr: true},
+		{name: "empty", in: "", want: meminfo{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := parseMeminfo([]byte(tc.in))
+			if tc.wantErr {
+				require.ErrorIs(t, err, errMalformed)
+			} else {
+				require.NoError(t, err)
+			}
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestParseProcCgroup(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		in      string
+		want    []cgroupEntry
+		wantErr bool
+	}{
+		{name: "v2", in: "0::/kubepods.slice/x.scope\n", want: []cgroupEntry{{ID: 0, Path: "/kubepods.slice/x.scope"}}},
+		{name: "v2 namespace root", in: "0::/\n", want: []cgroupEntry{{ID: 0, Path: "/"}}},
+		{name: "v1 hybrid", in: "12:memory:/a/b\n4:cpu,cpuacct:/a/b\n1:name=systemd:/a\n0::/a\n", want: []cgroupEntry{
+			{ID: 12, Controllers: []string{"memory"}, Path: "/a/b"},
+			{ID: 4, Controllers: []string{"cpu", "cpuacct"}, Path: "/a/b"},
+			{ID: 1, Controllers: []string{"name=systemd"}, Path: "/a"},
+			{ID: 0, Path: "/a"},
+		}},
+		{name: "colon in path", in: "0::/a:b\n", want: []cgroupEntry{{ID: 0, Path: "/a:b"}}},
+		{name: "deleted cgroup", in: "0::/a/b (deleted)\n", want: []cgroupEntry{{ID: 0, Path: "/a/b"}}},
+		{name: "cannot climb above the root", in: "0::/../../etc\n", want: []cgroupEntry{{ID: 0, Path: "/etc"}}},
+		{name: "too few fields", in: "0:/a\n", wantErr: true},
+		{name: "bad id", in: "x::/a\n", wantErr: true},
+		{name: "relative path", in: "0::a\n", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := parseProcCgroup([]byte(tc.in))
+			if tc.wantErr {
+				require.ErrorIs(t, err, errMalformed)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestParseCgroupLimit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		want    Limit
+		wantErr bool
+	}{
+		{in: "max\n", want: Limit{Unlimited: true}},
+		{in: "536870912\n", want: Limit{Bytes: 536870912}},
+		{in: "0", want: Limit{Bytes: 0}},
+		{in: "9223372036854771712", want: Limit{Unlimited: true}}, // v1, 4 KiB pages
+		{in: "9223372036854710272", want: Limit{Unlimited: true}}, // v1, 64 KiB pages
+		{in: "-1", want: Limit{Unlimited: true}},                  // v1 write syntax
+		{in: "", wantErr: true}, {in: "lots", wantErr: true}, {in: "-2", wantErr: true}, {in: "+5", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			t.Parallel()
+			got, err := parseCgroupLimit(tc.in)
+			if tc.wantErr {
+				require.ErrorIs(t, err, errMalformed)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestParseKernelIdentity(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		osrelease  string
+		version    string
+		release    string
+		wsl        bool
+		releaseErr bool
+		versionErr bool
+	}{
+		{name: "ubuntu", osrelease: "6.8.0-60-generic\n",
+			version: "Linux version 6.8.0-60-generic (buildd@lcy02) (gcc 13.3.0) #63-Ubuntu SMP\n",
+			release: "6.8.0-60-generic"},
+		{name: "wsl2", osrelease: "5.15.167.4-microsoft-standard-WSL2",
+			version: "Linux version 5.15.167.4-microsoft-standard-WSL2 (root@f9c826d3017f) (gcc (GCC) 11.2.0) #1 SMP",
+			release: "5.15.167.4-microsoft-standard-WSL2", wsl: true},
+		{name: "wsl1", osrelease: "4.4.0-19041-Microsoft",
+			version: "Linux version 4.4.0-19041-Microsoft (Microsoft@Microsoft.com) (gcc version 5.4.0 (GCC) ) #3996-Microsoft",
+			release: "4.4.0-19041-Microsoft", wsl: true},
+		{name: "empty", osrelease: "\n", version: "", releaseErr: true, versionErr: true},
+		{name: "two words", osrelease: "6.8 extra", version: "Linux 6.8", releaseErr: true, versionErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rel, err := parseOSRelease(tc.osrelease)
+			if tc.releaseErr {
+				require.ErrorIs(t, err, errMalformed)
+			} else {
+				require.NoError(t, err)
+				require.Equal(t, tc.release, rel)
+				require.Equal(t, tc.wsl, isWSLKernel(rel))
+			}
+			vrel, err := parseProcVersion(tc.version)
+			if tc.versionErr {
+				require.ErrorIs(t, err, errMalformed)
+			} else {
+				require.NoError(t, err)
+				require.Equal(t, tc.release, vrel)
+				require.Equal(t, tc.wsl, isWSLKernel(tc.version))
+			}
+		})
+	}
+}
+
+func TestParseTHPMode(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		want    string
+		wantErr bool
+	}{
+		{in: "always [madvise] never\n", want: "madvise"},
+		{in: "[always] madvise never", want: "always"},
+		{in: "always madvise [never]", want: "never"},
+		{in: "always within_size advise [never] deny force", want: "never"},
+		{in: "always madvise never", wantErr: true},
+		{in: "[always", wantErr: true},
+		{in: "[] never", wantErr: true},
+		{in: "[always] [never]", wantErr: true},
+		{in: "[al ways]", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			t.Parallel()
+			got, err := parseTHPMode(tc.in)
+			if tc.wantErr {
+				require.ErrorIs(t, err, errMalformed)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestNormalizePCIAddress(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		want    string
+		wantErr bool
+	}{
+		{in: "0000:2a:00.0", want: "0000:2a:00.0"},
+		{in: "00000000:2A:00.0", want: "0000:2a:00.0"}, // NVML
+		{in: "0000:2A:00.0", want: "0000:2a:00.0"},     // CUDA
+		{in: "00000009:01:00.0", want: "0009:01:00.0"}, // Grace Hopper domain 9
+		{in: "10000:e1:00.0", want: "10000:e1:00.0"},   // VMD domain
+		{in: "2a:00.7", want: "0000:2a:00.7"},
+		{in: "5582:00:00.0\n", want: "5582:00:00.0"}, // Hyper-V
+		{in: "0000:2a:20.0", wantErr: true},          // device > 0x1f
+		{in: "0000:2a:00.8", wantErr: true},          // function > 7
+		{in: "000000000:2a:00.0", wantErr: true},     // domain wider than 32 bits
+		{in: "pci0000:00", wantErr: true},
+		{in: "0000:2a:00", wantErr: true},
+		{in: "0000:+a:00.0", wantErr: true},
+		{in: "", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			t.Parallel()
+			got, err := NormalizePCIAddress(tc.in)
+			if tc.wantErr {
+				require.ErrorIs(t, err, errMalformed)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestParseHexIDAndNUMA(t *testing.T) {
+	t.Parallel()
+	v, err := parseHexID("0x10de\n", 16)
+	require.NoError(t, err)
+	require.Equal(t, uint32(0x10de), v)
+	v, err = parseHexID("0x030200", 24)
+	require.NoError(t, err)
+	require.Equal(t, uint32(0x030200), v)
+	for _, bad := range []string{"10de", "0x", "0x10de0", "0xzz", ""} {
+		_, err := parseHexID(bad, 16)
+		require.ErrorIs(t, err, errMalformed, bad)
+	}
+	for in, want := range map[string]int{"-1\n": -1, "0": 0, "7": 7} {
+		n, err := parseNUMANode(in)
+		require.NoError(t, err)
+		require.Equal(t, want, n)
+	}
+	for _, bad := range []string{"-2", "", "node0", "+1"} {
+		_, err := parseNUMANode(bad)
+		require.ErrorIs(t, err, errMalformed, bad)
+	}
+}
+
+// Fuzz tests: every parser must return a value or an errMalformed error for any input, never panic, and
+// keep its output invariants.
+
+func FuzzParseLinkSpeed(f *testing.F) {
+	for _, s := range []string{"2.5 GT/s PCIe", "32.0 GT/s PCIe\n", "8 GT/s", "Unknown", "Unknown speed", "", "1e3 GT/s"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		gts, gen, err := parseLinkSpeed(s)
+		if err != nil {
+			require.True(t, errors.Is(err, errMalformed))
+			return
+		}
+		require.GreaterOrEqual(t, gts, 0.0)
+		require.LessOrEqual(t, gts, 1024.0)
+		require.True(t, gen >= 0 && gen <= 7)
+		if gen > 0 {
+			require.Greater(t, gts, 0.0)
+		}
+	})
+}
+
+func FuzzParseLinkWidth(f *testing.F) {
+	for _, s := range []string{"16", "8\n", "255", "x4", "0", "-1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		w, err := parseLinkWidth(s)
+		if err != nil {
+			require.True(t, errors.Is(err, errMalformed))
+			return
+		}
+		require.True(t, w >= 0 && w <= 64)
+	})
+}
+
+func FuzzParseCPUList(f *testing.F) {
+	for _, s := range []string{"0-31,64-95", "3", "", "0-3,2-5", "65535", "5-3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		cpus, err := ParseCPUList(s)
+		if err != nil {
+			require.True(t, errors.Is(err, errMalformed))
+			return
+		}
+		for i := range cpus {
+			require.True(t, cpus[i] >= 0 && cpus[i] < maxCPUID)
+			if i > 0 {
+				require.Less(t, cpus[i-1], cpus[i], "sorted without duplicates")
+			}
+		}
+	})
+}
+
+func FuzzParseMeminfo(f *testing.F) {
+	f.Add([]byte("MemTotal:       65843392 kB\nHugePages_Total:      16\nHugepagesize:       2048 kB\n"))
+	f.Add([]byte("MemTotal: x kB\n:\n\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := parseMeminfo(data)
+		require.NotNil(t, m)
+		if err != nil {
+			require.True(t, errors.Is(err, errMalformed))
+		}
+		for k := range m {
+			require.NotEmpty(t, k)
+		}
+	})
+}
+
+func FuzzParseProcCgroup(f *testing.F) {
+	f.Add([]byte("0::/kubepods.slice/x.scope\n"))
+	f.Add([]byte("12:memory:/a\n0::/\n"))
+	f.Add([]byte("0::/../..\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		entries, err := parseProcCgroup(data)
+		if err != nil {
+			require.True(t, errors.Is(err, errMalformed))
+			return
+		}
+		for _, e := range entries {
+			require.True(t, strings.HasPrefix(e.Path, "/"), "path %q is absolute", e.Path)
+			require.NotContains(t, strings.Split(e.Path, "/"), "..", "path %q cannot climb", e.Path)
+		}
+	})
+}
+
+func FuzzParseCgroupLimit(f *testing.F) {
+	for _, s := range []string{"max", "536870912\n", "9223372036854771712", "-1", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		l, err := parseCgroupLimit(s)
+		if err != nil {
+			require.True(t, errors.Is(err, errMalformed))
+			return
+		}
+		if l.Unlimited {
+			require.Zero(t, l.Bytes)
+		} else {
+			require.Less(t, l.Bytes, uint64(cgroupUnlimitedThreshold))
+		}
+	})
+}
+
+func FuzzParseKernelIdentity(f *testing.F) {
+	f.Add("5.15.167.4-microsoft-standard-WSL2")
+	f.Add("Linux version 6.8.0-60-generic (buildd@lcy02) #63-Ubuntu SMP")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		if rel, err := parseOSRelease(s); err != nil {
+			require.True(t, errors.Is(err, errMalformed))
+		} else {
+			require.NotEmpty(t, rel)
+			require.NotContains(t, rel, " ")
+			require.Equal(t, isWSLKernel(s), isWSLKernel(rel))
+		}
+		if rel, err := parseProcVersion(s); err != nil {
+			require.True(t, errors.Is(err, errMalformed))
+		} else {
+			require.NotEmpty(t, rel)
+			require.Contains(t, s, rel)
+		}
+	})
+}
+
+func FuzzParseTHPMode(f *testing.F) {
+	for _, s := range []string{"always [madvise] never", "[always] madvise never", "[", "[]", "[a] [b]"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		mode, err := parseTHPMode(s)
+		if err != nil {
+			require.True(t, errors.Is(err, errMalformed))
+			return
+		}
+		require.NotEmpty(t, mode)
+		require.Contains(t, s, "["+mode+"]")
+	})
+}
+
+func FuzzNormalizePCIAddress(f *testing.F) {
+	for _, s := range []string{"0000:2a:00.0", "00000000:2A:00.0", "10000:e1:00.0", "2a:00.0", "pci0000:00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		norm, err := NormalizePCIAddress(s)
+		if err != nil {
+			require.True(t, errors.Is(err, errMalformed))
+			return
+		}
+		require.True(t, utf8.ValidString(norm))
+		require.Equal(t, strings.ToLower(norm), norm)
+		again, err := NormalizePCIAddress(norm)
+		require.NoError(t, err)
+		require.Equal(t, norm, again, "normalising is idempotent")
+	})
+}
