@@ -1,0 +1,266 @@
+// Package daemon is the DaemonSet's run loop: probe the node, run the DMA check per its policy, turn both into
+// labels with hysteresis against what is already published, publish through one Output, feed the metrics, and
+// serve /metrics, /healthz and /readyz. It keeps serving what it knows when the API server is down, and it
+// never deletes published labels on exit (a rolling update must not drop them). It owns no probing or
+// measuring logic of its own.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
+	"github.com/pinmemory/pin-feature-daemon/pkg/metrics"
+)
+
+// Prober finds out the node's facts (detector.Detector).
+type Prober interface {
+	Probe(ctx context.Context) *detector.Report
+}
+
+// Bencher runs the DMA check (bench.Runner) for the given targets; the report supplies the keys of its
+// state file and the memory caps.
+type Bencher interface {
+	Run(ctx context.Context, r *detector.Report) *bench.Result
+}
+
+// Eventer is told about every change of published labels (labeler.NodeEventer).
+type Eventer interface {
+	Changed(ctx context.Context, old, new labeler.Labels)
+}
+
+// Config wires a Daemon.
+type Config struct {
+	Prober Prober
+	// Bencher is nil when the DMA check is disabled (labels then say pinmemory.bench=disabled).
+	Bencher      Bencher
+	PinPlatforms []detector.Platform
+	Output       labeler.Output
+	Eventer      Eventer
+	Metrics      *metrics.Metrics
+	// Interval between passes, spread by +-Jitter (a fraction) so a fleet does not probe in step.
+	Interval time.Duration
+	Jitter   float64
+	// Hysteresis is the margin for bandwidth labels (fraction of the published value).
+	Hysteresis float64
+	// RetryMin and RetryMax bound the backoff of a failed publish (defaults 1s and 10s).
+	RetryMin, RetryMax time.Duration
+	// StuckAfter is how long one pass may run before /healthz reports the loop stuck (default 10m).
+	StuckAfter time.Duration
+	Clock      clock.WithTicker
+}
+
+// Daemon runs the loop. Its zero value is not usable: call New.
+type Daemon struct {
+	cfg Config
+
+	mu          sync.Mutex
+	probed      bool
+	publishErr  error
+	passStarted time.Time
+	inPass      bool
+	published   labeler.Labels // what the output holds, as far as we know; nil until read back
+	haveRead    bool
+	next        labeler.Labels // the newest labels built, before hysteresis
+	last        labeler.Labels // what we want published (next after hysteresis)
+}
+
+// New checks cfg and fills defaults.
+func New(cfg Config) (*Daemon, error) {
+	if cfg.Prober == nil || cfg.Output == nil || cfg.Metrics == nil {
+		return nil, errors.New("daemon: prober, output and metrics are required")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = time.Second
+	}
+	if cfg.RetryMax < cfg.RetryMin {
+		cfg.RetryMax = max(10*time.Second, cfg.RetryMin)
+	}
+	if cfg.StuckAfter <= 0 {
+		cfg.StuckAfter = 10 * time.Minute
+	}
+	if cfg.PinPlatforms == nil {
+		cfg.PinPlatforms = detector.DefaultPinPlatforms()
+	}
+	cfg.Metrics.InitPublish(cfg.Output.Name())
+	return &Daemon{cfg: cfg, publishErr: errors.New("not published yet")}, nil
+}
+
+// Ready reports nil once the first probe is done and the last publish succeeded.
+func (d *Daemon) Ready() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.probed {
+		return errors.New("first probe not done yet")
+	}
+	if d.publishErr != nil {
+		return fmt.Errorf("last publish to %s failed: %w", d.cfg.Output.Name(), d.publishErr)
+	}
+	return nil
+}
+
+// Healthy reports nil unless a pass has been running for longer than StuckAfter.
+func (d *Daemon) Healthy() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.inPass {
+		if running := d.cfg.Clock.Since(d.passStarted); running > d.cfg.StuckAfter {
+			return fmt.Errorf("probe pass running for %s (limit %s)", running.Round(time.Second), d.cfg.StuckAfter)
+		}
+	}
+	return nil
+}
+
+// Labels returns the labels the daemon wants published now (nil before the first pass).
+func (d *Daemon) Labels() labeler.Labels {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.last
+}
+
+// RunOnce does one pass: probe, bench, label, publish (one try). It returns the publish error.
+func (d *Daemon) RunOnce(ctx context.Context) error {
+	d.mu.Lock()
+	d.inPass, d.passStarted = true, d.cfg.Clock.Now()
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.inPass = false
+		d.mu.Unlock()
+	}()
+
+	start := d.cfg.Clock.Now()
+	r := d.cfg.Prober.Probe(ctx)
+	for _, e := range r.Errors {
+		klog.V(2).InfoS("Fact not read", "fact", e.Fact, "err", e.Error)
+	}
+	var b *bench.Result
+	if d.cfg.Bencher != nil {
+		b = d.cfg.Bencher.Run(ctx, r)
+		d.cfg.Metrics.ObserveBench(b, b.Duration > 0)
+	} else {
+		b = &bench.Result{State: bench.StateDisabled}
+		d.cfg.Metrics.ObserveBench(b, false)
+	}
+	r.Verdict = detector.Decide(r, d.cfg.PinPlatforms, b.PinWorks())
+	d.cfg.Metrics.ObserveReport(r)
+	next := labeler.Build(r, b)
+	klog.InfoS("Probed node", "platform", r.Platform, "available", r.Verdict.Available, "reason", r.Verdict.Reason,
+		"accelerators", len(r.Accelerators), "bench", b.State, "factErrors", len(r.Errors),
+		"duration", d.cfg.Clock.Since(start).Round(time.Millisecond))
+
+	d.mu.Lock()
+	d.probed = true
+	d.mu.Unlock()
+	return d.publish(ctx, next)
+}
+
+// publish stabilises next against what is published and writes it. The first call reads the output back,
+// so a restarted daemon neither rewrites equal labels nor loses its hysteresis baseline.
+func (d *Daemon) publish(ctx context.Context, next labeler.Labels) error {
+	d.mu.Lock()
+	d.next = next
+	published, haveRead := d.published, d.haveRead
+	d.mu.Unlock()
+	out := d.cfg.Output
+	if !haveRead {
+		p, err := out.Published(ctx)
+		if err != nil {
+			return d.publishFailed(fmt.Errorf("read published labels: %w", err))
+		}
+		published, haveRead = p, true
+	}
+	want := labeler.Stabilize(published, next, d.cfg.Hysteresis)
+	d.mu.Lock()
+	d.last, d.published, d.haveRead = want, published, haveRead
+	d.mu.Unlock()
+
+	changed, err := out.Publish(ctx, want)
+	if err != nil {
+		return d.publishFailed(err)
+	}
+	if changed {
+		klog.InfoS("Published labels", "output", out.Name(), "labels", len(want))
+		if d.cfg.Eventer != nil {
+			d.cfg.Eventer.Changed(ctx, published, want)
+		}
+	} else {
+		klog.V(2).InfoS("Labels unchanged", "output", out.Name())
+	}
+	d.mu.Lock()
+	d.published, d.publishErr = want, nil
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *Daemon) publishFailed(err error) error {
+	d.cfg.Metrics.PublishFailed(d.cfg.Output.Name())
+	d.mu.Lock()
+	d.publishErr = err
+	d.mu.Unlock()
+	klog.ErrorS(err, "Publish failed", "output", d.cfg.Output.Name())
+	return err
+}
+
+// Run passes every Interval (jittered) until ctx ends. A failed publish is retried with backoff between passes
+// without probing again. It returns nil when ctx ends; labels stay published.
+func (d *Daemon) Run(ctx context.Context) error {
+	err := d.RunOnce(ctx)
+	next := d.cfg.Clock.Now().Add(d.jittered())
+	backoff := d.cfg.RetryMin
+	for {
+		wait := next.Sub(d.cfg.Clock.Now())
+		retry := err != nil && ctx.Err() == nil
+		if retry && backoff < wait {
+			wait = backoff
+		}
+		t := d.cfg.Clock.NewTimer(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			klog.InfoS("Stopping; published labels are left in place", "output", d.cfg.Output.Name())
+			return nil
+		case <-t.C():
+		}
+		if !d.cfg.Clock.Now().Before(next) {
+			err = d.RunOnce(ctx)
+			next = d.cfg.Clock.Now().Add(d.jittered())
+			backoff = d.cfg.RetryMin
+			continue
+		}
+		if retry {
+			err = d.publish(ctx, d.pending())
+			backoff = min(2*backoff, d.cfg.RetryMax)
+			if err == nil {
+				backoff = d.cfg.RetryMin
+			}
+		}
+	}
+}
+
+// pending is the newest label set built, before hysteresis.
+func (d *Daemon) pending() labeler.Labels {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.next
+}
+
+func (d *Daemon) jittered() time.Duration {
+	if d.cfg.Jitter <= 0 {
+		return d.cfg.Interval
+	}
+	f := 1 + d.cfg.Jitter*(2*rand.Float64()-1)
+	return time.Duration(float64(d.cfg.Interval) * f)
+}
