@@ -14,8 +14,9 @@ import (
 
 const (
 	mib = 1 << 20
-	// minBufferBytes is the smallest copy worth timing: below it, launch overheads distort the figures, and a
-	// node with so little free memory is better left alone.
+	// minBufferBytes is the smallest copy worth timing when memory caps shrink the buffer: below it, launch
+	// overheads distort the figures, and a node with so little free memory is better left alone. A smaller
+	// buffer asked for explicitly is honoured.
 	minBufferBytes = 16 * mib
 	// registerCopyBytes is the size of the copy that proves cuMemHostRegister'd memory is usable for DMA.
 	registerCopyBytes = 4 * mib
@@ -103,7 +104,7 @@ func measureOnThread(drv cudaDriver, t Target, cfg measureConfig, phase func(str
 		return fail(err)
 	}
 	size := min(cfg.BufferBytes, roundDownMiB(int64(free/2)))
-	if size < minBufferBytes {
+	if size < min(minBufferBytes, cfg.BufferBytes) || size <= 0 {
 		res.State = StateSkipped
 		res.Reason = fmt.Sprintf("not enough free device memory for the check: %d bytes free", free)
 		return res

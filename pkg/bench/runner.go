@@ -35,6 +35,8 @@ const (
 	DefaultSysRoot  = "/sys"
 	// defaultSampleInterval is how often the PCIe link is read while the pinned copies run.
 	defaultSampleInterval = 5 * time.Millisecond
+	// defaultKillGrace is how long a killed child may take to exit before it is abandoned.
+	defaultKillGrace = 10 * time.Second
 )
 
 // Options configure a Runner. Zero values take the defaults above, except StateDir.
@@ -44,7 +46,8 @@ type Options struct {
 	CUDALibrary string
 	// BufferBytes is the size of each copy (default 256 MiB). It is capped so that the two host buffers
 	// take at most a quarter of MemAvailable and of the cgroup's headroom, and the device buffer at most half
-	// of the GPU's free memory; a GPU left with less than 16 MiB is skipped.
+	// of the GPU's free memory; a GPU that these caps leave with less than 16 MiB (or less than BufferBytes,
+	// when that is smaller) is skipped.
 	BufferBytes int64
 	// Samples and Warmup are the timed and untimed copies per figure (defaults 7 and 2); the median is kept.
 	Samples, Warmup int
@@ -133,11 +136,22 @@ func (o Options) withDefaults() Options {
 type Runner struct {
 	opts Options
 	mu   sync.Mutex
+
+	// kill stops the child at the timeout; killGrace is how long Run then waits for it to exit before
+	// abandoning it; waitDelay bounds the wait for its output pipes. Tests replace them.
+	kill      func(*os.Process) error
+	killGrace time.Duration
+	waitDelay time.Duration
 }
 
 // NewRunner returns a Runner with opts (defaults filled in).
 func NewRunner(opts Options) *Runner {
-	return &Runner{opts: opts.withDefaults()}
+	return &Runner{
+		opts:      opts.withDefaults(),
+		kill:      func(p *os.Process) error { return p.Kill() },
+		killGrace: defaultKillGrace,
+		waitDelay: defaultKillGrace,
+	}
 }
 
 // Run measures targets (those selected by Options.GPU) and returns the result, never nil. A GPU with a
@@ -217,7 +231,7 @@ func (r *Runner) run(ctx context.Context, o Options, targets []Target) *Result {
 				size = min(size, int64(t.MemoryFreeBytes/2))
 			}
 			size = roundDownMiB(size)
-			if size < minBufferBytes {
+			if size < min(minBufferBytes, roundDownMiB(o.BufferBytes)) || size <= 0 {
 				g.State = StateSkipped
 				g.Reason = fmt.Sprintf("not enough free memory for the check (buffer capped to %d bytes; host available %d, cgroup headroom %d, device free %d)",
 					size, o.HostMemAvailable, o.CgroupHeadroom, t.MemoryFreeBytes)
@@ -239,7 +253,7 @@ func (r *Runner) run(ctx context.Context, o Options, targets []Target) *Result {
 		req.SampleInterval = defaultSampleInterval
 		req.Timeout = o.Timeout
 		done := map[int]bool{}
-		cr := runChild(ctx, o, &req, func(g GPUResult) {
+		cr := r.runChild(ctx, o, &req, func(g GPUResult) {
 			i, ok := pos[g.Index]
 			if !ok || done[g.Index] {
 				klog.InfoS("Ignoring bench result of a GPU not asked for", "gpu", g.Index)
@@ -392,8 +406,10 @@ type childResult struct {
 	err           error          // why the child did not finish cleanly (nil when it did)
 }
 
-// runChild runs the child process with req and calls onGPU for each GPU result as it arrives.
-func runChild(ctx context.Context, o Options, req *childRequest, onGPU func(GPUResult)) childResult {
+// runChild runs the child process with req and calls onGPU for each GPU result as it arrives. It returns at
+// the latest killGrace after the timeout, even when the killed child does not exit (a process stuck in the
+// driver in uninterruptible sleep ignores SIGKILL): such a child is abandoned, and reaped if it ever exits.
+func (r *Runner) runChild(ctx context.Context, o Options, req *childRequest, onGPU func(GPUResult)) childResult {
 	cr := childResult{phases: map[int]string{}}
 	exe := o.Executable
 	if exe == "" {
@@ -417,9 +433,10 @@ func runChild(ctx context.Context, o Options, req *childRequest, onGPU func(GPUR
 	stderr := &outputBuffer{max: 16 << 10}
 	cmd.Stderr = stderr
 	// The kernel sends Pdeathsig when the thread that forked the child exits, so that thread must live as
-	// long as the child: lock this goroutine to it until Wait returns.
+	// long as the child: this goroutine stays locked to it until the child is gone (or abandoned).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.WaitDelay = 2 * time.Second
+	cmd.Cancel = func() error { return r.kill(cmd.Process) }
+	cmd.WaitDelay = r.waitDelay
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		cr.err = fmt.Errorf("bench child stdout: %w", err)
@@ -431,40 +448,88 @@ func runChild(ctx context.Context, o Options, req *childRequest, onGPU func(GPUR
 		cr.err = fmt.Errorf("start bench child %s: %w", exe, err)
 		return cr
 	}
-	klog.V(2).InfoS("Started bench child", "pid", cmd.Process.Pid, "gpus", len(req.GPUs), "timeout", o.Timeout)
+	pid := cmd.Process.Pid
+	klog.V(2).InfoS("Started bench child", "pid", pid, "gpus", len(req.GPUs), "timeout", o.Timeout)
 
-	var fatal string
-	finished := false
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		line, ok := strings.CutPrefix(sc.Text(), protocolPrefix)
-		if !ok {
-			klog.V(4).InfoS("Bench child output", "line", sc.Text())
-			continue
-		}
-		var ev childEvent
-		if err := json.Unmarshal([]byte(line), &ev); err != nil {
-			klog.ErrorS(err, "Bad bench child event", "line", line)
-			continue
-		}
-		switch ev.Event {
-		case eventDriver:
-			cr.driverVersion = ev.DriverVersion
-		case eventPhase:
-			cr.phases[ev.Index] = ev.Phase
-		case eventGPU:
-			delete(cr.phases, ev.Index) // phases name the GPU in progress only
-			if ev.GPU != nil {
-				onGPU(*ev.GPU)
+	// The reader hands events over until EOF; quit releases it should we abandon the child.
+	events := make(chan childEvent)
+	quit := make(chan struct{})
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		for sc.Scan() {
+			line, ok := strings.CutPrefix(sc.Text(), protocolPrefix)
+			if !ok {
+				klog.V(4).InfoS("Bench child output", "line", sc.Text())
+				continue
 			}
-		case eventFatal:
-			fatal = ev.Error
-		case eventDone:
-			finished = true
+			var ev childEvent
+			if err := json.Unmarshal([]byte(line), &ev); err != nil {
+				klog.ErrorS(err, "Bad bench child event", "line", line)
+				continue
+			}
+			select {
+			case events <- ev:
+			case <-quit:
+				return
+			}
+		}
+	}()
+
+	var (
+		fatal    string
+		finished bool
+		waitErr  error
+		waitCh   chan error
+		timedOut = tctx.Done()
+		abandon  <-chan time.Time
+		evCh     = events
+	)
+loop:
+	for {
+		select {
+		case ev, ok := <-evCh:
+			if !ok {
+				// All output read: now Wait may close the pipe.
+				evCh = nil
+				waitCh = make(chan error, 1)
+				go func() { waitCh <- cmd.Wait() }()
+				continue
+			}
+			switch ev.Event {
+			case eventDriver:
+				cr.driverVersion = ev.DriverVersion
+			case eventPhase:
+				cr.phases[ev.Index] = ev.Phase
+			case eventGPU:
+				delete(cr.phases, ev.Index) // phases name the GPU in progress only
+				if ev.GPU != nil {
+					onGPU(*ev.GPU)
+				}
+			case eventFatal:
+				fatal = ev.Error
+			case eventDone:
+				finished = true
+			}
+		case waitErr = <-waitCh:
+			break loop
+		case <-timedOut:
+			// exec kills the child now; give it killGrace to go.
+			timedOut = nil
+			abandon = time.After(r.killGrace)
+		case <-abandon:
+			close(quit)
+			if waitCh == nil {
+				go func() { _ = cmd.Wait() }() // reap it, should it ever exit
+			}
+			klog.ErrorS(nil, "Abandoning bench child that does not exit after SIGKILL", "pid", pid)
+			cr.err = fmt.Errorf("bench child (pid %d) killed after the %s timeout%s did not exit within %s: "+
+				"it is stuck in the driver (uninterruptible sleep) and was abandoned", pid, o.Timeout,
+				hungPhase(cr.phases, req), r.killGrace)
+			return cr
 		}
 	}
-	waitErr := cmd.Wait()
 	if tail := stderr.String(); tail != "" {
 		klog.V(4).InfoS("Bench child stderr", "stderr", tail)
 	}

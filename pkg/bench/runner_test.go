@@ -545,9 +545,12 @@ func TestHostMemoryCapsBuffer(t *testing.T) {
 		avail     uint64
 		headroom  uint64
 		nvmlFree  uint64
+		buffer    int64
 		wantBytes int64
 		wantState State
 	}{
+		{name: "a small buffer asked for is honoured", buffer: 4 * mib, wantBytes: 4 * mib, wantState: StateOK},
+		{name: "caps below a small buffer asked for", buffer: 4 * mib, avail: 8 * mib, wantState: StateSkipped},
 		{name: "MemAvailable", avail: 100 * mib, wantBytes: 25 * mib, wantState: StateOK},
 		{name: "cgroup headroom", avail: 1 << 40, headroom: 80 * mib, wantBytes: 20 * mib, wantState: StateOK},
 		{name: "NVML free memory", nvmlFree: 36 * mib, wantBytes: 18 * mib, wantState: StateOK},
@@ -558,6 +561,9 @@ func TestHostMemoryCapsBuffer(t *testing.T) {
 			t.Parallel()
 			o := testOptions(t, lib)
 			o.HostMemAvailable, o.CgroupHeadroom = tc.avail, tc.headroom
+			if tc.buffer > 0 {
+				o.BufferBytes = tc.buffer
+			}
 			ts := fakeTargets(1)
 			ts[0].MemoryFreeBytes = tc.nvmlFree
 			res := NewRunner(o).Run(context.Background(), ts)
@@ -625,4 +631,24 @@ func TestRunReport(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(o.StateDir, StateFileName))
 	require.NoError(t, err, "the report's boot id keys the state file")
 	require.True(t, strings.Contains(string(b), `"bootID": "boot-r"`) && strings.Contains(string(b), `"driverVersion": "570.1"`))
+}
+
+// TestUnkillableChildIsAbandoned stands in for a child stuck in the driver in uninterruptible sleep, which
+// SIGKILL does not end: Run must still return soon after the timeout.
+func TestUnkillableChildIsAbandoned(t *testing.T) {
+	t.Parallel()
+	o := testOptions(t, fakeCUDA(t, fakeDefault...), "FAKECUDA_HANG=cuCtxCreate_v2")
+	o.Timeout = time.Second
+	r := NewRunner(o)
+	killed := make(chan *os.Process, 1)
+	r.kill = func(p *os.Process) error { killed <- p; return nil } // the kill does not take
+	r.killGrace, r.waitDelay = time.Second, 0
+	start := time.Now()
+	res := r.Run(context.Background(), fakeTargets(1))
+	require.Less(t, time.Since(start), 5*time.Second)
+	require.Equal(t, StateFailed, res.State)
+	require.Contains(t, res.Error, "killed after the 1s timeout (gpu 0 in phase context) did not exit within 1s")
+	require.Contains(t, res.GPUs[0].Reason, "abandoned")
+	child := <-killed
+	require.NoError(t, child.Kill(), "the child was still running")
 }
