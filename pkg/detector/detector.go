@@ -100,6 +100,7 @@ type Detector struct {
 // New returns a Detector. It loads nothing yet: NVML is initialised by the first Probe.
 func New(opts Options) *Detector {
 	d := &Detector{opts: opts, sys: opts.System, pinPlatforms: opts.PinPlatforms}
+	d.opts.Host = opts.Host.withDefaults()
 	if d.sys == nil {
 		d.sys = NewSystem()
 	}

@@ -2,4 +2,65 @@
 // accelerators and their PCIe paths to host memory, the driver (through NVML, behind an interface of ours),
 // and the host's memory-locking facts. It reads the host through configurable roots (never a hard-coded /sys),
 // returns a plain Report, and never talks to Kubernetes or Prometheus. One fact failing never hides the others.
+//
+// It must not measure bandwidth (pkg/bench does), publish anything (pkg/labeler, metrics), hold global state, or
+// read any path outside the HostFS roots.
+//
+// # Use
+//
+//	d := detector.New(detector.Options{
+//		Host:        detector.NewHostFS("/"),     // --host-root; --path.procfs/sysfs/devfs replace single fields
+//		NVMLLibrary: "libnvidia-ml.so.1",         // "" or "none" disables NVML
+//	})
+//	defer d.Close()                                // shuts NVML down
+//	r := d.Probe(ctx)                              // never nil; unreadable facts are in r.Errors
+//	v := detector.Decide(r, d.PinPlatforms(), &pinWorks) // after the bench
+//
+// # What is read
+//
+//   - Platform: sys/bus/pci/devices/*/{vendor,device,class} with dev/kfd (ROCm) and dev/neuron<N> (AWS Neuron).
+//     NVIDIA display-class functions are cuda (NVSwitch bridges are not); AMD display or processing-accelerator
+//     functions are rocm only with dev/kfd (ES1000 BMC VGA excluded); Intel Data Center GPU Max (Ponte Vecchio)
+//     and Flex (Arctic Sound-M) ids are xpu; Habana functions are hpu; AWS 0x1d0f Neuron device ids (or
+//     accelerator-class functions beside dev/neuron*) are neuron, never ENA/EFA/EBS; Google 0x1ae0
+//     processing accelerators are tpu, never gVNIC or NVMe. SR-IOV virtual functions (a physfn link) are
+//     skipped. Report.Platforms lists every platform found in the order cuda, rocm, xpu, hpu, neuron, tpu;
+//     Report.Platform is the first, or cpu.
+//   - WSL: proc/sys/kernel/osrelease or proc/version containing "microsoft" (any case), or dev/dxg.
+//   - Per accelerator: numa_node (-1 kept), local_cpulist, and current/max link speed and width of the device
+//     and of every bridge above it. The bus link is resolved into sys/devices/pci<dom>:<bus>/.../<BDF> (an
+//     absolute link is re-rooted at HostFS.Sys) and the parent directories named like PCI addresses are the
+//     hops, up to the root port (the walk stops at pci<dom>:<bus>, VMD and Hyper-V bus directories).
+//     Capability is the minimum max generation and max width over the device and its hops. A link is
+//     degraded when it trained narrower than the smaller max width of its two ends; the physical links are
+//     (device, parent), (grandparent's child, grandparent)... pairing from the device up, because a switch's
+//     upstream/downstream port pair is internal. Link speed is never judged: idle NVIDIA GPUs run at 2.5 GT/s.
+//   - NVML (optional): driver and CUDA versions, system confidential-computing state, and per GPU its bus id,
+//     UUID, name, max/current PCIe gen and width, memory, compute process count, compute mode and C2C mode.
+//     GPUs are matched to sysfs by normalised PCI address (NormalizePCIAddress). When sysfs has no NVIDIA GPU
+//     (WSL) the NVML devices are the inventory, with capability and degradation from NVML's max/current link.
+//     A library that does not load sets Driver.NVMLError only; NOT_SUPPORTED and symbols missing from older
+//     drivers are absence; any other failed call is that fact's FactError ("nvml/<index>/<fact>").
+//     HostLink is nvlink-c2c when a GPU reports C2C mode, else pcie when there is any accelerator.
+//   - Memory: RLIMIT_MEMLOCK and an mlock trial (System), proc/meminfo, the process's cgroup (proc/self/cgroup;
+//     the v1 memory controller when mounted, else the v2 entry; the limit is the smallest on the path to the
+//     hierarchy root), the transparent-hugepage mode, IOMMU presence (sys/class/iommu or
+//     sys/kernel/iommu_groups not empty) and the size of dev/shm.
+//   - Identity: hostname (proc/sys/kernel/hostname, else etc/hostname), kernel release, boot id.
+//
+// Missing files are absence (logged at V(4)); unreadable or malformed ones become a FactError whose Fact names
+// what was lost ("pci/0000:18:00.0/max_link_speed", "meminfo", "cgroup", "thp", "memlock", "mlock", "shm",
+// "osrelease", "version", "nvml/confidentialComputing", "probe" for a cancelled context).
+//
+// # Verdict
+//
+// Decide applies the pin policy: wsl first, then no-accelerator, then platform (not in the policy; the default
+// policy is cuda and rocm), then pin-failed when the bench reports that pinning did not work. Confidential
+// computing does not change it.
+//
+// # Tests
+//
+// The fixture nodes under the repository's testdata/ are written from fixtures_test.go
+// (go test ./pkg/detector -run TestFixtureTrees -fixtures); their golden reports are in
+// pkg/detector/testdata/golden (go test ./pkg/detector -run TestGoldenReports -update).
 package detector

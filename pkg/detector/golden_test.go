@@ -143,7 +143,7 @@ var goldenCases = []struct {
 	{
 		name: "tpu", node: "tpu", sys: podSystem, nvml: noNVML,
 		want: expect{platform: PlatformTPU, platforms: []Platform{PlatformTPU}, verdict: no(ReasonPlatform),
-			accelerators: 2, hostLink: HostLinkPCIe, models: []string{"", ""}},
+			accelerators: 2, hostLink: HostLinkPCIe, models: []string{"Google TPU v4", "Google TPU v4"}},
 	},
 	{
 		name: "grace-hopper", node: "grace-hopper", sys: podSystem,

@@ -32,6 +32,24 @@ func NewHostFS(root string) HostFS {
 	}
 }
 
+// withDefaults fills empty roots with those of NewHostFS("/").
+func (h HostFS) withDefaults() HostFS {
+	def := NewHostFS("/")
+	if h.Proc == "" {
+		h.Proc = def.Proc
+	}
+	if h.Sys == "" {
+		h.Sys = def.Sys
+	}
+	if h.Dev == "" {
+		h.Dev = def.Dev
+	}
+	if h.Etc == "" {
+		h.Etc = def.Etc
+	}
+	return h
+}
+
 // maxFileSize caps how much of one host file is read: every file the detector reads is a few KiB at most, and
 // a broken tree must not make a probe read gigabytes.
 const maxFileSize = 1 << 20

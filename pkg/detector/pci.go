@@ -52,16 +52,25 @@ func (p *probe) readDevNodes() devNodes {
 // Device ids used to classify and name accelerators. Only ids from the vendors' drivers and the PCI id
 // database are listed; an unknown id of an accelerator vendor is still classified by its class code.
 var (
-	// intelDataCenterGPUs: Ponte Vecchio (Data Center GPU Max) and Arctic Sound-M (Data Center GPU Flex), as
-	// listed in the kernel's i915 PCI id table. Client and integrated Intel GPUs are not accelerators here.
+	// intelDataCenterGPUs: Ponte Vecchio (Data Center GPU Max) and Arctic Sound-M (Data Center GPU Flex: M150
+	// and M75), as listed in the kernel's i915/xe PCI id tables. Client and integrated Intel GPUs are not
+	// accelerators here.
 	intelDataCenterGPUs = map[uint16]bool{
-		0x0bd0: true, 0x0bd1: true, 0x0bd2: true, 0x0bd5: true, 0x0bd6: true, 0x0bd7: true, 0x0bd8: true,
-		0x0bd9: true, 0x0bda: true, 0x0bdb: true, // PVC
+		0x0b69: true, 0x0b6e: true, 0x0bd0: true, 0x0bd1: true, 0x0bd2: true, 0x0bd4: true, 0x0bd5: true,
+		0x0bd6: true, 0x0bd7: true, 0x0bd8: true, 0x0bd9: true, 0x0bda: true, 0x0bdb: true, 0x0be0: true,
+		0x0be1: true, 0x0be5: true, // PVC
 		0x56c0: true, 0x56c1: true, 0x56c2: true, // ATS-M
 	}
-	// awsNeuronDevices: Inferentia (0x7064-0x7067), Trainium (0x7164), Inferentia2 (0x7264), Trainium2 (0x7364).
+	// awsNeuronDevices: the Neuron driver's id table. Inferentia (0x7064-0x7067), Trainium (0x7164),
+	// Inferentia2 (0x7264), Trainium2 (0x7364), Trainium3 (0x7564, 0x7565).
 	awsNeuronDevices = map[uint16]bool{
 		0x7064: true, 0x7065: true, 0x7066: true, 0x7067: true, 0x7164: true, 0x7264: true, 0x7364: true,
+		0x7564: true, 0x7565: true,
+	}
+	// googleTPUDevices: Cloud TPU chips as Google's tpu-info names them (v2/v3 share 0x0027).
+	googleTPUDevices = map[uint16]string{
+		0x0027: "Google TPU v2/v3", 0x005e: "Google TPU v4", 0x0063: "Google TPU v5e", 0x0062: "Google TPU v5p",
+		0x006f: "Google TPU v6e", 0x0076: "Google TPU7x",
 	}
 	// amdBMCDisplays: server management VGA chips with AMD's vendor id (ES1000).
 	amdBMCDisplays = map[uint16]bool{0x515e: true}
@@ -88,6 +97,7 @@ var (
 		vendorIntel<<16 | 0x56c1:  "Intel Data Center GPU Flex 140",
 		vendorHabana<<16 | 0x1000: "Habana Gaudi",
 		vendorHabana<<16 | 0x1020: "Habana Gaudi2",
+		vendorHabana<<16 | 0x1060: "Intel Gaudi 3",
 		vendorAWS<<16 | 0x7064:    "AWS Inferentia",
 		vendorAWS<<16 | 0x7164:    "AWS Trainium",
 		vendorAWS<<16 | 0x7264:    "AWS Inferentia2",
@@ -127,8 +137,8 @@ func classify(vendor, device uint16, class uint32, nodes devNodes) Platform {
 			return PlatformNeuron
 		}
 	case vendorGoogle:
-		// 0x1ae0 is also gVNIC and Google's NVMe: only processing accelerators.
-		if processing || coprocessor {
+		// 0x1ae0 is also gVNIC and Google's NVMe: only TPU device ids or processing accelerators.
+		if googleTPUDevices[device] != "" || processing || coprocessor {
 			return PlatformTPU
 		}
 	}
@@ -208,7 +218,7 @@ func (p *probe) pciAccelerator(busEntry string, addr pciAddr, nodes devNodes) (A
 		VendorID:   fmt.Sprintf("%04x", vendor),
 		DeviceID:   fmt.Sprintf("%04x", device),
 		Class:      fmt.Sprintf("%06x", class),
-		Model:      knownModels[vendor<<16|device],
+		Model:      modelName(uint16(vendor), uint16(device)),
 		NUMANode:   -1,
 	}
 	if s, ok := p.readString("pci/"+name+"/numa_node", filepath.Join(entry, "numa_node")); ok {
@@ -231,6 +241,13 @@ func (p *probe) pciAccelerator(busEntry string, addr pciAddr, nodes devNodes) (A
 	}
 	acc.Capability, acc.Degraded = analyzePath(acc.Link, acc.Upstream)
 	return acc, true
+}
+
+func modelName(vendor, device uint16) string {
+	if vendor == vendorGoogle {
+		return googleTPUDevices[device]
+	}
+	return knownModels[uint32(vendor)<<16|uint32(device)]
 }
 
 func isAcceleratorVendor(v uint16) bool {

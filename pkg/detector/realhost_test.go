@@ -46,3 +46,10 @@ func TestProbeRealHost(t *testing.T) {
 	r2 := d.Probe(context.Background())
 	require.Equal(t, r.BootID, r2.BootID)
 }
+
+func TestHostFS(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, HostFS{Proc: "/host/proc", Sys: "/host/sys", Dev: "/host/dev", Etc: "/host/etc"}, NewHostFS("/host"))
+	require.Equal(t, HostFS{Proc: "/proc", Sys: "/sys", Dev: "/dev", Etc: "/etc"}, NewHostFS(""))
+	require.Equal(t, HostFS{Proc: "/proc", Sys: "/x/sys", Dev: "/dev", Etc: "/etc"}, HostFS{Sys: "/x/sys"}.withDefaults())
+}
