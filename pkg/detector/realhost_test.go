@@ -41,6 +41,18 @@ func TestProbeRealHost(t *testing.T) {
 	}
 	if !r.Driver.NVMLLoaded {
 		require.NotEmpty(t, r.Driver.NVMLError)
+	} else {
+		// On a GPU host every NVIDIA GPU sysfs lists must be matched to its NVML device by bus id.
+		require.NotEmpty(t, r.Driver.Version)
+		for _, a := range r.Accelerators {
+			if a.Platform == PlatformCUDA && a.VendorID != "" {
+				require.NotNil(t, a.NVML, "gpu %s not matched to NVML", a.PCIAddress)
+				require.NotEmpty(t, a.NVML.UUID)
+			}
+		}
+	}
+	for _, e := range r.Errors {
+		t.Logf("fact error: %s: %s", e.Fact, e.Error)
 	}
 	// A second probe reuses the detector.
 	r2 := d.Probe(context.Background())
