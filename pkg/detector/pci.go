@@ -49,8 +49,9 @@ func (p *probe) readDevNodes() devNodes {
 	return n
 }
 
-// Device ids used to classify and name accelerators. Only ids from the vendors' drivers and the PCI id
-// database are listed; an unknown id of an accelerator vendor is still classified by its class code.
+// Device ids used to classify and name accelerators, from the vendors' drivers and the PCI id database. Where a
+// vendor id is shared with non-accelerators (Intel, AWS, Google), known ids decide (with the class code for
+// AWS and Google); for NVIDIA, AMD and Habana the class code does.
 var (
 	// intelDataCenterGPUs: Ponte Vecchio (Data Center GPU Max) and Arctic Sound-M (Data Center GPU Flex: M150
 	// and M75), as listed in the kernel's i915/xe PCI id tables. Client and integrated Intel GPUs are not
