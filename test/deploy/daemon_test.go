@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -242,10 +243,18 @@ func TestDashboardMetricsExported(t *testing.T) {
 		}
 	}
 
+	// A labelled counter appears on its first increment: give the probe one fact it cannot read (the fixture's
+	// procfs with the hostname file turned into a directory), so that pinmemory_probe_errors_total is exported.
+	procfs := filepath.Join(t.TempDir(), "proc")
+	copyTree(t, filepath.Join(fx.root, "proc"), procfs)
+	hostname := filepath.Join(procfs, "sys", "kernel", "hostname")
+	require.NoError(t, os.RemoveAll(hostname))
+	require.NoError(t, os.Mkdir(hostname, 0o755))
+
 	ds := findObject(t, decodeObjects(t, mustRender(t, valueSets[0].file())), "DaemonSet")
 	args := append(containerArgs(t, ds),
-		"--output=stdout", "--host-root="+fx.root, "--state-dir="+t.TempDir(), "--nvml-library=none",
-		"--cuda-library="+fakeCUDA(t), "--bench-size=1Mi", "--bench=true")
+		"--output=stdout", "--host-root="+fx.root, "--path.procfs="+procfs, "--state-dir="+t.TempDir(),
+		"--nvml-library=none", "--cuda-library="+fakeCUDA(t), "--bench-size=1Mi", "--bench=true")
 	env := []string{
 		fmt.Sprintf("FAKECUDA_DEVICES=%d", len(fx.pciAddrs)),
 		"FAKECUDA_PCI_BUS_IDS=" + strings.Join(fx.pciAddrs, ","),
@@ -313,6 +322,33 @@ func TestChartArgsAreDaemonFlags(t *testing.T) {
 			}
 		})
 	}
+}
+
+// copyTree copies the regular files and directories under src to dst.
+func copyTree(t testing.TB, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return fmt.Errorf("%s is not a regular file", path)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
+	require.NoError(t, err, "copy %s to %s", src, dst)
 }
 
 // lockedBuffer is an io.Writer safe for the exec package's copying goroutine and the test reading it.

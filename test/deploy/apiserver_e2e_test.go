@@ -1,0 +1,393 @@
+//go:build e2e
+
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/utils/ptr"
+
+	"github.com/pinmemory/pin-feature-daemon/test/controlplane"
+)
+
+const testFieldManager = "pin-feature-daemon-chart-test"
+
+// TestChartOnAPIServer runs a real kube-apiserver (test/controlplane, NFD's CRDs installed), installs the
+// ServiceMonitor CRD of the pinned prometheus-operator release, and then
+//   - applies every object of every value set, and of deploy/manifests, with a server-side dry run;
+//   - runs helm install (everything enabled) and helm uninstall;
+//   - installs the output: node objects for real and checks that the ValidatingAdmissionPolicy lets the
+//     daemon's ServiceAccount change its own Node's pinmemory labels and nothing else.
+func TestChartOnAPIServer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cp, err := controlplane.Start(ctx, controlplane.Options{
+		LogDir: t.TempDir(), WithoutScheduler: true, WithoutNFDMaster: true,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("control plane logs:\n%s", cp.Logs(40))
+		}
+		require.NoError(t, cp.Stop())
+	})
+
+	warnings := &warningRecorder{}
+	cfg := rest.CopyConfig(cp.Config)
+	cfg.WarningHandler = warnings
+	dyn, err := dynamic.NewForConfig(cfg)
+	require.NoError(t, err)
+	kc, err := kubernetes.NewForConfig(cfg)
+	require.NoError(t, err)
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kc.Discovery()))
+
+	installCRD(ctx, t, dyn, filepath.Join(toolsDir(t), "crds", "monitoring.coreos.com_servicemonitors.yaml"))
+	mapper.Reset()
+
+	// Namespaced objects need their namespace for real, even in a dry run: the release namespace (from the
+	// committed manifest, which is checked that way too) and the dashboard's namespace of the "all" set.
+	nsManifest, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "manifests", "namespace.yaml"))
+	require.NoError(t, err)
+	for _, obj := range decodeObjects(t, string(nsManifest)) {
+		require.NoError(t, apply(ctx, dyn, mapper, obj, false))
+	}
+	_, err = kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "monitoring"}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	t.Run("server-side dry run", func(t *testing.T) {
+		sets := map[string]string{}
+		for _, vs := range valueSets {
+			sets[vs.name] = mustRender(t, vs.file())
+		}
+		manifest, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "manifests", "pin-feature-daemon.yaml"))
+		require.NoError(t, err)
+		sets["deploy/manifests"] = string(manifest)
+		for name, rendered := range sets {
+			t.Run(name, func(t *testing.T) {
+				objs := decodeObjects(t, rendered)
+				require.NotEmpty(t, objs)
+				for _, obj := range objs {
+					warnings.reset()
+					require.NoError(t, apply(ctx, dyn, mapper, obj, true), "dry run of %s", objectKey(obj))
+					require.Empty(t, warnings.get(), "API server warnings for %s", objectKey(obj))
+				}
+			})
+		}
+	})
+
+	t.Run("helm install and uninstall", func(t *testing.T) {
+		// What a user runs: helm install (everything enabled) into its own namespace, NOTES included.
+		const release, ns = "helm-e2e", "helm-e2e"
+		_, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		values, err := filepath.Abs(filepath.Join("testdata", "values", "all.yaml"))
+		require.NoError(t, err)
+		out, err := runHelm(t, "install", release, chartDir, "--namespace", ns, "--values", values,
+			"--kubeconfig", cp.Kubeconfig, "--timeout", "2m")
+		require.NoError(t, err, "helm install:\n%s", out)
+		for _, want := range []string{
+			"STATUS: deployed",
+			"feature.node.kubernetes.io/pinmemory.available: \"true\"",
+			"- key: feature.node.kubernetes.io/pinmemory.h2d-gbps\n                  operator: Gt\n                  values: [\"40\"]",
+			"kubectl -n helm-e2e rollout status daemonset/helm-e2e-pin-feature-daemon",
+			"pinmemory.inference-ready=true where h2d-gbps > 40",
+		} {
+			require.Contains(t, out, want, "helm install output")
+		}
+		_, err = kc.AppsV1().DaemonSets(ns).Get(ctx, release+"-pin-feature-daemon", metav1.GetOptions{})
+		require.NoError(t, err)
+		_, err = kc.CoreV1().ConfigMaps("monitoring").Get(ctx, release+"-pin-feature-daemon-dashboard", metav1.GetOptions{})
+		require.NoError(t, err)
+
+		out, err = runHelm(t, "uninstall", release, "--namespace", ns, "--kubeconfig", cp.Kubeconfig, "--wait", "--timeout", "2m")
+		require.NoError(t, err, "helm uninstall:\n%s", out)
+		_, err = kc.AppsV1().DaemonSets(ns).Get(ctx, release+"-pin-feature-daemon", metav1.GetOptions{})
+		require.True(t, apierrors.IsNotFound(err), "DaemonSet after uninstall: %v", err)
+		_, err = kc.RbacV1().Roles("default").Get(ctx, release+"-pin-feature-daemon-node-events", metav1.GetOptions{})
+		require.True(t, apierrors.IsNotFound(err), "node events Role after uninstall: %v", err)
+	})
+
+	t.Run("node label admission policy", func(t *testing.T) {
+		testNodeLabelPolicy(ctx, t, cp, dyn, kc, mapper)
+	})
+}
+
+// testNodeLabelPolicy installs the output: node objects and patches Nodes as the daemon's ServiceAccount,
+// impersonated with the node name its pod-bound token would carry.
+func testNodeLabelPolicy(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, dyn dynamic.Interface,
+	kc kubernetes.Interface, mapper meta.RESTMapper) {
+	for _, obj := range decodeObjects(t, mustRender(t, filepath.Join("testdata", "values", "node.yaml"))) {
+		require.NoError(t, apply(ctx, dyn, mapper, obj, false), "apply %s", objectKey(obj))
+	}
+	for _, name := range []string{"node-a", "node-b"} {
+		_, err := kc.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+			Name:   name,
+			Labels: map[string]string{"example.com/rack": "r1", "feature.node.kubernetes.io/pinmemory.bench": "ok"},
+		}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+
+	user := fmt.Sprintf("system:serviceaccount:%s:%s", namespace, releaseName)
+	asDaemon := func(nodeName string) kubernetes.Interface {
+		cfg := rest.CopyConfig(cp.Config)
+		cfg.Impersonate = rest.ImpersonationConfig{
+			UserName: user,
+			Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+		}
+		if nodeName != "" {
+			cfg.Impersonate.Extra = map[string][]string{"authentication.kubernetes.io/node-name": {nodeName}}
+		}
+		c, err := kubernetes.NewForConfig(cfg)
+		require.NoError(t, err)
+		return c
+	}
+	onNodeA := asDaemon("node-a")
+	mergePatch := func(c kubernetes.Interface, node string, patch map[string]any) error {
+		b, err := json.Marshal(patch)
+		require.NoError(t, err)
+		_, err = c.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, b, metav1.PatchOptions{})
+		return err
+	}
+	labels := func(kv map[string]any) map[string]any {
+		return map[string]any{"metadata": map[string]any{"labels": kv}}
+	}
+
+	// A new policy takes effect when the API server's policy informer has it: until then RBAC alone lets the
+	// patch through. Wait until a forbidden label change is denied.
+	n := 0
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		n++
+		err := mergePatch(onNodeA, "node-a", labels(map[string]any{"example.com/probe": fmt.Sprint(n)}))
+		return err != nil && strings.Contains(err.Error(), "ValidatingAdmissionPolicy"), nil
+	})
+	require.NoError(t, err, "the ValidatingAdmissionPolicy never denied a forbidden label change")
+	require.NoError(t, mergePatch(kc, "node-a", labels(map[string]any{"example.com/probe": nil})))
+
+	tests := []struct {
+		name    string
+		client  kubernetes.Interface
+		do      func(c kubernetes.Interface) error
+		wantErr string // "" means allowed
+	}{
+		{
+			name:   "own node, set a pinmemory label",
+			client: onNodeA,
+			do: func(c kubernetes.Interface) error {
+				return mergePatch(c, "node-a", labels(map[string]any{"feature.node.kubernetes.io/pinmemory.available": "true"}))
+			},
+		},
+		{
+			name:   "own node, remove a pinmemory label",
+			client: onNodeA,
+			do: func(c kubernetes.Interface) error {
+				return mergePatch(c, "node-a", labels(map[string]any{"feature.node.kubernetes.io/pinmemory.bench": nil}))
+			},
+		},
+		{
+			name:   "own node, server-side apply of pinmemory labels as the daemon does",
+			client: onNodeA,
+			do: func(c kubernetes.Interface) error {
+				b, err := json.Marshal(map[string]any{
+					"apiVersion": "v1", "kind": "Node",
+					"metadata": map[string]any{"name": "node-a", "labels": map[string]any{
+						"feature.node.kubernetes.io/pinmemory.available": "true",
+						"feature.node.kubernetes.io/pinmemory.h2d-gbps":  "52",
+					}},
+				})
+				require.NoError(t, err)
+				_, err = c.CoreV1().Nodes().Patch(ctx, "node-a", types.ApplyPatchType, b,
+					metav1.PatchOptions{FieldManager: "pin-feature-daemon", Force: ptr.To(true)})
+				return err
+			},
+		},
+		{
+			name:   "own node, another label",
+			client: onNodeA,
+			do: func(c kubernetes.Interface) error {
+				return mergePatch(c, "node-a", labels(map[string]any{"example.com/rack": "r2", "feature.node.kubernetes.io/pinmemory.available": "false"}))
+			},
+			wantErr: "may change only feature.node.kubernetes.io/pinmemory.* labels, not example.com/rack",
+		},
+		{
+			name:   "own node, a label of NFD's namespace outside pinmemory",
+			client: onNodeA,
+			do: func(c kubernetes.Interface) error {
+				return mergePatch(c, "node-a", labels(map[string]any{"feature.node.kubernetes.io/pci-10de.present": "true"}))
+			},
+			wantErr: "not feature.node.kubernetes.io/pci-10de.present",
+		},
+		{
+			name:   "another node",
+			client: onNodeA,
+			do: func(c kubernetes.Interface) error {
+				return mergePatch(c, "node-b", labels(map[string]any{"feature.node.kubernetes.io/pinmemory.available": "true"}))
+			},
+			wantErr: "may change only the Node its pod runs on (node-a), not node-b",
+		},
+		{
+			name:   "token without a node name",
+			client: asDaemon(""),
+			do: func(c kubernetes.Interface) error {
+				return mergePatch(c, "node-a", labels(map[string]any{"feature.node.kubernetes.io/pinmemory.available": "true"}))
+			},
+			wantErr: "(its token names no node), not node-a",
+		},
+		{
+			name:   "own node, spec",
+			client: onNodeA,
+			do: func(c kubernetes.Interface) error {
+				return mergePatch(c, "node-a", map[string]any{"spec": map[string]any{"unschedulable": true}})
+			},
+			wantErr: "may change only Node labels, not the spec",
+		},
+		{
+			name:   "own node, annotation",
+			client: onNodeA,
+			do: func(c kubernetes.Interface) error {
+				return mergePatch(c, "node-a", map[string]any{"metadata": map[string]any{"annotations": map[string]any{"example.com/a": "b"}}})
+			},
+			wantErr: "may change only Node labels",
+		},
+		{
+			name:   "delete a node (RBAC)",
+			client: onNodeA,
+			do: func(c kubernetes.Interface) error {
+				return c.CoreV1().Nodes().Delete(ctx, "node-b", metav1.DeleteOptions{})
+			},
+			wantErr: "forbidden",
+		},
+		{
+			name:   "another user is not restricted",
+			client: kc,
+			do: func(c kubernetes.Interface) error {
+				return mergePatch(c, "node-b", labels(map[string]any{"example.com/rack": "r3"}))
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.do(tc.client)
+			if tc.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			require.True(t, apierrors.IsForbidden(err) || apierrors.IsInvalid(err), "want a denial, got %v", err)
+			require.Contains(t, err.Error(), tc.wantErr)
+		})
+	}
+
+	got, err := kc.CoreV1().Nodes().Get(ctx, "node-a", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{
+		"example.com/rack": "r1",
+		"feature.node.kubernetes.io/pinmemory.available": "true",
+		"feature.node.kubernetes.io/pinmemory.h2d-gbps":  "52",
+	}, got.Labels, "node-a after the allowed and denied changes")
+	require.False(t, got.Spec.Unschedulable)
+}
+
+// apply server-side applies obj (as `kubectl apply --server-side [--dry-run=server]` does) with strict field
+// validation, so that an unknown or misplaced field fails.
+func apply(ctx context.Context, dyn dynamic.Interface, mapper meta.RESTMapper, obj *unstructured.Unstructured, dryRun bool) error {
+	gvk := obj.GroupVersionKind()
+	m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return fmt.Errorf("map %s: %w", gvk, err)
+	}
+	var ri dynamic.ResourceInterface
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		if obj.GetNamespace() == "" {
+			return fmt.Errorf("%s is namespaced but has no namespace", objectKey(obj))
+		}
+		ri = dyn.Resource(m.Resource).Namespace(obj.GetNamespace())
+	} else {
+		if obj.GetNamespace() != "" {
+			return fmt.Errorf("%s is cluster-scoped but has a namespace", objectKey(obj))
+		}
+		ri = dyn.Resource(m.Resource)
+	}
+	data, err := json.Marshal(obj.Object)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", objectKey(obj), err)
+	}
+	opts := metav1.PatchOptions{FieldManager: testFieldManager, Force: ptr.To(true), FieldValidation: "Strict"}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	_, err = ri.Patch(ctx, obj.GetName(), types.ApplyPatchType, data, opts)
+	return err
+}
+
+// installCRD creates the CustomResourceDefinitions of a file for real and waits until they are served.
+func installCRD(ctx context.Context, t *testing.T, dyn dynamic.Interface, path string) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err, "run hack/build-helm.sh, which copies the CRD there")
+	crdGVR := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	for _, crd := range decodeObjects(t, string(raw)) {
+		require.Equal(t, "CustomResourceDefinition", crd.GetKind())
+		_, err := dyn.Resource(crdGVR).Create(ctx, crd, metav1.CreateOptions{})
+		require.NoError(t, err, "create CRD %s", crd.GetName())
+		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			got, err := dyn.Resource(crdGVR).Get(ctx, crd.GetName(), metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			conds, _, _ := unstructured.NestedSlice(got.Object, "status", "conditions")
+			for _, c := range conds {
+				if c, ok := c.(map[string]any); ok && c["type"] == "Established" && c["status"] == "True" {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		require.NoError(t, err, "CRD %s never became established", crd.GetName())
+	}
+}
+
+// warningRecorder collects the API server's warning headers.
+type warningRecorder struct {
+	mu       sync.Mutex
+	warnings []string
+}
+
+func (w *warningRecorder) HandleWarningHeader(code int, agent, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.warnings = append(w.warnings, text)
+}
+
+func (w *warningRecorder) reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.warnings = nil
+}
+
+func (w *warningRecorder) get() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.warnings...)
+}
