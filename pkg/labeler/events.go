@@ -1,0 +1,159 @@
+package labeler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+)
+
+// Event reasons the daemon reports on its Node.
+const (
+	ReasonPinnedMemoryAvailable   = "PinnedMemoryAvailable"
+	ReasonPinnedMemoryUnavailable = "PinnedMemoryUnavailable"
+	ReasonPCIeLinkDegraded        = "PCIeLinkDegraded"
+	ReasonPCIeLinkRestored        = "PCIeLinkRestored"
+)
+
+// maxReportingInstance is the API server's limit on an Event's reportingInstance.
+const maxReportingInstance = 128
+
+// eventNamespace is where Events about cluster-scoped Nodes live, as kubelet files them.
+const eventNamespace = metav1.NamespaceDefault
+
+// LabelEvent is one Event that a change of labels calls for.
+type LabelEvent struct {
+	Type    string // corev1.EventTypeNormal or corev1.EventTypeWarning
+	Reason  string
+	Message string
+}
+
+// LabelEvents returns the Events for the change from prev to cur: pinmemory.available or
+// pinmemory.link-degraded taking a new value. A nil prev (nothing published before) calls for none; nor does
+// a key that disappears, or one that appears with its good value (available=true, link-degraded=false).
+func LabelEvents(prev, cur Labels) []LabelEvent {
+	if prev == nil {
+		return nil
+	}
+	var out []LabelEvent
+	if now, ok := changed(prev, cur, KeyAvailable, "true"); ok {
+		if now == "true" {
+			out = append(out, LabelEvent{corev1.EventTypeNormal, ReasonPinnedMemoryAvailable,
+				fmt.Sprintf("Pinned host memory is available (platform %s)", orUnknown(cur[KeyPlatform]))})
+		} else {
+			out = append(out, LabelEvent{corev1.EventTypeWarning, ReasonPinnedMemoryUnavailable,
+				fmt.Sprintf("Pinned host memory is not available (reason %s, platform %s): inference engines fall back to pageable memory",
+					orUnknown(cur[KeyReason]), orUnknown(cur[KeyPlatform]))})
+		}
+	}
+	if now, ok := changed(prev, cur, KeyLinkDegraded, "false"); ok {
+		link := ""
+		if gen, width := cur[KeyPCIeGen], cur[KeyPCIeWidth]; gen != "" && width != "" {
+			link = fmt.Sprintf(" (weakest GPU link capability: PCIe gen %s x%s)", gen, width)
+		}
+		if now == "true" {
+			out = append(out, LabelEvent{corev1.EventTypeWarning, ReasonPCIeLinkDegraded,
+				"A GPU's PCIe link trained below what the GPU and its slot support" + link})
+		} else {
+			out = append(out, LabelEvent{corev1.EventTypeNormal, ReasonPCIeLinkRestored,
+				"Every GPU's PCIe link runs at what the GPU and its slot support" + link})
+		}
+	}
+	return out
+}
+
+// changed returns the new value of key and whether its change is worth an Event.
+func changed(prev, cur Labels, key, good string) (string, bool) {
+	old, now := prev[key], cur[key]
+	switch {
+	case now == "" || old == now:
+		return now, false
+	case old == "" && now == good:
+		return now, false
+	}
+	return now, true
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// NodeEventer files Events on the daemon's Node when the published pinned-memory facts change, so that
+// `kubectl describe node` and event exporters show them. It only writes Events; it never changes the Node.
+type NodeEventer struct {
+	client   kubernetes.Interface
+	nodeName string
+	instance string
+	clock    clock.PassiveClock
+}
+
+// NewNodeEventer returns a NodeEventer for nodeName. instance names the reporter (the Pod's name; "" means
+// the node name). clk nil means the real clock.
+func NewNodeEventer(client kubernetes.Interface, nodeName, instance string, clk clock.PassiveClock) *NodeEventer {
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	if instance == "" {
+		instance = nodeName
+	}
+	if len(instance) > maxReportingInstance {
+		instance = instance[:maxReportingInstance]
+	}
+	return &NodeEventer{client: client, nodeName: nodeName, instance: instance, clock: clk}
+}
+
+// Emit files the Events of LabelEvents(prev, cur). On the first pass, give as prev what the Output says is
+// published (nil when nothing is), so that a restart reports only a real change. It files every Event it can
+// and returns the errors joined.
+func (e *NodeEventer) Emit(ctx context.Context, prev, cur Labels) error {
+	evs := LabelEvents(prev, cur)
+	if len(evs) == 0 {
+		return nil
+	}
+	ref := corev1.ObjectReference{APIVersion: "v1", Kind: "Node", Name: e.nodeName}
+	node, err := e.client.CoreV1().Nodes().Get(ctx, e.nodeName, metav1.GetOptions{})
+	if err != nil {
+		// kubelet's own convention: `kubectl describe node` also finds events whose UID is the node's name.
+		klog.V(2).InfoS("cannot get node for its UID, using its name", "node", klog.KRef("", e.nodeName), "err", err)
+		ref.UID = types.UID(e.nodeName)
+	} else {
+		ref.UID = node.UID
+	}
+
+	now := e.clock.Now()
+	var errs []error
+	for i, ev := range evs {
+		t := metav1.NewTime(now)
+		obj := &corev1.Event{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:      fmt.Sprintf("%s.%x", e.nodeName, now.UnixNano()+int64(i)),
+				Namespace: eventNamespace,
+			},
+			InvolvedObject:      ref,
+			Reason:              ev.Reason,
+			Message:             ev.Message,
+			Type:                ev.Type,
+			Source:              corev1.EventSource{Component: FieldManager, Host: e.nodeName},
+			FirstTimestamp:      t,
+			LastTimestamp:       t,
+			Count:               1,
+			ReportingController: FieldManager,
+			ReportingInstance:   e.instance,
+		}
+		if _, err := e.client.CoreV1().Events(eventNamespace).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+			errs = append(errs, fmt.Errorf("create event %s on node %s: %w", ev.Reason, e.nodeName, err))
+			continue
+		}
+		klog.InfoS("reported node event", "node", klog.KRef("", e.nodeName), "type", ev.Type, "reason", ev.Reason, "message", ev.Message)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,217 @@
+package labeler
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2"
+	nfdclientset "sigs.k8s.io/node-feature-discovery/api/generated/clientset/versioned"
+	nfdv1alpha1 "sigs.k8s.io/node-feature-discovery/api/nfd/v1alpha1"
+)
+
+// nodeFeatureNameSuffix tells our NodeFeature apart from nfd-worker's, which is named after the node alone.
+const nodeFeatureNameSuffix = "-" + FieldManager
+
+// ManagedByLabel marks the objects the daemon writes, so that they can be listed (and cleaned up) together.
+const ManagedByLabel = "app.kubernetes.io/managed-by"
+
+// NodeFeatureName returns the name of the daemon's NodeFeature object for a node: "<node>-pin-feature-daemon".
+//
+// nfd-worker names its own NodeFeature after the node (in NFD's namespace) and nfd-master tells the worker's
+// object from third-party ones by exactly that name and namespace; NFD's documentation gives third-party
+// objects their own names ("vendor-features-for-node-1"). Were ours named after the node alone and the daemon
+// installed in NFD's namespace (the GPU Operator's layout), nfd-worker and the daemon would overwrite each
+// other's object on every pass. The node is still found through the nfd.node.kubernetes.io/node-name label.
+// A name that would exceed the 253 characters of a DNS subdomain keeps a prefix of the node name and a hash
+// of all of it.
+func NodeFeatureName(nodeName string) string {
+	name := nodeName + nodeFeatureNameSuffix
+	if len(name) <= validation.DNS1123SubdomainMaxLength {
+		return name
+	}
+	sum := sha256.Sum256([]byte(nodeName))
+	hash := hex.EncodeToString(sum[:])[:10]
+	keep := validation.DNS1123SubdomainMaxLength - len(nodeFeatureNameSuffix) - len(hash) - 1
+	return strings.TrimRight(nodeName[:keep], ".-") + "-" + hash + nodeFeatureNameSuffix
+}
+
+// nodeFeatureOutput keeps one NodeFeature object (nfd.k8s-sigs.io/v1alpha1) whose spec.labels are ours;
+// nfd-master turns them into node labels under feature.node.kubernetes.io/.
+type nodeFeatureOutput struct {
+	client    nfdclientset.Interface
+	namespace string
+	nodeName  string
+	name      string
+	owner     *metav1.OwnerReference
+	backoff   wait.Backoff
+
+	mu sync.Mutex
+}
+
+// NewNodeFeatureOutput returns an Output that keeps the NodeFeature namespace/NodeFeatureName(nodeName),
+// labelled nfd.node.kubernetes.io/node-name=nodeName, with spec.labels equal to the labels. It creates the
+// object when missing and updates it only when its spec.labels, node-name label or owner references differ,
+// so a steady state costs one GET per Publish and no write. owner must be nil or a DaemonSet (see
+// ResolveOwner); a Pod is refused, because the object and the node's labels would go with every restart.
+// Conflicts, lost create races and transient API errors are retried for a few seconds within Publish.
+func NewNodeFeatureOutput(client nfdclientset.Interface, namespace, nodeName string, owner *metav1.OwnerReference) (Output, error) {
+	if client == nil {
+		return nil, fmt.Errorf("nodefeature output: no NFD client")
+	}
+	if namespace == "" {
+		return nil, fmt.Errorf("nodefeature output for node %q: namespace is empty (set --namespace or POD_NAMESPACE)", nodeName)
+	}
+	if nodeName == "" {
+		return nil, fmt.Errorf("nodefeature output: node name is empty (set --node-name or NODE_NAME)")
+	}
+	if errs := validation.IsValidLabelValue(nodeName); len(errs) > 0 {
+		return nil, fmt.Errorf("nodefeature output: node name %q cannot be the value of label %s: %s",
+			nodeName, nfdv1alpha1.NodeFeatureObjNodeNameLabel, strings.Join(errs, "; "))
+	}
+	var ref *metav1.OwnerReference
+	if owner != nil {
+		if !isDaemonSetRef(owner) {
+			return nil, fmt.Errorf("nodefeature output: owner %s %s/%s is not a DaemonSet (an object owned by a Pod is deleted on every restart)",
+				owner.APIVersion, owner.Kind, owner.Name)
+		}
+		ref = &metav1.OwnerReference{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: owner.Name, UID: owner.UID}
+	}
+	return &nodeFeatureOutput{
+		client:    client,
+		namespace: namespace,
+		nodeName:  nodeName,
+		name:      NodeFeatureName(nodeName),
+		owner:     ref,
+		backoff:   defaultPublishBackoff,
+	}, nil
+}
+
+func (o *nodeFeatureOutput) Name() string { return "nodefeature" }
+
+func (o *nodeFeatureOutput) Publish(ctx context.Context, labels Labels) (bool, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var changed bool
+	err := retryAPI(ctx, o.backoff, "publish NodeFeature", func(ctx context.Context) error {
+		var err error
+		changed, err = o.publishOnce(ctx, labels)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("publish NodeFeature %s/%s: %w", o.namespace, o.name, err)
+	}
+	return changed, nil
+}
+
+func (o *nodeFeatureOutput) publishOnce(ctx context.Context, labels Labels) (bool, error) {
+	api := o.client.NfdV1alpha1().NodeFeatures(o.namespace)
+	cur, err := api.Get(ctx, o.name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return true, o.create(ctx, labels)
+	}
+	if err != nil {
+		return false, err
+	}
+
+	want := cur.DeepCopy()
+	want.Labels = o.objectLabels(want.Labels)
+	want.OwnerReferences = o.ownerReferences(want.OwnerReferences)
+	want.Spec.Labels = maps.Clone(labels)
+	if apiequality.Semantic.DeepEqual(cur, want) {
+		klog.V(4).InfoS("NodeFeature up to date", "nodeFeature", klog.KObj(cur))
+		return false, nil
+	}
+	_, err = api.Update(ctx, want, metav1.UpdateOptions{FieldManager: FieldManager})
+	if apierrors.IsNotFound(err) {
+		// Deleted between our GET and PUT (by hand, or by the garbage collector): make it anew.
+		return true, o.create(ctx, labels)
+	}
+	if err != nil {
+		return false, err
+	}
+	klog.V(2).InfoS("updated NodeFeature", "nodeFeature", klog.KObj(want), "labels", len(labels))
+	return true, nil
+}
+
+func (o *nodeFeatureOutput) create(ctx context.Context, labels Labels) error {
+	obj := &nfdv1alpha1.NodeFeature{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            o.name,
+			Namespace:       o.namespace,
+			Labels:          o.objectLabels(nil),
+			OwnerReferences: o.ownerReferences(nil),
+		},
+		Spec: nfdv1alpha1.NodeFeatureSpec{Labels: maps.Clone(labels)},
+	}
+	if _, err := o.client.NfdV1alpha1().NodeFeatures(o.namespace).Create(ctx, obj, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
+		return err
+	}
+	klog.V(2).InfoS("created NodeFeature", "nodeFeature", klog.KObj(obj), "labels", len(labels))
+	return nil
+}
+
+// objectLabels returns the object's labels with ours set and everybody else's kept.
+func (o *nodeFeatureOutput) objectLabels(have map[string]string) map[string]string {
+	out := maps.Clone(have)
+	if out == nil {
+		out = map[string]string{}
+	}
+	out[nfdv1alpha1.NodeFeatureObjNodeNameLabel] = o.nodeName
+	out[ManagedByLabel] = FieldManager
+	return out
+}
+
+// ownerReferences returns the owner references the object should have: any Pod owner dropped (it would delete
+// the object on a restart), a reference to a DaemonSet of our owner's name replaced by the current one (a
+// recreated DaemonSet has a new UID; the stale one would get the object collected), others kept.
+func (o *nodeFeatureOutput) ownerReferences(have []metav1.OwnerReference) []metav1.OwnerReference {
+	var out []metav1.OwnerReference
+	for _, r := range have {
+		if r.Kind == "Pod" && groupOf(r.APIVersion) == "" {
+			continue
+		}
+		if o.owner != nil && isDaemonSetRef(&r) && r.Name == o.owner.Name {
+			continue
+		}
+		out = append(out, r)
+	}
+	if o.owner != nil {
+		out = append(out, *o.owner)
+	}
+	return out
+}
+
+func groupOf(apiVersion string) string {
+	gv, err := schema.ParseGroupVersion(apiVersion)
+	if err != nil {
+		return apiVersion
+	}
+	return gv.Group
+}
+
+// Published returns spec.labels of the NodeFeature object, nil when there is none.
+func (o *nodeFeatureOutput) Published(ctx context.Context) (Labels, error) {
+	cur, err := o.client.NfdV1alpha1().NodeFeatures(o.namespace).Get(ctx, o.name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get NodeFeature %s/%s: %w", o.namespace, o.name, err)
+	}
+	out := Labels(maps.Clone(cur.Spec.Labels))
+	if out == nil {
+		out = Labels{}
+	}
+	return out, nil
+}

@@ -1,0 +1,47 @@
+package labeler
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+)
+
+// ResolveOwner returns the owner reference that the daemon's NodeFeature object should carry: the DaemonSet
+// that controls the Pod namespace/podName, so that deleting the DaemonSet removes the objects while restarts
+// and rolling updates of its Pods keep them (an object owned by a Pod would be deleted, and its labels with
+// it, on every restart). It returns nil, nil when podName is empty or the Pod has no controlling DaemonSet
+// (the daemon then runs outside a DaemonSet and its object stays until removed by hand).
+//
+// The reference has Controller and BlockOwnerDeletion unset: the DaemonSet does not control the object, and
+// the garbage collector must never wait for it.
+func ResolveOwner(ctx context.Context, client kubernetes.Interface, namespace, podName string) (*metav1.OwnerReference, error) {
+	if podName == "" {
+		return nil, nil
+	}
+	pod, err := client.CoreV1().Pods(namespace).Get(ctx, podName, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("get pod %s/%s to find its DaemonSet: %w", namespace, podName, err)
+	}
+	ref := metav1.GetControllerOf(pod)
+	if ref == nil || !isDaemonSetRef(ref) {
+		klog.InfoS("pod has no controlling DaemonSet, NodeFeature will have no owner", "pod", klog.KObj(pod))
+		return nil, nil
+	}
+	return &metav1.OwnerReference{
+		APIVersion: ref.APIVersion,
+		Kind:       ref.Kind,
+		Name:       ref.Name,
+		UID:        ref.UID,
+	}, nil
+}
+
+// isDaemonSetRef reports whether ref points to an apps DaemonSet.
+func isDaemonSetRef(ref *metav1.OwnerReference) bool {
+	gv, err := schema.ParseGroupVersion(ref.APIVersion)
+	return err == nil && gv.Group == appsv1.GroupName && ref.Kind == "DaemonSet" && ref.Name != "" && ref.UID != ""
+}
