@@ -91,6 +91,7 @@ type linkSampler struct {
 	samples int
 	stop    chan struct{}
 	done    chan struct{}
+	once    sync.Once
 }
 
 // startLinkSampler samples the links of addrs (the GPU first, then its upstream ports) every interval until
@@ -142,13 +143,15 @@ func (s *linkSampler) sample() {
 }
 
 // Stop ends sampling (after one last sample) and returns the link under load: the weakest hop's best
-// generation and width, nil when no hop could be read.
+// generation and width, nil when no hop could be read. Calling it again returns the same.
 func (s *linkSampler) Stop() (*detector.LinkCapability, int) {
-	close(s.stop)
-	<-s.done
-	if len(s.addrs) > 0 && s.sysRoot != "" {
-		s.sample()
-	}
+	s.once.Do(func() {
+		close(s.stop)
+		<-s.done
+		if len(s.addrs) > 0 && s.sysRoot != "" {
+			s.sample()
+		}
+	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out *detector.LinkCapability

@@ -20,6 +20,11 @@ const (
 	minBufferBytes = 16 * mib
 	// registerCopyBytes is the size of the copy that proves cuMemHostRegister'd memory is usable for DMA.
 	registerCopyBytes = 4 * mib
+	// minWarmup is how long the first figure's warm-up copies run at least: an idle GPU needs a moment under
+	// load to raise its clocks and retrain its PCIe link from the idle speed. maxWarmupCopies bounds it for
+	// small buffers.
+	minWarmup       = 50 * time.Millisecond
+	maxWarmupCopies = 100
 )
 
 // measureConfig is how one GPU is measured.
@@ -134,6 +139,9 @@ func measureOnThread(drv cudaDriver, t Target, cfg measureConfig, phase func(str
 	defer cleanup(t.Index, "destroy event", func() error { return drv.EventDestroy(evStop) })
 
 	var errs []error
+	// The link is sampled across all copies: an idle GPU's link is trained down and comes up with the load.
+	sampler := startLinkSampler(cfg.SysRoot, linkAddresses(t), cfg.SampleInterval)
+	defer sampler.Stop() // a no-op once stopped below
 	res.PinTried = true
 	host, err := drv.MemHostAlloc(size, cuMemHostAllocPortable)
 	if err != nil {
@@ -141,21 +149,18 @@ func measureOnThread(drv cudaDriver, t Target, cfg measureConfig, phase func(str
 	} else {
 		res.HostAllocOK = true
 		defer cleanup(t.Index, "free pinned buffer", func() error { return drv.MemFreeHost(host) })
-		sampler := startLinkSampler(cfg.SysRoot, linkAddresses(t), cfg.SampleInterval)
 		timer := eventTimer{drv: drv, stream: stream, start: evStart, stop: evStop}
 		phase("pinned-h2d")
-		res.PinnedH2D, err = bandwidth(size, cfg, timer.time,
+		// The first figure also warms the GPU up from idle (clocks, link speed) for at least minWarmup.
+		res.PinnedH2D, err = bandwidth(size, cfg, minWarmup, timer.time,
 			func() error { return drv.MemcpyHtoDAsync(dptr, host, size, stream) })
 		errs = append(errs, err)
 		if err == nil {
 			phase("pinned-d2h")
-			res.PinnedD2H, err = bandwidth(size, cfg, timer.time,
+			res.PinnedD2H, err = bandwidth(size, cfg, 0, timer.time,
 				func() error { return drv.MemcpyDtoHAsync(host, dptr, size, stream) })
 			errs = append(errs, err)
 		}
-		var samples int
-		res.LinkUnderLoad, samples = sampler.Stop()
-		klog.V(3).InfoS("Sampled link under load", "gpu", t.Index, "samples", samples, "link", res.LinkUnderLoad)
 	}
 
 	phase("pageable-alloc")
@@ -168,16 +173,21 @@ func measureOnThread(drv cudaDriver, t Target, cfg measureConfig, phase func(str
 		p := unsafe.Pointer(&pageable[0])
 		timer := wallTimer{drv: drv, stream: stream}
 		phase("pageable-h2d")
-		res.PageableH2D, err = bandwidth(size, cfg, timer.time,
+		res.PageableH2D, err = bandwidth(size, cfg, 0, timer.time,
 			func() error { return drv.MemcpyHtoDAsync(dptr, p, size, stream) })
 		errs = append(errs, err)
 		phase("pageable-d2h")
-		res.PageableD2H, err = bandwidth(size, cfg, timer.time,
+		res.PageableD2H, err = bandwidth(size, cfg, 0, timer.time,
 			func() error { return drv.MemcpyDtoHAsync(p, dptr, size, stream) })
 		errs = append(errs, err)
+	}
+	var samples int
+	res.LinkUnderLoad, samples = sampler.Stop()
+	klog.V(3).InfoS("Sampled link under load", "gpu", t.Index, "samples", samples, "link", res.LinkUnderLoad)
 
+	if pageable != nil {
 		phase("register")
-		if err := registerTrial(drv, p, size, dptr, stream); err != nil {
+		if err := registerTrial(drv, unsafe.Pointer(&pageable[0]), size, dptr, stream); err != nil {
 			res.HostRegisterError = err.Error()
 		} else {
 			res.HostRegisterOK = true
@@ -277,10 +287,11 @@ func (w wallTimer) time(copyFn func() error) (time.Duration, error) {
 	return time.Since(t0), nil
 }
 
-// bandwidth runs cfg.Warmup untimed copies, then cfg.Samples timed ones, and returns size over the median
-// time in bytes per second.
-func bandwidth(size int64, cfg measureConfig, timeFn func(func() error) (time.Duration, error), copyFn func() error) (float64, error) {
-	for range cfg.Warmup {
+// bandwidth runs cfg.Warmup untimed copies (and more until minWarmup has passed), then cfg.Samples timed
+// ones, and returns size over the median time in bytes per second.
+func bandwidth(size int64, cfg measureConfig, minWarmup time.Duration, timeFn func(func() error) (time.Duration, error), copyFn func() error) (float64, error) {
+	start := time.Now()
+	for i := 0; i < cfg.Warmup || (time.Since(start) < minWarmup && i < maxWarmupCopies); i++ {
 		if _, err := timeFn(copyFn); err != nil {
 			return 0, err
 		}

@@ -132,6 +132,8 @@ func TestLinkSampler(t *testing.T) {
 	got, n := s.Stop()
 	require.Equal(t, &detector.LinkCapability{Gen: 5, Width: 16}, got, "each hop keeps its best; the unreadable one is left out")
 	require.Greater(t, n, 2)
+	again, _ := s.Stop()
+	require.Equal(t, got, again, "Stop is idempotent")
 
 	got, _ = startLinkSampler(root, nil, time.Millisecond).Stop()
 	require.Nil(t, got)
@@ -297,4 +299,32 @@ func TestShimInProcess(t *testing.T) {
 	err = drv.MemcpyHtoDAsync(d, src, n+1, s)
 	require.Equal(t, "cuMemcpyHtoDAsync_v2: CUDA_ERROR_INVALID_VALUE (1)", err.Error(), "the copy overruns the device buffer")
 	require.False(t, errors.Is(err, ErrNoDriver))
+}
+
+func TestBandwidth(t *testing.T) {
+	t.Parallel()
+	var copies int
+	copyFn := func() error { copies++; return nil }
+	sleepy := func(f func() error) (time.Duration, error) {
+		time.Sleep(time.Millisecond)
+		return 4 * time.Millisecond, f()
+	}
+	cfg := measureConfig{Samples: 5, Warmup: 2}
+
+	bw, err := bandwidth(8*mib, cfg, 0, sleepy, copyFn)
+	require.NoError(t, err)
+	require.InDelta(t, float64(8*mib)/0.004, bw, 1)
+	require.Equal(t, 7, copies, "warm-up and samples")
+
+	copies = 0
+	start := time.Now()
+	_, err = bandwidth(8*mib, cfg, 30*time.Millisecond, sleepy, copyFn)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, time.Since(start), 30*time.Millisecond, "the warm-up runs for at least 30ms")
+	require.Greater(t, copies, 7, "more warm-up copies than asked for")
+
+	_, err = bandwidth(8*mib, cfg, 0, sleepy, func() error { return &CUDAError{Call: "cuMemcpyHtoDAsync_v2", Code: 700} })
+	require.EqualError(t, err, "cuMemcpyHtoDAsync_v2: CUresult 700")
+	_, err = bandwidth(8*mib, cfg, 0, func(f func() error) (time.Duration, error) { return 0, f() }, copyFn)
+	require.ErrorContains(t, err, "timed at 0s")
 }
