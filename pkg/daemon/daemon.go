@@ -33,9 +33,10 @@ type Bencher interface {
 	Run(ctx context.Context, r *detector.Report) *bench.Result
 }
 
-// Eventer is told about every change of published labels (labeler.NodeEventer).
+// Eventer is told about every change of published labels (labeler.NodeEventer); it reports the changes
+// that matter as Events on the Node.
 type Eventer interface {
-	Changed(ctx context.Context, old, new labeler.Labels)
+	Emit(ctx context.Context, prev, cur labeler.Labels) error
 }
 
 // Config wires a Daemon.
@@ -194,7 +195,9 @@ func (d *Daemon) publish(ctx context.Context, next labeler.Labels) error {
 	if changed {
 		klog.InfoS("Published labels", "output", out.Name(), "labels", len(want))
 		if d.cfg.Eventer != nil {
-			d.cfg.Eventer.Changed(ctx, published, want)
+			if err := d.cfg.Eventer.Emit(ctx, published, want); err != nil {
+				klog.ErrorS(err, "Could not record an Event on the Node")
+			}
 		}
 	} else {
 		klog.V(2).InfoS("Labels unchanged", "output", out.Name())

@@ -1,0 +1,133 @@
+// Command pin-feature-daemon finds out whether a node's accelerators can use pinned host memory, measures the
+// host<->device DMA bandwidth, and publishes both as Node Feature Discovery labels and Prometheus metrics.
+// This package is wiring only: flags, subcommands and the run loop's dependencies.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
+)
+
+// Set with -ldflags "-X main.version=... -X main.revision=...".
+var (
+	version  = "dev"
+	revision = "unknown"
+)
+
+// benchChildCommand is the hidden subcommand the DMA check re-executes the binary with.
+const benchChildCommand = "__bench-child"
+
+// errUsage marks an error that is the user's (exit code 2).
+var errUsage = errors.New("usage")
+
+type command struct {
+	name    string
+	summary string
+	flags   func(fs *pflag.FlagSet) func(ctx context.Context, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"probe", "Probe this machine once and print what it offers (no Kubernetes needed).", probeCommand},
+		{"bench", "Run only the DMA bandwidth check on this machine's GPUs.", benchCommand},
+		{"run", "The DaemonSet's job: probe, measure and publish labels and metrics until stopped.", runCommand},
+		{"version", "Print the version.", versionCommand},
+	}
+}
+
+func main() {
+	os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// Main runs the command line args and returns the exit code.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	if len(args) > 0 && args[0] == benchChildCommand {
+		return bench.ChildMain(ctx, stdin, stdout)
+	}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	var cmd *command
+	for _, c := range commands() {
+		if c.name == args[0] {
+			cmd = &c
+			break
+		}
+	}
+	if cmd == nil {
+		fmt.Fprintf(stderr, "pin-feature-daemon: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+
+	fs := pflag.NewFlagSet("pin-feature-daemon "+cmd.name, pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.SortFlags = false
+	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(klogFlags)
+	fs.AddGoFlag(klogFlags.Lookup("v"))
+	fs.AddGoFlag(klogFlags.Lookup("vmodule"))
+	run := cmd.flags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pin-feature-daemon %s: unexpected arguments %q\n", cmd.name, fs.Args())
+		return 2
+	}
+	klog.SetOutput(stderr)
+	klog.LogToStderr(true)
+	defer klog.Flush()
+
+	if err := run(ctx, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "pin-feature-daemon %s: %v\n", cmd.name, err)
+		if errors.Is(err, errUsage) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: pin-feature-daemon <command> [flags]")
+	fmt.Fprintln(w)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'pin-feature-daemon <command> --help' for the flags of a command.")
+}
+
+func versionCommand(_ *pflag.FlagSet) func(context.Context, io.Writer, io.Writer) error {
+	return func(_ context.Context, stdout, _ io.Writer) error {
+		_, err := fmt.Fprintf(stdout, "pin-feature-daemon %s (revision %s, %s %s/%s)\n",
+			version, revision, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return err
+	}
+}
+
+func usageError(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
+)
+
+// probeOptions are the flags of every subcommand that probes the node.
+type probeOptions struct {
+	HostRoot       string
+	ProcFS         string
+	SysFS          string
+	DevFS          string
+	CUDALibrary    string
+	NVMLLibrary    string
+	PinPlatforms   string
+	MlockTrialSize string
+
+	pinPlatforms    []detector.Platform
+	mlockTrialBytes int
+}
+
+func (o *probeOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.HostRoot, "host-root", "/", "Directory holding the host's proc, sys, dev and etc trees (a container mounts the host's under e.g. /host).")
+	fs.StringVar(&o.ProcFS, "path.procfs", "", "procfs mount point; overrides <host-root>/proc.")
+	fs.StringVar(&o.SysFS, "path.sysfs", "", "sysfs mount point; overrides <host-root>/sys.")
+	fs.StringVar(&o.DevFS, "path.devfs", "", "devfs mount point; overrides <host-root>/dev.")
+	fs.StringVar(&o.CUDALibrary, "cuda-library", "libcuda.so.1", "CUDA driver library the DMA check loads with dlopen (never the toolkit's libcuda.so stub).")
+	fs.StringVar(&o.NVMLLibrary, "nvml-library", "libnvidia-ml.so.1", `NVML library for GPU enrichment; "none" disables NVML.`)
+	fs.StringVar(&o.PinPlatforms, "pin-platforms", "cuda,rocm", "Comma-separated platforms on which pinned memory counts as available (cuda, rocm, xpu, hpu, neuron, tpu, cpu).")
+	fs.StringVar(&o.MlockTrialSize, "mlock-trial-size", "1Mi", "Size of the buffer the probe tries to mlock (a Kubernetes quantity).")
+}
+
+func (o *probeOptions) Validate() error {
+	var errs []error
+	if o.HostRoot == "" {
+		errs = append(errs, errors.New("--host-root must not be empty"))
+	}
+	p, err := detector.ParsePlatforms(o.PinPlatforms)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--pin-platforms: %w", err))
+	}
+	o.pinPlatforms = p
+	n, err := parseSize(o.MlockTrialSize, 1<<30)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--mlock-trial-size: %w", err))
+	}
+	o.mlockTrialBytes = int(n)
+	return errors.Join(errs...)
+}
+
+func (o *probeOptions) hostFS() detector.HostFS {
+	h := detector.NewHostFS(o.HostRoot)
+	if o.ProcFS != "" {
+		h.Proc = o.ProcFS
+	}
+	if o.SysFS != "" {
+		h.Sys = o.SysFS
+	}
+	if o.DevFS != "" {
+		h.Dev = o.DevFS
+	}
+	return h
+}
+
+func (o *probeOptions) detectorOptions() detector.Options {
+	return detector.Options{
+		Host: o.hostFS(), NVMLLibrary: o.NVMLLibrary, PinPlatforms: o.pinPlatforms, MlockTrialBytes: o.mlockTrialBytes,
+	}
+}
+
+// benchOptions are the flags of the DMA check.
+type benchOptions struct {
+	Size     string
+	Timeout  time.Duration
+	Force    bool
+	MaxAge   time.Duration
+	StateDir string
+
+	bufferBytes int64
+}
+
+func (o *benchOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Size, "bench-size", "256Mi", "Size of each DMA copy (a Kubernetes quantity); capped by free host memory, the cgroup's headroom and free device memory.")
+	fs.DurationVar(&o.Timeout, "bench-timeout", 60*time.Second, "Hard limit on the DMA check's child process; it is killed after this.")
+	fs.BoolVar(&o.Force, "bench-force", false, "Measure GPUs that have running compute processes too (by default they are skipped and keep their last result).")
+	fs.DurationVar(&o.MaxAge, "bench-max-age", 24*time.Hour, "Re-measure a GPU when its stored result is older than this (and the GPU is idle).")
+	fs.StringVar(&o.StateDir, "state-dir", "/var/lib/pin-feature-daemon", `Directory for the stored DMA results (kept across restarts); "" disables persistence.`)
+}
+
+func (o *benchOptions) Validate() error {
+	var errs []error
+	n, err := parseSize(o.Size, 64<<30)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--bench-size: %w", err))
+	} else if n < 1<<20 {
+		errs = append(errs, fmt.Errorf("--bench-size: %s is below the 1Mi minimum", o.Size))
+	}
+	o.bufferBytes = n
+	if o.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("--bench-timeout must be positive, got %s", o.Timeout))
+	}
+	if o.MaxAge <= 0 {
+		errs = append(errs, fmt.Errorf("--bench-max-age must be positive, got %s", o.MaxAge))
+	}
+	if o.StateDir != "" && !filepath.IsAbs(o.StateDir) {
+		errs = append(errs, fmt.Errorf("--state-dir must be an absolute path, got %q", o.StateDir))
+	}
+	return errors.Join(errs...)
+}
+
+func (o *benchOptions) runnerOptions(p *probeOptions, gpu string) bench.Options {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = os.Args[0]
+	}
+	return bench.Options{
+		CUDALibrary: p.CUDALibrary, BufferBytes: o.bufferBytes, Timeout: o.Timeout, Force: o.Force,
+		StateDir: o.StateDir, MaxAge: o.MaxAge, GPU: gpu, Executable: exe, ChildArgs: []string{benchChildCommand},
+		SysRoot: p.hostFS().Sys,
+	}
+}
+
+// parseSize parses a Kubernetes quantity ("256Mi", "1G", "1048576") into bytes, up to limit.
+func parseSize(s string, limit int64) (int64, error) {
+	q, err := resource.ParseQuantity(strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("parse size %q: %w", s, err)
+	}
+	n, ok := q.AsInt64()
+	if !ok || n <= 0 || n > limit {
+		return 0, fmt.Errorf("size %q must be between 1 byte and %s", s, resource.NewQuantity(limit, resource.BinarySI))
+	}
+	return n, nil
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	nfdclientset "sigs.k8s.io/node-feature-discovery/api/generated/clientset/versioned"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
+	"github.com/pinmemory/pin-feature-daemon/pkg/daemon"
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
+	"github.com/pinmemory/pin-feature-daemon/pkg/metrics"
+)
+
+// Outputs (--output).
+const (
+	outputNodeFeature = "nodefeature"
+	outputFile        = "file"
+	outputNode        = "node"
+	outputStdout      = "stdout"
+)
+
+// runOptions are the flags of `run`.
+type runOptions struct {
+	Output         string
+	Interval       time.Duration
+	IntervalJitter float64
+	Oneshot        bool
+	Bench          bool
+	NodeName       string
+	Namespace      string
+	PodName        string
+	Kubeconfig     string
+	KubeAPIQPS     float32
+	KubeAPIBurst   int
+	FeaturesDir    string
+	Hysteresis     float64
+	MetricsAddress string
+}
+
+func (o *runOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Output, "output", outputNodeFeature, "Where labels go: nodefeature (an NFD NodeFeature object), file (an NFD feature file), node (labels on the Node, without NFD) or stdout.")
+	fs.DurationVar(&o.Interval, "interval", time.Hour, "Time between probes.")
+	fs.Float64Var(&o.IntervalJitter, "interval-jitter", 0.1, "Spread each interval by up to this fraction either way, so a fleet does not probe in step.")
+	fs.BoolVar(&o.Oneshot, "oneshot", false, "Probe, publish once and exit.")
+	fs.BoolVar(&o.Bench, "bench", true, "Run the DMA bandwidth check (pinmemory.bench=disabled when false).")
+	fs.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "This node's name (default $NODE_NAME).")
+	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the NodeFeature object (default $POD_NAMESPACE).")
+	fs.StringVar(&o.PodName, "pod-name", os.Getenv("POD_NAME"), "This pod's name, to find the DaemonSet that owns the NodeFeature object (default $POD_NAME).")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file; empty uses the in-cluster config.")
+	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", 5, "Client-side rate limit on API requests per second.")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", 10, "Client-side burst of API requests.")
+	fs.StringVar(&o.FeaturesDir, "features-dir", "/etc/kubernetes/node-feature-discovery/features.d", "nfd-worker's feature file directory (--output=file).")
+	fs.Float64Var(&o.Hysteresis, "hysteresis", 0.1, "A bandwidth label changes only when a new measurement differs from the published value by more than this fraction.")
+	fs.StringVar(&o.MetricsAddress, "metrics-address", ":9471", "Address for /metrics, /healthz and /readyz; empty disables the server.")
+}
+
+func (o *runOptions) Validate() error {
+	var errs []error
+	switch o.Output {
+	case outputNodeFeature, outputNode:
+		if o.NodeName == "" {
+			errs = append(errs, fmt.Errorf("--node-name (or $NODE_NAME) is required for --output=%s", o.Output))
+		}
+		if o.Output == outputNodeFeature && o.Namespace == "" {
+			errs = append(errs, errors.New("--namespace (or $POD_NAMESPACE) is required for --output=nodefeature"))
+		}
+	case outputFile:
+		if o.FeaturesDir == "" {
+			errs = append(errs, errors.New("--features-dir is required for --output=file"))
+		}
+	case outputStdout:
+	default:
+		errs = append(errs, fmt.Errorf("--output must be nodefeature, file, node or stdout, got %q", o.Output))
+	}
+	if o.Interval < time.Second {
+		errs = append(errs, fmt.Errorf("--interval must be at least 1s, got %s", o.Interval))
+	}
+	if o.IntervalJitter < 0 || o.IntervalJitter >= 1 {
+		errs = append(errs, fmt.Errorf("--interval-jitter must be in [0, 1), got %g", o.IntervalJitter))
+	}
+	if o.Hysteresis < 0 || o.Hysteresis >= 1 {
+		errs = append(errs, fmt.Errorf("--hysteresis must be in [0, 1), got %g", o.Hysteresis))
+	}
+	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
+		errs = append(errs, errors.New("--kube-api-qps and --kube-api-burst must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func runCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer) error {
+	var (
+		po probeOptions
+		bo benchOptions
+		ro runOptions
+	)
+	po.AddFlags(fs)
+	bo.AddFlags(fs)
+	ro.AddFlags(fs)
+	return func(ctx context.Context, stdout, stderr io.Writer) error {
+		if err := validate(&po, &bo); err != nil {
+			return err
+		}
+		if err := ro.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", errUsage, err)
+		}
+		klog.InfoS("Starting pin-feature-daemon", "version", version, "revision", revision, "output", ro.Output,
+			"node", ro.NodeName, "interval", ro.Interval, "bench", ro.Bench, "hostRoot", po.HostRoot)
+
+		out, eventer, err := newOutput(ctx, &ro, stdout)
+		if err != nil {
+			return err
+		}
+		det := detector.New(po.detectorOptions())
+		defer closeDetector(det)
+		m := metrics.New(metrics.BuildInfo{Version: version, Revision: revision, GoVersion: runtime.Version()})
+		cfg := daemon.Config{
+			Prober: det, PinPlatforms: po.pinPlatforms, Output: out, Metrics: m,
+			Interval: ro.Interval, Jitter: ro.IntervalJitter, Hysteresis: ro.Hysteresis,
+			StuckAfter: bo.Timeout + 5*time.Minute,
+		}
+		if eventer != nil {
+			cfg.Eventer = eventer
+		}
+		if ro.Bench {
+			cfg.Bencher = newBencher(&po, &bo, "", func(g bench.GPUResult) {
+				klog.InfoS("DMA check", "gpu", g.Index, "pciBusID", g.PCIAddress, "state", g.State, "cached", g.Cached,
+					"pinnedH2DGBps", g.PinnedH2D/1e9, "pinnedD2HGBps", g.PinnedD2H/1e9,
+					"pageableH2DGBps", g.PageableH2D/1e9, "reason", g.Reason)
+			})
+		}
+		d, err := daemon.New(cfg)
+		if err != nil {
+			return err
+		}
+		if ro.Oneshot {
+			return d.RunOnce(ctx)
+		}
+
+		g, gctx := errgroup.WithContext(ctx)
+		if ro.MetricsAddress != "" {
+			srv, err := daemon.Listen(ro.MetricsAddress, m.Registry, d.Healthy, d.Ready)
+			if err != nil {
+				return err
+			}
+			g.Go(func() error { return srv.Serve(gctx) })
+		}
+		g.Go(func() error { return d.Run(gctx) })
+		return g.Wait()
+	}
+}
+
+// newOutput builds the Output of --output, and for the Kubernetes outputs the Node event recorder.
+func newOutput(ctx context.Context, o *runOptions, stdout io.Writer) (labeler.Output, daemon.Eventer, error) {
+	switch o.Output {
+	case outputStdout:
+		return labeler.NewStdoutOutput(stdout), nil, nil
+	case outputFile:
+		out, err := labeler.NewFileOutput(o.FeaturesDir, "pin-feature-daemon", 3*o.Interval, clock.RealClock{})
+		return out, nil, err
+	}
+	cfg, err := kubeConfig(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create kubernetes client: %w", err)
+	}
+	eventer := labeler.NewNodeEventer(kc, o.NodeName, o.PodName, clock.RealClock{})
+	if o.Output == outputNode {
+		out, err := labeler.NewNodeOutput(kc, o.NodeName)
+		return out, eventer, err
+	}
+	nc, err := nfdclientset.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create NFD client: %w", err)
+	}
+	owner, err := labeler.ResolveOwner(ctx, kc, o.Namespace, o.PodName)
+	if err != nil {
+		// Without the owner the object is created unowned and stays after an uninstall; that beats no labels.
+		klog.ErrorS(err, "Could not find the owning DaemonSet; the NodeFeature object will have no owner", "pod", o.PodName)
+	}
+	out, err := labeler.NewNodeFeatureOutput(nc, o.Namespace, o.NodeName, owner)
+	return out, eventer, err
+}
+
+func kubeConfig(o *runOptions) (*rest.Config, error) {
+	var (
+		cfg *rest.Config
+		err error
+	)
+	if o.Kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load kubernetes client config: %w", err)
+	}
+	cfg.QPS, cfg.Burst = o.KubeAPIQPS, o.KubeAPIBurst
+	cfg.UserAgent = "pin-feature-daemon/" + version
+	return cfg, nil
+}
