@@ -27,7 +27,7 @@ var (
 )
 
 // benchChildCommand is the hidden subcommand the DMA check re-executes the binary with.
-const benchChildCommand = "__bench-child"
+const benchChildCommand = bench.ChildSubcommand
 
 // errUsage marks an error that is the user's (exit code 2).
 var errUsage = errors.New("usage")

@@ -125,23 +125,10 @@ func progressPrinter(w io.Writer) func(bench.GPUResult) {
 	}
 }
 
-// bencher adapts bench.Runner to the run loop: it builds the targets and the state-file keys from a Report.
-type bencher struct {
-	opts bench.Options
-}
-
-func newBencher(po *probeOptions, bo *benchOptions, gpu string, progress func(bench.GPUResult)) *bencher {
+// newBencher builds the DMA check for the run loop and the CLI (bench.ReportRunner takes the state-file keys
+// and the memory caps from each Report).
+func newBencher(po *probeOptions, bo *benchOptions, gpu string, progress func(bench.GPUResult)) bench.ReportRunner {
 	o := bo.runnerOptions(po, gpu)
 	o.Progress = progress
-	return &bencher{opts: o}
-}
-
-func (b *bencher) Run(ctx context.Context, r *detector.Report) *bench.Result {
-	o := b.opts
-	o.BootID, o.DriverVersion = r.BootID, r.Driver.Version
-	o.HostMemAvailable = r.Memory.MemAvailableBytes
-	if c := r.Memory.Cgroup; c != nil && !c.Limit.Unlimited && c.Limit.Bytes > c.UsageBytes {
-		o.CgroupHeadroom = c.Limit.Bytes - c.UsageBytes
-	}
-	return bench.NewRunner(o).Run(ctx, bench.TargetsFromReport(r))
+	return bench.ReportRunner{Runner: bench.NewRunner(o)}
 }
