@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
 	"github.com/pinmemory/pin-feature-daemon/test/controlplane"
@@ -132,6 +133,145 @@ func TestChartOnAPIServer(t *testing.T) {
 	t.Run("node label admission policy", func(t *testing.T) {
 		testNodeLabelPolicy(ctx, t, cp, dyn, kc, mapper)
 	})
+
+	t.Run("daemon as its service account", func(t *testing.T) {
+		testDaemonAsServiceAccount(ctx, t, cp, dyn, kc, mapper)
+	})
+}
+
+// testDaemonAsServiceAccount runs the real daemon binary (one pass) with each output that talks to the API
+// server, authenticated as the chart's ServiceAccount with the node name a pod-bound token carries: the
+// chart's least-privilege RBAC and the admission policy must let it publish and record its Events, and the
+// policy must stop it on another node.
+func testDaemonAsServiceAccount(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, dyn dynamic.Interface,
+	kc kubernetes.Interface, mapper meta.RESTMapper) {
+	fx := findGPUFixture(t)
+	tests := []struct {
+		name      string
+		release   string
+		values    string
+		output    string
+		node      string // --node-name
+		tokenNode string // the node the token's pod runs on
+		wantErr   string // in the daemon's stderr when it must fail
+	}{
+		{name: "nodefeature", release: "nf", values: "default.yaml", output: "nodefeature", node: "node-nf", tokenNode: "node-nf"},
+		{name: "node", release: "nl", values: "node.yaml", output: "node", node: "node-nl", tokenNode: "node-nl"},
+		{
+			name: "node, token of another node", release: "nl", values: "node.yaml", output: "node", node: "node-nf",
+			tokenNode: "node-nl", wantErr: "may change only the Node its pod runs on (node-nl), not node-nf",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := decodeObjects(t, mustRenderRelease(t, tc.release, filepath.Join("testdata", "values", tc.values)))
+			var ds *unstructured.Unstructured
+			for _, obj := range objs {
+				require.NoError(t, apply(ctx, dyn, mapper, obj, false), "apply %s", objectKey(obj))
+				if obj.GetKind() == "DaemonSet" {
+					ds = obj
+				}
+			}
+			for _, n := range []string{tc.node, tc.tokenNode} {
+				_, err := kc.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{})
+				require.True(t, err == nil || apierrors.IsAlreadyExists(err), "create node %s: %v", n, err)
+			}
+			// The daemon's own Pod, controlled by the DaemonSet (no controller runs here to create it).
+			dsLive, err := kc.AppsV1().DaemonSets(namespace).Get(ctx, ds.GetName(), metav1.GetOptions{})
+			require.NoError(t, err)
+			podName := fmt.Sprintf("%s-%s", ds.GetName(), strings.ReplaceAll(tc.name, " ", "-"))
+			podName = strings.NewReplacer(",", "").Replace(podName)
+			_, err = kc.CoreV1().Pods(namespace).Create(ctx, &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{
+					Name: podName, Namespace: namespace,
+					OwnerReferences: []metav1.OwnerReference{{
+						APIVersion: "apps/v1", Kind: "DaemonSet", Name: dsLive.Name, UID: dsLive.UID, Controller: ptr.To(true),
+					}},
+				},
+				Spec: corev1.PodSpec{
+					NodeName:   tc.tokenNode,
+					Containers: []corev1.Container{{Name: "daemon", Image: "example.invalid/pin-feature-daemon"}},
+				},
+			}, metav1.CreateOptions{})
+			require.NoError(t, err)
+
+			sa := fmt.Sprintf("system:serviceaccount:%s:%s", namespace, tc.release+"-pin-feature-daemon")
+			if tc.output == "node" {
+				waitForNodePolicy(ctx, t, kc, impersonatingClient(t, cp.Config, sa, tc.tokenNode), tc.tokenNode)
+			}
+			kubeconfig := impersonatingKubeconfig(t, cp.Kubeconfig, sa, tc.tokenNode)
+			runDaemon := func(hostRoot string) (string, error) {
+				cmd := execCommand(t, daemonBinary(t), "run", "--oneshot", "--output="+tc.output,
+					"--node-name="+tc.node, "--namespace="+namespace, "--pod-name="+podName, "--kubeconfig="+kubeconfig,
+					"--host-root="+hostRoot, "--nvml-library=none", "--bench=false", "--state-dir=", "--metrics-address=")
+				cmd.Env = append(os.Environ(), "NODE_NAME=", "POD_NAME=", "POD_NAMESPACE=")
+				out, err := cmd.CombinedOutput()
+				return string(out), err
+			}
+			if tc.wantErr != "" {
+				out, err := runDaemon(fx.root)
+				require.Error(t, err, "daemon output:\n%s", out)
+				require.Contains(t, out, tc.wantErr)
+				return
+			}
+			// First a node without accelerators (pinmemory.available=false), then the GPU node: the change to
+			// available=true is what the daemon records an Event for.
+			for _, hostRoot := range []string{filepath.Join(repoRoot(t), "testdata", "cpu-bmc"), fx.root} {
+				out, err := runDaemon(hostRoot)
+				require.NoError(t, err, "daemon output:\n%s", out)
+				require.NotContains(t, out, "Could not record an Event", "daemon output")
+				require.NotContains(t, out, "Could not find the owning DaemonSet", "daemon output")
+			}
+
+			var published map[string]string
+			switch tc.output {
+			case "nodefeature":
+				nf, err := cp.NFDClientset.NfdV1alpha1().NodeFeatures(namespace).Get(ctx, tc.node+"-pin-feature-daemon", metav1.GetOptions{})
+				require.NoError(t, err)
+				published = nf.Spec.Labels
+				require.Len(t, nf.OwnerReferences, 1)
+				require.Equal(t, dsLive.UID, nf.OwnerReferences[0].UID, "NodeFeature owner")
+			case "node":
+				node, err := kc.CoreV1().Nodes().Get(ctx, tc.node, metav1.GetOptions{})
+				require.NoError(t, err)
+				published = map[string]string{}
+				for k, v := range node.Labels {
+					if key, ok := strings.CutPrefix(k, "feature.node.kubernetes.io/"); ok {
+						published[key] = v
+					}
+				}
+			}
+			require.Equal(t, "true", published["pinmemory.available"], "published labels %v", published)
+			require.Equal(t, "disabled", published["pinmemory.bench"], "published labels %v", published)
+
+			events, err := kc.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{
+				FieldSelector: "involvedObject.kind=Node,involvedObject.name=" + tc.node,
+			})
+			require.NoError(t, err)
+			var reasons []string
+			for _, ev := range events.Items {
+				reasons = append(reasons, ev.Reason)
+			}
+			require.Contains(t, reasons, "PinnedMemoryAvailable", "Events on Node %s", tc.node)
+		})
+	}
+}
+
+// impersonatingKubeconfig writes a copy of the admin kubeconfig that acts as user (a ServiceAccount) with the
+// node-name extra that the API server puts into pod-bound ServiceAccount tokens.
+func impersonatingKubeconfig(t *testing.T, adminKubeconfig, user, nodeName string) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(adminKubeconfig)
+	require.NoError(t, err)
+	ns := strings.Split(user, ":")[2]
+	for _, ai := range cfg.AuthInfos {
+		ai.Impersonate = user
+		ai.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}
+		ai.ImpersonateUserExtra = map[string][]string{"authentication.kubernetes.io/node-name": {nodeName}}
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	require.NoError(t, clientcmd.WriteToFile(*cfg, path))
+	return path
 }
 
 // testNodeLabelPolicy installs the output: node objects and patches Nodes as the daemon's ServiceAccount,
@@ -150,19 +290,7 @@ func testNodeLabelPolicy(ctx context.Context, t *testing.T, cp *controlplane.Con
 	}
 
 	user := fmt.Sprintf("system:serviceaccount:%s:%s", namespace, releaseName)
-	asDaemon := func(nodeName string) kubernetes.Interface {
-		cfg := rest.CopyConfig(cp.Config)
-		cfg.Impersonate = rest.ImpersonationConfig{
-			UserName: user,
-			Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
-		}
-		if nodeName != "" {
-			cfg.Impersonate.Extra = map[string][]string{"authentication.kubernetes.io/node-name": {nodeName}}
-		}
-		c, err := kubernetes.NewForConfig(cfg)
-		require.NoError(t, err)
-		return c
-	}
+	asDaemon := func(nodeName string) kubernetes.Interface { return impersonatingClient(t, cp.Config, user, nodeName) }
 	onNodeA := asDaemon("node-a")
 	mergePatch := func(c kubernetes.Interface, node string, patch map[string]any) error {
 		b, err := json.Marshal(patch)
@@ -174,16 +302,7 @@ func testNodeLabelPolicy(ctx context.Context, t *testing.T, cp *controlplane.Con
 		return map[string]any{"metadata": map[string]any{"labels": kv}}
 	}
 
-	// A new policy takes effect when the API server's policy informer has it: until then RBAC alone lets the
-	// patch through. Wait until a forbidden label change is denied.
-	n := 0
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-		n++
-		err := mergePatch(onNodeA, "node-a", labels(map[string]any{"example.com/probe": fmt.Sprint(n)}))
-		return err != nil && strings.Contains(err.Error(), "ValidatingAdmissionPolicy"), nil
-	})
-	require.NoError(t, err, "the ValidatingAdmissionPolicy never denied a forbidden label change")
-	require.NoError(t, mergePatch(kc, "node-a", labels(map[string]any{"example.com/probe": nil})))
+	waitForNodePolicy(ctx, t, kc, onNodeA, "node-a")
 
 	tests := []struct {
 		name    string
@@ -307,6 +426,44 @@ func testNodeLabelPolicy(ctx context.Context, t *testing.T, cp *controlplane.Con
 		"feature.node.kubernetes.io/pinmemory.h2d-gbps":  "52",
 	}, got.Labels, "node-a after the allowed and denied changes")
 	require.False(t, got.Spec.Unschedulable)
+}
+
+// impersonatingClient is a client that acts as user (a ServiceAccount) with the node-name extra that the API
+// server puts into pod-bound ServiceAccount tokens ("" leaves it out).
+func impersonatingClient(t *testing.T, admin *rest.Config, user, nodeName string) kubernetes.Interface {
+	t.Helper()
+	cfg := rest.CopyConfig(admin)
+	ns := strings.Split(user, ":")[2]
+	cfg.Impersonate = rest.ImpersonationConfig{
+		UserName: user,
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+	}
+	if nodeName != "" {
+		cfg.Impersonate.Extra = map[string][]string{"authentication.kubernetes.io/node-name": {nodeName}}
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	require.NoError(t, err)
+	return c
+}
+
+// waitForNodePolicy waits until a just-created node label policy is in force for client's user: a new policy
+// takes effect once the API server's policy informer has it, and until then RBAC alone lets any label change
+// through. It tries a forbidden label on node until the policy denies it, then removes what got through.
+func waitForNodePolicy(ctx context.Context, t *testing.T, admin, client kubernetes.Interface, node string) {
+	t.Helper()
+	n := 0
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		n++
+		patch := fmt.Sprintf(`{"metadata":{"labels":{"example.com/policy-probe":"%d"}}}`, n)
+		_, err := client.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+		return err != nil && strings.Contains(err.Error(), "ValidatingAdmissionPolicy"), nil
+	})
+	require.NoError(t, err, "the ValidatingAdmissionPolicy never denied a forbidden label change on %s", node)
+	t.Logf("node label policy in force after %d tries", n)
+	// Probes that got through before the policy was in force left the label: remove it as the admin.
+	_, err = admin.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType,
+		[]byte(`{"metadata":{"labels":{"example.com/policy-probe":null}}}`), metav1.PatchOptions{})
+	require.NoError(t, err)
 }
 
 // apply server-side applies obj (as `kubectl apply --server-side [--dry-run=server]` does) with strict field

@@ -91,7 +91,13 @@ func runHelm(t testing.TB, args ...string) (string, error) {
 // arguments.
 func render(t testing.TB, valuesFile string, set ...string) (string, error) {
 	t.Helper()
-	args := []string{"template", releaseName, chartDir, "--namespace", namespace}
+	return renderRelease(t, releaseName, valuesFile, set...)
+}
+
+// renderRelease is render for another release name.
+func renderRelease(t testing.TB, release, valuesFile string, set ...string) (string, error) {
+	t.Helper()
+	args := []string{"template", release, chartDir, "--namespace", namespace}
 	if valuesFile != "" {
 		abs, err := filepath.Abs(valuesFile)
 		require.NoError(t, err)
@@ -108,6 +114,14 @@ func mustRender(t testing.TB, valuesFile string, set ...string) string {
 	t.Helper()
 	out, err := render(t, valuesFile, set...)
 	require.NoError(t, err, "helm template with %s %v", valuesFile, set)
+	return out
+}
+
+// mustRenderRelease is renderRelease that fails the test on an error.
+func mustRenderRelease(t testing.TB, release, valuesFile string, set ...string) string {
+	t.Helper()
+	out, err := renderRelease(t, release, valuesFile, set...)
+	require.NoError(t, err, "helm template %s with %s %v", release, valuesFile, set)
 	return out
 }
 
