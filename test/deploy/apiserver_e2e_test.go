@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
+	nfdv1alpha1 "sigs.k8s.io/node-feature-discovery/api/nfd/v1alpha1"
 
 	"github.com/pinmemory/pin-feature-daemon/test/controlplane"
 )
@@ -39,14 +40,13 @@ const testFieldManager = "pin-feature-daemon-chart-test"
 // ServiceMonitor CRD of the pinned prometheus-operator release, and then
 //   - applies every object of every value set, and of deploy/manifests, with a server-side dry run;
 //   - runs helm install (everything enabled) and helm uninstall;
+//   - checks the example NodeFeatureRule with the real nfd-master;
 //   - installs the output: node objects for real and checks that the ValidatingAdmissionPolicy lets the
 //     daemon's ServiceAccount change its own Node's pinmemory labels and nothing else.
 func TestChartOnAPIServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cp, err := controlplane.Start(ctx, controlplane.Options{
-		LogDir: t.TempDir(), WithoutScheduler: true, WithoutNFDMaster: true,
-	})
+	cp, err := controlplane.Start(ctx, controlplane.Options{LogDir: t.TempDir(), WithoutScheduler: true})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -134,9 +134,71 @@ func TestChartOnAPIServer(t *testing.T) {
 		testNodeLabelPolicy(ctx, t, cp, dyn, kc, mapper)
 	})
 
+	t.Run("example NodeFeatureRule with nfd-master", func(t *testing.T) {
+		testNodeFeatureRule(ctx, t, cp, dyn, kc, mapper)
+	})
+
 	t.Run("daemon as its service account", func(t *testing.T) {
 		testDaemonAsServiceAccount(ctx, t, cp, dyn, kc, mapper)
 	})
+}
+
+// testNodeFeatureRule installs the chart's example NodeFeatureRule and publishes, for three nodes, what
+// nfd-worker publishes for the daemon's feature file (output: file): the labels, and the same keys as the
+// local.label feature. The real nfd-master must label only the node with pinned memory and enough bandwidth.
+func testNodeFeatureRule(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, dyn dynamic.Interface,
+	kc kubernetes.Interface, mapper meta.RESTMapper) {
+	rendered := mustRender(t, "", "output=file", "nodeFeatureRule.enabled=true", "nodeFeatureRule.minH2DGbps=40")
+	require.NoError(t, apply(ctx, dyn, mapper, findObject(t, decodeObjects(t, rendered), "NodeFeatureRule"), false))
+
+	nodes := map[string]map[string]string{
+		"rule-fast":  {"pinmemory.available": "true", "pinmemory.h2d-gbps": "52", "pinmemory.bench": "ok"},
+		"rule-slow":  {"pinmemory.available": "true", "pinmemory.h2d-gbps": "30", "pinmemory.bench": "ok"},
+		"rule-nopin": {"pinmemory.available": "false", "pinmemory.reason": "platform", "pinmemory.h2d-gbps": "52"},
+	}
+	for name, labels := range nodes {
+		// Labels and annotations as kubelet sets them: nfd-master's JSON patches add to both maps.
+		_, err := kc.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Labels:      map[string]string{"kubernetes.io/hostname": name},
+			Annotations: map[string]string{"node.alpha.kubernetes.io/ttl": "0"},
+		}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		spec := nfdv1alpha1.NewNodeFeatureSpec()
+		spec.Labels = labels
+		spec.Features.Attributes["local.label"] = nfdv1alpha1.NewAttributeFeatures(labels)
+		_, err = cp.NFDClientset.NfdV1alpha1().NodeFeatures(cp.Namespace).Create(ctx, &nfdv1alpha1.NodeFeature{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: name, Namespace: cp.Namespace,
+				Labels: map[string]string{nfdv1alpha1.NodeFeatureObjNodeNameLabel: name},
+			},
+			Spec: *spec,
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+
+	const ready = "feature.node.kubernetes.io/pinmemory.inference-ready"
+	got := map[string]map[string]string{}
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		for name := range nodes {
+			n, err := kc.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			got[name] = n.Labels
+		}
+		for _, labels := range got {
+			// nfd-master has processed a node once the daemon's labels are on it.
+			if labels["feature.node.kubernetes.io/pinmemory.h2d-gbps"] == "" {
+				return false, nil
+			}
+		}
+		return got["rule-fast"][ready] != "", nil
+	})
+	require.NoError(t, err, "nfd-master never labelled the nodes: %v\n%s", got, cp.Logs(30))
+	require.Equal(t, "true", got["rule-fast"][ready])
+	require.NotContains(t, got["rule-slow"], ready, "30 GB/s is not above 40")
+	require.NotContains(t, got["rule-nopin"], ready, "pinned memory unavailable")
 }
 
 // testDaemonAsServiceAccount runs the real daemon binary (one pass) with each output that talks to the API

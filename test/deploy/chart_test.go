@@ -78,14 +78,14 @@ func TestRenderFailsOnContradictions(t *testing.T) {
 			wantErr: "metrics.serviceMonitor.enabled needs metrics.service.enabled",
 		},
 		{
-			name:    "node feature rule without NFD labels",
+			name:    "node feature rule with node labels",
 			set:     []string{"output=node", "nodeFeatureRule.enabled=true"},
-			wantErr: "nodeFeatureRule.enabled needs NFD labels (output: nodefeature or file), not output: node",
+			wantErr: "nodeFeatureRule.enabled needs output: file, not node",
 		},
 		{
-			name:    "node feature rule with stdout",
-			set:     []string{"output=stdout", "nodeFeatureRule.enabled=true"},
-			wantErr: "not output: stdout",
+			name:    "node feature rule with NodeFeature labels",
+			set:     []string{"nodeFeatureRule.enabled=true"},
+			wantErr: "nodeFeatureRule.enabled needs output: file, not nodefeature",
 		},
 		{
 			name:    "admission policy without the RBAC it guards",
@@ -355,7 +355,7 @@ func TestDashboardConfigMap(t *testing.T) {
 // availability label and Gt on the bandwidth label.
 func TestNodeFeatureRule(t *testing.T) {
 	t.Parallel()
-	objs := decodeObjects(t, mustRender(t, "", "nodeFeatureRule.enabled=true", "nodeFeatureRule.minH2DGbps=35"))
+	objs := decodeObjects(t, mustRender(t, "", "output=file", "nodeFeatureRule.enabled=true", "nodeFeatureRule.minH2DGbps=35"))
 	rule := findObject(t, objs, "NodeFeatureRule")
 	rules := nested[[]any](t, rule.Object, "spec", "rules")
 	require.Len(t, rules, 1)
