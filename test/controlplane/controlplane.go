@@ -507,7 +507,7 @@ func waitHealthy(ctx context.Context, p *process, check func(context.Context) er
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for %s to be healthy: %w (last check: %v); log tail:\n%s", p.name, ctx.Err(), last, p.tail(30))
+			return fmt.Errorf("wait for %s to be healthy: %w (last check: %w); log tail:\n%s", p.name, ctx.Err(), last, p.tail(30))
 		case <-tick.C:
 		}
 	}
@@ -540,7 +540,8 @@ func httpGetOK(client *http.Client, url string) func(context.Context) error {
 func freePorts(n int) ([]int, error) {
 	ports := make([]int, 0, n)
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		var lc net.ListenConfig
+		l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("find a free loopback port: %w", err)
 		}

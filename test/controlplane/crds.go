@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/klog/v2"
@@ -80,9 +79,9 @@ func (cp *ControlPlane) installCRDs(ctx context.Context) error {
 	}
 	// Established means the API server will serve the resource; wait until
 	// it does, so callers can use the NFD clientset at once.
-	err = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	err = retryUntil(ctx, func(ctx context.Context) error {
 		_, err := cp.NFDClientset.NfdV1alpha1().NodeFeatures(metav1.NamespaceAll).List(ctx, metav1.ListOptions{Limit: 1})
-		return err == nil, nil
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("wait for nodefeatures to be served: %w", err)
@@ -94,16 +93,14 @@ func (cp *ControlPlane) installCRDs(ctx context.Context) error {
 // waitEstablished polls a CRD until its Established and NamesAccepted
 // conditions are True.
 func waitEstablished(ctx context.Context, client dynamic.Interface, name string) error {
-	var last string
-	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	err := retryUntil(ctx, func(ctx context.Context) error {
 		obj, err := client.Resource(crdGVR).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			last = err.Error()
-			return false, nil
+			return err
 		}
 		conds, _, err := unstructured.NestedSlice(obj.Object, "status", "conditions")
 		if err != nil {
-			return false, fmt.Errorf("read conditions of crd %s: %w", name, err)
+			return fmt.Errorf("read conditions: %w", err)
 		}
 		want := map[string]bool{"Established": false, "NamesAccepted": false}
 		for _, c := range conds {
@@ -117,11 +114,31 @@ func waitEstablished(ctx context.Context, client dynamic.Interface, name string)
 				}
 			}
 		}
-		last = fmt.Sprintf("conditions %v", conds)
-		return want["Established"] && want["NamesAccepted"], nil
+		if !want["Established"] || !want["NamesAccepted"] {
+			return fmt.Errorf("not yet established: conditions %v", conds)
+		}
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("wait for crd %s to be established (%s): %w", name, last, err)
+		return fmt.Errorf("wait for crd %s to be established: %w", name, err)
 	}
 	return nil
+}
+
+// retryUntil calls fn every 100ms until it returns nil or ctx ends; the
+// error then names fn's last error too.
+func retryUntil(ctx context.Context, fn func(context.Context) error) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := fn(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		case <-tick.C:
+		}
+	}
 }

@@ -1,8 +1,10 @@
 package controlplane
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -292,5 +294,41 @@ func TestFreePortsDistinct(t *testing.T) {
 		require.False(t, seen[p], "port %d repeated", p)
 		require.Positive(t, p)
 		seen[p] = true
+	}
+}
+
+func TestRetryUntil(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		failures  int // calls that fail before one succeeds; -1: never succeeds
+		wantErr   string
+		wantCalls int
+	}{
+		{name: "first call succeeds", failures: 0, wantCalls: 1},
+		{name: "succeeds after retries", failures: 3, wantCalls: 4},
+		{name: "never succeeds", failures: -1, wantErr: "deadline exceeded (last error: attempt"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			calls := 0
+			err := retryUntil(ctx, func(context.Context) error {
+				calls++
+				if tt.failures < 0 || calls <= tt.failures {
+					return fmt.Errorf("attempt %d", calls)
+				}
+				return nil
+			})
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				require.ErrorIs(t, err, context.DeadlineExceeded)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.wantCalls, calls)
+		})
 	}
 }

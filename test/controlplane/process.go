@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -46,7 +47,8 @@ func (p *process) start() error {
 		return fmt.Errorf("open log of %s: %w", p.name, err)
 	}
 	fmt.Fprintf(logFile, "=== %s: %s %q\n", time.Now().Format(time.RFC3339Nano), p.path, p.args)
-	cmd := exec.Command(p.path, p.args...)
+	// The process outlives whatever request started it; stop ends it.
+	cmd := exec.CommandContext(context.Background(), p.path, p.args...)
 	cmd.Env = p.env
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
