@@ -573,7 +573,7 @@ func installCRD(ctx context.Context, t *testing.T, dyn dynamic.Interface, path s
 		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 			got, err := dyn.Resource(crdGVR).Get(ctx, crd.GetName(), metav1.GetOptions{})
 			if err != nil {
-				return false, nil
+				return false, err // the CRD was just created: any error is a real one
 			}
 			conds, _, _ := unstructured.NestedSlice(got.Object, "status", "conditions")
 			for _, c := range conds {
@@ -609,4 +609,17 @@ func (w *warningRecorder) get() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return append([]string(nil), w.warnings...)
+}
+
+// mustRenderRelease is renderRelease that fails the test on an error.
+func mustRenderRelease(t testing.TB, release, valuesFile string, set ...string) string {
+	t.Helper()
+	out, err := renderRelease(t, release, valuesFile, set...)
+	require.NoError(t, err, "helm template %s with %s %v", release, valuesFile, set)
+	return out
+}
+
+// objectKey names an object for assertions: Kind/namespace/name.
+func objectKey(o *unstructured.Unstructured) string {
+	return o.GetKind() + "/" + o.GetNamespace() + "/" + o.GetName()
 }

@@ -51,7 +51,7 @@ func daemonBinary(t testing.TB) string {
 	t.Helper()
 	daemonOnce.Do(func() {
 		out := filepath.Join(buildDir, "pin-feature-daemon")
-		cmd := exec.Command("go", "build", "-o", out, "./cmd/pin-feature-daemon")
+		cmd := exec.CommandContext(context.Background(), "go", "build", "-o", out, "./cmd/pin-feature-daemon")
 		cmd.Dir = repoRoot(t)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=1", "CGO_CFLAGS=-Wno-deprecated-declarations")
 		if b, err := cmd.CombinedOutput(); err != nil {
@@ -80,7 +80,7 @@ func fakeCUDA(t testing.TB) string {
 			cc = "cc"
 		}
 		src := filepath.Join(repoRoot(t), "pkg", "bench", "testdata", "fakecuda", "fakecuda.c")
-		cmd := exec.Command(cc, "-shared", "-fPIC", "-O2", "-o", out, src, "-lpthread")
+		cmd := exec.CommandContext(context.Background(), cc, "-shared", "-fPIC", "-O2", "-o", out, src, "-lpthread")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			fakeCUDAErr = fmt.Errorf("build fake libcuda from %s: %w\n%s", src, err, b)
 			return
@@ -134,7 +134,7 @@ func findGPUFixture(t testing.TB) gpuFixture {
 // freeAddress returns a loopback address with a port that was free a moment ago.
 func freeAddress(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := l.Addr().String()
 	require.NoError(t, l.Close())
@@ -164,7 +164,9 @@ func startDaemon(t *testing.T, env []string, args ...string) *runningDaemon {
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		cancel()
-		<-exited
+		if err := <-exited; err != nil {
+			t.Logf("daemon exit: %v", err)
+		}
 		if t.Failed() {
 			t.Logf("daemon stderr:\n%s", d.stderr.String())
 		}
@@ -187,7 +189,11 @@ func startDaemon(t *testing.T, env []string, args ...string) *runningDaemon {
 }
 
 func (d *runningDaemon) get(path string) (int, string, error) {
-	resp, err := http.Get("http://" + d.addr + path)
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+d.addr+path, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, "", err
 	}
@@ -297,7 +303,7 @@ func TestDashboardMetricsExported(t *testing.T) {
 // binary's `run --help`.
 func TestChartArgsAreDaemonFlags(t *testing.T) {
 	t.Parallel()
-	cmd := exec.Command(daemonBinary(t), "run", "--help")
+	cmd := exec.CommandContext(t.Context(), daemonBinary(t), "run", "--help")
 	help, err := cmd.CombinedOutput()
 	require.NoError(t, err, "run --help: %s", help)
 	flagName := regexp.MustCompile(`(?m)^\s+(?:-(\w), )?--([\w.-]+)`)

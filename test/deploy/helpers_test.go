@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"io"
@@ -70,7 +71,7 @@ func helmBin(t testing.TB) string {
 // runHelm runs helm in the repository root and returns stdout; stderr goes into the error.
 func runHelm(t testing.TB, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(helmBin(t), args...)
+	cmd := exec.CommandContext(context.Background(), helmBin(t), args...)
 	cmd.Dir = repoRoot(t)
 	// Keep helm away from the user's repositories, plugins and caches.
 	home := t.TempDir()
@@ -117,14 +118,6 @@ func mustRender(t testing.TB, valuesFile string, set ...string) string {
 	return out
 }
 
-// mustRenderRelease is renderRelease that fails the test on an error.
-func mustRenderRelease(t testing.TB, release, valuesFile string, set ...string) string {
-	t.Helper()
-	out, err := renderRelease(t, release, valuesFile, set...)
-	require.NoError(t, err, "helm template %s with %s %v", release, valuesFile, set)
-	return out
-}
-
 // decodeObjects parses a multi-document YAML stream into objects, skipping empty documents.
 func decodeObjects(t testing.TB, manifest string) []*unstructured.Unstructured {
 	t.Helper()
@@ -142,11 +135,6 @@ func decodeObjects(t testing.TB, manifest string) []*unstructured.Unstructured {
 		}
 		objs = append(objs, &unstructured.Unstructured{Object: obj})
 	}
-}
-
-// objectKey names an object for assertions: Kind/namespace/name.
-func objectKey(o *unstructured.Unstructured) string {
-	return o.GetKind() + "/" + o.GetNamespace() + "/" + o.GetName()
 }
 
 // findObject returns the only object of a kind, failing when there is not exactly one.
@@ -174,7 +162,7 @@ func kinds(objs []*unstructured.Unstructured) map[string]int {
 // execCommand prepares a command that runs in the repository root.
 func execCommand(t testing.TB, name string, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(name, args...)
+	cmd := exec.CommandContext(context.Background(), name, args...)
 	cmd.Dir = repoRoot(t)
 	return cmd
 }
