@@ -17,7 +17,7 @@ CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2
 GO_TEST    ?= go test -count=1
 RUN_ARGS   ?= -o table
 
-.PHONY: all build run test unit e2e tools lint vet bench fuzz manifests image clean help
+.PHONY: all build run test unit helm e2e tools lint vet bench fuzz manifests helm-lint image clean help
 
 all: build
 
@@ -32,12 +32,14 @@ run: build ## Probe this machine once (no cluster needed) and print the report; 
 
 test: unit e2e ## Every test: unit, fuzz seeds, e2e on a real control plane, chart checks
 
-unit: ## Unit tests (fixture nodes, fake libcuda, fake clientsets)
+unit: helm ## Unit tests (fixture nodes, fake libcuda, fake clientsets) and the chart checks
 	$(GO_TEST) ./...
 
-tools: ## Build the test tools (kube-apiserver, etcd, nfd-master, kube-scheduler, helm) into $(TOOLS_DIR)
-	hack/build-controlplane.sh
+helm: ## Build helm and fetch the ServiceMonitor CRD into $(TOOLS_DIR) (the chart checks need them)
 	hack/build-helm.sh
+
+tools: helm ## Build the test tools (kube-apiserver, etcd, nfd-master, kube-scheduler, helm) into $(TOOLS_DIR)
+	hack/build-controlplane.sh
 
 e2e: tools ## End-to-end tests against a real kube-apiserver, etcd, nfd-master and kube-scheduler
 	$(GO_TEST) -tags e2e -timeout 30m ./test/...
@@ -46,7 +48,7 @@ vet: ## go vet
 	go vet ./...
 	go vet -tags e2e ./test/...
 
-lint: vet ## go vet and golangci-lint (built at a pinned version by hack/build-lint.sh)
+lint: vet helm-lint ## go vet, helm lint --strict and golangci-lint (built at a pinned version by hack/build-lint.sh)
 	hack/build-lint.sh
 	$(TOOLS_DIR)/bin/golangci-lint run ./...
 	$(TOOLS_DIR)/bin/golangci-lint run --build-tags e2e ./test/...
@@ -57,9 +59,12 @@ bench: ## Benchmarks: probe of the 2-GPU fixture, DMA check against the fake lib
 fuzz: ## Run each parser fuzzer for FUZZTIME (default 20s)
 	hack/fuzz.sh $(or $(FUZZTIME),20s)
 
-manifests: ## Render deploy/manifests from the Helm chart
-	hack/build-helm.sh
+manifests: ## Render deploy/manifests (and the chart's dashboard copy) from the Helm chart
 	hack/render-manifests.sh
+
+helm-lint: helm ## helm lint --strict the chart with each test value set
+	for f in test/deploy/testdata/values/*.yaml; do \
+	  $(TOOLS_DIR)/bin/helm lint --strict deploy/helm/pin-feature-daemon --namespace pin-feature-daemon --values $$f; done
 
 image: ## Build the container image (needs docker or podman)
 	@test -n "$(CONTAINER_ENGINE)" || { echo "make image: no docker or podman on this machine" >&2; exit 1; }

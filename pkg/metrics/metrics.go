@@ -96,6 +96,10 @@ func New(info BuildInfo) *Metrics {
 	for _, s := range []bench.State{bench.StateOK, bench.StateSkipped, bench.StateFailed, bench.StateDisabled} {
 		m.benchRuns.WithLabelValues(string(s))
 	}
+	// The error counters exist at zero from the start, so rate() and alerts see a series on a healthy node.
+	for _, p := range knownProbes {
+		m.probeErrors.WithLabelValues(p)
+	}
 	return m
 }
 
@@ -127,6 +131,10 @@ func (m *Metrics) PublishFailed(output string) { m.publishErrors.WithLabelValues
 
 // InitPublish makes the publish error series of output exist at zero.
 func (m *Metrics) InitPublish(output string) { m.publishErrors.WithLabelValues(output) }
+
+// knownProbes are the first path elements of the detector's fact names (see pkg/detector's collector).
+var knownProbes = []string{"bootID", "cgroup", "dev", "hostname", "iommu", "meminfo", "memlock", "mlock", "nvml",
+	"osrelease", "pci", "shm", "thp", "version"}
 
 // probeName bounds the probe label's cardinality: the first path element of the fact ("pci/0000:..." -> "pci").
 func probeName(fact string) string {

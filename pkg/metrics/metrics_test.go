@@ -66,8 +66,20 @@ pinmemory_pcie_link_generation{` + gpu + "," + rest + `,state="current",uuid="GP
 pinmemory_pcie_link_generation{` + gpu + "," + rest + `,state="max",uuid="GPU-1"} 5
 # HELP pinmemory_probe_errors_total Facts that could not be read, by probe.
 # TYPE pinmemory_probe_errors_total counter
+pinmemory_probe_errors_total{probe="bootID"} 0
+pinmemory_probe_errors_total{probe="cgroup"} 0
+pinmemory_probe_errors_total{probe="dev"} 0
+pinmemory_probe_errors_total{probe="hostname"} 0
+pinmemory_probe_errors_total{probe="iommu"} 0
+pinmemory_probe_errors_total{probe="meminfo"} 0
 pinmemory_probe_errors_total{probe="memlock"} 1
+pinmemory_probe_errors_total{probe="mlock"} 0
+pinmemory_probe_errors_total{probe="nvml"} 0
+pinmemory_probe_errors_total{probe="osrelease"} 0
 pinmemory_probe_errors_total{probe="pci"} 1
+pinmemory_probe_errors_total{probe="shm"} 0
+pinmemory_probe_errors_total{probe="thp"} 0
+pinmemory_probe_errors_total{probe="version"} 0
 # HELP pinmemory_publish_errors_total Failed label publications, by output.
 # TYPE pinmemory_publish_errors_total counter
 pinmemory_publish_errors_total{output="nodefeature"} 1
