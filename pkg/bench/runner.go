@@ -536,7 +536,7 @@ loop:
 	switch {
 	case fatal != "":
 		cr.err = errors.New(fatal)
-	case context.Cause(tctx) == errChildTimeout:
+	case errors.Is(context.Cause(tctx), errChildTimeout):
 		cr.err = fmt.Errorf("bench child killed after the %s timeout%s", o.Timeout, hungPhase(cr.phases, req))
 	case ctx.Err() != nil:
 		cr.err = fmt.Errorf("bench child stopped: %w", context.Cause(ctx))

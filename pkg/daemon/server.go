@@ -24,7 +24,7 @@ type Server struct {
 
 // Listen binds addr now, so a taken port is an error at start rather than later.
 func Listen(addr string, reg *prometheus.Registry, healthz, readyz Checker) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on metrics address %s: %w", addr, err)
 	}

@@ -319,7 +319,7 @@ func parseTHPMode(s string) (string, error) {
 		return "", malformed("transparent hugepage mode %q does not select one word", truncate(s))
 	}
 	for _, c := range mode {
-		if !(c >= 'a' && c <= 'z' || c == '_' || c == '-') {
+		if (c < 'a' || c > 'z') && c != '_' && c != '-' {
 			return "", malformed("transparent hugepage mode %q is not a word", truncate(mode))
 		}
 	}
@@ -417,7 +417,7 @@ func NormalizePCIAddress(s string) (string, error) {
 
 func isHex(s string) bool {
 	for _, c := range s {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+		if !isHexDigit(c) {
 			return false
 		}
 	}
@@ -440,4 +440,8 @@ func truncate(s string) string {
 		return s
 	}
 	return s[:max] + "..."
+}
+
+func isHexDigit(c rune) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }

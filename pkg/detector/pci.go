@@ -335,7 +335,7 @@ func (p *probe) upstreamHops(dir string) []PCIeHop {
 func (p *probe) resolveDeviceDir(entry string) (dir string, linked bool, err error) {
 	target, err := os.Readlink(entry)
 	if err != nil {
-		return entry, false, nil
+		return entry, false, nil //nolint:nilerr // not a symlink: a flattened tree, nothing to walk up
 	}
 	if filepath.IsAbs(target) {
 		rest, ok := strings.CutPrefix(filepath.Clean(target), "/sys/")

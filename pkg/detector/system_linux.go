@@ -3,6 +3,7 @@
 package detector
 
 import (
+	"errors"
 	"fmt"
 	"syscall"
 
@@ -39,7 +40,8 @@ func (realSystem) MlockTrial(n int) (syscall.Errno, error) {
 	}
 	defer func() { _ = unix.Munmap(buf) }()
 	if err := unix.Mlock(buf); err != nil {
-		if errno, ok := err.(syscall.Errno); ok {
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
 			return errno, nil
 		}
 		return 0, fmt.Errorf("mlock %d bytes: %w", n, err)
