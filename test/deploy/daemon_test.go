@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/fakecuda"
 )
 
 // TestMain owns the directory the daemon binary and the fake CUDA driver are built into, once per run.
@@ -49,17 +51,7 @@ var (
 // daemonBinary builds ./cmd/pin-feature-daemon (with cgo, as `make build` does) once per test run.
 func daemonBinary(t testing.TB) string {
 	t.Helper()
-	daemonOnce.Do(func() {
-		out := filepath.Join(buildDir, "pin-feature-daemon")
-		cmd := exec.CommandContext(context.Background(), "go", "build", "-o", out, "./cmd/pin-feature-daemon")
-		cmd.Dir = repoRoot(t)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=1", "CGO_CFLAGS=-Wno-deprecated-declarations")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			daemonErr = fmt.Errorf("go build ./cmd/pin-feature-daemon: %w\n%s", err, b)
-			return
-		}
-		daemonPath = out
-	})
+	daemonOnce.Do(func() { daemonPath, daemonErr = fakecuda.BuildDaemon(buildDir) })
 	require.NoError(t, daemonErr)
 	return daemonPath
 }
@@ -68,25 +60,7 @@ func daemonBinary(t testing.TB) string {
 // that the daemon's real DMA check runs and exports its bandwidth metrics.
 func fakeCUDA(t testing.TB) string {
 	t.Helper()
-	fakeCUDAOnce.Do(func() {
-		dir := filepath.Join(buildDir, "fakecuda")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			fakeCUDAErr = err
-			return
-		}
-		out := filepath.Join(dir, "libcuda.so.1")
-		cc := os.Getenv("CC")
-		if cc == "" {
-			cc = "cc"
-		}
-		src := filepath.Join(repoRoot(t), "pkg", "bench", "testdata", "fakecuda", "fakecuda.c")
-		cmd := exec.CommandContext(context.Background(), cc, "-shared", "-fPIC", "-O2", "-o", out, src, "-lpthread")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			fakeCUDAErr = fmt.Errorf("build fake libcuda from %s: %w\n%s", src, err, b)
-			return
-		}
-		fakeCUDAPath = out
-	})
+	fakeCUDAOnce.Do(func() { fakeCUDAPath, fakeCUDAErr = fakecuda.Build(buildDir) })
 	require.NoError(t, fakeCUDAErr)
 	return fakeCUDAPath
 }

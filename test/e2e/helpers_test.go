@@ -56,12 +56,8 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		daemonBin = filepath.Join(dir, "pin-feature-daemon")
-		build := exec.Command("go", "build", "-o", daemonBin, "./cmd/pin-feature-daemon")
-		build.Dir = repoRoot()
-		build.Env = append(os.Environ(), "CGO_ENABLED=1", "CGO_CFLAGS=-O2 -Wno-deprecated-declarations")
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build daemon: %v\n%s", err, out)
+		if daemonBin, err = fakecuda.BuildDaemon(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		if fakeLib, err = fakecuda.Build(dir); err != nil {
