@@ -179,7 +179,7 @@ func (d *Daemon) publish(ctx context.Context, next labeler.Labels) error {
 	if !haveRead {
 		p, err := out.Published(ctx)
 		if err != nil {
-			return d.publishFailed(fmt.Errorf("read published labels: %w", err))
+			return d.publishFailed(ctx, fmt.Errorf("read published labels: %w", err))
 		}
 		published, haveRead = p, true
 	}
@@ -190,7 +190,7 @@ func (d *Daemon) publish(ctx context.Context, next labeler.Labels) error {
 
 	changed, err := out.Publish(ctx, want)
 	if err != nil {
-		return d.publishFailed(err)
+		return d.publishFailed(ctx, err)
 	}
 	if changed {
 		klog.InfoS("Published labels", "output", out.Name(), "labels", len(want))
@@ -208,7 +208,13 @@ func (d *Daemon) publish(ctx context.Context, next labeler.Labels) error {
 	return nil
 }
 
-func (d *Daemon) publishFailed(err error) error {
+// publishFailed records a failed publish. One cut short by shutdown is no failure of the output: it is
+// neither counted nor logged as an error.
+func (d *Daemon) publishFailed(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		klog.V(2).InfoS("Publish interrupted by shutdown", "output", d.cfg.Output.Name(), "err", err)
+		return err
+	}
 	d.cfg.Metrics.PublishFailed(d.cfg.Output.Name())
 	d.mu.Lock()
 	d.publishErr = err

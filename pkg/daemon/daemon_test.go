@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -257,4 +259,27 @@ func TestServerEndpoints(t *testing.T) {
 	require.ErrorContains(t, err, "listen on metrics address")
 	cancel()
 	require.NoError(t, <-done)
+}
+
+func TestPublishCutShortByShutdownIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	out := &fakeOutput{}
+	out.set(context.Canceled)
+	d, _ := newTestDaemon(t, out, nil, clocktesting.NewFakeClock(time.Now()))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.Error(t, d.RunOnce(ctx))
+	require.NoError(t, testutil.GatherAndCompare(d.cfg.Metrics.Registry, strings.NewReader(`
+# HELP pinmemory_publish_errors_total Failed label publications, by output.
+# TYPE pinmemory_publish_errors_total counter
+pinmemory_publish_errors_total{output="fake"} 0
+`), "pinmemory_publish_errors_total"))
+
+	out.set(errors.New("connection refused"))
+	require.Error(t, d.RunOnce(context.Background()))
+	require.NoError(t, testutil.GatherAndCompare(d.cfg.Metrics.Registry, strings.NewReader(`
+# HELP pinmemory_publish_errors_total Failed label publications, by output.
+# TYPE pinmemory_publish_errors_total counter
+pinmemory_publish_errors_total{output="fake"} 1
+`), "pinmemory_publish_errors_total"))
 }
