@@ -23,6 +23,14 @@ import (
 // nodeFeatureNameSuffix tells our NodeFeature apart from nfd-worker's, which is named after the node alone.
 const nodeFeatureNameSuffix = "-" + FieldManager
 
+// LabelsFeature is the attribute feature under which the nodefeature output publishes its labels a second
+// time, for NodeFeatureRules: nfd-master matches rules against the features of a node's NodeFeature objects
+// (all of them merged), never against their spec.labels. Rules name a feature "<domain>.<feature>" in lower
+// case (nfd-master lowercases the name it looks up); the elements are the label names without the
+// feature.node.kubernetes.io/ prefix, as in nfd-worker's local.label feature of the file output, so that a
+// rule for one output differs from one for the other only in the feature it names.
+const LabelsFeature = "pinmemory.labels"
+
 // ManagedByLabel marks the objects the daemon writes, so that they can be listed (and cleaned up) together.
 const ManagedByLabel = "app.kubernetes.io/managed-by"
 
@@ -47,7 +55,8 @@ func NodeFeatureName(nodeName string) string {
 }
 
 // nodeFeatureOutput keeps one NodeFeature object (nfd.k8s-sigs.io/v1alpha1) whose spec.labels are ours;
-// nfd-master turns them into node labels under feature.node.kubernetes.io/.
+// nfd-master turns them into node labels under feature.node.kubernetes.io/. The same labels are the elements
+// of the attribute feature LabelsFeature, which NodeFeatureRules can match.
 type nodeFeatureOutput struct {
 	client    nfdclientset.Interface
 	namespace string
@@ -60,9 +69,10 @@ type nodeFeatureOutput struct {
 }
 
 // NewNodeFeatureOutput returns an Output that keeps the NodeFeature namespace/NodeFeatureName(nodeName),
-// labelled nfd.node.kubernetes.io/node-name=nodeName, with spec.labels equal to the labels. It creates the
-// object when missing and updates it only when its spec.labels, node-name label or owner references differ,
-// so a steady state costs one GET per Publish and no write. owner must be nil or a DaemonSet (see
+// labelled nfd.node.kubernetes.io/node-name=nodeName, with spec.labels and the elements of the attribute
+// feature LabelsFeature equal to the labels (other features of the object are left alone). It creates the
+// object when missing and updates it only when its spec.labels, that feature, node-name label or owner
+// references differ, so a steady state costs one GET per Publish and no write. owner must be nil or a DaemonSet (see
 // ResolveOwner); a Pod is refused, because the object and the node's labels would go with every restart.
 // Conflicts, lost create races and transient API errors are retried for a few seconds within Publish.
 func NewNodeFeatureOutput(client nfdclientset.Interface, namespace, nodeName string, owner *metav1.OwnerReference) (Output, error) {
@@ -128,6 +138,7 @@ func (o *nodeFeatureOutput) publishOnce(ctx context.Context, labels Labels) (boo
 	want.Labels = o.objectLabels(want.Labels)
 	want.OwnerReferences = o.ownerReferences(want.OwnerReferences)
 	want.Spec.Labels = maps.Clone(labels)
+	setLabelsFeature(&want.Spec.Features, labels)
 	if apiequality.Semantic.DeepEqual(cur, want) {
 		klog.V(4).InfoS("NodeFeature up to date", "nodeFeature", klog.KObj(cur))
 		return false, nil
@@ -154,11 +165,21 @@ func (o *nodeFeatureOutput) create(ctx context.Context, labels Labels) error {
 		},
 		Spec: nfdv1alpha1.NodeFeatureSpec{Labels: maps.Clone(labels)},
 	}
+	setLabelsFeature(&obj.Spec.Features, labels)
 	if _, err := o.client.NfdV1alpha1().NodeFeatures(o.namespace).Create(ctx, obj, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
 		return err
 	}
 	klog.V(2).InfoS("created NodeFeature", "nodeFeature", klog.KObj(obj), "labels", len(labels))
 	return nil
+}
+
+// setLabelsFeature sets the attribute feature LabelsFeature to the labels, leaving other features as they are.
+// The elements are never nil, so that an empty set is stored as {} rather than dropped.
+func setLabelsFeature(f *nfdv1alpha1.Features, labels Labels) {
+	if f.Attributes == nil {
+		f.Attributes = map[string]nfdv1alpha1.AttributeFeatureSet{}
+	}
+	f.Attributes[LabelsFeature] = nfdv1alpha1.NewAttributeFeatures(maps.Clone(labels))
 }
 
 // objectLabels returns the object's labels with ours set and everybody else's kept.

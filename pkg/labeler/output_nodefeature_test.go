@@ -79,6 +79,9 @@ func existingNF(mutate func(*nfdv1alpha1.NodeFeature)) *nfdv1alpha1.NodeFeature 
 		},
 		Spec: nfdv1alpha1.NodeFeatureSpec{Labels: map[string]string{"pinmemory.available": "true"}},
 	}
+	nf.Spec.Features.Attributes = map[string]nfdv1alpha1.AttributeFeatureSet{
+		LabelsFeature: nfdv1alpha1.NewAttributeFeatures(map[string]string{"pinmemory.available": "true"}),
+	}
 	if mutate != nil {
 		mutate(nf)
 	}
@@ -233,15 +236,48 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 			wantObjLbls: map[string]string{"team": "ml"},
 		},
 		{
-			name: "raw features of the object left alone",
+			name: "others' features of the object left alone",
 			existing: existingNF(func(nf *nfdv1alpha1.NodeFeature) {
-				nf.Spec.Features = *nfdv1alpha1.NewFeatures()
-				nf.Spec.Features.Flags["x.flags"] = nfdv1alpha1.NewFlagFeatures("a")
+				nf.Spec.Features.Flags = map[string]nfdv1alpha1.FlagFeatureSet{"x.flags": nfdv1alpha1.NewFlagFeatures("a")}
+				nf.Spec.Features.Attributes["x.attrs"] = nfdv1alpha1.NewAttributeFeatures(map[string]string{"k": "v"})
 			}),
 			owner:       pubTestDSOwner,
 			labels:      Labels{"pinmemory.available": "true"},
 			wantChanged: false,
 			wantVerbs:   []string{"get"},
+			wantOwners:  []metav1.OwnerReference{*pubTestDSOwner},
+		},
+		{
+			name: "others' features kept when ours changes",
+			existing: existingNF(func(nf *nfdv1alpha1.NodeFeature) {
+				nf.Spec.Features.Flags = map[string]nfdv1alpha1.FlagFeatureSet{"x.flags": nfdv1alpha1.NewFlagFeatures("a")}
+			}),
+			owner:       pubTestDSOwner,
+			labels:      Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "52"},
+			wantChanged: true,
+			wantVerbs:   []string{"get", "update"},
+			wantOwners:  []metav1.OwnerReference{*pubTestDSOwner},
+		},
+		{
+			name: "labels equal but feature missing (object of an older daemon): update",
+			existing: existingNF(func(nf *nfdv1alpha1.NodeFeature) {
+				nf.Spec.Features = nfdv1alpha1.Features{}
+			}),
+			owner:       pubTestDSOwner,
+			labels:      Labels{"pinmemory.available": "true"},
+			wantChanged: true,
+			wantVerbs:   []string{"get", "update"},
+			wantOwners:  []metav1.OwnerReference{*pubTestDSOwner},
+		},
+		{
+			name: "labels equal but feature edited: update",
+			existing: existingNF(func(nf *nfdv1alpha1.NodeFeature) {
+				nf.Spec.Features.Attributes[LabelsFeature] = nfdv1alpha1.NewAttributeFeatures(map[string]string{"pinmemory.available": "false"})
+			}),
+			owner:       pubTestDSOwner,
+			labels:      Labels{"pinmemory.available": "true"},
+			wantChanged: true,
+			wantVerbs:   []string{"get", "update"},
 			wantOwners:  []metav1.OwnerReference{*pubTestDSOwner},
 		},
 	}
@@ -272,8 +308,13 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 			for _, r := range nf.OwnerReferences {
 				require.Nil(t, r.BlockOwnerDeletion, "the GC must never wait on us")
 			}
+			// The labels again, as the feature NodeFeatureRules match; every other feature as it was.
+			require.Equal(t, map[string]string(tc.labels), nonNilMap(nf.Spec.Features.Attributes[LabelsFeature].Elements))
+			require.NotNil(t, nf.Spec.Features.Attributes[LabelsFeature].Elements, "an empty set is {}, not null")
 			if tc.existing != nil {
-				require.Equal(t, tc.existing.Spec.Features, nf.Spec.Features)
+				wantFeatures := tc.existing.Spec.Features.DeepCopy()
+				setLabelsFeature(wantFeatures, tc.labels)
+				require.Equal(t, *wantFeatures, nf.Spec.Features, "others' features untouched")
 			}
 
 			// Steady state: publishing the same labels again reads and never writes.
@@ -410,7 +451,9 @@ func TestNodeFeatureOutputRetries(t *testing.T) {
 			}
 			require.NoError(t, err)
 			require.Equal(t, tc.wantChanged, changed)
-			require.Equal(t, map[string]string(labels), getNF(t, cs).Spec.Labels)
+			nf := getNF(t, cs)
+			require.Equal(t, map[string]string(labels), nf.Spec.Labels)
+			require.Equal(t, map[string]string(labels), nf.Spec.Features.Attributes[LabelsFeature].Elements)
 		})
 	}
 }
@@ -442,6 +485,9 @@ func TestNodeFeatureOutputPublished(t *testing.T) {
 		{name: "none", want: nil},
 		{name: "labels", existing: existingNF(nil), want: Labels{"pinmemory.available": "true"}},
 		{name: "object without labels", existing: existingNF(func(nf *nfdv1alpha1.NodeFeature) { nf.Spec.Labels = nil }), want: Labels{}},
+		{name: "labels, not the feature", existing: existingNF(func(nf *nfdv1alpha1.NodeFeature) {
+			nf.Spec.Features.Attributes[LabelsFeature] = nfdv1alpha1.NewAttributeFeatures(map[string]string{"pinmemory.available": "false"})
+		}), want: Labels{"pinmemory.available": "true"}},
 		{name: "api error", getErr: apierrors.NewForbidden(schema.GroupResource{Resource: "nodefeatures"}, "x", nil), wantErr: "get NodeFeature " + pubTestNS + "/"},
 	}
 	for _, tc := range tests {

@@ -31,6 +31,7 @@ import (
 	"k8s.io/utils/ptr"
 	nfdv1alpha1 "sigs.k8s.io/node-feature-discovery/api/nfd/v1alpha1"
 
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 	"github.com/pinmemory/pin-feature-daemon/test/controlplane"
 )
 
@@ -143,62 +144,90 @@ func TestChartOnAPIServer(t *testing.T) {
 	})
 }
 
-// testNodeFeatureRule installs the chart's example NodeFeatureRule and publishes, for three nodes, what
-// nfd-worker publishes for the daemon's feature file (output: file): the labels, and the same keys as the
-// local.label feature. The real nfd-master must label only the node with pinned memory and enough bandwidth.
+// testNodeFeatureRule installs the chart's example NodeFeatureRule rendered for each output that supports it
+// (one release each) and publishes, for three nodes per output, what a node of that output gives nfd-master:
+//   - nodefeature: the daemon's own NodeFeature, written by the real labeler output into the release
+//     namespace (spec.labels and the labeler.LabelsFeature feature);
+//   - file: what nfd-worker publishes for the daemon's feature file, the labels and the same keys as the
+//     local.label feature, in nfd-worker's NodeFeature.
+//
+// The real nfd-master must label only the nodes with pinned memory and enough bandwidth; each rule sees only
+// the feature of its own output, so the other output's nodes are no help to it.
 func testNodeFeatureRule(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, dyn dynamic.Interface,
 	kc kubernetes.Interface, mapper meta.RESTMapper) {
-	rendered := mustRender(t, "", "output=file", "nodeFeatureRule.enabled=true", "nodeFeatureRule.minH2DGbps=40")
-	require.NoError(t, apply(ctx, dyn, mapper, findObject(t, decodeObjects(t, rendered), "NodeFeatureRule"), false))
-
-	nodes := map[string]map[string]string{
-		"rule-fast":  {"pinmemory.available": "true", "pinmemory.h2d-gbps": "52", "pinmemory.bench": "ok"},
-		"rule-slow":  {"pinmemory.available": "true", "pinmemory.h2d-gbps": "30", "pinmemory.bench": "ok"},
-		"rule-nopin": {"pinmemory.available": "false", "pinmemory.reason": "platform", "pinmemory.h2d-gbps": "52"},
+	nodeLabels := map[string]map[string]string{
+		"fast":  {"pinmemory.available": "true", "pinmemory.h2d-gbps": "52", "pinmemory.bench": "ok"},
+		"slow":  {"pinmemory.available": "true", "pinmemory.h2d-gbps": "30", "pinmemory.bench": "ok"},
+		"nopin": {"pinmemory.available": "false", "pinmemory.reason": "platform", "pinmemory.h2d-gbps": "52"},
 	}
-	for name, labels := range nodes {
-		// Labels and annotations as kubelet sets them: nfd-master's JSON patches add to both maps.
-		_, err := kc.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{
-			Name:        name,
-			Labels:      map[string]string{"kubernetes.io/hostname": name},
-			Annotations: map[string]string{"node.alpha.kubernetes.io/ttl": "0"},
-		}}, metav1.CreateOptions{})
-		require.NoError(t, err)
-		spec := nfdv1alpha1.NewNodeFeatureSpec()
-		spec.Labels = labels
-		spec.Features.Attributes["local.label"] = nfdv1alpha1.NewAttributeFeatures(labels)
-		_, err = cp.NFDClientset.NfdV1alpha1().NodeFeatures(cp.Namespace).Create(ctx, &nfdv1alpha1.NodeFeature{
-			ObjectMeta: metav1.ObjectMeta{
-				Name: name, Namespace: cp.Namespace,
-				Labels: map[string]string{nfdv1alpha1.NodeFeatureObjNodeNameLabel: name},
-			},
-			Spec: *spec,
-		}, metav1.CreateOptions{})
-		require.NoError(t, err)
+	publish := map[string]func(t *testing.T, node string, labels map[string]string){
+		"nodefeature": func(t *testing.T, node string, labels map[string]string) {
+			out, err := labeler.NewNodeFeatureOutput(cp.NFDClientset, namespace, node, nil)
+			require.NoError(t, err)
+			changed, err := out.Publish(ctx, labeler.Labels(labels))
+			require.NoError(t, err)
+			require.True(t, changed)
+		},
+		"file": func(t *testing.T, node string, labels map[string]string) {
+			spec := nfdv1alpha1.NewNodeFeatureSpec()
+			spec.Labels = labels
+			spec.Features.Attributes["local.label"] = nfdv1alpha1.NewAttributeFeatures(labels)
+			_, err := cp.NFDClientset.NfdV1alpha1().NodeFeatures(cp.Namespace).Create(ctx, &nfdv1alpha1.NodeFeature{
+				ObjectMeta: metav1.ObjectMeta{
+					Name: node, Namespace: cp.Namespace,
+					Labels: map[string]string{nfdv1alpha1.NodeFeatureObjNodeNameLabel: node},
+				},
+				Spec: *spec,
+			}, metav1.CreateOptions{})
+			require.NoError(t, err)
+		},
 	}
 
-	const ready = "feature.node.kubernetes.io/pinmemory.inference-ready"
-	got := map[string]map[string]string{}
-	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
-		for name := range nodes {
-			n, err := kc.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return false, err
+	// Both rules first, then the nodes: a node must not be labelled by the other output's rule either.
+	for _, output := range []string{"nodefeature", "file"} {
+		rendered := mustRenderRelease(t, "rule-"+output, "", "output="+output, "nodeFeatureRule.enabled=true", "nodeFeatureRule.minH2DGbps=40")
+		require.NoError(t, apply(ctx, dyn, mapper, findObject(t, decodeObjects(t, rendered), "NodeFeatureRule"), false))
+	}
+	for _, output := range []string{"nodefeature", "file"} {
+		t.Run(output, func(t *testing.T) {
+			nodes := map[string]string{} // node name -> case
+			for c, labels := range nodeLabels {
+				name := "rule-" + output + "-" + c
+				nodes[name] = c
+				// Labels and annotations as kubelet sets them: nfd-master's JSON patches add to both maps.
+				_, err := kc.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+					Name:        name,
+					Labels:      map[string]string{"kubernetes.io/hostname": name},
+					Annotations: map[string]string{"node.alpha.kubernetes.io/ttl": "0"},
+				}}, metav1.CreateOptions{})
+				require.NoError(t, err)
+				publish[output](t, name, labels)
 			}
-			got[name] = n.Labels
-		}
-		for _, labels := range got {
-			// nfd-master has processed a node once the daemon's labels are on it.
-			if labels["feature.node.kubernetes.io/pinmemory.h2d-gbps"] == "" {
-				return false, nil
-			}
-		}
-		return got["rule-fast"][ready] != "", nil
-	})
-	require.NoError(t, err, "nfd-master never labelled the nodes: %v\n%s", got, cp.Logs(30))
-	require.Equal(t, "true", got["rule-fast"][ready])
-	require.NotContains(t, got["rule-slow"], ready, "30 GB/s is not above 40")
-	require.NotContains(t, got["rule-nopin"], ready, "pinned memory unavailable")
+
+			const ready = "feature.node.kubernetes.io/pinmemory.inference-ready"
+			got := map[string]map[string]string{} // case -> node labels
+			err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+				for name, c := range nodes {
+					n, err := kc.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+					if err != nil {
+						return false, err
+					}
+					got[c] = n.Labels
+				}
+				for _, labels := range got {
+					// nfd-master has processed a node once the daemon's labels are on it.
+					if labels["feature.node.kubernetes.io/pinmemory.h2d-gbps"] == "" {
+						return false, nil
+					}
+				}
+				return got["fast"][ready] != "", nil
+			})
+			require.NoError(t, err, "nfd-master never labelled the nodes: %v\n%s", got, cp.Logs(30))
+			require.Equal(t, "true", got["fast"][ready])
+			require.NotContains(t, got["slow"], ready, "30 GB/s is not above 40")
+			require.NotContains(t, got["nopin"], ready, "pinned memory unavailable")
+		})
+	}
 }
 
 // testDaemonAsServiceAccount runs the real daemon binary (one pass) with each output that talks to the API

@@ -80,12 +80,12 @@ func TestRenderFailsOnContradictions(t *testing.T) {
 		{
 			name:    "node feature rule with node labels",
 			set:     []string{"output=node", "nodeFeatureRule.enabled=true"},
-			wantErr: "nodeFeatureRule.enabled needs output: file, not node",
+			wantErr: "nodeFeatureRule.enabled needs output: nodefeature or file, not node",
 		},
 		{
-			name:    "node feature rule with NodeFeature labels",
-			set:     []string{"nodeFeatureRule.enabled=true"},
-			wantErr: "nodeFeatureRule.enabled needs output: file, not nodefeature",
+			name:    "node feature rule with stdout",
+			set:     []string{"output=stdout", "nodeFeatureRule.enabled=true"},
+			wantErr: "nodeFeatureRule.enabled needs output: nodefeature or file, not stdout",
 		},
 		{
 			name:    "admission policy without the RBAC it guards",
@@ -351,21 +351,33 @@ func TestDashboardConfigMap(t *testing.T) {
 		"the chart's dashboards/pin-feature-daemon.json differs from deploy/grafana/pin-feature-daemon.json: run make manifests")
 }
 
-// TestNodeFeatureRule checks the example rule's expressions against the label schema: IsTrue on the
-// availability label and Gt on the bandwidth label.
+// TestNodeFeatureRule checks the example rule's expressions against the label schema (IsTrue on the
+// availability label, Gt on the bandwidth label) and that it matches the feature its output provides: the
+// pinmemory.labels feature of the daemon's NodeFeature (labeler.LabelsFeature), or nfd-worker's local.label
+// made of the feature file. The e2e test runs both against a real nfd-master.
 func TestNodeFeatureRule(t *testing.T) {
 	t.Parallel()
-	objs := decodeObjects(t, mustRender(t, "", "output=file", "nodeFeatureRule.enabled=true", "nodeFeatureRule.minH2DGbps=35"))
-	rule := findObject(t, objs, "NodeFeatureRule")
-	rules := nested[[]any](t, rule.Object, "spec", "rules")
-	require.Len(t, rules, 1)
-	r := rules[0].(map[string]any)
-	require.Equal(t, map[string]any{"pinmemory.inference-ready": "true"}, r["labels"])
-	mf := r["matchFeatures"].([]any)[0].(map[string]any)
-	require.Equal(t, "local.label", mf["feature"])
-	exprs := mf["matchExpressions"].(map[string]any)
-	require.Equal(t, map[string]any{"op": "IsTrue"}, exprs["pinmemory.available"])
-	require.Equal(t, map[string]any{"op": "Gt", "value": []any{"35"}}, exprs["pinmemory.h2d-gbps"])
+	for _, tc := range []struct{ output, feature string }{
+		{"nodefeature", "pinmemory.labels"},
+		{"file", "local.label"},
+	} {
+		t.Run(tc.output, func(t *testing.T) {
+			t.Parallel()
+			objs := decodeObjects(t, mustRender(t, "", "output="+tc.output, "nodeFeatureRule.enabled=true", "nodeFeatureRule.minH2DGbps=35"))
+			rule := findObject(t, objs, "NodeFeatureRule")
+			rules := nested[[]any](t, rule.Object, "spec", "rules")
+			require.Len(t, rules, 1)
+			r := rules[0].(map[string]any)
+			require.Equal(t, map[string]any{"pinmemory.inference-ready": "true"}, r["labels"])
+			terms := r["matchFeatures"].([]any)
+			require.Len(t, terms, 1)
+			mf := terms[0].(map[string]any)
+			require.Equal(t, tc.feature, mf["feature"])
+			exprs := mf["matchExpressions"].(map[string]any)
+			require.Equal(t, map[string]any{"op": "IsTrue"}, exprs["pinmemory.available"])
+			require.Equal(t, map[string]any{"op": "Gt", "value": []any{"35"}}, exprs["pinmemory.h2d-gbps"])
+		})
+	}
 }
 
 func daemonContainer(t testing.TB, ds *unstructured.Unstructured) map[string]any {

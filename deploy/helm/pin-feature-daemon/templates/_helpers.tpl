@@ -101,8 +101,8 @@ validate fails the render on values that contradict each other; values.schema.js
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled (a ServiceMonitor selects the metrics Service)" }}
 {{- end }}
-{{- if and .Values.nodeFeatureRule.enabled (ne .Values.output "file") }}
-{{- fail (printf "nodeFeatureRule.enabled needs output: file, not %s: NFD rules match features, and nfd-worker publishes a feature file's labels as the local.label feature, while a NodeFeature object's or a Node's labels are not features" .Values.output) }}
+{{- if and .Values.nodeFeatureRule.enabled (not (has .Values.output (list "nodefeature" "file"))) }}
+{{- fail (printf "nodeFeatureRule.enabled needs output: nodefeature or file, not %s: NFD rules match features, which only those outputs publish (the pinmemory.labels feature of the daemon's NodeFeature, nfd-worker's local.label of the feature file); a Node's labels are not features" .Values.output) }}
 {{- end }}
 {{- if and (eq .Values.output "node") .Values.admissionPolicy.enabled (not .Values.rbac.create) }}
 {{- fail "admissionPolicy.enabled with output: node needs rbac.create (the policy guards the node permissions the chart grants)" }}
