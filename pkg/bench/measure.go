@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
 const (
@@ -232,7 +234,7 @@ func findDevice(drv cudaDriver, t Target) (cuDevice, error) {
 	if err != nil {
 		return 0, err
 	}
-	if n, err := normalizePCIAddress(got); err != nil || n != t.PCIAddress {
+	if n, err := detector.NormalizePCIAddress(got); err != nil || n != t.PCIAddress {
 		return 0, fmt.Errorf("cuda device for %s reports pci bus id %q", t.PCIAddress, got)
 	}
 	return dev, nil

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
@@ -88,36 +87,9 @@ func (t *Target) matches(sel string) bool {
 		return true
 	}
 	if t.PCIAddress != "" {
-		if n, err := normalizePCIAddress(sel); err == nil && n == t.PCIAddress {
+		if n, err := detector.NormalizePCIAddress(sel); err == nil && n == t.PCIAddress {
 			return true
 		}
 	}
 	return false
-}
-
-// normalizePCIAddress turns a PCI address in any case and domain width ("00000000:2A:00.0", "2a:00.0")
-// into the inventory's form: lower-case hex with an (at least) 4-digit domain ("0000:2a:00.0").
-func normalizePCIAddress(s string) (string, error) {
-	bad := fmt.Errorf("parse pci address %q: want [domain:]bus:device.function in hex", s)
-	parts := strings.Split(strings.TrimSpace(s), ":")
-	if len(parts) == 2 {
-		parts = append([]string{"0"}, parts...)
-	}
-	if len(parts) != 3 {
-		return "", bad
-	}
-	devfn := strings.Split(parts[2], ".")
-	if len(devfn) != 2 {
-		return "", bad
-	}
-	var v [4]uint64
-	limits := [4]uint64{0xffffffff, 0xff, 0x1f, 7}
-	for i, f := range []string{parts[0], parts[1], devfn[0], devfn[1]} {
-		n, err := strconv.ParseUint(f, 16, 32)
-		if err != nil || n > limits[i] {
-			return "", bad
-		}
-		v[i] = n
-	}
-	return fmt.Sprintf("%04x:%02x:%02x.%x", v[0], v[1], v[2], v[3]), nil
 }
