@@ -13,6 +13,6 @@ while IFS= read -r file; do
 		echo "== $pkg $fn ($fuzztime)"
 		go test -run '^$' -fuzz "^${fn}\$" -fuzztime "$fuzztime" "$pkg"
 	done
-done < <(grep -rlE '^func Fuzz' --include='*_test.go' pkg cmd)
+done < <(grep -rlE '^func Fuzz' --include='*_test.go' pkg cmd internal)
 [ "$found" -gt 0 ] || { echo "hack/fuzz.sh: no fuzz targets found" >&2; exit 1; }
 echo "hack/fuzz.sh: $found fuzz targets ran for $fuzztime each"
