@@ -17,7 +17,7 @@ CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2
 GO_TEST    ?= go test -count=1
 RUN_ARGS   ?= -o table
 
-.PHONY: all build run test unit helm e2e tools lint vet bench fuzz manifests helm-lint image clean help
+.PHONY: all build run test unit helm e2e tools lint vet exports bench fuzz manifests helm-lint image clean help
 
 all: build
 
@@ -48,7 +48,10 @@ vet: ## go vet
 	go vet ./...
 	go vet -tags e2e ./test/...
 
-lint: vet helm-lint ## go vet, helm lint --strict and golangci-lint (built at a pinned version by hack/build-lint.sh)
+exports: ## List exported names that only their own package uses (hack/exportcheck); fails when there is one
+	go run ./hack/exportcheck
+
+lint: vet exports helm-lint ## go vet, exportcheck, helm lint --strict and golangci-lint (built at a pinned version by hack/build-lint.sh)
 	hack/build-lint.sh
 	$(TOOLS_DIR)/bin/golangci-lint run ./...
 	$(TOOLS_DIR)/bin/golangci-lint run --build-tags e2e ./test/...
