@@ -223,6 +223,7 @@ func TestRenderedObjects(t *testing.T) {
 			require.Equal(t, "run", args[0])
 			require.Contains(t, args, "--output="+vs.output)
 			require.Contains(t, args, "--host-root=/host")
+			require.Contains(t, args, "--path.procfs=/proc", "kernel-wide facts from the container's own /proc")
 			require.Contains(t, args, "--metrics-address=:9471")
 
 			// Downward API environment and the NVIDIA runtime's variables, without a GPU request.
@@ -256,16 +257,26 @@ func TestRenderedObjects(t *testing.T) {
 				require.NotContains(t, pod, hostNS)
 			}
 
-			// Host /sys, /dev and /proc read-only under /host; features.d only for the file output.
+			// Host /sys and /dev read-only (their submounts too where the runtime can) under /host, never the
+			// host's /proc; features.d only for the file output.
 			mounts := map[string]map[string]any{}
 			for _, m := range c["volumeMounts"].([]any) {
 				m := m.(map[string]any)
 				mounts[m["mountPath"].(string)] = m
 			}
-			for _, p := range []string{"/host/sys", "/host/dev", "/host/proc"} {
+			for _, p := range []string{"/host/sys", "/host/dev"} {
 				require.Contains(t, mounts, p)
 				require.Equal(t, true, mounts[p]["readOnly"], p)
+				require.Equal(t, "IfPossible", mounts[p]["recursiveReadOnly"], p)
 			}
+			require.NotContains(t, mounts, "/host/proc")
+			hostPaths := map[string]bool{}
+			for _, v := range nested[[]any](t, pod, "volumes") {
+				if hp, ok := v.(map[string]any)["hostPath"].(map[string]any); ok {
+					hostPaths[hp["path"].(string)] = true
+				}
+			}
+			require.NotContains(t, hostPaths, "/proc", "the host's /proc shows other containers' environments")
 			require.Contains(t, mounts, "/var/lib/pin-feature-daemon")
 			featuresDir := "/etc/kubernetes/node-feature-discovery/features.d"
 			if vs.output == "file" {
