@@ -428,7 +428,7 @@ func (r *Runner) runChild(ctx context.Context, o Options, req *childRequest, onG
 	tctx, cancel := context.WithTimeoutCause(ctx, o.Timeout, errChildTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(tctx, exe, o.ChildArgs...)
-	cmd.Env = append(os.Environ(), o.Env...)
+	cmd.Env = childEnv(os.Environ(), o.Env)
 	cmd.Stdin = bytes.NewReader(in)
 	stderr := &outputBuffer{max: 16 << 10}
 	cmd.Stderr = stderr

@@ -223,6 +223,7 @@ func TestRenderedObjects(t *testing.T) {
 			require.Equal(t, "run", args[0])
 			require.Contains(t, args, "--output="+vs.output)
 			require.Contains(t, args, "--host-root=/host")
+			require.Contains(t, args, "--path.procfs=/proc", "kernel-wide facts from the container's own /proc")
 			require.Contains(t, args, "--metrics-address=:9471")
 
 			// Downward API environment and the NVIDIA runtime's variables, without a GPU request.
@@ -256,16 +257,26 @@ func TestRenderedObjects(t *testing.T) {
 				require.NotContains(t, pod, hostNS)
 			}
 
-			// Host /sys, /dev and /proc read-only under /host; features.d only for the file output.
+			// Host /sys and /dev read-only (their submounts too where the runtime can) under /host, never the
+			// host's /proc; features.d only for the file output.
 			mounts := map[string]map[string]any{}
 			for _, m := range c["volumeMounts"].([]any) {
 				m := m.(map[string]any)
 				mounts[m["mountPath"].(string)] = m
 			}
-			for _, p := range []string{"/host/sys", "/host/dev", "/host/proc"} {
+			for _, p := range []string{"/host/sys", "/host/dev"} {
 				require.Contains(t, mounts, p)
 				require.Equal(t, true, mounts[p]["readOnly"], p)
+				require.Equal(t, "IfPossible", mounts[p]["recursiveReadOnly"], p)
 			}
+			require.NotContains(t, mounts, "/host/proc")
+			hostPaths := map[string]bool{}
+			for _, v := range nested[[]any](t, pod, "volumes") {
+				if hp, ok := v.(map[string]any)["hostPath"].(map[string]any); ok {
+					hostPaths[hp["path"].(string)] = true
+				}
+			}
+			require.NotContains(t, hostPaths, "/proc", "the host's /proc shows other containers' environments")
 			require.Contains(t, mounts, "/var/lib/pin-feature-daemon")
 			featuresDir := "/etc/kubernetes/node-feature-discovery/features.d"
 			if vs.output == "file" {
@@ -316,13 +327,20 @@ func TestRenderedObjects(t *testing.T) {
 			}
 			if vs.output == "node" {
 				require.Equal(t, []string{"get", "patch"}, rules["ClusterRole:/nodes"])
-				require.Equal(t, 1, k["ValidatingAdmissionPolicy"])
-				require.Equal(t, 1, k["ValidatingAdmissionPolicyBinding"])
 			} else {
 				require.NotContains(t, rules, "ClusterRole:/nodes")
 				require.Zero(t, k["ClusterRole"]+k["ClusterRoleBinding"], "cluster-wide RBAC without output: node")
-				require.Zero(t, k["ValidatingAdmissionPolicy"]+k["ValidatingAdmissionPolicyBinding"])
 			}
+
+			// Every write the RBAC above allows is bound to the daemon's own node by a policy.
+			want := map[string]string{"events": "events"} // policy name suffix -> the resource it guards
+			switch vs.output {
+			case "nodefeature":
+				want["nodefeatures"] = "nodefeatures"
+			case "node":
+				want["node-labels"] = "nodes"
+			}
+			require.Equal(t, want, admissionPolicies(t, objs, releaseName))
 
 			// Optional objects: off by default, on in "all".
 			on := 0
@@ -378,6 +396,82 @@ func TestNodeFeatureRule(t *testing.T) {
 			require.Equal(t, map[string]any{"op": "Gt", "value": []any{"35"}}, exprs["pinmemory.h2d-gbps"])
 		})
 	}
+}
+
+// TestAdmissionPolicySwitches checks when the chart renders its admission policies: by default (the output
+// nodefeature), never for output: stdout (no API access at all), and not when switched off.
+func TestAdmissionPolicySwitches(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		set  []string
+		want map[string]string
+	}{
+		{name: "defaults", want: map[string]string{"nodefeatures": "nodefeatures", "events": "events"}},
+		{name: "file", set: []string{"output=file"}, want: map[string]string{"events": "events"}},
+		{name: "stdout", set: []string{"output=stdout"}, want: map[string]string{}},
+		{name: "switched off", set: []string{"admissionPolicy.enabled=false"}, want: map[string]string{}},
+		{
+			name: "another release and service account",
+			set:  []string{"fullnameOverride=pfd", "serviceAccount.name=labeller"},
+			want: map[string]string{"nodefeatures": "nodefeatures", "events": "events"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			objs := decodeObjects(t, mustRender(t, "", tc.set...))
+			sa := findObject(t, objs, "ServiceAccount").GetName()
+			prefix := findObject(t, objs, "DaemonSet").GetName()
+			got := admissionPolicies(t, objs, prefix)
+			require.Equal(t, tc.want, got)
+			for _, o := range objs {
+				if o.GetKind() == "ValidatingAdmissionPolicy" {
+					require.Contains(t, toString(o.Object["spec"]), "system:serviceaccount:"+namespace+":"+sa)
+				}
+			}
+		})
+	}
+}
+
+// admissionPolicies returns the rendered ValidatingAdmissionPolicies by name suffix (after "<prefix>-") with
+// the resource each guards, and checks that each matches requests of the daemon's ServiceAccount only, fails
+// closed and has its binding.
+func admissionPolicies(t testing.TB, objs []*unstructured.Unstructured, prefix string) map[string]string {
+	t.Helper()
+	bindings := map[string]*unstructured.Unstructured{}
+	for _, o := range objs {
+		if o.GetKind() == "ValidatingAdmissionPolicyBinding" {
+			bindings[o.GetName()] = o
+		}
+	}
+	got := map[string]string{}
+	for _, o := range objs {
+		if o.GetKind() != "ValidatingAdmissionPolicy" {
+			continue
+		}
+		suffix, ok := strings.CutPrefix(o.GetName(), prefix+"-")
+		require.True(t, ok, "policy %s is not named after the release", o.GetName())
+		require.Equal(t, "Fail", nested[string](t, o.Object, "spec", "failurePolicy"), o.GetName())
+		conds := nested[[]any](t, o.Object, "spec", "matchConditions")
+		require.Len(t, conds, 1, o.GetName())
+		require.Contains(t, conds[0].(map[string]any)["expression"], "request.userInfo.username == 'system:serviceaccount:")
+		rules := nested[[]any](t, o.Object, "spec", "matchConstraints", "resourceRules")
+		require.Len(t, rules, 1, o.GetName())
+		rule := rules[0].(map[string]any)
+		require.ElementsMatch(t, []any{"CREATE", "UPDATE", "DELETE"}, rule["operations"], o.GetName())
+		resources := rule["resources"].([]any)
+		require.Len(t, resources, 1, o.GetName())
+		got[suffix] = resources[0].(string)
+
+		b, ok := bindings[o.GetName()]
+		require.True(t, ok, "no binding for policy %s", o.GetName())
+		require.Equal(t, o.GetName(), nested[string](t, b.Object, "spec", "policyName"))
+		require.Equal(t, []any{"Deny"}, nested[[]any](t, b.Object, "spec", "validationActions"))
+		delete(bindings, o.GetName())
+	}
+	require.Empty(t, bindings, "bindings without a policy")
+	return got
 }
 
 func daemonContainer(t testing.TB, ds *unstructured.Unstructured) map[string]any {

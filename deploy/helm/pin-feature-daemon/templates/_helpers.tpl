@@ -129,3 +129,23 @@ The uid the daemon container runs as: the container's runAsUser, else the pod's,
 {{- else }}65532
 {{- end }}
 {{- end }}
+
+{{/*
+CEL for the admission policies: the node of the pod whose bound ServiceAccount token made the request, ''
+when the token names none (a token not bound to a scheduled pod, or an API server older than 1.30 or with
+the ServiceAccountTokenPodNodeInfo feature off).
+*/}}
+{{- define "pin-feature-daemon.celTokenNode" -}}
+has(request.userInfo.extra) && 'authentication.kubernetes.io/node-name' in request.userInfo.extra
+&& size(request.userInfo.extra['authentication.kubernetes.io/node-name']) == 1
+? request.userInfo.extra['authentication.kubernetes.io/node-name'][0] : ''
+{{- end }}
+
+{{/*
+CEL for the admission policies: the objects a request writes, before and after (CREATE has no old object,
+DELETE no new one), so that a check holds for both and an UPDATE can neither take an object over nor give it
+away.
+*/}}
+{{- define "pin-feature-daemon.celObjects" -}}
+request.operation == 'CREATE' ? [object] : request.operation == 'DELETE' ? [oldObject] : [oldObject, object]
+{{- end }}
