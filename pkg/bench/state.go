@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/google/renameio/v2"
 )
 
 // StateFileName is the state file's name inside Options.StateDir.
@@ -87,8 +89,9 @@ func loadState(dir string) (*stateFile, error) {
 	return &f, nil
 }
 
-// save writes the state file atomically: a temporary file in the same directory, synced, then renamed
-// over the old one, so a crash leaves either the old or the new state, never a torn one.
+// save writes the state file into dir atomically (renameio: a temporary file in dir, synced, then renamed
+// over the old one), so a crash leaves either the old or the new state, never a torn one. A rename lost in
+// a crash only costs a measurement on the next start.
 func (s *stateFile) save(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create bench state dir %s: %w", dir, err)
@@ -97,33 +100,10 @@ func (s *stateFile) save(dir string) error {
 	if err != nil {
 		return fmt.Errorf("encode bench state: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+StateFileName+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("create bench state temp file in %s: %w", dir, err)
-	}
-	defer os.Remove(tmp.Name()) // a no-op after the rename
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp.Name(), err)
-	}
 	path := filepath.Join(dir, StateFileName)
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("rename bench state to %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // make the rename durable; best effort
-		d.Close()
+	if err := renameio.WriteFile(path, append(b, '\n'), 0o644, renameio.WithTempDir(dir),
+		renameio.WithStaticPermissions(0o644)); err != nil {
+		return fmt.Errorf("write bench state %s: %w", path, err)
 	}
 	return nil
 }
