@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/google/renameio/v2"
+	"k8s.io/klog/v2"
 )
 
 // StateFileName is the state file's name inside Options.StateDir.
@@ -44,8 +45,12 @@ func (e *stateEntry) sameGPU(t *Target) bool {
 	return t.PCIAddress == "" || e.PCIAddress == t.PCIAddress
 }
 
-// lookup returns the entry of t under the given driver version and boot id, or nil.
+// lookup returns the entry of t under the given driver version and boot id, or nil (always nil on a nil
+// state: persistence is off).
 func (s *stateFile) lookup(t *Target, driverVersion, bootID string) *stateEntry {
+	if s == nil {
+		return nil
+	}
 	for i := range s.Entries {
 		e := &s.Entries[i]
 		if e.DriverVersion == driverVersion && e.BootID == bootID && e.sameGPU(t) {
@@ -65,6 +70,51 @@ func (s *stateFile) put(e stateEntry, t *Target) {
 		kept = append(kept, old)
 	}
 	s.Entries = append(kept, e)
+}
+
+// putMeasured puts the results measured in this run (res.GPUs, in the order of targets) under the given
+// driver version and boot id, and reports whether it put any. Cached, failed and skipped results are not
+// stored: a GPU keeps its last good figures. It does nothing on a nil state (persistence off).
+func (s *stateFile) putMeasured(targets []Target, res *Result, driverVersion, bootID string) bool {
+	if s == nil {
+		return false
+	}
+	changed := false
+	for i := range res.GPUs {
+		g := res.GPUs[i]
+		if g.Cached || g.State != StateOK || !g.Measured() {
+			continue
+		}
+		t := &targets[i]
+		g.Reason = ""
+		s.put(stateEntry{
+			UUID:              t.UUID,
+			PCIAddress:        t.PCIAddress,
+			DriverVersion:     driverVersion,
+			BootID:            bootID,
+			CUDADriverVersion: res.CUDADriverVersion,
+			Result:            g,
+		}, t)
+		changed = true
+	}
+	return changed
+}
+
+// openState returns the stored state in dir, or nil when persistence is off: no state dir, or no boot id
+// to key it by. A state file that cannot be read is logged and starts empty.
+func openState(dir, bootID string) *stateFile {
+	if dir == "" {
+		return nil
+	}
+	if bootID == "" {
+		klog.InfoS("Not keeping bench results: the boot id is unknown", "stateDir", dir)
+		return nil
+	}
+	s, err := loadState(dir)
+	if err != nil {
+		klog.ErrorS(err, "Ignoring bench state file")
+	}
+	return s
 }
 
 // loadState reads the state file in dir. A missing file is an empty state; so is a corrupt or foreign one,
