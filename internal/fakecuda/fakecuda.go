@@ -32,8 +32,8 @@ var (
 // cflags are the compiler flags of every build, before the variant's defines.
 var cflags = []string{"-shared", "-fPIC", "-fvisibility=hidden", "-O2", "-Wall", "-Wextra", "-Werror"}
 
-// Source returns the path of fakecuda.c in this repository.
-func Source() string {
+// source returns the path of fakecuda.c in this repository.
+func source() string {
 	return filepath.Join(pkgDir(), "testdata", "fakecuda.c")
 }
 
@@ -52,7 +52,7 @@ func Build(dir string, defines ...string) (string, error) {
 		cc = "cc"
 	}
 	args := append(append([]string{}, cflags...), defines...)
-	args = append(args, "-o", out, Source(), "-lpthread")
+	args = append(args, "-o", out, source(), "-lpthread")
 	if b, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build fake libcuda (%s %s): %w\n%s", cc, strings.Join(args, " "), err, b)
 	}

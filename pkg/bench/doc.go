@@ -6,7 +6,7 @@
 // Use:
 //
 //	r := bench.NewRunner(bench.Options{StateDir: bench.DefaultStateDir, ...}.WithReport(report))
-//	res := r.Run(ctx, bench.TargetsFromReport(report)) // or r.RunReport(ctx, report)
+//	res := r.Run(ctx, bench.TargetsFromReport(report)) // or r.runReport(ctx, report)
 //
 // and make the binary's hidden subcommand bench.ChildSubcommand call bench.ChildMain(ctx, os.Stdin, os.Stdout)
 // and exit with its code (the tests' TestMain does the same).

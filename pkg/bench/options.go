@@ -8,24 +8,28 @@ import (
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
-// Defaults of Options.
+// Defaults of Options that the CLI's flags show.
 const (
 	DefaultCUDALibrary = "libcuda.so.1"
-	DefaultBufferBytes = 256 * mib
-	DefaultSamples     = 7
-	DefaultWarmup      = 2
 	DefaultTimeout     = 60 * time.Second
 	DefaultMaxAge      = 24 * time.Hour
 	// DefaultStateDir is the --state-dir default; Options.StateDir "" disables persistence.
 	DefaultStateDir = "/var/lib/pin-feature-daemon"
-	DefaultSysRoot  = "/sys"
+)
+
+// Defaults of Options that have no flag, and of the Runner.
+const (
+	defaultBufferBytes = 256 * mib
+	defaultSamples     = 7
+	defaultWarmup      = 2
+	defaultSysRoot     = "/sys"
 	// defaultSampleInterval is how often the PCIe link is read while the pinned copies run.
 	defaultSampleInterval = 5 * time.Millisecond
 	// defaultKillGrace is how long a killed child may take to exit before it is abandoned.
 	defaultKillGrace = 10 * time.Second
 )
 
-// Options configure a Runner. Zero values take the defaults above, except StateDir.
+// Options configure a Runner. Zero values take the defaults (given with each field), except StateDir.
 type Options struct {
 	// CUDALibrary is the driver library to dlopen (default libcuda.so.1; never libcuda.so, which may be the
 	// toolkit's stub).
@@ -90,15 +94,15 @@ func (o Options) withDefaults() Options {
 		o.CUDALibrary = DefaultCUDALibrary
 	}
 	if o.BufferBytes <= 0 {
-		o.BufferBytes = DefaultBufferBytes
+		o.BufferBytes = defaultBufferBytes
 	}
 	if o.Samples <= 0 {
-		o.Samples = DefaultSamples
+		o.Samples = defaultSamples
 	}
 	if o.Warmup < 0 {
 		o.Warmup = 0
 	} else if o.Warmup == 0 {
-		o.Warmup = DefaultWarmup
+		o.Warmup = defaultWarmup
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
@@ -107,7 +111,7 @@ func (o Options) withDefaults() Options {
 		o.MaxAge = DefaultMaxAge
 	}
 	if o.SysRoot == "" {
-		o.SysRoot = DefaultSysRoot
+		o.SysRoot = defaultSysRoot
 	}
 	if len(o.ChildArgs) == 0 {
 		o.ChildArgs = []string{ChildSubcommand}

@@ -43,18 +43,14 @@ func (r *Runner) Run(ctx context.Context, targets []Target) *Result {
 	return r.run(ctx, request{Options: r.opts, Targets: targets})
 }
 
-// RunReport is Run for the CUDA GPUs of the report, with the report's boot id, driver version and memory
-// facts (Options.WithReport).
-func (r *Runner) RunReport(ctx context.Context, rep *detector.Report) *Result {
-	return r.run(ctx, request{Options: r.opts.WithReport(rep), Targets: TargetsFromReport(rep)})
-}
-
 // ReportRunner adapts a Runner to callers that hold a Report (the daemon's Bencher).
 type ReportRunner struct{ Runner *Runner }
 
-// Run runs the check on the report's GPUs.
+// Run is Runner.Run for the CUDA GPUs of the report, with the report's boot id, driver version and memory
+// facts (Options.WithReport).
 func (a ReportRunner) Run(ctx context.Context, rep *detector.Report) *Result {
-	return a.Runner.RunReport(ctx, rep)
+	r := a.Runner
+	return r.run(ctx, request{Options: r.opts.WithReport(rep), Targets: TargetsFromReport(rep)})
 }
 
 // run is one check: select the GPUs, answer those that need no measurement (select.go), measure the

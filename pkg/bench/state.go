@@ -12,8 +12,8 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// StateFileName is the state file's name inside Options.StateDir.
-const StateFileName = "bench-state.json"
+// stateFileName is the state file's name inside Options.StateDir.
+const stateFileName = "bench-state.json"
 
 const stateVersion = 1
 
@@ -121,7 +121,7 @@ func openState(dir, bootID string) *stateFile {
 // which is reported so that the caller can log it (it is rewritten on the next save).
 func loadState(dir string) (*stateFile, error) {
 	s := &stateFile{Version: stateVersion}
-	path := filepath.Join(dir, StateFileName)
+	path := filepath.Join(dir, stateFileName)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return s, nil
@@ -150,7 +150,7 @@ func (s *stateFile) save(dir string) error {
 	if err != nil {
 		return fmt.Errorf("encode bench state: %w", err)
 	}
-	path := filepath.Join(dir, StateFileName)
+	path := filepath.Join(dir, stateFileName)
 	if err := renameio.WriteFile(path, append(b, '\n'), 0o644, renameio.WithTempDir(dir),
 		renameio.WithStaticPermissions(0o644)); err != nil {
 		return fmt.Errorf("write bench state %s: %w", path, err)
