@@ -58,85 +58,100 @@ func (a ReportRunner) Run(ctx context.Context, rep *detector.Report) *Result {
 func (r *Runner) run(ctx context.Context, req request) *Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	o := req.Options
-	res := &Result{StartedAt: o.Clock.Now(), GPUs: []GPUResult{}}
-	sel := selectTargets(req.Targets, o.GPU)
-	if len(sel) == 0 {
-		res.State, res.Error = noSelection(req.Targets, o.GPU)
-		return res
+	c := &check{request: req, res: &Result{StartedAt: req.Clock.Now(), GPUs: []GPUResult{}}}
+	c.sel = selectTargets(req.Targets, req.GPU)
+	if len(c.sel) == 0 {
+		c.res.State, c.res.Error = noSelection(req.Targets, req.GPU)
+		return c.res
 	}
-
-	state := openState(o.StateDir, o.BootID)
-	now := o.Clock.Now()
-	res.GPUs = make([]GPUResult, len(sel))
-	toMeasure := &childRequest{}
-	for i := range sel {
-		t := &sel[i]
-		last := state.lookup(t, o.DriverVersion, o.BootID)
-		g, size := decide(o, t, last, now)
-		if size > 0 {
-			toMeasure.GPUs = append(toMeasure.GPUs, childGPU{Target: *t, BufferBytes: size})
-			continue
-		}
-		if g.Cached && g.State == StateOK && res.CUDADriverVersion == 0 {
-			res.CUDADriverVersion = last.CUDADriverVersion
-		}
-		res.GPUs[i] = g
-		progress(o, g)
-	}
-
+	state := openState(req.StateDir, req.BootID)
+	toMeasure := c.decideAll(state)
 	if len(toMeasure.GPUs) > 0 {
-		r.measureInChild(ctx, o, toMeasure, sel, res)
-		if state.putMeasured(sel, res, o.DriverVersion, o.BootID) {
-			if err := state.save(o.StateDir); err != nil {
+		r.measureInChild(ctx, c, toMeasure)
+		if state.putMeasured(c.sel, c.res, req.DriverVersion, req.BootID) {
+			if err := state.save(req.StateDir); err != nil {
 				klog.ErrorS(err, "Saving bench results failed; the next start measures again")
 			}
 		}
 	}
-	summarize(res)
-	klog.V(1).InfoS("DMA check finished", "state", res.State, "gpus", len(res.GPUs), "measured", len(toMeasure.GPUs),
-		"duration", res.Duration, "err", res.Error)
-	return res
+	summarize(c.res)
+	klog.V(1).InfoS("DMA check finished", "state", c.res.State, "gpus", len(c.res.GPUs), "measured", len(toMeasure.GPUs),
+		"duration", c.res.Duration, "err", c.res.Error)
+	return c.res
 }
 
-// measureInChild measures the GPUs of req in one child process and writes their results into res (whose
-// GPUs follow sel): as each arrives, or failed with the child's error for those it did not finish.
-func (r *Runner) measureInChild(ctx context.Context, o Options, req *childRequest, sel []Target, res *Result) {
-	slot := map[int]int{} // Target.Index -> position in res.GPUs
-	for i := range sel {
-		slot[sel[i].Index] = i
+// check is one run in progress: its request, the GPUs selected, and the result, whose GPUs follow sel.
+type check struct {
+	request
+	sel []Target
+	res *Result
+}
+
+// decideAll answers every selected GPU that needs no measurement (from state, nil when off) and returns
+// the child request for the others.
+func (c *check) decideAll(state *stateFile) *childRequest {
+	now := c.Clock.Now()
+	c.res.GPUs = make([]GPUResult, len(c.sel))
+	req := &childRequest{}
+	for i := range c.sel {
+		t := &c.sel[i]
+		last := state.lookup(t, c.DriverVersion, c.BootID)
+		g, size := decide(c.Options, t, last, now)
+		if size > 0 {
+			req.GPUs = append(req.GPUs, childGPU{Target: *t, BufferBytes: size})
+			continue
+		}
+		if g.Cached && g.State == StateOK && c.res.CUDADriverVersion == 0 {
+			c.res.CUDADriverVersion = last.CUDADriverVersion
+		}
+		c.set(i, g)
 	}
-	req.CUDALibrary = o.CUDALibrary
-	req.SysRoot = o.SysRoot
-	req.Samples, req.Warmup = o.Samples, o.Warmup
+	return req
+}
+
+// set records g as the result of the i-th selected GPU and tells Options.Progress.
+func (c *check) set(i int, g GPUResult) {
+	c.res.GPUs[i] = g
+	if c.Progress != nil {
+		c.Progress(g)
+	}
+}
+
+// measureInChild measures the GPUs of req in one child process and records their results in c: as each
+// arrives, or failed with the child's error for those it did not finish.
+func (r *Runner) measureInChild(ctx context.Context, c *check, req *childRequest) {
+	slot := map[int]int{} // Target.Index -> position in c.sel
+	for i := range c.sel {
+		slot[c.sel[i].Index] = i
+	}
+	req.CUDALibrary = c.CUDALibrary
+	req.SysRoot = c.SysRoot
+	req.Samples, req.Warmup = c.Samples, c.Warmup
 	req.SampleInterval = defaultSampleInterval
-	req.Timeout = o.Timeout
+	req.Timeout = c.Timeout
 
 	started := time.Now()
 	done := map[int]bool{}
-	cr := r.runChild(ctx, spawnRequest{Options: o, Child: req, OnGPU: func(g GPUResult) {
+	cr := r.runChild(ctx, spawnRequest{Options: c.Options, Child: req, OnGPU: func(g GPUResult) {
 		if !asked(req, g.Index) || done[g.Index] {
 			klog.InfoS("Ignoring bench result of a GPU not asked for", "gpu", g.Index)
 			return
 		}
 		done[g.Index] = true
 		g.Cached = false
-		g.MeasuredAt = o.Clock.Now()
-		res.GPUs[slot[g.Index]] = g
-		progress(o, g)
+		g.MeasuredAt = c.Clock.Now()
+		c.set(slot[g.Index], g)
 	}})
-	res.Duration = time.Since(started)
+	c.res.Duration = time.Since(started)
 	if cr.driverVersion != 0 {
-		res.CUDADriverVersion = cr.driverVersion
+		c.res.CUDADriverVersion = cr.driverVersion
 	}
 	if cr.err != nil {
-		res.Error = cr.err.Error()
+		c.res.Error = cr.err.Error()
 	}
 	for _, cg := range req.GPUs {
 		if !done[cg.Target.Index] {
-			g := unfinished(cg.Target, cr)
-			res.GPUs[slot[g.Index]] = g
-			progress(o, g)
+			c.set(slot[cg.Target.Index], unfinished(cg.Target, cr))
 		}
 	}
 }
@@ -162,12 +177,6 @@ func unfinished(t Target, cr childResult) GPUResult {
 		}
 	}
 	return g
-}
-
-func progress(o Options, g GPUResult) {
-	if o.Progress != nil {
-		o.Progress(g)
-	}
 }
 
 // summarize sets the overall state and, when the check is not ok and has no error of its own, names the
