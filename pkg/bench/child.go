@@ -38,7 +38,7 @@ func ChildMain(ctx context.Context, stdin io.Reader, stdout io.Writer) int {
 
 	for _, g := range req.GPUs {
 		if ctx.Err() != nil {
-			w.fatal(fmt.Errorf("bench child stopped: %v", context.Cause(ctx)))
+			w.fatal(fmt.Errorf("bench child stopped: %w", context.Cause(ctx)))
 			return 1
 		}
 		idx := g.Target.Index
