@@ -78,6 +78,7 @@ type measurement struct {
 	releases        []func() // run in reverse order when the measurement ends
 }
 
+// run takes the steps in order; the release steps run when it returns.
 func (m *measurement) run() {
 	defer m.release()
 	// Affinity first, so that every page allocated below is first touched on the GPU's NUMA node.
