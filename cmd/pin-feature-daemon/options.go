@@ -35,7 +35,7 @@ func (o *probeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ProcFS, "path.procfs", "", "procfs mount point; overrides <host-root>/proc.")
 	fs.StringVar(&o.SysFS, "path.sysfs", "", "sysfs mount point; overrides <host-root>/sys.")
 	fs.StringVar(&o.DevFS, "path.devfs", "", "devfs mount point; overrides <host-root>/dev.")
-	fs.StringVar(&o.CUDALibrary, "cuda-library", "libcuda.so.1", "CUDA driver library the DMA check loads with dlopen (never the toolkit's libcuda.so stub).")
+	fs.StringVar(&o.CUDALibrary, "cuda-library", bench.DefaultCUDALibrary, "CUDA driver library the DMA check loads with dlopen (never the toolkit's libcuda.so stub).")
 	fs.StringVar(&o.NVMLLibrary, "nvml-library", "libnvidia-ml.so.1", `NVML library for GPU enrichment; "none" disables NVML.`)
 	fs.StringVar(&o.PinPlatforms, "pin-platforms", "cuda,rocm", "Comma-separated platforms on which pinned memory counts as available (cuda, rocm, xpu, hpu, neuron, tpu, cpu).")
 	fs.StringVar(&o.MlockTrialSize, "mlock-trial-size", "1Mi", "Size of the buffer the probe tries to mlock (a Kubernetes quantity).")
@@ -92,10 +92,10 @@ type benchOptions struct {
 
 func (o *benchOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Size, "bench-size", "256Mi", "Size of each DMA copy (a Kubernetes quantity); capped by free host memory, the cgroup's headroom and free device memory.")
-	fs.DurationVar(&o.Timeout, "bench-timeout", 60*time.Second, "Hard limit on the DMA check's child process; it is killed after this.")
+	fs.DurationVar(&o.Timeout, "bench-timeout", bench.DefaultTimeout, "Hard limit on the DMA check's child process; it is killed after this.")
 	fs.BoolVar(&o.Force, "bench-force", false, "Measure GPUs that have running compute processes too (by default they are skipped and keep their last result).")
-	fs.DurationVar(&o.MaxAge, "bench-max-age", 24*time.Hour, "Re-measure a GPU when its stored result is older than this (and the GPU is idle).")
-	fs.StringVar(&o.StateDir, "state-dir", "/var/lib/pin-feature-daemon", `Directory for the stored DMA results (kept across restarts); "" disables persistence.`)
+	fs.DurationVar(&o.MaxAge, "bench-max-age", bench.DefaultMaxAge, "Re-measure a GPU when its stored result is older than this (and the GPU is idle).")
+	fs.StringVar(&o.StateDir, "state-dir", bench.DefaultStateDir, `Directory for the stored DMA results (kept across restarts); "" disables persistence.`)
 }
 
 func (o *benchOptions) Validate() error {

@@ -15,7 +15,7 @@ var childEnvNames = map[string]bool{"PATH": true, "LD_LIBRARY_PATH": true, "HOME
 //     a node that runs MPS, CUDA_CACHE_*, ...);
 //   - NVIDIA_: the NVIDIA container runtime's settings (NVIDIA_VISIBLE_DEVICES, ...), which describe the
 //     devices the container was given;
-//   - FAKECUDA_: the settings of the test driver (pkg/bench/testdata/fakecuda), which the real libcuda never
+//   - FAKECUDA_: the settings of the test driver (internal/fakecuda), which the real libcuda never
 //     reads.
 var childEnvPrefixes = []string{"CUDA_", "NVIDIA_", "FAKECUDA_"}
 

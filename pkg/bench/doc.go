@@ -6,7 +6,7 @@
 // Use:
 //
 //	r := bench.NewRunner(bench.Options{StateDir: bench.DefaultStateDir, ...}.WithReport(report))
-//	res := r.Run(ctx, bench.TargetsFromReport(report)) // or r.RunReport(ctx, report)
+//	res := r.Run(ctx, bench.TargetsFromReport(report)) // or bench.ReportRunner{Runner: r}.Run(ctx, report)
 //
 // and make the binary's hidden subcommand bench.ChildSubcommand call bench.ChildMain(ctx, os.Stdin, os.Stdout)
 // and exit with its code (the tests' TestMain does the same).
@@ -35,6 +35,29 @@
 // Child protocol: the parent writes one JSON request to the child's stdin; the child writes one event per
 // line to stdout, each prefixed "pfd-bench-event " (driver, phase, gpu, fatal, done), as they happen, so GPUs
 // finished before a hang or crash keep their results.
+//
+// Layout, one responsibility per file:
+//
+//   - options.go: Options, their defaults and WithReport; the request (options and targets) one check runs.
+//   - runner.go: Runner, Run and ReportRunner: one check from selection to the summed-up Result.
+//   - target.go: Target, a GPU as the inventory describes it, and TargetsFromReport.
+//   - select.go: choosing GPUs (the --gpu selector) and deciding per GPU whether to reuse its stored
+//     result, skip it as busy, skip it for lack of memory, or measure it with a buffer capped by the
+//     host's and the device's free memory.
+//   - protocol.go: the child protocol both sides speak (request, events, ChildSubcommand).
+//   - child.go: the child side, ChildMain: read the request, load the driver, measure each GPU, report.
+//   - spawn.go: the parent side: start the child, read its events, kill it at the timeout, abandon it
+//     when it does not die, and say why it failed; childoutput.go keeps and triages its stderr.
+//   - measure.go: one GPU's measurement in named steps (setup, pinned phase, pageable phase, register
+//     trial, link verdict) with phase timing; timing.go times copies and takes the median.
+//   - link.go: reading and sampling the PCIe link from sysfs, theoretical rates; affinity.go: the CPU
+//     affinity of the measuring thread.
+//   - cuda.go, cuda_cgo.go, cuda_nocgo.go: the driver API behind the cudaDriver interface, and the shim.
+//   - state.go: the state store: load, lookup, put, save (atomically, with renameio), keyed by GPU,
+//     driver version and boot id; it knows nothing of the Runner.
+//   - result.go: Result and GPUResult, what the package returns.
+//
+// The tests load a fake libcuda.so.1 built from internal/fakecuda.
 //
 // The package must not keep a CUDA context or the driver library in the calling process (only ChildMain
 // loads it), must not touch Kubernetes or Prometheus, and must not decide labels: it returns a Result.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"time"
 	"unsafe"
 
@@ -51,151 +50,240 @@ func measureGPU(drv cudaDriver, t Target, cfg measureConfig, phase func(string))
 	return <-ch
 }
 
-func measureOnThread(drv cudaDriver, t Target, cfg measureConfig, phase func(string)) (res GPUResult) {
-	start := time.Now()
-	res = GPUResult{Index: t.Index, UUID: t.UUID, PCIAddress: t.PCIAddress, Model: t.Model, State: StateFailed,
-		Phases: map[string]time.Duration{}}
-	current, since := "", start
-	phase = func(next func(string)) func(string) {
-		return func(p string) {
-			now := time.Now()
-			if current != "" {
-				res.Phases[current] += now.Sub(since)
-			}
-			current, since = p, now
-			next(p)
-		}
-	}(phase)
-	defer func() {
-		now := time.Now()
-		if current != "" {
-			res.Phases[current] += now.Sub(since)
-		}
-		res.Duration = now.Sub(start)
-	}()
-	fail := func(err error) GPUResult {
-		res.State = StateFailed
-		res.Reason = err.Error()
-		return res
-	}
+// measureOnThread measures t on the calling thread, which it pins to t's local CPUs, in named steps: setup
+// (device, context, buffers), the pinned copies, the pageable copies, the register trial and the link
+// verdict. Whatever the steps allocated is released before it returns, in reverse order.
+func measureOnThread(drv cudaDriver, t Target, cfg measureConfig, phase func(string)) GPUResult {
+	m := &measurement{drv: drv, t: t, cfg: cfg, clock: newPhaseClock(phase)}
+	m.res = GPUResult{Index: t.Index, UUID: t.UUID, PCIAddress: t.PCIAddress, Model: t.Model, State: StateFailed}
+	m.run()
+	m.res.Phases, m.res.Duration = m.clock.stop()
+	return m.res
+}
 
+// measurement is one GPU's measurement in progress: what it measures with, what it allocated, and the
+// result so far.
+type measurement struct {
+	drv   cudaDriver
+	t     Target
+	cfg   measureConfig
+	clock *phaseClock
+	res   GPUResult
+
+	size            int64 // bytes per copy, once setup has capped it by the device's free memory
+	dptr            cuDevicePtr
+	stream          cuStream
+	evStart, evStop cuEvent
+	pageable        []byte   // nil when it could not be mapped
+	releases        []func() // run in reverse order when the measurement ends
+}
+
+// run takes the steps in order; the release steps run when it returns.
+func (m *measurement) run() {
+	defer m.release()
 	// Affinity first, so that every page allocated below is first touched on the GPU's NUMA node.
-	if t.LocalCPUs != "" {
-		if n, err := pinThreadToCPUs(t.LocalCPUs); err != nil {
-			klog.InfoS("Measuring without CPU affinity", "gpu", t.Index, "localCPUs", t.LocalCPUs, "err", err)
-		} else {
-			klog.V(2).InfoS("Pinned bench thread", "gpu", t.Index, "cpus", n, "numaNode", t.NUMANode)
-		}
+	pinToLocalCPUs(m.t)
+	if !m.setup() {
+		return
 	}
+	// The link is sampled across all copies: an idle GPU's link is trained down and comes up with the load.
+	sampler := startLinkSampler(m.cfg.SysRoot, linkAddresses(m.t), m.cfg.SampleInterval)
+	m.releases = append(m.releases, func() { sampler.Stop() }) // a no-op once stopped below
+	m.res.PinTried = true
+	errs := m.pinnedPhase()
+	errs = append(errs, m.pageablePhase()...)
+	var samples int
+	m.res.LinkUnderLoad, samples = sampler.Stop()
+	klog.V(3).InfoS("Sampled link under load", "gpu", m.t.Index, "samples", samples, "link", m.res.LinkUnderLoad)
+	m.registerPhase()
+	m.linkVerdict()
 
-	phase("device")
-	dev, err := findDevice(drv, t)
+	m.clock.enter("teardown")
+	if err := errors.Join(errs...); err != nil {
+		m.fail(err)
+		return
+	}
+	m.res.State = StateOK
+}
+
+// fail marks the result failed with err and returns false, for steps that end the measurement.
+func (m *measurement) fail(err error) bool {
+	m.res.State = StateFailed
+	m.res.Reason = err.Error()
+	return false
+}
+
+// onRelease registers a release step for the end of the measurement (what names it in a failure log).
+func (m *measurement) onRelease(what string, f func() error) {
+	gpu := m.t.Index
+	m.releases = append(m.releases, func() { cleanup(gpu, what, f) })
+}
+
+// release runs the release steps, last registered first.
+func (m *measurement) release() {
+	for i := len(m.releases) - 1; i >= 0; i-- {
+		m.releases[i]()
+	}
+	m.releases = nil
+}
+
+// pinToLocalCPUs sets the calling thread's CPU affinity to t's local CPUs; without them (or allowed none of
+// them) it measures unpinned.
+func pinToLocalCPUs(t Target) {
+	if t.LocalCPUs == "" {
+		return
+	}
+	if n, err := pinThreadToCPUs(t.LocalCPUs); err != nil {
+		klog.InfoS("Measuring without CPU affinity", "gpu", t.Index, "localCPUs", t.LocalCPUs, "err", err)
+	} else {
+		klog.V(2).InfoS("Pinned bench thread", "gpu", t.Index, "cpus", n, "numaNode", t.NUMANode)
+	}
+}
+
+// setup finds the device, creates the context, caps the buffer by the device's free memory and allocates
+// the device buffer, the stream and the two timing events. It returns false when the measurement ends
+// here: failed, or skipped for lack of device memory.
+func (m *measurement) setup() bool {
+	drv := m.drv
+	m.clock.enter("device")
+	dev, err := findDevice(drv, m.t)
 	if err != nil {
-		return fail(err)
+		return m.fail(err)
 	}
-	if res.Model == "" {
+	if m.res.Model == "" {
 		if name, err := drv.DeviceName(dev); err == nil {
-			res.Model = name
+			m.res.Model = name
 		}
 	}
 
-	phase("context")
+	m.clock.enter("context")
 	ctx, err := drv.CtxCreate(dev)
 	if err != nil {
-		return fail(err)
+		return m.fail(err)
 	}
-	defer cleanup(t.Index, "destroy context", func() error { return drv.CtxDestroy(ctx) })
-
+	m.onRelease("destroy context", func() error { return drv.CtxDestroy(ctx) })
 	free, _, err := drv.MemGetInfo()
 	if err != nil {
-		return fail(err)
+		return m.fail(err)
 	}
-	size := min(cfg.BufferBytes, roundDownMiB(int64(free/2)))
-	if size < min(minBufferBytes, cfg.BufferBytes) || size <= 0 {
-		res.State = StateSkipped
-		res.Reason = fmt.Sprintf("not enough free device memory for the check: %d bytes free", free)
-		return res
+	m.size = min(m.cfg.BufferBytes, roundDownMiB(int64(free/2)))
+	if m.size < min(minBufferBytes, m.cfg.BufferBytes) || m.size <= 0 {
+		m.res.State = StateSkipped
+		m.res.Reason = fmt.Sprintf("not enough free device memory for the check: %d bytes free", free)
+		return false
 	}
-	res.BufferBytes = size
+	m.res.BufferBytes = m.size
 
-	phase("alloc")
-	dptr, err := drv.MemAlloc(size)
-	if err != nil {
-		return fail(err)
+	m.clock.enter("alloc")
+	if err := m.allocate(); err != nil {
+		return m.fail(err)
 	}
-	defer cleanup(t.Index, "free device buffer", func() error { return drv.MemFree(dptr) })
-	stream, err := drv.StreamCreate(cuStreamNonBlocking)
-	if err != nil {
-		return fail(err)
-	}
-	defer cleanup(t.Index, "destroy stream", func() error { return drv.StreamDestroy(stream) })
-	evStart, err := drv.EventCreate(cuEventDefault)
-	if err != nil {
-		return fail(err)
-	}
-	defer cleanup(t.Index, "destroy event", func() error { return drv.EventDestroy(evStart) })
-	evStop, err := drv.EventCreate(cuEventDefault)
-	if err != nil {
-		return fail(err)
-	}
-	defer cleanup(t.Index, "destroy event", func() error { return drv.EventDestroy(evStop) })
+	return true
+}
 
-	var errs []error
-	// The link is sampled across all copies: an idle GPU's link is trained down and comes up with the load.
-	sampler := startLinkSampler(cfg.SysRoot, linkAddresses(t), cfg.SampleInterval)
-	defer sampler.Stop() // a no-op once stopped below
-	res.PinTried = true
+// allocate creates the device buffer, the non-blocking stream and the two events of the pinned timer.
+func (m *measurement) allocate() error {
+	drv := m.drv
+	var err error
+	if m.dptr, err = drv.MemAlloc(m.size); err != nil {
+		return err
+	}
+	dptr := m.dptr
+	m.onRelease("free device buffer", func() error { return drv.MemFree(dptr) })
+	if m.stream, err = drv.StreamCreate(cuStreamNonBlocking); err != nil {
+		return err
+	}
+	stream := m.stream
+	m.onRelease("destroy stream", func() error { return drv.StreamDestroy(stream) })
+	for _, ev := range []*cuEvent{&m.evStart, &m.evStop} {
+		if *ev, err = drv.EventCreate(cuEventDefault); err != nil {
+			return err
+		}
+		e := *ev
+		m.onRelease("destroy event", func() error { return drv.EventDestroy(e) })
+	}
+	return nil
+}
+
+// pinnedPhase measures H2D and D2H from cuMemHostAlloc(PORTABLE) memory, timed with events. The first
+// figure also warms the GPU up from idle (clocks, link speed) for at least minWarmup.
+func (m *measurement) pinnedPhase() []error {
+	drv, size, dptr, stream := m.drv, m.size, m.dptr, m.stream
 	host, err := drv.MemHostAlloc(size, cuMemHostAllocPortable)
 	if err != nil {
-		errs = append(errs, err)
-	} else {
-		res.HostAllocOK = true
-		defer cleanup(t.Index, "free pinned buffer", func() error { return drv.MemFreeHost(host) })
-		timer := eventTimer{drv: drv, stream: stream, start: evStart, stop: evStop}
-		phase("pinned-h2d")
-		// The first figure also warms the GPU up from idle (clocks, link speed) for at least minWarmup.
-		res.PinnedH2D, err = bandwidth(size, cfg, minWarmup, timer.time,
-			func() error { return drv.MemcpyHtoDAsync(dptr, host, size, stream) })
-		errs = append(errs, err)
-		if err == nil {
-			phase("pinned-d2h")
-			res.PinnedD2H, err = bandwidth(size, cfg, 0, timer.time,
-				func() error { return drv.MemcpyDtoHAsync(host, dptr, size, stream) })
-			errs = append(errs, err)
-		}
+		return []error{err}
 	}
+	m.res.HostAllocOK = true
+	m.onRelease("free pinned buffer", func() error { return drv.MemFreeHost(host) })
+	timer := eventTimer{drv: drv, stream: stream, start: m.evStart, stop: m.evStop}
+	m.clock.enter("pinned-h2d")
+	m.res.PinnedH2D, err = bandwidth(size, m.cfg, minWarmup, timer.time,
+		func() error { return drv.MemcpyHtoDAsync(dptr, host, size, stream) })
+	if err != nil {
+		return []error{err}
+	}
+	m.clock.enter("pinned-d2h")
+	m.res.PinnedD2H, err = bandwidth(size, m.cfg, 0, timer.time,
+		func() error { return drv.MemcpyDtoHAsync(host, dptr, size, stream) })
+	return []error{err}
+}
 
-	phase("pageable-alloc")
+// pageablePhase measures H2D and D2H from pre-faulted ordinary memory, timed with the monotonic clock. The
+// buffer stays mapped for the register trial.
+func (m *measurement) pageablePhase() []error {
+	drv, size, dptr, stream := m.drv, m.size, m.dptr, m.stream
+	m.clock.enter("pageable-alloc")
 	pageable, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("mmap %d-byte pageable buffer: %w", size, err))
+		return []error{fmt.Errorf("mmap %d-byte pageable buffer: %w", size, err)}
+	}
+	m.pageable = pageable
+	m.onRelease("unmap pageable buffer", func() error { return unix.Munmap(pageable) })
+	prefault(pageable)
+	p := unsafe.Pointer(&pageable[0])
+	timer := wallTimer{drv: drv, stream: stream}
+	m.clock.enter("pageable-h2d")
+	var errs []error
+	m.res.PageableH2D, err = bandwidth(size, m.cfg, 0, timer.time,
+		func() error { return drv.MemcpyHtoDAsync(dptr, p, size, stream) })
+	errs = append(errs, err)
+	m.clock.enter("pageable-d2h")
+	m.res.PageableD2H, err = bandwidth(size, m.cfg, 0, timer.time,
+		func() error { return drv.MemcpyDtoHAsync(p, dptr, size, stream) })
+	return append(errs, err)
+}
+
+// registerPhase pins the ordinary buffer with cuMemHostRegister (what vLLM and SGLang do for CPU offload),
+// proves it with one asynchronous copy, and unregisters it. Its failure is a finding, not an error.
+func (m *measurement) registerPhase() {
+	if m.pageable == nil {
+		return
+	}
+	m.clock.enter("register")
+	if err := m.registerTrial(unsafe.Pointer(&m.pageable[0])); err != nil {
+		m.res.HostRegisterError = err.Error()
 	} else {
-		defer cleanup(t.Index, "unmap pageable buffer", func() error { return unix.Munmap(pageable) })
-		prefault(pageable)
-		p := unsafe.Pointer(&pageable[0])
-		timer := wallTimer{drv: drv, stream: stream}
-		phase("pageable-h2d")
-		res.PageableH2D, err = bandwidth(size, cfg, 0, timer.time,
-			func() error { return drv.MemcpyHtoDAsync(dptr, p, size, stream) })
-		errs = append(errs, err)
-		phase("pageable-d2h")
-		res.PageableD2H, err = bandwidth(size, cfg, 0, timer.time,
-			func() error { return drv.MemcpyDtoHAsync(p, dptr, size, stream) })
-		errs = append(errs, err)
+		m.res.HostRegisterOK = true
 	}
-	var samples int
-	res.LinkUnderLoad, samples = sampler.Stop()
-	klog.V(3).InfoS("Sampled link under load", "gpu", t.Index, "samples", samples, "link", res.LinkUnderLoad)
+}
 
-	if pageable != nil {
-		phase("register")
-		if err := registerTrial(drv, unsafe.Pointer(&pageable[0]), size, dptr, stream); err != nil {
-			res.HostRegisterError = err.Error()
-		} else {
-			res.HostRegisterOK = true
-		}
+func (m *measurement) registerTrial(p unsafe.Pointer) error {
+	drv := m.drv
+	if err := drv.MemHostRegister(p, m.size, cuMemHostRegisterPortable); err != nil {
+		return err
 	}
+	n := min(m.size, registerCopyBytes)
+	err := drv.MemcpyHtoDAsync(m.dptr, p, n, m.stream)
+	if err == nil {
+		err = drv.StreamSynchronize(m.stream)
+	}
+	return errors.Join(err, drv.MemHostUnregister(p))
+}
 
+// linkVerdict sets the efficiency (pinned H2D over the theoretical rate of the weakest hop's capability,
+// else of the link seen under load) and whether the link ran below its capability under load.
+func (m *measurement) linkVerdict() {
+	res, t := &m.res, &m.t
 	res.TheoreticalBytesPerSecond = TheoreticalBytesPerSecond(t.Capability)
 	if res.TheoreticalBytesPerSecond == 0 {
 		res.TheoreticalBytesPerSecond = TheoreticalBytesPerSecond(res.LinkUnderLoad)
@@ -204,13 +292,43 @@ func measureOnThread(drv cudaDriver, t Target, cfg measureConfig, phase func(str
 		res.Efficiency = res.PinnedH2D / res.TheoreticalBytesPerSecond
 	}
 	res.Degraded = belowCapability(res.LinkUnderLoad, t.Capability)
+}
 
-	phase("teardown")
-	if err := errors.Join(errs...); err != nil {
-		return fail(err)
+// phaseClock adds up the time spent in each named phase of a measurement and tells report of each phase
+// as it starts.
+type phaseClock struct {
+	report  func(string)
+	start   time.Time
+	current string
+	since   time.Time
+	phases  map[string]time.Duration
+}
+
+func newPhaseClock(report func(string)) *phaseClock {
+	now := time.Now()
+	return &phaseClock{report: report, start: now, since: now, phases: map[string]time.Duration{}}
+}
+
+// enter ends the current phase and starts p.
+func (c *phaseClock) enter(p string) {
+	c.close(time.Now())
+	c.current = p
+	c.report(p)
+}
+
+// stop ends the current phase and returns the time per phase and in all.
+func (c *phaseClock) stop() (map[string]time.Duration, time.Duration) {
+	now := time.Now()
+	c.close(now)
+	c.current = ""
+	return c.phases, now.Sub(c.start)
+}
+
+func (c *phaseClock) close(now time.Time) {
+	if c.current != "" {
+		c.phases[c.current] += now.Sub(c.since)
 	}
-	res.State = StateOK
-	return res
+	c.since = now
 }
 
 // findDevice returns the CUDA device of t: by PCI bus id when the inventory has one (CUDA's own ordinals
@@ -246,97 +364,6 @@ func linkAddresses(t Target) []string {
 		return nil
 	}
 	return append([]string{t.PCIAddress}, t.UpstreamPCIAddresses...)
-}
-
-// eventTimer times pinned copies with CUDA events on the stream: the device's own clock, free of host jitter.
-type eventTimer struct {
-	drv         cudaDriver
-	stream      cuStream
-	start, stop cuEvent
-}
-
-func (e eventTimer) time(copyFn func() error) (time.Duration, error) {
-	if err := e.drv.EventRecord(e.start, e.stream); err != nil {
-		return 0, err
-	}
-	if err := copyFn(); err != nil {
-		return 0, err
-	}
-	if err := e.drv.EventRecord(e.stop, e.stream); err != nil {
-		return 0, err
-	}
-	if err := e.drv.EventSynchronize(e.stop); err != nil {
-		return 0, err
-	}
-	return e.drv.EventElapsed(e.start, e.stop)
-}
-
-// wallTimer times pageable copies with the monotonic clock: the driver stages them through its bounce buffer
-// on the host, which events on the stream would not see.
-type wallTimer struct {
-	drv    cudaDriver
-	stream cuStream
-}
-
-func (w wallTimer) time(copyFn func() error) (time.Duration, error) {
-	t0 := time.Now()
-	if err := copyFn(); err != nil {
-		return 0, err
-	}
-	if err := w.drv.StreamSynchronize(w.stream); err != nil {
-		return 0, err
-	}
-	return time.Since(t0), nil
-}
-
-// bandwidth runs cfg.Warmup untimed copies (and more until minWarmup has passed), then cfg.Samples timed
-// ones, and returns size over the median time in bytes per second.
-func bandwidth(size int64, cfg measureConfig, minWarmup time.Duration, timeFn func(func() error) (time.Duration, error), copyFn func() error) (float64, error) {
-	start := time.Now()
-	for i := 0; i < cfg.Warmup || (time.Since(start) < minWarmup && i < maxWarmupCopies); i++ {
-		if _, err := timeFn(copyFn); err != nil {
-			return 0, err
-		}
-	}
-	samples := make([]time.Duration, 0, cfg.Samples)
-	for range cfg.Samples {
-		d, err := timeFn(copyFn)
-		if err != nil {
-			return 0, err
-		}
-		samples = append(samples, d)
-	}
-	m := median(samples)
-	if m <= 0 {
-		return 0, fmt.Errorf("copy of %d bytes timed at %s", size, m)
-	}
-	return float64(size) / m.Seconds(), nil
-}
-
-func median(d []time.Duration) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// registerTrial pins ordinary memory with cuMemHostRegister (what vLLM and SGLang do for CPU offload),
-// proves it with one asynchronous copy, and unregisters it.
-func registerTrial(drv cudaDriver, p unsafe.Pointer, size int64, dptr cuDevicePtr, stream cuStream) error {
-	if err := drv.MemHostRegister(p, size, cuMemHostRegisterPortable); err != nil {
-		return err
-	}
-	n := min(size, registerCopyBytes)
-	err := drv.MemcpyHtoDAsync(dptr, p, n, stream)
-	if err == nil {
-		err = drv.StreamSynchronize(stream)
-	}
-	return errors.Join(err, drv.MemHostUnregister(p))
 }
 
 // prefault makes every page of b resident and writable, so the pageable copies time the copies and not

@@ -62,7 +62,7 @@ func TestAccuracy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := testOptions(t, lib, tc.env...)
 			o.BufferBytes = tc.bytes
-			o.Samples, o.Warmup = DefaultSamples, DefaultWarmup
+			o.Samples, o.Warmup = defaultSamples, defaultWarmup
 			// Wall-clock figures on a shared machine can be disturbed by other processes for a whole run, so a
 			// case gets up to three runs; an error in the measurement itself fails all three.
 			var offs []string
@@ -408,7 +408,7 @@ func TestState(t *testing.T) {
 		require.False(t, g.Cached)
 		require.Equal(t, clk.Now(), g.MeasuredAt)
 	}
-	require.FileExists(t, filepath.Join(dir, StateFileName))
+	require.FileExists(t, filepath.Join(dir, stateFileName))
 
 	t.Run("a restart reuses the stored results without spawning", func(t *testing.T) {
 		res := run(noSpawn(base), targets)
@@ -480,7 +480,7 @@ func TestState(t *testing.T) {
 	t.Run("a corrupt state file is measured over and rewritten", func(t *testing.T) {
 		o := base
 		o.StateDir = t.TempDir()
-		require.NoError(t, os.WriteFile(filepath.Join(o.StateDir, StateFileName), []byte("{not json"), 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(o.StateDir, stateFileName), []byte("{not json"), 0o644))
 		require.Equal(t, StateOK, run(o, targets).State)
 		require.Equal(t, StateOK, run(noSpawn(o), targets).State, "the rewritten file is read back")
 	})
@@ -489,7 +489,7 @@ func TestState(t *testing.T) {
 		o.StateDir = t.TempDir()
 		o.BootID = ""
 		require.Equal(t, StateOK, run(o, targets).State)
-		require.NoFileExists(t, filepath.Join(o.StateDir, StateFileName))
+		require.NoFileExists(t, filepath.Join(o.StateDir, stateFileName))
 	})
 }
 
@@ -628,7 +628,7 @@ func TestRunReport(t *testing.T) {
 	res := ReportRunner{Runner: NewRunner(o)}.Run(context.Background(), rep)
 	require.Equal(t, StateOK, res.State, res.Error)
 	require.Equal(t, "GPU-r", res.GPUs[0].UUID)
-	b, err := os.ReadFile(filepath.Join(o.StateDir, StateFileName))
+	b, err := os.ReadFile(filepath.Join(o.StateDir, stateFileName))
 	require.NoError(t, err, "the report's boot id keys the state file")
 	require.True(t, strings.Contains(string(b), `"bootID": "boot-r"`) && strings.Contains(string(b), `"driverVersion": "570.1"`))
 }

@@ -7,10 +7,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/google/renameio/v2"
+	"k8s.io/klog/v2"
 )
 
-// StateFileName is the state file's name inside Options.StateDir.
-const StateFileName = "bench-state.json"
+// stateFileName is the state file's name inside Options.StateDir.
+const stateFileName = "bench-state.json"
 
 const stateVersion = 1
 
@@ -42,8 +45,12 @@ func (e *stateEntry) sameGPU(t *Target) bool {
 	return t.PCIAddress == "" || e.PCIAddress == t.PCIAddress
 }
 
-// lookup returns the entry of t under the given driver version and boot id, or nil.
+// lookup returns the entry of t under the given driver version and boot id, or nil (always nil on a nil
+// state: persistence is off).
 func (s *stateFile) lookup(t *Target, driverVersion, bootID string) *stateEntry {
+	if s == nil {
+		return nil
+	}
 	for i := range s.Entries {
 		e := &s.Entries[i]
 		if e.DriverVersion == driverVersion && e.BootID == bootID && e.sameGPU(t) {
@@ -65,11 +72,56 @@ func (s *stateFile) put(e stateEntry, t *Target) {
 	s.Entries = append(kept, e)
 }
 
+// putMeasured puts the results measured in this run (res.GPUs, in the order of targets) under the given
+// driver version and boot id, and reports whether it put any. Cached, failed and skipped results are not
+// stored: a GPU keeps its last good figures. It does nothing on a nil state (persistence off).
+func (s *stateFile) putMeasured(targets []Target, res *Result, driverVersion, bootID string) bool {
+	if s == nil {
+		return false
+	}
+	changed := false
+	for i := range res.GPUs {
+		g := res.GPUs[i]
+		if g.Cached || g.State != StateOK || !g.Measured() {
+			continue
+		}
+		t := &targets[i]
+		g.Reason = ""
+		s.put(stateEntry{
+			UUID:              t.UUID,
+			PCIAddress:        t.PCIAddress,
+			DriverVersion:     driverVersion,
+			BootID:            bootID,
+			CUDADriverVersion: res.CUDADriverVersion,
+			Result:            g,
+		}, t)
+		changed = true
+	}
+	return changed
+}
+
+// openState returns the stored state in dir, or nil when persistence is off: no state dir, or no boot id
+// to key it by. A state file that cannot be read is logged and starts empty.
+func openState(dir, bootID string) *stateFile {
+	if dir == "" {
+		return nil
+	}
+	if bootID == "" {
+		klog.InfoS("Not keeping bench results: the boot id is unknown", "stateDir", dir)
+		return nil
+	}
+	s, err := loadState(dir)
+	if err != nil {
+		klog.ErrorS(err, "Ignoring bench state file")
+	}
+	return s
+}
+
 // loadState reads the state file in dir. A missing file is an empty state; so is a corrupt or foreign one,
 // which is reported so that the caller can log it (it is rewritten on the next save).
 func loadState(dir string) (*stateFile, error) {
 	s := &stateFile{Version: stateVersion}
-	path := filepath.Join(dir, StateFileName)
+	path := filepath.Join(dir, stateFileName)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return s, nil
@@ -87,8 +139,9 @@ func loadState(dir string) (*stateFile, error) {
 	return &f, nil
 }
 
-// save writes the state file atomically: a temporary file in the same directory, synced, then renamed
-// over the old one, so a crash leaves either the old or the new state, never a torn one.
+// save writes the state file into dir atomically (renameio: a temporary file in dir, synced, then renamed
+// over the old one), so a crash leaves either the old or the new state, never a torn one. A rename lost in
+// a crash only costs a measurement on the next start.
 func (s *stateFile) save(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create bench state dir %s: %w", dir, err)
@@ -97,33 +150,10 @@ func (s *stateFile) save(dir string) error {
 	if err != nil {
 		return fmt.Errorf("encode bench state: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+StateFileName+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("create bench state temp file in %s: %w", dir, err)
-	}
-	defer os.Remove(tmp.Name()) // a no-op after the rename
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp.Name(), err)
-	}
-	path := filepath.Join(dir, StateFileName)
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("rename bench state to %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // make the rename durable; best effort
-		d.Close()
+	path := filepath.Join(dir, stateFileName)
+	if err := renameio.WriteFile(path, append(b, '\n'), 0o644, renameio.WithTempDir(dir),
+		renameio.WithStaticPermissions(0o644)); err != nil {
+		return fmt.Errorf("write bench state %s: %w", path, err)
 	}
 	return nil
 }

@@ -1,9 +1,6 @@
 package bench
 
 import (
-	"fmt"
-	"strings"
-
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
@@ -72,24 +69,4 @@ func TargetsFromReport(r *detector.Report) []Target {
 		out = append(out, t)
 	}
 	return out
-}
-
-// matches reports whether the --gpu selector sel picks t: an inventory index, a UUID or a PCI address.
-func (t *Target) matches(sel string) bool {
-	sel = strings.TrimSpace(sel)
-	if sel == "" {
-		return true
-	}
-	if sel == fmt.Sprint(t.Index) {
-		return true
-	}
-	if t.UUID != "" && strings.EqualFold(sel, t.UUID) {
-		return true
-	}
-	if t.PCIAddress != "" {
-		if n, err := detector.NormalizePCIAddress(sel); err == nil && n == t.PCIAddress {
-			return true
-		}
-	}
-	return false
 }

@@ -1,8 +1,9 @@
-// fakecuda.c: a fake CUDA driver library for the tests of pkg/bench.
+// fakecuda.c: a fake CUDA driver library for every test that loads a driver (pkg/bench, the CLI, chart
+// and end-to-end tests).
 //
-// The tests build it with `cc -shared -fPIC -fvisibility=hidden` into a temporary directory as
-// libcuda.so.1 and load it through the same dlopen path as the real driver. It implements the few
-// driver API calls the DMA check uses, with their real prototypes, and emulates:
+// The tests build it with ../fakecuda.go (`cc -shared -fPIC -fvisibility=hidden -Wall -Wextra
+// -Werror`) into a temporary directory as libcuda.so.1 and load it through the same dlopen path as the real
+// driver. It implements the few driver API calls the DMA check uses, with their real prototypes, and emulates:
 //
 //   - devices: device memory is host memory; each device has a PCI bus id and a link with its own rate
 //     per direction for pinned and for pageable host memory;

@@ -1,0 +1,131 @@
+package bench
+
+import (
+	"time"
+
+	"k8s.io/utils/clock"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
+)
+
+// Defaults of Options that the CLI's flags show.
+const (
+	DefaultCUDALibrary = "libcuda.so.1"
+	DefaultTimeout     = 60 * time.Second
+	DefaultMaxAge      = 24 * time.Hour
+	// DefaultStateDir is the --state-dir default; Options.StateDir "" disables persistence.
+	DefaultStateDir = "/var/lib/pin-feature-daemon"
+)
+
+// Defaults of Options that have no flag, and of the Runner.
+const (
+	defaultBufferBytes = 256 * mib
+	defaultSamples     = 7
+	defaultWarmup      = 2
+	defaultSysRoot     = "/sys"
+	// defaultSampleInterval is how often the PCIe link is read while the pinned copies run.
+	defaultSampleInterval = 5 * time.Millisecond
+	// defaultKillGrace is how long a killed child may take to exit before it is abandoned.
+	defaultKillGrace = 10 * time.Second
+)
+
+// Options configure a Runner. Zero values take the defaults (given with each field), except StateDir.
+type Options struct {
+	// CUDALibrary is the driver library to dlopen (default libcuda.so.1; never libcuda.so, which may be the
+	// toolkit's stub).
+	CUDALibrary string
+	// BufferBytes is the size of each copy (default 256 MiB). It is capped so that the two host buffers
+	// take at most a quarter of MemAvailable and of the cgroup's headroom, and the device buffer at most half
+	// of the GPU's free memory; a GPU that these caps leave with less than 16 MiB (or less than BufferBytes,
+	// when that is smaller) is skipped.
+	BufferBytes int64
+	// Samples and Warmup are the timed and untimed copies per figure (defaults 7 and 2); the median is kept.
+	Samples, Warmup int
+	// Timeout is the hard limit on the child process (default 60s), after which it is killed (SIGKILL).
+	Timeout time.Duration
+	// Force measures GPUs that run compute processes too (--bench-force).
+	Force bool
+	// StateDir holds the state file; "" disables persistence (the CLI passes DefaultStateDir by default).
+	StateDir string
+	// MaxAge is how long a stored result is reused (default 24h); a negative value always re-measures.
+	MaxAge time.Duration
+	// GPU selects one GPU: "" all, else an inventory index, a UUID or a PCI address (--gpu).
+	GPU string
+	// SysRoot is the sysfs root the child reads the PCIe link from while copying (default /sys).
+	SysRoot string
+	// Executable is the binary re-executed as the child (default os.Executable()); ChildArgs its arguments
+	// (default ChildSubcommand), which must make it call ChildMain.
+	Executable string
+	ChildArgs  []string
+	// Env is added to the child's environment, which otherwise holds only what the CUDA driver reads from the
+	// daemon's (childEnv).
+	Env []string
+	// BootID and DriverVersion key the state file (from the Report). Without a boot id nothing is reused.
+	BootID, DriverVersion string
+	// HostMemAvailable and CgroupHeadroom cap the buffer size (from the Report; 0 = unknown).
+	HostMemAvailable, CgroupHeadroom uint64
+	// Progress is called once per GPU as its result is known (from the state file, or from the child as
+	// it finishes each GPU), on Run's goroutine.
+	Progress func(GPUResult)
+	// Clock decides the age of stored results and stamps MeasuredAt (default the real clock).
+	Clock clock.PassiveClock
+}
+
+// WithReport returns a copy of o with the facts of the report filled in: the state file's keys (boot id,
+// driver version) and the memory caps.
+func (o Options) WithReport(r *detector.Report) Options {
+	if r == nil {
+		return o
+	}
+	o.BootID = r.BootID
+	o.DriverVersion = r.Driver.Version
+	o.HostMemAvailable = r.Memory.MemAvailableBytes
+	o.CgroupHeadroom = 0
+	if c := r.Memory.Cgroup; c != nil && !c.Limit.Unlimited && c.Limit.Bytes > 0 {
+		o.CgroupHeadroom = 1 // a full cgroup has no headroom; 0 would read as unknown
+		if c.Limit.Bytes > c.UsageBytes {
+			o.CgroupHeadroom = c.Limit.Bytes - c.UsageBytes
+		}
+	}
+	return o
+}
+
+func (o Options) withDefaults() Options {
+	if o.CUDALibrary == "" {
+		o.CUDALibrary = DefaultCUDALibrary
+	}
+	if o.BufferBytes <= 0 {
+		o.BufferBytes = defaultBufferBytes
+	}
+	if o.Samples <= 0 {
+		o.Samples = defaultSamples
+	}
+	if o.Warmup < 0 {
+		o.Warmup = 0
+	} else if o.Warmup == 0 {
+		o.Warmup = defaultWarmup
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MaxAge == 0 {
+		o.MaxAge = DefaultMaxAge
+	}
+	if o.SysRoot == "" {
+		o.SysRoot = defaultSysRoot
+	}
+	if len(o.ChildArgs) == 0 {
+		o.ChildArgs = []string{ChildSubcommand}
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	return o
+}
+
+// request is one check as the Runner runs it: the options (defaults filled in, report facts applied) and
+// the GPUs offered, before the --gpu selector.
+type request struct {
+	Options
+	Targets []Target
+}

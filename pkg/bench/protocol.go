@@ -1,0 +1,79 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"k8s.io/klog/v2"
+)
+
+// ChildSubcommand is the hidden subcommand that runs ChildMain; Options.ChildArgs defaults to it.
+const ChildSubcommand = "__bench-child"
+
+// The child protocol, shared by the parent (spawn.go) and the child (child.go). The parent writes one
+// childRequest as JSON to the child's stdin; the child writes events to stdout, one a line, each line
+// protocolPrefix followed by a childEvent in JSON. Lines without the prefix (anything a driver library
+// might print) are ignored. Events arrive as they happen, so the parent keeps every GPU finished before a
+// hang or crash.
+const protocolPrefix = "pfd-bench-event "
+
+// Event kinds.
+const (
+	eventDriver = "driver" // the driver loaded: DriverVersion
+	eventPhase  = "phase"  // GPU Index entered Phase
+	eventGPU    = "gpu"    // GPU's result
+	eventFatal  = "fatal"  // the whole check failed: Error (no driver, cuInit failed)
+	eventDone   = "done"   // the child finished
+)
+
+type childRequest struct {
+	CUDALibrary    string        `json:"cudaLibrary"`
+	SysRoot        string        `json:"sysRoot"`
+	Samples        int           `json:"samples"`
+	Warmup         int           `json:"warmup"`
+	SampleInterval time.Duration `json:"sampleInterval"`
+	// Timeout is the parent's limit; the child exits on its own a little later, should the parent be gone.
+	Timeout time.Duration `json:"timeout"`
+	GPUs    []childGPU    `json:"gpus"`
+}
+
+type childGPU struct {
+	Target      Target `json:"target"`
+	BufferBytes int64  `json:"bufferBytes"`
+}
+
+type childEvent struct {
+	Event         string     `json:"event"`
+	DriverVersion int        `json:"driverVersion,omitempty"`
+	Index         int        `json:"index,omitempty"`
+	Phase         string     `json:"phase,omitempty"`
+	GPU           *GPUResult `json:"gpu,omitempty"`
+	Error         string     `json:"error,omitempty"`
+}
+
+// eventWriter writes the child's events, one whole line at a time, from any goroutine.
+type eventWriter struct {
+	mu  sync.Mutex
+	out io.Writer
+}
+
+func (w *eventWriter) emit(ev childEvent) {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		klog.ErrorS(err, "Encode bench event", "event", ev.Event)
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, err := fmt.Fprintf(w.out, "%s%s\n", protocolPrefix, b); err != nil {
+		klog.ErrorS(err, "Write bench event", "event", ev.Event)
+	}
+}
+
+// fatal emits a fatal event with err's message.
+func (w *eventWriter) fatal(err error) {
+	w.emit(childEvent{Event: eventFatal, Error: err.Error()})
+}

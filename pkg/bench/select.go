@@ -1,0 +1,112 @@
+package bench
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
+)
+
+// selectTargets returns the targets the --gpu selector gpu picks ("" picks all).
+func selectTargets(targets []Target, gpu string) []Target {
+	var sel []Target
+	for _, t := range targets {
+		if t.matches(gpu) {
+			sel = append(sel, t)
+		}
+	}
+	return sel
+}
+
+// noSelection is the state and error of a check that selected no GPU.
+func noSelection(targets []Target, gpu string) (State, string) {
+	if gpu != "" && len(targets) > 0 {
+		return StateFailed, fmt.Sprintf("no GPU matches %q", gpu)
+	}
+	return StateSkipped, "no CUDA GPU in the inventory"
+}
+
+// matches reports whether the --gpu selector sel picks t: an inventory index, a UUID or a PCI address.
+func (t *Target) matches(sel string) bool {
+	sel = strings.TrimSpace(sel)
+	if sel == "" {
+		return true
+	}
+	if sel == fmt.Sprint(t.Index) {
+		return true
+	}
+	if t.UUID != "" && strings.EqualFold(sel, t.UUID) {
+		return true
+	}
+	if t.PCIAddress != "" {
+		if n, err := detector.NormalizePCIAddress(sel); err == nil && n == t.PCIAddress {
+			return true
+		}
+	}
+	return false
+}
+
+// decide answers t without measuring where it can, given its last stored entry (nil: none) at time now:
+// a busy GPU is skipped (unless Force) and keeps its last figures; a fresh stored result is reused; a GPU
+// the memory caps leave too small a buffer is skipped. Otherwise it returns the buffer size to measure t
+// with (> 0), and the GPUResult is to be ignored.
+func decide(o Options, t *Target, last *stateEntry, now time.Time) (GPUResult, int64) {
+	g := GPUResult{Index: t.Index, UUID: t.UUID, PCIAddress: t.PCIAddress, Model: t.Model}
+	switch {
+	case t.ProcessesKnown && t.ComputeProcesses > 0 && !o.Force:
+		if last != nil {
+			g = cachedResult(last, t)
+		}
+		g.State = StateSkipped
+		g.Reason = fmt.Sprintf("busy: %d compute processes on the GPU (--bench-force measures it anyway)", t.ComputeProcesses)
+		return g, 0
+	case last != nil && o.MaxAge > 0 && now.Sub(last.Result.MeasuredAt) < o.MaxAge:
+		g = cachedResult(last, t)
+		g.State = StateOK
+		return g, 0
+	}
+	size := bufferBytes(o, t)
+	if size < min(minBufferBytes, roundDownMiB(o.BufferBytes)) || size <= 0 {
+		g.State = StateSkipped
+		g.Reason = fmt.Sprintf("not enough free memory for the check (buffer capped to %d bytes; host available %d, cgroup headroom %d, device free %d)",
+			size, o.HostMemAvailable, o.CgroupHeadroom, t.MemoryFreeBytes)
+		return g, 0
+	}
+	return g, size
+}
+
+// cachedResult is the stored result of t, with t's current identity.
+func cachedResult(e *stateEntry, t *Target) GPUResult {
+	g := e.Result
+	g.Index, g.UUID, g.PCIAddress = t.Index, t.UUID, t.PCIAddress
+	if t.Model != "" {
+		g.Model = t.Model
+	}
+	g.Cached = true
+	g.Reason = ""
+	return g
+}
+
+// bufferBytes is the size of each copy on t: Options.BufferBytes capped by what the host can spare and by
+// half of the GPU's free memory (when NVML knows it), in whole MiB.
+func bufferBytes(o Options, t *Target) int64 {
+	size := min(o.BufferBytes, hostBufferCap(o))
+	if t.MemoryFreeBytes > 0 {
+		size = min(size, int64(t.MemoryFreeBytes/2))
+	}
+	return roundDownMiB(size)
+}
+
+// hostBufferCap is the largest buffer the host can spare: the child holds two host buffers (pinned and
+// pageable), which together may take at most half of MemAvailable and of the cgroup's headroom.
+func hostBufferCap(o Options) int64 {
+	c := o.BufferBytes
+	if o.HostMemAvailable > 0 {
+		c = min(c, int64(o.HostMemAvailable/4))
+	}
+	if o.CgroupHeadroom > 0 {
+		c = min(c, int64(o.CgroupHeadroom/4))
+	}
+	return c
+}
