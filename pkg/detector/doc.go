@@ -35,6 +35,8 @@
 //     degraded when it trained narrower than the smaller max width of its two ends; the physical links are
 //     (device, parent), (grandparent's child, grandparent)... pairing from the device up, because a switch's
 //     upstream/downstream port pair is internal. Link speed is never judged: idle NVIDIA GPUs run at 2.5 GT/s.
+//     The speed and width strings are parsed by internal/pcie, whose table of generations also ranks the
+//     accelerators' capabilities by bandwidth for Report.PCIe (ties: older generation, then narrower).
 //   - NVML (optional): driver and CUDA versions, system confidential-computing state, and per GPU its bus id,
 //     UUID, name, max/current PCIe gen and width, memory, compute process count, compute mode and C2C mode.
 //     GPUs are matched to sysfs by normalised PCI address (NormalizePCIAddress). When sysfs has no NVIDIA GPU

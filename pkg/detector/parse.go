@@ -22,62 +22,6 @@ func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errMalformed, fmt.Sprintf(format, args...))
 }
 
-// pcieGenBySpeed maps the per-lane transfer rate in GT/s to the PCIe generation.
-var pcieGenBySpeed = []struct {
-	gts float64
-	gen int
-}{{2.5, 1}, {5, 2}, {8, 3}, {16, 4}, {32, 5}, {64, 6}, {128, 7}}
-
-// parseLinkSpeed parses sysfs current_link_speed / max_link_speed. The kernel writes
-// "<rate> GT/s PCIe" since 4.17 ("2.5 GT/s PCIe", "32.0 GT/s PCIe"), "<rate> GT/s" before ("5 GT/s"), and
-// "Unknown" or "Unknown speed" when the link speed is not known. Unknown speeds return 0, 0 and no error; a
-// rate that is no PCIe generation keeps its GT/s with generation 0.
-func parseLinkSpeed(s string) (gts float64, gen int, err error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, 0, malformed("empty link speed")
-	}
-	if strings.HasPrefix(strings.ToLower(s), "unknown") {
-		return 0, 0, nil
-	}
-	num, rest, ok := strings.Cut(s, "GT/s")
-	if !ok {
-		return 0, 0, malformed("link speed %q has no GT/s", truncate(s))
-	}
-	if rest = strings.TrimSpace(rest); rest != "" && rest != "PCIe" {
-		return 0, 0, malformed("link speed %q has an unknown suffix", truncate(s))
-	}
-	num = strings.TrimSpace(num)
-	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || num == "" || strings.ContainsAny(num, "eExXpP_") || v <= 0 || v > 1024 || math.IsNaN(v) {
-		return 0, 0, malformed("link speed %q has no valid rate", truncate(s))
-	}
-	for _, g := range pcieGenBySpeed {
-		if math.Abs(v-g.gts) < 0.01 {
-			return v, g.gen, nil
-		}
-	}
-	return v, 0, nil
-}
-
-// parseLinkWidth parses sysfs current_link_width / max_link_width: a decimal lane count ("16"). 255 is the
-// kernel's PCIE_LNK_WIDTH_UNKNOWN and 0 a link that is down; both return 0 without error.
-func parseLinkWidth(s string) (int, error) {
-	s = strings.TrimSpace(s)
-	s = strings.TrimPrefix(s, "x")
-	w, err := strconv.Atoi(s)
-	if err != nil || strings.HasPrefix(s, "+") {
-		return 0, malformed("link width %q is not a number", truncate(s))
-	}
-	switch {
-	case w == 255:
-		return 0, nil
-	case w < 0 || w > 64:
-		return 0, malformed("link width %d out of range", w)
-	}
-	return w, nil
-}
-
 // maxCPUID bounds the CPU numbers ParseCPUList accepts (the kernel's NR_CPUS tops out far below).
 const maxCPUID = 1 << 16
 
