@@ -196,9 +196,9 @@ func measureOnThread(drv cudaDriver, t Target, cfg measureConfig, phase func(str
 		}
 	}
 
-	res.TheoreticalBytesPerSecond = TheoreticalBytesPerSecond(t.Capability)
+	res.TheoreticalBytesPerSecond = theoreticalBytesPerSecond(t.Capability)
 	if res.TheoreticalBytesPerSecond == 0 {
-		res.TheoreticalBytesPerSecond = TheoreticalBytesPerSecond(res.LinkUnderLoad)
+		res.TheoreticalBytesPerSecond = theoreticalBytesPerSecond(res.LinkUnderLoad)
 	}
 	if res.TheoreticalBytesPerSecond > 0 && res.PinnedH2D > 0 {
 		res.Efficiency = res.PinnedH2D / res.TheoreticalBytesPerSecond
