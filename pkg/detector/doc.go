@@ -14,7 +14,7 @@
 //	})
 //	defer d.Close()                                // shuts NVML down
 //	r := d.Probe(ctx)                              // never nil; unreadable facts are in r.Errors
-//	v := detector.Decide(r, d.PinPlatforms(), &pinWorks) // after the bench
+//	r.Verdict = detector.Decide(r, d.PinPlatforms(), trials) // after the bench: one PinTrial per GPU it pinned on
 //
 // # What is read
 //
@@ -56,9 +56,11 @@
 //
 // # Verdict
 //
-// Decide applies the pin policy: wsl first, then no-accelerator, then platform (not in the policy; the default
-// policy is cuda and rocm), then pin-failed when the bench reports that pinning did not work. Confidential
-// computing does not change it.
+// Decide is the one home of the verdict (pinmemory.available and pinmemory.reason); nothing else decides it.
+// It applies the pin policy: wsl first, then no-accelerator, then platform (not in the policy; the default
+// policy is cuda and rocm), then pin-failed when the bench tried to pin on some GPUs (one PinTrial each) and
+// neither cuMemHostAlloc nor cuMemHostRegister worked on any of them. Confidential computing does not change it.
+// Probe decides without trials; after the bench, labeler.Verdict passes the bench.Result's trials.
 //
 // # Tests
 //
