@@ -61,31 +61,6 @@ func TestGen7Efficiency(t *testing.T) {
 	require.InDelta(t, g.PinnedH2D/g.TheoreticalBytesPerSecond, g.Efficiency, 1e-9)
 }
 
-func TestParseCPUList(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		in      string
-		want    []int
-		wantErr bool
-	}{
-		{in: "0", want: []int{0}},
-		{in: "0-3,8,10-11\n", want: []int{0, 1, 2, 3, 8, 10, 11}},
-		{in: "", want: nil},
-		{in: "3-1", wantErr: true},
-		{in: "a", wantErr: true},
-		{in: "-1", wantErr: true},
-	}
-	for _, tc := range tests {
-		got, err := parseCPUList(tc.in)
-		if tc.wantErr {
-			require.Error(t, err, tc.in)
-			continue
-		}
-		require.NoError(t, err, tc.in)
-		require.Equal(t, tc.want, got, tc.in)
-	}
-}
-
 func TestPinThreadToCPUs(t *testing.T) {
 	t.Parallel()
 	// Never unlocked: the thread whose affinity changes exits with the test's goroutine.
@@ -98,7 +73,7 @@ func TestPinThreadToCPUs(t *testing.T) {
 			first = c
 		}
 	}
-	n, err := pinThreadToCPUs("100000-100001," + strconv.Itoa(first))
+	n, err := pinThreadToCPUs("60000-60001," + strconv.Itoa(first)) // beyond unix.CPUSet, within any cpulist
 	require.NoError(t, err)
 	require.Equal(t, 1, n, "only the allowed cpu is kept")
 	var after unix.CPUSet
@@ -106,8 +81,10 @@ func TestPinThreadToCPUs(t *testing.T) {
 	require.Equal(t, 1, after.Count())
 	require.True(t, after.IsSet(first))
 
-	_, err = pinThreadToCPUs("100000")
-	require.ErrorContains(t, err, "none of the local cpus 100000 is allowed")
+	_, err = pinThreadToCPUs("60000")
+	require.ErrorContains(t, err, "none of the local cpus 60000 is allowed")
+	_, err = pinThreadToCPUs("0-3:2")
+	require.ErrorContains(t, err, "parse local cpus: malformed: cpulist")
 }
 
 func TestNormalizePCIAddress(t *testing.T) {

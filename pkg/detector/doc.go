@@ -27,8 +27,9 @@
 //     skipped. Report.Platforms lists every platform found in the order cuda, rocm, xpu, hpu, neuron, tpu;
 //     Report.Platform is the first, or cpu.
 //   - WSL: proc/sys/kernel/osrelease or proc/version containing "microsoft" (any case), or dev/dxg.
-//   - Per accelerator: numa_node (-1 kept), local_cpulist, and current/max link speed and width of the device
-//     and of every bridge above it. The bus link is resolved into sys/devices/pci<dom>:<bus>/.../<BDF> (an
+//   - Per accelerator: numa_node (-1 kept), local_cpulist (kept only when ParseCPUList, k8s.io/utils/cpuset
+//     behind a bounds check, accepts it), and current/max link speed and width of the device and of every
+//     bridge above it. The bus link is resolved into sys/devices/pci<dom>:<bus>/.../<BDF> (an
 //     absolute link is re-rooted at HostFS.Sys) and the parent directories named like PCI addresses are the
 //     hops, up to the root port (the walk stops at pci<dom>:<bus>, VMD and Hyper-V bus directories).
 //     Capability is the minimum max generation and max width over the device and its hops. A link is
