@@ -45,7 +45,7 @@ func probeCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer)
 		var b *bench.Result
 		if doBen {
 			b = newBencher(&po, &bo, "", progressPrinter(stderr)).Run(ctx, r)
-			r.Verdict = detector.Decide(r, po.pinPlatforms, b.PinWorks())
+			r.Verdict = labeler.Verdict(r, b, po.pinPlatforms)
 		}
 		labels := labeler.Build(r, b)
 		switch format {

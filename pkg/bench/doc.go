@@ -26,7 +26,8 @@
 // path vLLM and SGLang use for CPU offload) and proves it with one copy. While the pinned copies run it
 // reads the current PCIe link of the GPU and of the ports above it from sysfs; the efficiency is pinned H2D
 // over the theoretical rate of the weakest hop's capability, and a link below its capability under load is
-// degraded.
+// degraded. Link strings and rates (Gen1-7) come from internal/pcie, the local CPU list is parsed by
+// detector.ParseCPUList: the package keeps no rate table or cpulist parser of its own.
 //
 // Safety: the buffer is capped by MemAvailable, the cgroup's headroom and the GPU's free memory; a GPU with
 // compute processes is skipped unless forced and keeps its last stored result; the child is killed at the
@@ -60,5 +61,6 @@
 // The tests load a fake libcuda.so.1 built from internal/fakecuda.
 //
 // The package must not keep a CUDA context or the driver library in the calling process (only ChildMain
-// loads it), must not touch Kubernetes or Prometheus, and must not decide labels: it returns a Result.
+// loads it), must not touch Kubernetes or Prometheus, and must not decide labels or the verdict: it returns a
+// Result, and Result.PinTrials only maps its GPUs to the detector.PinTrial list that detector.Decide judges.
 package bench

@@ -3,62 +3,23 @@ package bench
 import (
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
-// laneBytesPerSecond is the per-direction payload rate of one PCIe lane by generation: the transfer rate
-// times the line-code efficiency (8b/10b for Gen1-2, 128b/130b for Gen3-5, 242/256 FLIT for Gen6), in
-// bytes per second. x16: Gen3 15.75 GB/s, Gen4 31.5, Gen5 63.0.
-var laneBytesPerSecond = map[int]float64{
-	1: 2.5e9 * 8 / 10 / 8,
-	2: 5e9 * 8 / 10 / 8,
-	3: 8e9 * 128 / 130 / 8,
-	4: 16e9 * 128 / 130 / 8,
-	5: 32e9 * 128 / 130 / 8,
-	6: 64e9 * 242 / 256 / 8,
-}
-
-// TheoreticalBytesPerSecond is the per-direction rate of a PCIe link of the given capability, 0 when unknown.
-func TheoreticalBytesPerSecond(c *detector.LinkCapability) float64 {
-	if c == nil || c.Width <= 0 {
+// theoreticalBytesPerSecond is the per-direction rate of a PCIe link of the given capability, 0 when unknown.
+func theoreticalBytesPerSecond(c *detector.LinkCapability) float64 {
+	if c == nil {
 		return 0
 	}
-	return laneBytesPerSecond[c.Gen] * float64(c.Width)
+	return pcie.BytesPerSecond(c.Gen, c.Width)
 }
 
-// genFromSpeed maps a sysfs link speed ("16.0 GT/s PCIe", "2.5 GT/s") to a PCIe generation, 0 if unknown.
-func genFromSpeed(s string) int {
-	f := strings.Fields(s)
-	if len(f) == 0 {
-		return 0
-	}
-	gts, err := strconv.ParseFloat(f[0], 64)
-	if err != nil {
-		return 0
-	}
-	switch {
-	case gts >= 64:
-		return 6
-	case gts >= 32:
-		return 5
-	case gts >= 16:
-		return 4
-	case gts >= 8:
-		return 3
-	case gts >= 5:
-		return 2
-	case gts >= 2.5:
-		return 1
-	}
-	return 0
-}
-
-// readLink reads the current generation and width of the PCI device at addr under sysRoot.
+// readLink reads the current generation and width of the PCI device at addr under sysRoot; false when either
+// is unreadable, malformed or unknown.
 func readLink(sysRoot, addr string) (detector.LinkCapability, bool) {
 	dir := filepath.Join(sysRoot, "bus", "pci", "devices", addr)
 	speed, err := os.ReadFile(filepath.Join(dir, "current_link_speed"))
@@ -69,9 +30,9 @@ func readLink(sysRoot, addr string) (detector.LinkCapability, bool) {
 	if err != nil {
 		return detector.LinkCapability{}, false
 	}
-	w, err := strconv.Atoi(strings.TrimSpace(string(width)))
-	g := genFromSpeed(string(speed))
-	if err != nil || w <= 0 || g == 0 {
+	_, g, errG := pcie.ParseSpeed(string(speed))
+	w, errW := pcie.ParseWidth(string(width))
+	if errG != nil || errW != nil || g == 0 || w == 0 {
 		return detector.LinkCapability{}, false
 	}
 	return detector.LinkCapability{Gen: g, Width: w}, true

@@ -284,9 +284,9 @@ func (m *measurement) registerTrial(p unsafe.Pointer) error {
 // else of the link seen under load) and whether the link ran below its capability under load.
 func (m *measurement) linkVerdict() {
 	res, t := &m.res, &m.t
-	res.TheoreticalBytesPerSecond = TheoreticalBytesPerSecond(t.Capability)
+	res.TheoreticalBytesPerSecond = theoreticalBytesPerSecond(t.Capability)
 	if res.TheoreticalBytesPerSecond == 0 {
-		res.TheoreticalBytesPerSecond = TheoreticalBytesPerSecond(res.LinkUnderLoad)
+		res.TheoreticalBytesPerSecond = theoreticalBytesPerSecond(res.LinkUnderLoad)
 	}
 	if res.TheoreticalBytesPerSecond > 0 && res.PinnedH2D > 0 {
 		res.Efficiency = res.PinnedH2D / res.TheoreticalBytesPerSecond

@@ -77,20 +77,17 @@ type GPUResult struct {
 // Measured reports whether the GPU has pinned figures (fresh or cached).
 func (g *GPUResult) Measured() bool { return g.PinnedH2D > 0 && g.PinnedD2H > 0 }
 
-// PinWorks reports whether any way of pinning host memory worked on a GPU where it was tried:
-// nil when it was tried nowhere (no verdict), false when every try failed.
-func (r *Result) PinWorks() *bool {
-	tried, works := false, false
-	for i := range r.GPUs {
-		g := &r.GPUs[i]
-		if !g.PinTried {
-			continue
-		}
-		tried = true
-		works = works || g.HostAllocOK || g.HostRegisterOK
-	}
-	if !tried {
+// PinTrials maps the GPUs where the check got as far as trying to pin host memory to the trials
+// detector.Decide judges; nil when it got that far on none (or r is nil). It decides nothing itself.
+func (r *Result) PinTrials() []detector.PinTrial {
+	if r == nil {
 		return nil
 	}
-	return &works
+	var trials []detector.PinTrial
+	for i := range r.GPUs {
+		if g := &r.GPUs[i]; g.PinTried {
+			trials = append(trials, detector.PinTrial{HostAlloc: g.HostAllocOK, HostRegister: g.HostRegisterOK})
+		}
+	}
+	return trials
 }

@@ -127,7 +127,7 @@ func TestRunErrors(t *testing.T) {
 			wantGPUs:  []State{StateFailed, StateFailed},
 			check: func(t *testing.T, res *Result) {
 				require.Contains(t, res.GPUs[1].Reason, "no CUDA driver")
-				require.Nil(t, res.PinWorks(), "no verdict on pinning without a driver")
+				require.Nil(t, res.PinTrials(), "no verdict on pinning without a driver")
 			},
 		},
 		{
@@ -161,8 +161,7 @@ func TestRunErrors(t *testing.T) {
 				require.Zero(t, g.PinnedH2D)
 				require.Positive(t, g.PageableH2D, "pageable figures are still taken")
 				require.Positive(t, g.PageableD2H)
-				require.NotNil(t, res.PinWorks())
-				require.True(t, *res.PinWorks())
+				require.Equal(t, []detector.PinTrial{{HostRegister: true}}, res.PinTrials())
 			},
 		},
 		{
@@ -174,8 +173,7 @@ func TestRunErrors(t *testing.T) {
 			wantGPUs:  []State{StateFailed},
 			check: func(t *testing.T, res *Result) {
 				require.Contains(t, res.GPUs[0].HostRegisterError, "cuMemHostRegister_v2: CUDA_ERROR_NOT_SUPPORTED (801)")
-				require.NotNil(t, res.PinWorks())
-				require.False(t, *res.PinWorks(), "no way to pin: the verdict is pin-failed")
+				require.Equal(t, []detector.PinTrial{{}}, res.PinTrials(), "no way to pin: the verdict is pin-failed")
 			},
 		},
 		{

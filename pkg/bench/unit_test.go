@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -12,58 +14,51 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
-func TestTheoreticalBytesPerSecond(t *testing.T) {
+// TestReadLink: the sampler reads every generation internal/pcie knows, and each gets a theoretical rate, so
+// no generation is left without an efficiency.
+func TestReadLink(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		gen, width int
-		want       float64 // GB/s
+	root := t.TempDir()
+	for _, g := range pcie.Generations() {
+		addr := fmt.Sprintf("0000:%02x:00.0", g.Gen)
+		writeLink(t, root, addr, strconv.FormatFloat(g.GTs, 'f', 1, 64)+" GT/s PCIe", 16)
+		got, ok := readLink(root, addr)
+		require.True(t, ok, "gen %d", g.Gen)
+		require.Equal(t, detector.LinkCapability{Gen: g.Gen, Width: 16}, got)
+		require.Positive(t, theoreticalBytesPerSecond(&got), "gen %d", g.Gen)
+		require.Equal(t, pcie.BytesPerSecond(g.Gen, 16), theoreticalBytesPerSecond(&got))
+	}
+	for _, bad := range []struct {
+		speed string
+		width int
 	}{
-		{1, 16, 4.0}, {2, 16, 8.0}, {3, 16, 15.75}, {4, 16, 31.5}, {5, 16, 63.0}, {5, 8, 31.5}, {4, 4, 7.88},
-		{6, 16, 121.0}, {7, 16, 0}, {5, 0, 0},
-	}
-	for _, tc := range tests {
-		got := TheoreticalBytesPerSecond(&detector.LinkCapability{Gen: tc.gen, Width: tc.width})
-		require.InDelta(t, tc.want, got/1e9, 0.02, "gen %d x%d", tc.gen, tc.width)
-	}
-	require.Zero(t, TheoreticalBytesPerSecond(nil))
-}
-
-func TestGenFromSpeed(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]int{
-		"2.5 GT/s PCIe": 1, "5.0 GT/s PCIe": 2, "8.0 GT/s PCIe": 3, "16.0 GT/s PCIe": 4, "32.0 GT/s PCIe": 5,
-		"64.0 GT/s PCIe": 6, "2.5 GT/s": 1, "Unknown": 0, "": 0, "1.0 GT/s": 0,
+		{"Unknown", 16}, {"20.0 GT/s PCIe", 16}, {"fast GT/s", 16}, {"32.0 GT/s PCIe", 255}, {"32.0 GT/s PCIe", 0},
 	} {
-		require.Equal(t, want, genFromSpeed(in), in)
+		writeLink(t, root, "0000:ff:00.0", bad.speed, bad.width)
+		_, ok := readLink(root, "0000:ff:00.0")
+		require.False(t, ok, "%s x%d", bad.speed, bad.width)
 	}
+	_, ok := readLink(root, "0000:fe:00.0")
+	require.False(t, ok, "no such device")
+	require.Zero(t, theoreticalBytesPerSecond(nil))
 }
 
-func TestParseCPUList(t *testing.T) {
+// TestGen7Efficiency runs the check on a GPU behind a Gen7 x16 path: it gets a theoretical rate and an
+// efficiency like any other generation.
+func TestGen7Efficiency(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		in      string
-		want    []int
-		wantErr bool
-	}{
-		{in: "0", want: []int{0}},
-		{in: "0-3,8,10-11\n", want: []int{0, 1, 2, 3, 8, 10, 11}},
-		{in: "", want: nil},
-		{in: "3-1", wantErr: true},
-		{in: "a", wantErr: true},
-		{in: "-1", wantErr: true},
-	}
-	for _, tc := range tests {
-		got, err := parseCPUList(tc.in)
-		if tc.wantErr {
-			require.Error(t, err, tc.in)
-			continue
-		}
-		require.NoError(t, err, tc.in)
-		require.Equal(t, tc.want, got, tc.in)
-	}
+	ts := fakeTargets(1)
+	ts[0].Capability = &detector.LinkCapability{Gen: 7, Width: 16}
+	res := NewRunner(testOptions(t, fakeCUDA(t, fakeDefault...))).Run(context.Background(), ts)
+	require.Equal(t, StateOK, res.State, res.Error)
+	g := res.GPUs[0]
+	require.Equal(t, pcie.BytesPerSecond(7, 16), g.TheoreticalBytesPerSecond)
+	require.Positive(t, g.Efficiency)
+	require.InDelta(t, g.PinnedH2D/g.TheoreticalBytesPerSecond, g.Efficiency, 1e-9)
 }
 
 func TestPinThreadToCPUs(t *testing.T) {
@@ -78,7 +73,7 @@ func TestPinThreadToCPUs(t *testing.T) {
 			first = c
 		}
 	}
-	n, err := pinThreadToCPUs("100000-100001," + strconv.Itoa(first))
+	n, err := pinThreadToCPUs("60000-60001," + strconv.Itoa(first)) // beyond unix.CPUSet, within any cpulist
 	require.NoError(t, err)
 	require.Equal(t, 1, n, "only the allowed cpu is kept")
 	var after unix.CPUSet
@@ -86,8 +81,10 @@ func TestPinThreadToCPUs(t *testing.T) {
 	require.Equal(t, 1, after.Count())
 	require.True(t, after.IsSet(first))
 
-	_, err = pinThreadToCPUs("100000")
-	require.ErrorContains(t, err, "none of the local cpus 100000 is allowed")
+	_, err = pinThreadToCPUs("60000")
+	require.ErrorContains(t, err, "none of the local cpus 60000 is allowed")
+	_, err = pinThreadToCPUs("0-3:2")
+	require.ErrorContains(t, err, "parse local cpus: malformed: cpulist")
 }
 
 func TestNormalizePCIAddress(t *testing.T) {
@@ -327,4 +324,22 @@ func TestBandwidth(t *testing.T) {
 	require.EqualError(t, err, "cuMemcpyHtoDAsync_v2: CUresult 700")
 	_, err = bandwidth(8*mib, cfg, 0, func(f func() error) (time.Duration, error) { return 0, f() }, copyFn)
 	require.ErrorContains(t, err, "timed at 0s")
+}
+
+// TestPinTrials: the result only maps its GPUs to detector.PinTrial, one per GPU where pinning was tried; the
+// verdict is detector.Decide's.
+func TestPinTrials(t *testing.T) {
+	t.Parallel()
+	var none *Result
+	require.Nil(t, none.PinTrials())
+	require.Nil(t, (&Result{GPUs: []GPUResult{{State: StateSkipped}, {State: StateFailed}}}).PinTrials())
+	res := &Result{GPUs: []GPUResult{
+		{PinTried: true, HostAllocOK: true, HostRegisterOK: true},
+		{State: StateSkipped, HostAllocOK: true}, // not tried: left out whatever it says
+		{PinTried: true, HostRegisterOK: true},
+		{PinTried: true},
+	}}
+	require.Equal(t, []detector.PinTrial{
+		{HostAlloc: true, HostRegister: true}, {HostRegister: true}, {},
+	}, res.PinTrials())
 }

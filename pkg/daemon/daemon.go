@@ -155,7 +155,7 @@ func (d *Daemon) RunOnce(ctx context.Context) error {
 		b = &bench.Result{State: bench.StateDisabled}
 		d.cfg.Metrics.ObserveBench(b, false)
 	}
-	r.Verdict = detector.Decide(r, d.cfg.PinPlatforms, b.PinWorks())
+	r.Verdict = labeler.Verdict(r, b, d.cfg.PinPlatforms)
 	d.cfg.Metrics.ObserveReport(r)
 	next := labeler.Build(r, b)
 	klog.InfoS("Probed node", "platform", r.Platform, "available", r.Verdict.Available, "reason", r.Verdict.Reason,

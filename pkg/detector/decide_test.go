@@ -8,47 +8,64 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// TestDecide holds every rule of the verdict, in the order they apply.
 func TestDecide(t *testing.T) {
 	t.Parallel()
-	ok, failed := true, false
 	gpu := []Accelerator{{Platform: PlatformCUDA}}
+	cuda := func() *Report { return &Report{Platform: PlatformCUDA, Accelerators: gpu} }
+	var (
+		failed   = []PinTrial{{}}
+		alloc    = []PinTrial{{HostAlloc: true}}
+		register = []PinTrial{{HostRegister: true}}
+		oneOfTwo = []PinTrial{{}, {HostAlloc: true, HostRegister: true}}
+	)
 	tests := []struct {
-		name     string
-		r        *Report
-		policy   []Platform
-		pinWorks *bool
-		want     Verdict
+		name   string
+		r      *Report
+		policy []Platform
+		trials []PinTrial
+		want   Verdict
 	}{
-		{name: "cuda", r: &Report{Platform: PlatformCUDA, Accelerators: gpu}, policy: DefaultPinPlatforms(), want: yes},
-		{name: "rocm", r: &Report{Platform: PlatformROCm, Accelerators: gpu}, policy: DefaultPinPlatforms(), want: yes},
+		// wsl
 		{name: "wsl wins over everything", r: &Report{WSL: true, Platform: PlatformCUDA, Accelerators: gpu},
-			policy: DefaultPinPlatforms(), pinWorks: &failed, want: no(ReasonWSL)},
+			policy: DefaultPinPlatforms(), trials: failed, want: no(ReasonWSL)},
 		{name: "wsl without accelerators", r: &Report{WSL: true, Platform: PlatformCPU}, policy: DefaultPinPlatforms(),
 			want: no(ReasonWSL)},
+		// no-accelerator
+		{name: "nil report", r: nil, policy: DefaultPinPlatforms(), want: no(ReasonNoAccelerator)},
 		{name: "cpu", r: &Report{Platform: PlatformCPU}, policy: DefaultPinPlatforms(), want: no(ReasonNoAccelerator)},
+		{name: "empty platform", r: &Report{}, policy: DefaultPinPlatforms(), want: no(ReasonNoAccelerator)},
+		{name: "platform without accelerators", r: &Report{Platform: PlatformCUDA}, policy: DefaultPinPlatforms(),
+			want: no(ReasonNoAccelerator)},
 		{name: "no accelerator comes before platform", r: &Report{Platform: PlatformCPU},
 			policy: []Platform{}, want: no(ReasonNoAccelerator)},
-		{name: "empty platform", r: &Report{}, policy: DefaultPinPlatforms(), want: no(ReasonNoAccelerator)},
-		{name: "nil report", r: nil, policy: DefaultPinPlatforms(), want: no(ReasonNoAccelerator)},
+		// platform
 		{name: "neuron by default", r: &Report{Platform: PlatformNeuron, Accelerators: gpu},
 			policy: DefaultPinPlatforms(), want: no(ReasonPlatform)},
+		{name: "empty policy", r: cuda(), policy: []Platform{}, want: no(ReasonPlatform)},
 		{name: "platform comes before pin-failed", r: &Report{Platform: PlatformXPU, Accelerators: gpu},
-			policy: DefaultPinPlatforms(), pinWorks: &failed, want: no(ReasonPlatform)},
+			policy: DefaultPinPlatforms(), trials: failed, want: no(ReasonPlatform)},
+		// pin-failed
+		{name: "pinning failed on the only gpu", r: cuda(), policy: DefaultPinPlatforms(), trials: failed,
+			want: no(ReasonPinFailed)},
+		{name: "pinning failed on every gpu", r: cuda(), policy: DefaultPinPlatforms(), trials: []PinTrial{{}, {}},
+			want: no(ReasonPinFailed)},
+		// available
+		{name: "cuda", r: cuda(), policy: DefaultPinPlatforms(), want: yes},
+		{name: "rocm", r: &Report{Platform: PlatformROCm, Accelerators: gpu}, policy: DefaultPinPlatforms(), want: yes},
 		{name: "neuron allowed by policy", r: &Report{Platform: PlatformNeuron, Accelerators: gpu},
 			policy: []Platform{PlatformNeuron}, want: yes},
-		{name: "empty policy", r: &Report{Platform: PlatformCUDA, Accelerators: gpu}, policy: []Platform{},
-			want: no(ReasonPlatform)},
-		{name: "bench says pinning failed", r: &Report{Platform: PlatformCUDA, Accelerators: gpu},
-			policy: DefaultPinPlatforms(), pinWorks: &failed, want: no(ReasonPinFailed)},
-		{name: "bench says pinning works", r: &Report{Platform: PlatformCUDA, Accelerators: gpu},
-			policy: DefaultPinPlatforms(), pinWorks: &ok, want: yes},
+		{name: "no trials is no evidence", r: cuda(), policy: DefaultPinPlatforms(), trials: []PinTrial{}, want: yes},
+		{name: "host alloc works", r: cuda(), policy: DefaultPinPlatforms(), trials: alloc, want: yes},
+		{name: "host register alone is enough", r: cuda(), policy: DefaultPinPlatforms(), trials: register, want: yes},
+		{name: "one gpu of two pins", r: cuda(), policy: DefaultPinPlatforms(), trials: oneOfTwo, want: yes},
 		{name: "cc does not matter", r: &Report{Platform: PlatformCUDA, Accelerators: gpu, ConfidentialComputing: true},
 			policy: DefaultPinPlatforms(), want: yes},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			require.Equal(t, tc.want, Decide(tc.r, tc.policy, tc.pinWorks))
+			require.Equal(t, tc.want, Decide(tc.r, tc.policy, tc.trials))
 		})
 	}
 }

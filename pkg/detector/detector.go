@@ -64,11 +64,22 @@ func ParsePlatforms(csv string) ([]Platform, error) {
 	return out, nil
 }
 
-// Decide computes the verdict under a pin policy. The first matching reason wins: wsl, then no-accelerator,
-// then platform (the node's platform is not in pinPlatforms), then pin-failed when pinWorks is not nil and
-// false (the bench found that neither cuMemHostAlloc nor cuMemHostRegister worked). Probe calls it with
-// pinWorks nil; the run loop calls it again after the bench. Confidential computing does not change it.
-func Decide(r *Report, pinPlatforms []Platform, pinWorks *bool) Verdict {
+// PinTrial is what the DMA check found on one accelerator where it got as far as trying to pin host memory
+// (a CUDA context was created): whether cuMemHostAlloc and whether cuMemHostRegister of ordinary memory worked.
+type PinTrial struct {
+	HostAlloc    bool
+	HostRegister bool
+}
+
+// pinned reports whether either way of pinning worked.
+func (t PinTrial) pinned() bool { return t.HostAlloc || t.HostRegister }
+
+// Decide computes the verdict (pinmemory.available and pinmemory.reason): every rule of it is here and nowhere
+// else. The first matching reason wins: wsl, then no-accelerator, then platform (the node's platform is not in
+// pinPlatforms), then pin-failed when there are trials and pinning worked in none of them. No trials (no bench
+// yet, or it got as far as pinning on no GPU) is no evidence either way. Probe calls it without trials; after
+// the bench it is called again with the bench's (labeler.Verdict). Confidential computing does not change it.
+func Decide(r *Report, pinPlatforms []Platform, trials []PinTrial) Verdict {
 	switch {
 	case r == nil:
 		return Verdict{Available: false, Reason: ReasonNoAccelerator}
@@ -78,7 +89,7 @@ func Decide(r *Report, pinPlatforms []Platform, pinWorks *bool) Verdict {
 		return Verdict{Available: false, Reason: ReasonNoAccelerator}
 	case !slices.Contains(pinPlatforms, r.Platform):
 		return Verdict{Available: false, Reason: ReasonPlatform}
-	case pinWorks != nil && !*pinWorks:
+	case len(trials) > 0 && !slices.ContainsFunc(trials, PinTrial.pinned):
 		return Verdict{Available: false, Reason: ReasonPinFailed}
 	}
 	return Verdict{Available: true}

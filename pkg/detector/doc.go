@@ -14,7 +14,7 @@
 //	})
 //	defer d.Close()                                // shuts NVML down
 //	r := d.Probe(ctx)                              // never nil; unreadable facts are in r.Errors
-//	v := detector.Decide(r, d.PinPlatforms(), &pinWorks) // after the bench
+//	r.Verdict = detector.Decide(r, d.PinPlatforms(), trials) // after the bench: one PinTrial per GPU it pinned on
 //
 // # What is read
 //
@@ -27,14 +27,17 @@
 //     skipped. Report.Platforms lists every platform found in the order cuda, rocm, xpu, hpu, neuron, tpu;
 //     Report.Platform is the first, or cpu.
 //   - WSL: proc/sys/kernel/osrelease or proc/version containing "microsoft" (any case), or dev/dxg.
-//   - Per accelerator: numa_node (-1 kept), local_cpulist, and current/max link speed and width of the device
-//     and of every bridge above it. The bus link is resolved into sys/devices/pci<dom>:<bus>/.../<BDF> (an
+//   - Per accelerator: numa_node (-1 kept), local_cpulist (kept only when ParseCPUList, k8s.io/utils/cpuset
+//     behind a bounds check, accepts it), and current/max link speed and width of the device and of every
+//     bridge above it. The bus link is resolved into sys/devices/pci<dom>:<bus>/.../<BDF> (an
 //     absolute link is re-rooted at HostFS.Sys) and the parent directories named like PCI addresses are the
 //     hops, up to the root port (the walk stops at pci<dom>:<bus>, VMD and Hyper-V bus directories).
 //     Capability is the minimum max generation and max width over the device and its hops. A link is
 //     degraded when it trained narrower than the smaller max width of its two ends; the physical links are
 //     (device, parent), (grandparent's child, grandparent)... pairing from the device up, because a switch's
 //     upstream/downstream port pair is internal. Link speed is never judged: idle NVIDIA GPUs run at 2.5 GT/s.
+//     The speed and width strings are parsed by internal/pcie, whose table of generations also ranks the
+//     accelerators' capabilities by bandwidth for Report.PCIe (ties: older generation, then narrower).
 //   - NVML (optional): driver and CUDA versions, system confidential-computing state, and per GPU its bus id,
 //     UUID, name, max/current PCIe gen and width, memory, compute process count, compute mode and C2C mode.
 //     GPUs are matched to sysfs by normalised PCI address (NormalizePCIAddress). When sysfs has no NVIDIA GPU
@@ -54,9 +57,11 @@
 //
 // # Verdict
 //
-// Decide applies the pin policy: wsl first, then no-accelerator, then platform (not in the policy; the default
-// policy is cuda and rocm), then pin-failed when the bench reports that pinning did not work. Confidential
-// computing does not change it.
+// Decide is the one home of the verdict (pinmemory.available and pinmemory.reason); nothing else decides it.
+// It applies the pin policy: wsl first, then no-accelerator, then platform (not in the policy; the default
+// policy is cuda and rocm), then pin-failed when the bench tried to pin on some GPUs (one PinTrial each) and
+// neither cuMemHostAlloc nor cuMemHostRegister worked on any of them. Confidential computing does not change it.
+// Probe decides without trials; after the bench, labeler.Verdict passes the bench.Result's trials.
 //
 // # Tests
 //

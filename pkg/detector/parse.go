@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"math"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
+
+	"k8s.io/utils/cpuset"
 )
 
 // The parsers in this file read the kernel's text formats. Each one accepts any input without panicking and
@@ -22,124 +23,56 @@ func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errMalformed, fmt.Sprintf(format, args...))
 }
 
-// pcieGenBySpeed maps the per-lane transfer rate in GT/s to the PCIe generation.
-var pcieGenBySpeed = []struct {
-	gts float64
-	gen int
-}{{2.5, 1}, {5, 2}, {8, 3}, {16, 4}, {32, 5}, {64, 6}, {128, 7}}
-
-// parseLinkSpeed parses sysfs current_link_speed / max_link_speed. The kernel writes
-// "<rate> GT/s PCIe" since 4.17 ("2.5 GT/s PCIe", "32.0 GT/s PCIe"), "<rate> GT/s" before ("5 GT/s"), and
-// "Unknown" or "Unknown speed" when the link speed is not known. Unknown speeds return 0, 0 and no error; a
-// rate that is no PCIe generation keeps its GT/s with generation 0.
-func parseLinkSpeed(s string) (gts float64, gen int, err error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, 0, malformed("empty link speed")
-	}
-	if strings.HasPrefix(strings.ToLower(s), "unknown") {
-		return 0, 0, nil
-	}
-	num, rest, ok := strings.Cut(s, "GT/s")
-	if !ok {
-		return 0, 0, malformed("link speed %q has no GT/s", truncate(s))
-	}
-	if rest = strings.TrimSpace(rest); rest != "" && rest != "PCIe" {
-		return 0, 0, malformed("link speed %q has an unknown suffix", truncate(s))
-	}
-	num = strings.TrimSpace(num)
-	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || num == "" || strings.ContainsAny(num, "eExXpP_") || v <= 0 || v > 1024 || math.IsNaN(v) {
-		return 0, 0, malformed("link speed %q has no valid rate", truncate(s))
-	}
-	for _, g := range pcieGenBySpeed {
-		if math.Abs(v-g.gts) < 0.01 {
-			return v, g.gen, nil
-		}
-	}
-	return v, 0, nil
-}
-
-// parseLinkWidth parses sysfs current_link_width / max_link_width: a decimal lane count ("16"). 255 is the
-// kernel's PCIE_LNK_WIDTH_UNKNOWN and 0 a link that is down; both return 0 without error.
-func parseLinkWidth(s string) (int, error) {
-	s = strings.TrimSpace(s)
-	s = strings.TrimPrefix(s, "x")
-	w, err := strconv.Atoi(s)
-	if err != nil || strings.HasPrefix(s, "+") {
-		return 0, malformed("link width %q is not a number", truncate(s))
-	}
-	switch {
-	case w == 255:
-		return 0, nil
-	case w < 0 || w > 64:
-		return 0, malformed("link width %d out of range", w)
-	}
-	return w, nil
-}
-
 // maxCPUID bounds the CPU numbers ParseCPUList accepts (the kernel's NR_CPUS tops out far below).
 const maxCPUID = 1 << 16
 
-// ParseCPUList parses a kernel cpulist as sysfs prints it with %*pbl ("0-31,64-95", "3", "" for none) into a
-// sorted list of CPU numbers without duplicates.
-func ParseCPUList(s string) ([]int, error) {
+// ParseCPUList parses a kernel cpulist as sysfs prints it with %*pbl ("0-31,64-95", "3", "" for none) with
+// k8s.io/utils/cpuset, after checkCPUListBounds has turned away what cpuset.Parse would take but no kernel
+// prints.
+func ParseCPUList(s string) (cpuset.CPUSet, error) {
 	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, nil
+	if err := checkCPUListBounds(s); err != nil {
+		return cpuset.New(), err
 	}
-	var ranges [][2]int
-	for _, part := range strings.Split(s, ",") {
-		lo, hi, err := parseCPURange(part)
-		if err != nil {
-			return nil, err
-		}
-		ranges = append(ranges, [2]int{lo, hi})
+	set, err := cpuset.Parse(s)
+	if err != nil {
+		return cpuset.New(), malformed("cpulist %q: %v", truncate(s), err)
 	}
-	slices.SortFunc(ranges, func(a, b [2]int) int { return a[0] - b[0] })
-	var cpus []int
-	next := 0 // first CPU not yet emitted
-	for _, r := range ranges {
-		for c := max(r[0], next); c <= r[1]; c++ {
-			cpus = append(cpus, c)
-		}
-		next = max(next, r[1]+1)
-	}
-	return cpus, nil
+	return set, nil
 }
 
-func parseCPURange(part string) (lo, hi int, err error) {
-	part = strings.TrimSpace(part)
-	loStr, hiStr, isRange := strings.Cut(part, "-")
-	if lo, err = parseCPUNumber(loStr); err != nil {
-		return 0, 0, err
-	}
-	hi = lo
-	if isRange {
-		if hi, err = parseCPUNumber(hiStr); err != nil {
-			return 0, 0, err
+// checkCPUListBounds rejects a cpulist holding anything but decimal digits, ',' and '-' (cpuset.Parse takes
+// "+3"), a CPU number of maxCPUID or more, or ranges that name more than maxCPUID CPUs in all, overlaps
+// counted: cpuset.Parse adds every CPU of every range, so those would cost time and memory without bound.
+// Whether the list is well formed is left to cpuset.Parse.
+func checkCPUListBounds(s string) error {
+	named, first, n := 0, 0, 0 // first: the number before an item's '-'; n: the number being read
+	inRange := false
+	for i := 0; i <= len(s); i++ {
+		c := byte(',')
+		if i < len(s) {
+			c = s[i]
+		}
+		switch {
+		case c >= '0' && c <= '9':
+			if n = n*10 + int(c-'0'); n >= maxCPUID {
+				return malformed("cpulist %q: cpu number %d or more", truncate(s), maxCPUID)
+			}
+		case c == '-':
+			first, n, inRange = n, 0, true
+		case c == ',':
+			if inRange && n > first {
+				named += n - first
+			}
+			if named++; named > maxCPUID {
+				return malformed("cpulist %q names more than %d cpus", truncate(s), maxCPUID)
+			}
+			first, n, inRange = 0, 0, false
+		default:
+			return malformed("cpulist %q: unexpected %q", truncate(s), c)
 		}
 	}
-	if hi < lo {
-		return 0, 0, malformed("cpulist range %q ends before it starts", truncate(part))
-	}
-	return lo, hi, nil
-}
-
-func parseCPUNumber(s string) (int, error) {
-	if s == "" || len(s) > 6 {
-		return 0, malformed("cpu number %q", truncate(s))
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, malformed("cpu number %q", truncate(s))
-		}
-	}
-	n, _ := strconv.Atoi(s)
-	if n >= maxCPUID {
-		return 0, malformed("cpu number %d too large", n)
-	}
-	return n, nil
+	return nil
 }
 
 // meminfo is proc/meminfo: values in bytes for "kB" lines, raw counts for unitless lines (HugePages_*).

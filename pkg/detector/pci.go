@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 )
 
 // PCI vendor ids of accelerator makers.
@@ -270,7 +272,7 @@ func (p *probe) readPCIeLink(dir, name string) *PCIeLink {
 			return
 		}
 		found = true
-		v, g, err := parseLinkSpeed(s)
+		v, g, err := pcie.ParseSpeed(s)
 		if err != nil {
 			p.fail("pci/"+name+"/"+attr, err)
 			return
@@ -283,7 +285,7 @@ func (p *probe) readPCIeLink(dir, name string) *PCIeLink {
 			return
 		}
 		found = true
-		v, err := parseLinkWidth(s)
+		v, err := pcie.ParseWidth(s)
 		if err != nil {
 			p.fail("pci/"+name+"/"+attr, err)
 			return
@@ -400,10 +402,8 @@ func minPositive(a, b int) int {
 	return min(a, b)
 }
 
-// laneGBps is the usable per-lane, per-direction rate of each PCIe generation in GB/s (after line coding).
-var laneGBps = map[int]float64{1: 0.25, 2: 0.5, 3: 0.985, 4: 1.969, 5: 3.938, 6: 7.563, 7: 15.125}
-
-// linkBandwidth is a capability's theoretical per-direction bandwidth, for comparing capabilities.
+// linkBandwidth is a capability's theoretical per-direction bandwidth, for comparing capabilities. An unknown
+// width counts as x16, so a capability known by its generation alone ranks by that generation.
 func linkBandwidth(c *LinkCapability) float64 {
 	if c == nil {
 		return 0
@@ -412,7 +412,7 @@ func linkBandwidth(c *LinkCapability) float64 {
 	if w == 0 {
 		w = 16
 	}
-	return laneGBps[c.Gen] * float64(w)
+	return pcie.BytesPerSecond(c.Gen, w)
 }
 
 // weakestCapability is the accelerator capability with the lowest theoretical bandwidth (ties: lower

@@ -160,11 +160,37 @@ func TestWeakestCapability(t *testing.T) {
 		{Capability: &LinkCapability{Gen: 4, Width: 16}},
 		{Capability: &LinkCapability{Gen: 5, Width: 8}},
 	}
-	// Gen4 x16 and Gen5 x8 carry about the same bandwidth; the older generation is the weaker.
+	// Gen4 x16 and Gen5 x8 carry the same bandwidth; the older generation is the weaker.
 	require.Equal(t, &LinkCapability{Gen: 4, Width: 16}, weakestCapability(accs))
 	accs = append(accs, Accelerator{Capability: &LinkCapability{Gen: 3, Width: 16}})
 	require.Equal(t, &LinkCapability{Gen: 3, Width: 16}, weakestCapability(accs))
 	require.Nil(t, weakestCapability([]Accelerator{{}}))
+}
+
+// TestLessTies: links of equal bandwidth rank by generation, then width, whatever their order; an unknown
+// width compares as x16 and an unknown generation as no bandwidth.
+func TestLessTies(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		weak, strong LinkCapability
+	}{
+		{name: "gen3 x16 and gen4 x8 (128b/130b)", weak: LinkCapability{3, 16}, strong: LinkCapability{4, 8}},
+		{name: "gen4 x16 and gen5 x8", weak: LinkCapability{4, 16}, strong: LinkCapability{5, 8}},
+		{name: "gen1 x16 and gen2 x8 (8b/10b)", weak: LinkCapability{1, 16}, strong: LinkCapability{2, 8}},
+		{name: "gen6 x16 and gen7 x8 (FLIT)", weak: LinkCapability{6, 16}, strong: LinkCapability{7, 8}},
+		{name: "gen6 x8 is below gen5 x16 (FLIT overhead)", weak: LinkCapability{6, 8}, strong: LinkCapability{5, 16}},
+		{name: "unknown width is x16", weak: LinkCapability{4, 8}, strong: LinkCapability{4, 0}},
+		{name: "unknown width ties with x16, narrower first", weak: LinkCapability{4, 0}, strong: LinkCapability{4, 16}},
+		{name: "unknown generation", weak: LinkCapability{0, 16}, strong: LinkCapability{1, 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			require.True(t, less(&tc.weak, &tc.strong))
+			require.False(t, less(&tc.strong, &tc.weak))
+		})
+	}
 }
 
 // gpuAt is an H100 at a sysfs devices path.
@@ -268,7 +294,7 @@ func TestScanPCI(t *testing.T) {
 			},
 			errors: map[string]string{
 				"pci/0000:00:01.0/max_link_speed": "malformed",
-				"pci/0000:01:00.0/local_cpulist":  "ends before it starts",
+				"pci/0000:01:00.0/local_cpulist":  `invalid range "7-3"`,
 			},
 			check: func(t *testing.T, r *Report) {
 				require.Len(t, r.Accelerators, 1)
