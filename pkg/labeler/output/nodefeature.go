@@ -1,4 +1,4 @@
-package labeler
+package output
 
 import (
 	"context"
@@ -18,6 +18,8 @@ import (
 	"k8s.io/klog/v2"
 	nfdclientset "sigs.k8s.io/node-feature-discovery/api/generated/clientset/versioned"
 	nfdv1alpha1 "sigs.k8s.io/node-feature-discovery/api/nfd/v1alpha1"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 // nodeFeatureNameSuffix tells our NodeFeature apart from nfd-worker's, which is named after the node alone.
@@ -68,14 +70,14 @@ type nodeFeatureOutput struct {
 	mu sync.Mutex
 }
 
-// NewNodeFeatureOutput returns an Output that keeps the NodeFeature namespace/NodeFeatureName(nodeName),
+// NewNodeFeature returns an Output that keeps the NodeFeature namespace/NodeFeatureName(nodeName),
 // labelled nfd.node.kubernetes.io/node-name=nodeName, with spec.labels and the elements of the attribute
 // feature LabelsFeature equal to the labels (other features of the object are left alone). It creates the
 // object when missing and updates it only when its spec.labels, that feature, node-name label or owner
 // references differ, so a steady state costs one GET per Publish and no write. owner must be nil or a DaemonSet (see
 // ResolveOwner); a Pod is refused, because the object and the node's labels would go with every restart.
 // Conflicts, lost create races and transient API errors are retried for a few seconds within Publish.
-func NewNodeFeatureOutput(client nfdclientset.Interface, namespace, nodeName string, owner *metav1.OwnerReference) (Output, error) {
+func NewNodeFeature(client nfdclientset.Interface, namespace, nodeName string, owner *metav1.OwnerReference) (Output, error) {
 	if client == nil {
 		return nil, fmt.Errorf("nodefeature output: no NFD client")
 	}
@@ -109,7 +111,7 @@ func NewNodeFeatureOutput(client nfdclientset.Interface, namespace, nodeName str
 
 func (o *nodeFeatureOutput) Name() string { return "nodefeature" }
 
-func (o *nodeFeatureOutput) Publish(ctx context.Context, labels Labels) (bool, error) {
+func (o *nodeFeatureOutput) Publish(ctx context.Context, labels labeler.Labels) (bool, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var changed bool
@@ -124,7 +126,7 @@ func (o *nodeFeatureOutput) Publish(ctx context.Context, labels Labels) (bool, e
 	return changed, nil
 }
 
-func (o *nodeFeatureOutput) publishOnce(ctx context.Context, labels Labels) (bool, error) {
+func (o *nodeFeatureOutput) publishOnce(ctx context.Context, labels labeler.Labels) (bool, error) {
 	api := o.client.NfdV1alpha1().NodeFeatures(o.namespace)
 	cur, err := api.Get(ctx, o.name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -155,7 +157,7 @@ func (o *nodeFeatureOutput) publishOnce(ctx context.Context, labels Labels) (boo
 	return true, nil
 }
 
-func (o *nodeFeatureOutput) create(ctx context.Context, labels Labels) error {
+func (o *nodeFeatureOutput) create(ctx context.Context, labels labeler.Labels) error {
 	obj := &nfdv1alpha1.NodeFeature{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            o.name,
@@ -175,7 +177,7 @@ func (o *nodeFeatureOutput) create(ctx context.Context, labels Labels) error {
 
 // setLabelsFeature sets the attribute feature LabelsFeature to the labels, leaving other features as they are.
 // The elements are never nil, so that an empty set is stored as {} rather than dropped.
-func setLabelsFeature(f *nfdv1alpha1.Features, labels Labels) {
+func setLabelsFeature(f *nfdv1alpha1.Features, labels labeler.Labels) {
 	if f.Attributes == nil {
 		f.Attributes = map[string]nfdv1alpha1.AttributeFeatureSet{}
 	}
@@ -222,7 +224,7 @@ func groupOf(apiVersion string) string {
 }
 
 // Published returns spec.labels of the NodeFeature object, nil when there is none.
-func (o *nodeFeatureOutput) Published(ctx context.Context) (Labels, error) {
+func (o *nodeFeatureOutput) Published(ctx context.Context) (labeler.Labels, error) {
 	cur, err := o.client.NfdV1alpha1().NodeFeatures(o.namespace).Get(ctx, o.name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
@@ -230,9 +232,9 @@ func (o *nodeFeatureOutput) Published(ctx context.Context) (Labels, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get NodeFeature %s/%s: %w", o.namespace, o.name, err)
 	}
-	out := Labels(maps.Clone(cur.Spec.Labels))
+	out := labeler.Labels(maps.Clone(cur.Spec.Labels))
 	if out == nil {
-		out = Labels{}
+		out = labeler.Labels{}
 	}
 	return out, nil
 }

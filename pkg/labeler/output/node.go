@@ -1,4 +1,4 @@
-package labeler
+package output
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 // nodeOutput puts the labels, with their full feature.node.kubernetes.io/ keys, on the Node itself by
@@ -25,12 +27,12 @@ type nodeOutput struct {
 	mu sync.Mutex
 }
 
-// NewNodeOutput returns an Output that applies the labels (keys with Prefix) to the Node nodeName with
+// NewNode returns an Output that applies the labels (keys with Prefix) to the Node nodeName with
 // server-side apply, field manager FieldManager, force on. Every apply sends all of our labels and nothing
 // else, so the API server removes the keys we applied before and no longer send, and never touches labels
 // that other managers own. Publish reads the Node first and applies only when its labels or what our manager
 // owns differ from the wanted set: a steady state costs one GET and no write.
-func NewNodeOutput(client kubernetes.Interface, nodeName string) (Output, error) {
+func NewNode(client kubernetes.Interface, nodeName string) (Output, error) {
 	if client == nil {
 		return nil, fmt.Errorf("node output: no Kubernetes client")
 	}
@@ -42,7 +44,7 @@ func NewNodeOutput(client kubernetes.Interface, nodeName string) (Output, error)
 
 func (o *nodeOutput) Name() string { return "node" }
 
-func (o *nodeOutput) Publish(ctx context.Context, labels Labels) (bool, error) {
+func (o *nodeOutput) Publish(ctx context.Context, labels labeler.Labels) (bool, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	want := labels.WithPrefix()
@@ -118,7 +120,7 @@ func ownedLabelKeys(entries []metav1.ManagedFieldsEntry) (map[string]bool, error
 }
 
 // Published returns the node's labels under Prefix+KeyPrefix, keys without Prefix; nil when there are none.
-func (o *nodeOutput) Published(ctx context.Context) (Labels, error) {
+func (o *nodeOutput) Published(ctx context.Context) (labeler.Labels, error) {
 	node, err := o.client.CoreV1().Nodes().Get(ctx, o.nodeName, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("get node %s: %w", o.nodeName, err)
@@ -126,12 +128,12 @@ func (o *nodeOutput) Published(ctx context.Context) (Labels, error) {
 	return ourNodeLabels(node), nil
 }
 
-func ourNodeLabels(node *corev1.Node) Labels {
-	var out Labels
+func ourNodeLabels(node *corev1.Node) labeler.Labels {
+	var out labeler.Labels
 	for k, v := range node.Labels {
-		if key, ok := strings.CutPrefix(k, Prefix); ok && strings.HasPrefix(key, KeyPrefix) {
+		if key, ok := strings.CutPrefix(k, labeler.Prefix); ok && strings.HasPrefix(key, labeler.KeyPrefix) {
 			if out == nil {
-				out = Labels{}
+				out = labeler.Labels{}
 			}
 			out[key] = v
 		}

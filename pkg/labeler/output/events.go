@@ -1,4 +1,4 @@
-package labeler
+package output
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 // Event reasons the daemon reports on its Node.
@@ -37,24 +39,24 @@ type LabelEvent struct {
 // LabelEvents returns the Events for the change from prev to cur: pinmemory.available or
 // pinmemory.link-degraded taking a new value. A nil prev (nothing published before) calls for none; nor does
 // a key that disappears, or one that appears with its good value (available=true, link-degraded=false).
-func LabelEvents(prev, cur Labels) []LabelEvent {
+func LabelEvents(prev, cur labeler.Labels) []LabelEvent {
 	if prev == nil {
 		return nil
 	}
 	var out []LabelEvent
-	if now, ok := changed(prev, cur, KeyAvailable, "true"); ok {
+	if now, ok := changed(prev, cur, labeler.KeyAvailable, "true"); ok {
 		if now == "true" {
 			out = append(out, LabelEvent{corev1.EventTypeNormal, ReasonPinnedMemoryAvailable,
-				fmt.Sprintf("Pinned host memory is available (platform %s)", orUnknown(cur[KeyPlatform]))})
+				fmt.Sprintf("Pinned host memory is available (platform %s)", orUnknown(cur[labeler.KeyPlatform]))})
 		} else {
 			out = append(out, LabelEvent{corev1.EventTypeWarning, ReasonPinnedMemoryUnavailable,
 				fmt.Sprintf("Pinned host memory is not available (reason %s, platform %s): inference engines fall back to pageable memory",
-					orUnknown(cur[KeyReason]), orUnknown(cur[KeyPlatform]))})
+					orUnknown(cur[labeler.KeyReason]), orUnknown(cur[labeler.KeyPlatform]))})
 		}
 	}
-	if now, ok := changed(prev, cur, KeyLinkDegraded, "false"); ok {
+	if now, ok := changed(prev, cur, labeler.KeyLinkDegraded, "false"); ok {
 		link := ""
-		if gen, width := cur[KeyPCIeGen], cur[KeyPCIeWidth]; gen != "" && width != "" {
+		if gen, width := cur[labeler.KeyPCIeGen], cur[labeler.KeyPCIeWidth]; gen != "" && width != "" {
 			link = fmt.Sprintf(" (weakest GPU link capability: PCIe gen %s x%s)", gen, width)
 		}
 		if now == "true" {
@@ -69,7 +71,7 @@ func LabelEvents(prev, cur Labels) []LabelEvent {
 }
 
 // changed returns the new value of key and whether its change is worth an Event.
-func changed(prev, cur Labels, key, good string) (string, bool) {
+func changed(prev, cur labeler.Labels, key, good string) (string, bool) {
 	old, now := prev[key], cur[key]
 	switch {
 	case now == "" || old == now:
@@ -114,7 +116,7 @@ func NewNodeEventer(client kubernetes.Interface, nodeName, instance string, clk 
 // Emit files the Events of LabelEvents(prev, cur). On the first pass, give as prev what the Output says is
 // published (nil when nothing is), so that a restart reports only a real change. It files every Event it can
 // and returns the errors joined.
-func (e *NodeEventer) Emit(ctx context.Context, prev, cur Labels) error {
+func (e *NodeEventer) Emit(ctx context.Context, prev, cur labeler.Labels) error {
 	evs := LabelEvents(prev, cur)
 	if len(evs) == 0 {
 		return nil

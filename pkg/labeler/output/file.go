@@ -1,4 +1,4 @@
-package labeler
+package output
 
 import (
 	"bufio"
@@ -16,6 +16,8 @@ import (
 
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 // DefaultFeatureFileName is the name of the feature file in the features directory.
@@ -40,12 +42,12 @@ type fileOutput struct {
 	beforeRename func(tmpPath string) error
 }
 
-// NewFileOutput returns an Output that writes the labels to the NFD feature file dir/name (name "" means
+// NewFile returns an Output that writes the labels to the NFD feature file dir/name (name "" means
 // DefaultFeatureFileName). The file is replaced atomically and starts with "# +expiry-time=" set to expiry
 // from now; it is rewritten when the labels change or less than half of expiry remains, so nfd-worker keeps
 // the labels while the daemon runs and drops them within expiry after it stops. expiry 0 writes no expiry
 // (labels stay until the file is removed). clk nil means the real clock.
-func NewFileOutput(dir, name string, expiry time.Duration, clk clock.PassiveClock) (Output, error) {
+func NewFile(dir, name string, expiry time.Duration, clk clock.PassiveClock) (Output, error) {
 	if name == "" {
 		name = DefaultFeatureFileName
 	}
@@ -84,7 +86,7 @@ func (o *fileOutput) path() string { return filepath.Join(o.dir, o.name) }
 
 // Publish rewrites the file when it does not hold exactly labels, or when its expiry is missing, passed or
 // less than half of the expiry window away.
-func (o *fileOutput) Publish(_ context.Context, labels Labels) (bool, error) {
+func (o *fileOutput) Publish(_ context.Context, labels labeler.Labels) (bool, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 
@@ -117,7 +119,7 @@ func (o *fileOutput) fresh(f *featureFile, now time.Time) bool {
 
 // Published returns the labels in the file; nil when there is no file or its expiry has passed (nfd-worker
 // then publishes none of them).
-func (o *fileOutput) Published(context.Context) (Labels, error) {
+func (o *fileOutput) Published(context.Context) (labeler.Labels, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	f, err := o.read()
@@ -135,7 +137,7 @@ func (o *fileOutput) Published(context.Context) (Labels, error) {
 }
 
 type featureFile struct {
-	labels Labels
+	labels labeler.Labels
 	expiry time.Time // zero: no expiry directive
 }
 
@@ -157,7 +159,7 @@ func (o *fileOutput) read() (*featureFile, error) {
 }
 
 func parseFeatureFile(data []byte) (*featureFile, error) {
-	f := &featureFile{labels: Labels{}}
+	f := &featureFile{labels: labeler.Labels{}}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -185,7 +187,7 @@ func parseFeatureFile(data []byte) (*featureFile, error) {
 }
 
 // render returns the file content for labels written at now.
-func (o *fileOutput) render(labels Labels, now time.Time) []byte {
+func (o *fileOutput) render(labels labeler.Labels, now time.Time) []byte {
 	var b bytes.Buffer
 	if o.expiry > 0 {
 		// RFC 3339 holds whole seconds here; round up so the file never expires before now+expiry.
@@ -203,7 +205,7 @@ func (o *fileOutput) render(labels Labels, now time.Time) []byte {
 
 // write replaces the feature file atomically: a dot-named temporary file in the same directory (nfd-worker
 // skips dot-files), synced, renamed over the file, and the directory synced so the rename survives a crash.
-func (o *fileOutput) write(labels Labels, now time.Time) (err error) {
+func (o *fileOutput) write(labels labeler.Labels, now time.Time) (err error) {
 	data := o.render(labels, now)
 	if len(data) > maxFeatureFileSize {
 		return fmt.Errorf("feature file %s: %d bytes exceed nfd-worker's limit of %d", o.path(), len(data), maxFeatureFileSize)

@@ -1,4 +1,4 @@
-package labeler
+package output
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 func TestResolveOwner(t *testing.T) {
@@ -70,9 +72,9 @@ func TestResolveOwnerFeedsNodeFeatureOutput(t *testing.T) {
 	owner, err := ResolveOwner(context.Background(), fake.NewClientset(pod), pubTestNS, "p")
 	require.NoError(t, err)
 	nfcs := newNFDFake()
-	o, err := NewNodeFeatureOutput(nfcs, pubTestNS, pubTestNode, owner)
+	o, err := NewNodeFeature(nfcs, pubTestNS, pubTestNode, owner)
 	require.NoError(t, err)
-	_, err = o.Publish(context.Background(), Labels{"pinmemory.available": "true"})
+	_, err = o.Publish(context.Background(), labeler.Labels{"pinmemory.available": "true"})
 	require.NoError(t, err)
 	require.Equal(t, []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "pfd", UID: "u1"}}, getNF(t, nfcs).OwnerReferences)
 }
@@ -84,9 +86,9 @@ func TestNodeFeatureOutputStripsControllerFlags(t *testing.T) {
 	yes := true
 	ref := &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "pfd", UID: "u1", Controller: &yes, BlockOwnerDeletion: &yes}
 	nfcs := newNFDFake()
-	o, err := NewNodeFeatureOutput(nfcs, pubTestNS, pubTestNode, ref)
+	o, err := NewNodeFeature(nfcs, pubTestNS, pubTestNode, ref)
 	require.NoError(t, err)
-	_, err = o.Publish(context.Background(), Labels{"pinmemory.available": "true"})
+	_, err = o.Publish(context.Background(), labeler.Labels{"pinmemory.available": "true"})
 	require.NoError(t, err)
 	require.Equal(t, []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "pfd", UID: "u1"}}, getNF(t, nfcs).OwnerReferences)
 	require.True(t, *ref.Controller, "the caller's reference is not modified")
