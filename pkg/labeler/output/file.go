@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/renameio/v2"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -203,49 +204,39 @@ func (o *fileOutput) render(labels labeler.Labels, now time.Time) []byte {
 	return b.Bytes()
 }
 
-// write replaces the feature file atomically: a dot-named temporary file in the same directory (nfd-worker
-// skips dot-files), synced, renamed over the file, and the directory synced so the rename survives a crash.
-func (o *fileOutput) write(labels labeler.Labels, now time.Time) (err error) {
+// write replaces the feature file atomically through renameio: the new content goes to a temporary file in
+// the features directory itself (WithTempDir: the same file system, so the rename is atomic, and no probe of
+// $TMPDIR), which renameio names "."+name+<random digits>, a dot-file that nfd-worker skips; it is synced and
+// renamed over the file, and the directory is synced so the rename survives a crash.
+func (o *fileOutput) write(labels labeler.Labels, now time.Time) error {
 	data := o.render(labels, now)
 	if len(data) > maxFeatureFileSize {
 		return fmt.Errorf("feature file %s: %d bytes exceed nfd-worker's limit of %d", o.path(), len(data), maxFeatureFileSize)
 	}
-	tmp, err := os.CreateTemp(o.dir, "."+o.name+".tmp-*")
+	// 0644 whatever the umask: nfd-worker may run as another user.
+	pf, err := renameio.NewPendingFile(o.path(), renameio.WithTempDir(o.dir), renameio.WithStaticPermissions(0o644))
 	if err != nil {
 		if derr := checkDir(o.dir); derr != nil {
 			return derr
 		}
 		return fmt.Errorf("create temporary feature file in %s: %w", o.dir, err)
 	}
-	tmpPath := tmp.Name()
 	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			if rerr := os.Remove(tmpPath); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-				klog.ErrorS(rerr, "failed to remove temporary feature file", "path", tmpPath)
-			}
+		// A no-op once the file has replaced the feature file.
+		if cerr := pf.Cleanup(); cerr != nil && !errors.Is(cerr, fs.ErrNotExist) {
+			klog.ErrorS(cerr, "failed to remove temporary feature file", "path", pf.Name())
 		}
 	}()
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmpPath, err)
-	}
-	// CreateTemp makes the file 0600; nfd-worker may run as another user.
-	if err = tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmpPath, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", tmpPath, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmpPath, err)
+	if _, err := pf.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", pf.Name(), err)
 	}
 	if o.beforeRename != nil {
-		if err = o.beforeRename(tmpPath); err != nil {
+		if err := o.beforeRename(pf.Name()); err != nil {
 			return err
 		}
 	}
-	if err = os.Rename(tmpPath, o.path()); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", tmpPath, o.path(), err)
+	if err := pf.CloseAtomicallyReplace(); err != nil {
+		return fmt.Errorf("replace %s with %s: %w", o.path(), pf.Name(), err)
 	}
 	if serr := syncDir(o.dir); serr != nil {
 		// The new file is in place; only its durability across a power loss is in doubt.
