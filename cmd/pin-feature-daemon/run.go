@@ -11,12 +11,10 @@ import (
 
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
-	nfdclientset "sigs.k8s.io/node-feature-discovery/api/generated/clientset/versioned"
 
 	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
 	"github.com/pinmemory/pin-feature-daemon/pkg/daemon"
@@ -173,7 +171,7 @@ func newOutput(ctx context.Context, o *runOptions, stdout io.Writer) (output.Out
 	if err != nil {
 		return nil, nil, err
 	}
-	kc, err := kubernetes.NewForConfig(cfg)
+	kc, err := output.NewClient(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("create kubernetes client: %w", err)
 	}
@@ -182,16 +180,12 @@ func newOutput(ctx context.Context, o *runOptions, stdout io.Writer) (output.Out
 		out, err := output.NewNode(kc, o.NodeName)
 		return out, eventer, err
 	}
-	nc, err := nfdclientset.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("create NFD client: %w", err)
-	}
 	owner, err := output.ResolveOwner(ctx, kc, o.Namespace, o.PodName)
 	if err != nil {
 		// Without the owner the object is created unowned and stays after an uninstall; that beats no labels.
 		klog.ErrorS(err, "Could not find the owning DaemonSet; the NodeFeature object will have no owner", "pod", o.PodName)
 	}
-	out, err := output.NewNodeFeature(nc, o.Namespace, o.NodeName, owner)
+	out, err := output.NewNodeFeature(kc, o.Namespace, o.NodeName, owner)
 	return out, eventer, err
 }
 

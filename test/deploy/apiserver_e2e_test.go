@@ -163,7 +163,9 @@ func testNodeFeatureRule(ctx context.Context, t *testing.T, cp *controlplane.Con
 	}
 	publish := map[string]func(t *testing.T, node string, labels map[string]string){
 		"nodefeature": func(t *testing.T, node string, labels map[string]string) {
-			out, err := output.NewNodeFeature(cp.NFDClientset, namespace, node, nil)
+			kc, err := output.NewClient(cp.Config)
+			require.NoError(t, err)
+			out, err := output.NewNodeFeature(kc, namespace, node, nil)
 			require.NoError(t, err)
 			changed, err := out.Publish(ctx, labeler.Labels(labels))
 			require.NoError(t, err)

@@ -403,11 +403,9 @@ func newDaemon(t *testing.T, base *rest.Config, counter *fleet.RequestCounter, n
 	cfg.Dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	hc, err := rest.HTTPClientFor(cfg)
 	require.NoError(t, err)
-	nc, err := nfdclientset.NewForConfigAndClient(cfg, hc)
+	kc, err := output.NewClientForConfigAndClient(cfg, hc)
 	require.NoError(t, err)
-	kc, err := kubernetes.NewForConfigAndClient(cfg, hc)
-	require.NoError(t, err)
-	out, err := output.NewNodeFeature(nc, daemonNamespace, node, nil)
+	out, err := output.NewNodeFeature(kc, daemonNamespace, node, nil)
 	require.NoError(t, err)
 	d, err := daemon.New(daemon.Config{
 		Prober:     prober,

@@ -8,7 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -92,7 +91,7 @@ func orUnknown(s string) string {
 // NodeEventer files Events on the daemon's Node when the published pinned-memory facts change, so that
 // `kubectl describe node` and event exporters show them. It only writes Events; it never changes the Node.
 type NodeEventer struct {
-	client   kubernetes.Interface
+	client   EventClient
 	nodeName string
 	instance string
 	clock    clock.PassiveClock
@@ -100,7 +99,7 @@ type NodeEventer struct {
 
 // NewNodeEventer returns a NodeEventer for nodeName. instance names the reporter (the Pod's name; "" means
 // the node name). clk nil means the real clock.
-func NewNodeEventer(client kubernetes.Interface, nodeName, instance string, clk clock.PassiveClock) *NodeEventer {
+func NewNodeEventer(client EventClient, nodeName, instance string, clk clock.PassiveClock) *NodeEventer {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
@@ -122,7 +121,7 @@ func (e *NodeEventer) Emit(ctx context.Context, prev, cur labeler.Labels) error 
 		return nil
 	}
 	ref := corev1.ObjectReference{APIVersion: "v1", Kind: "Node", Name: e.nodeName}
-	node, err := e.client.CoreV1().Nodes().Get(ctx, e.nodeName, metav1.GetOptions{})
+	node, err := e.client.GetNode(ctx, e.nodeName)
 	if err != nil {
 		// kubelet's own convention: `kubectl describe node` also finds events whose UID is the node's name.
 		klog.V(2).InfoS("cannot get node for its UID, using its name", "node", klog.KRef("", e.nodeName), "err", err)
@@ -151,7 +150,7 @@ func (e *NodeEventer) Emit(ctx context.Context, prev, cur labeler.Labels) error 
 			ReportingController: FieldManager,
 			ReportingInstance:   e.instance,
 		}
-		if _, err := e.client.CoreV1().Events(eventNamespace).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+		if _, err := e.client.CreateEvent(ctx, obj); err != nil {
 			errs = append(errs, fmt.Errorf("create event %s on node %s: %w", ev.Reason, e.nodeName, err))
 			continue
 		}

@@ -125,7 +125,7 @@ func TestNodeEventerEmit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			cs := fake.NewClientset(tc.objs...)
-			e := NewNodeEventer(cs, pubTestNode, tc.instance, clocktesting.NewFakePassiveClock(now))
+			e := NewNodeEventer(fakeKube{cs}, pubTestNode, tc.instance, clocktesting.NewFakePassiveClock(now))
 			require.NoError(t, e.Emit(context.Background(), prev, cur))
 
 			evs := eventsCreated(cs)
@@ -158,7 +158,7 @@ func TestNodeEventerEmit(t *testing.T) {
 func TestNodeEventerNothingToSay(t *testing.T) {
 	t.Parallel()
 	cs := fake.NewClientset(testNodeObj(nil))
-	e := NewNodeEventer(cs, pubTestNode, "", nil)
+	e := NewNodeEventer(fakeKube{cs}, pubTestNode, "", nil)
 	l := labeler.Labels{"pinmemory.available": "true"}
 	require.NoError(t, e.Emit(context.Background(), nil, l))
 	require.NoError(t, e.Emit(context.Background(), l, l))
@@ -176,7 +176,7 @@ func TestNodeEventerCreateError(t *testing.T) {
 		}
 		return false, nil, nil
 	})
-	e := NewNodeEventer(cs, pubTestNode, "", clocktesting.NewFakePassiveClock(fileT0))
+	e := NewNodeEventer(fakeKube{cs}, pubTestNode, "", clocktesting.NewFakePassiveClock(fileT0))
 	err := e.Emit(context.Background(),
 		labeler.Labels{"pinmemory.available": "true", "pinmemory.link-degraded": "false"},
 		labeler.Labels{"pinmemory.available": "false", "pinmemory.link-degraded": "true"})

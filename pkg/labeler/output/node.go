@@ -10,8 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
@@ -20,7 +18,7 @@ import (
 // nodeOutput puts the labels, with their full feature.node.kubernetes.io/ keys, on the Node itself by
 // server-side apply, for clusters without NFD.
 type nodeOutput struct {
-	client   kubernetes.Interface
+	client   NodeClient
 	nodeName string
 	backoff  wait.Backoff
 
@@ -32,7 +30,7 @@ type nodeOutput struct {
 // else, so the API server removes the keys we applied before and no longer send, and never touches labels
 // that other managers own. Publish reads the Node first and applies only when its labels or what our manager
 // owns differ from the wanted set: a steady state costs one GET and no write.
-func NewNode(client kubernetes.Interface, nodeName string) (Output, error) {
+func NewNode(client NodeClient, nodeName string) (Output, error) {
 	if client == nil {
 		return nil, fmt.Errorf("node output: no Kubernetes client")
 	}
@@ -50,7 +48,7 @@ func (o *nodeOutput) Publish(ctx context.Context, labels labeler.Labels) (bool, 
 	want := labels.WithPrefix()
 	var changed bool
 	err := retryAPI(ctx, o.backoff, "apply node labels", func(ctx context.Context) error {
-		node, err := o.client.CoreV1().Nodes().Get(ctx, o.nodeName, metav1.GetOptions{})
+		node, err := o.client.GetNode(ctx, o.nodeName)
 		if err != nil {
 			return err
 		}
@@ -62,8 +60,7 @@ func (o *nodeOutput) Publish(ctx context.Context, labels labeler.Labels) (bool, 
 			changed = false
 			return nil
 		}
-		ac := corev1ac.Node(o.nodeName).WithLabels(want)
-		if _, err := o.client.CoreV1().Nodes().Apply(ctx, ac, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+		if _, err := o.client.ApplyNodeLabels(ctx, o.nodeName, want); err != nil {
 			return err
 		}
 		changed = true
@@ -121,7 +118,7 @@ func ownedLabelKeys(entries []metav1.ManagedFieldsEntry) (map[string]bool, error
 
 // Published returns the node's labels under Prefix+KeyPrefix, keys without Prefix; nil when there are none.
 func (o *nodeOutput) Published(ctx context.Context) (labeler.Labels, error) {
-	node, err := o.client.CoreV1().Nodes().Get(ctx, o.nodeName, metav1.GetOptions{})
+	node, err := o.client.GetNode(ctx, o.nodeName)
 	if err != nil {
 		return nil, fmt.Errorf("get node %s: %w", o.nodeName, err)
 	}

@@ -24,7 +24,7 @@ func testNodeObj(labels map[string]string) *corev1.Node {
 
 func newTestNodeOutput(t *testing.T, cs *fake.Clientset) *nodeOutput {
 	t.Helper()
-	o, err := NewNode(cs, pubTestNode)
+	o, err := NewNode(fakeKube{cs}, pubTestNode)
 	require.NoError(t, err)
 	n := o.(*nodeOutput)
 	n.backoff = pubTestBackoff
@@ -48,7 +48,7 @@ func applyAs(t *testing.T, cs *fake.Clientset, manager string, labels map[string
 
 func TestNewNodeErrors(t *testing.T) {
 	t.Parallel()
-	_, err := NewNode(fake.NewClientset(), "")
+	_, err := NewNode(fakeKube{fake.NewClientset()}, "")
 	require.ErrorContains(t, err, "node name is empty")
 	_, err = NewNode(nil, "n")
 	require.ErrorContains(t, err, "no Kubernetes client")

@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
-	nfdclientset "sigs.k8s.io/node-feature-discovery/api/generated/clientset/versioned"
 	nfdv1alpha1 "sigs.k8s.io/node-feature-discovery/api/nfd/v1alpha1"
 
 	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
@@ -60,7 +59,7 @@ func NodeFeatureName(nodeName string) string {
 // nfd-master turns them into node labels under feature.node.kubernetes.io/. The same labels are the elements
 // of the attribute feature LabelsFeature, which NodeFeatureRules can match.
 type nodeFeatureOutput struct {
-	client    nfdclientset.Interface
+	client    NodeFeatureClient
 	namespace string
 	nodeName  string
 	name      string
@@ -77,7 +76,7 @@ type nodeFeatureOutput struct {
 // references differ, so a steady state costs one GET per Publish and no write. owner must be nil or a DaemonSet (see
 // ResolveOwner); a Pod is refused, because the object and the node's labels would go with every restart.
 // Conflicts, lost create races and transient API errors are retried for a few seconds within Publish.
-func NewNodeFeature(client nfdclientset.Interface, namespace, nodeName string, owner *metav1.OwnerReference) (Output, error) {
+func NewNodeFeature(client NodeFeatureClient, namespace, nodeName string, owner *metav1.OwnerReference) (Output, error) {
 	if client == nil {
 		return nil, fmt.Errorf("nodefeature output: no NFD client")
 	}
@@ -127,8 +126,7 @@ func (o *nodeFeatureOutput) Publish(ctx context.Context, labels labeler.Labels) 
 }
 
 func (o *nodeFeatureOutput) publishOnce(ctx context.Context, labels labeler.Labels) (bool, error) {
-	api := o.client.NfdV1alpha1().NodeFeatures(o.namespace)
-	cur, err := api.Get(ctx, o.name, metav1.GetOptions{})
+	cur, err := o.client.GetNodeFeature(ctx, o.namespace, o.name)
 	if apierrors.IsNotFound(err) {
 		return true, o.create(ctx, labels)
 	}
@@ -145,7 +143,7 @@ func (o *nodeFeatureOutput) publishOnce(ctx context.Context, labels labeler.Labe
 		klog.V(4).InfoS("NodeFeature up to date", "nodeFeature", klog.KObj(cur))
 		return false, nil
 	}
-	_, err = api.Update(ctx, want, metav1.UpdateOptions{FieldManager: FieldManager})
+	_, err = o.client.UpdateNodeFeature(ctx, want)
 	if apierrors.IsNotFound(err) {
 		// Deleted between our GET and PUT (by hand, or by the garbage collector): make it anew.
 		return true, o.create(ctx, labels)
@@ -168,7 +166,7 @@ func (o *nodeFeatureOutput) create(ctx context.Context, labels labeler.Labels) e
 		Spec: nfdv1alpha1.NodeFeatureSpec{Labels: maps.Clone(labels)},
 	}
 	setLabelsFeature(&obj.Spec.Features, labels)
-	if _, err := o.client.NfdV1alpha1().NodeFeatures(o.namespace).Create(ctx, obj, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
+	if _, err := o.client.CreateNodeFeature(ctx, obj); err != nil {
 		return err
 	}
 	klog.V(2).InfoS("created NodeFeature", "nodeFeature", klog.KObj(obj), "labels", len(labels))
@@ -225,7 +223,7 @@ func groupOf(apiVersion string) string {
 
 // Published returns spec.labels of the NodeFeature object, nil when there is none.
 func (o *nodeFeatureOutput) Published(ctx context.Context) (labeler.Labels, error) {
-	cur, err := o.client.NfdV1alpha1().NodeFeatures(o.namespace).Get(ctx, o.name, metav1.GetOptions{})
+	cur, err := o.client.GetNodeFeature(ctx, o.namespace, o.name)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}

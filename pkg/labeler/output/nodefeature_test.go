@@ -33,7 +33,7 @@ var (
 
 func newTestNodeFeatureOutput(t *testing.T, cs *nfdfake.Clientset, owner *metav1.OwnerReference) *nodeFeatureOutput {
 	t.Helper()
-	o, err := NewNodeFeature(cs, pubTestNS, pubTestNode, owner)
+	o, err := NewNodeFeature(fakeNFD{cs}, pubTestNS, pubTestNode, owner)
 	require.NoError(t, err)
 	nf := o.(*nodeFeatureOutput)
 	nf.backoff = pubTestBackoff
@@ -142,7 +142,7 @@ func TestNewNodeFeatureErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			o, err := NewNodeFeature(cs, tc.namespace, tc.node, tc.owner)
+			o, err := NewNodeFeature(fakeNFD{cs}, tc.namespace, tc.node, tc.owner)
 			require.ErrorContains(t, err, tc.wantErr)
 			require.Nil(t, o)
 		})
