@@ -164,7 +164,7 @@ func newOutput(ctx context.Context, o *runOptions, stdout io.Writer) (output.Out
 	case outputStdout:
 		return output.NewStdout(stdout), nil, nil
 	case outputFile:
-		out, err := output.NewFile(o.FeaturesDir, "pin-feature-daemon", 3*o.Interval, clock.RealClock{})
+		out, err := output.NewFile(o.FeaturesDir, output.DefaultFeatureFileName, 3*o.Interval, clock.RealClock{})
 		return out, nil, err
 	}
 	cfg, err := kubeConfig(o)

@@ -124,10 +124,10 @@ func TestClientRequests(t *testing.T) {
 				ObjectMeta: metav1.ObjectMeta{Name: "e1", Namespace: "default"}}},
 			call: func(ctx context.Context, c *Client) (any, error) {
 				return c.CreateEvent(ctx, &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "e1", Namespace: "default"},
-					Reason: ReasonPCIeLinkDegraded})
+					Reason: reasonPCIeLinkDegraded})
 			},
 			want: apiRequest{Method: http.MethodPost, Path: "/api/v1/namespaces/default/events", ContentType: "application/json",
-				Body: map[string]any{"apiVersion": "v1", "kind": "Event", "reason": ReasonPCIeLinkDegraded}},
+				Body: map[string]any{"apiVersion": "v1", "kind": "Event", "reason": reasonPCIeLinkDegraded}},
 			check: func(t *testing.T, got any) { require.Equal(t, "e1", got.(*corev1.Event).Name) },
 		},
 		{

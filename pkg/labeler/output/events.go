@@ -16,10 +16,10 @@ import (
 
 // Event reasons the daemon reports on its Node.
 const (
-	ReasonPinnedMemoryAvailable   = "PinnedMemoryAvailable"
-	ReasonPinnedMemoryUnavailable = "PinnedMemoryUnavailable"
-	ReasonPCIeLinkDegraded        = "PCIeLinkDegraded"
-	ReasonPCIeLinkRestored        = "PCIeLinkRestored"
+	reasonPinnedMemoryAvailable   = "PinnedMemoryAvailable"
+	reasonPinnedMemoryUnavailable = "PinnedMemoryUnavailable"
+	reasonPCIeLinkDegraded        = "PCIeLinkDegraded"
+	reasonPCIeLinkRestored        = "PCIeLinkRestored"
 )
 
 // maxReportingInstance is the API server's limit on an Event's reportingInstance.
@@ -28,27 +28,27 @@ const maxReportingInstance = 128
 // eventNamespace is where Events about cluster-scoped Nodes live, as kubelet files them.
 const eventNamespace = metav1.NamespaceDefault
 
-// LabelEvent is one Event that a change of labels calls for.
-type LabelEvent struct {
+// labelEvent is one Event that a change of labels calls for.
+type labelEvent struct {
 	Type    string // corev1.EventTypeNormal or corev1.EventTypeWarning
 	Reason  string
 	Message string
 }
 
-// LabelEvents returns the Events for the change from prev to cur: pinmemory.available or
+// labelEvents returns the Events for the change from prev to cur: pinmemory.available or
 // pinmemory.link-degraded taking a new value. A nil prev (nothing published before) calls for none; nor does
 // a key that disappears, or one that appears with its good value (available=true, link-degraded=false).
-func LabelEvents(prev, cur labeler.Labels) []LabelEvent {
+func labelEvents(prev, cur labeler.Labels) []labelEvent {
 	if prev == nil {
 		return nil
 	}
-	var out []LabelEvent
+	var out []labelEvent
 	if now, ok := changed(prev, cur, labeler.KeyAvailable, "true"); ok {
 		if now == "true" {
-			out = append(out, LabelEvent{corev1.EventTypeNormal, ReasonPinnedMemoryAvailable,
+			out = append(out, labelEvent{corev1.EventTypeNormal, reasonPinnedMemoryAvailable,
 				fmt.Sprintf("Pinned host memory is available (platform %s)", orUnknown(cur[labeler.KeyPlatform]))})
 		} else {
-			out = append(out, LabelEvent{corev1.EventTypeWarning, ReasonPinnedMemoryUnavailable,
+			out = append(out, labelEvent{corev1.EventTypeWarning, reasonPinnedMemoryUnavailable,
 				fmt.Sprintf("Pinned host memory is not available (reason %s, platform %s): inference engines fall back to pageable memory",
 					orUnknown(cur[labeler.KeyReason]), orUnknown(cur[labeler.KeyPlatform]))})
 		}
@@ -59,10 +59,10 @@ func LabelEvents(prev, cur labeler.Labels) []LabelEvent {
 			link = fmt.Sprintf(" (weakest GPU link capability: PCIe gen %s x%s)", gen, width)
 		}
 		if now == "true" {
-			out = append(out, LabelEvent{corev1.EventTypeWarning, ReasonPCIeLinkDegraded,
+			out = append(out, labelEvent{corev1.EventTypeWarning, reasonPCIeLinkDegraded,
 				"A GPU's PCIe link trained below what the GPU and its slot support" + link})
 		} else {
-			out = append(out, LabelEvent{corev1.EventTypeNormal, ReasonPCIeLinkRestored,
+			out = append(out, labelEvent{corev1.EventTypeNormal, reasonPCIeLinkRestored,
 				"Every GPU's PCIe link runs at what the GPU and its slot support" + link})
 		}
 	}
@@ -89,7 +89,8 @@ func orUnknown(s string) string {
 }
 
 // NodeEventer files Events on the daemon's Node when the published pinned-memory facts change, so that
-// `kubectl describe node` and event exporters show them. It only writes Events; it never changes the Node.
+// `kubectl describe node` and event exporters show them: PinnedMemoryAvailable, PinnedMemoryUnavailable,
+// PCIeLinkDegraded and PCIeLinkRestored. It only writes Events; it never changes the Node.
 type NodeEventer struct {
 	client   EventClient
 	nodeName string
@@ -112,11 +113,11 @@ func NewNodeEventer(client EventClient, nodeName, instance string, clk clock.Pas
 	return &NodeEventer{client: client, nodeName: nodeName, instance: instance, clock: clk}
 }
 
-// Emit files the Events of LabelEvents(prev, cur). On the first pass, give as prev what the Output says is
+// Emit files the Events of labelEvents(prev, cur). On the first pass, give as prev what the Output says is
 // published (nil when nothing is), so that a restart reports only a real change. It files every Event it can
 // and returns the errors joined.
 func (e *NodeEventer) Emit(ctx context.Context, prev, cur labeler.Labels) error {
-	evs := LabelEvents(prev, cur)
+	evs := labelEvents(prev, cur)
 	if len(evs) == 0 {
 		return nil
 	}

@@ -81,7 +81,7 @@ func TestLabelEvents(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			evs := LabelEvents(tc.prev, tc.cur)
+			evs := labelEvents(tc.prev, tc.cur)
 			var got []string
 			for _, e := range evs {
 				got = append(got, e.Type+"/"+e.Reason)
@@ -145,8 +145,8 @@ func TestNodeEventerEmit(t *testing.T) {
 				require.False(t, names[ev.Name], "event %d: names are unique within a pass", i)
 				names[ev.Name] = true
 			}
-			require.Equal(t, ReasonPinnedMemoryUnavailable, evs[0].Reason)
-			require.Equal(t, ReasonPCIeLinkDegraded, evs[1].Reason)
+			require.Equal(t, reasonPinnedMemoryUnavailable, evs[0].Reason)
+			require.Equal(t, reasonPCIeLinkDegraded, evs[1].Reason)
 
 			list, err := cs.CoreV1().Events(metav1.NamespaceDefault).List(context.Background(), metav1.ListOptions{})
 			require.NoError(t, err)
@@ -186,5 +186,5 @@ func TestNodeEventerCreateError(t *testing.T) {
 	list, lerr := cs.CoreV1().Events(metav1.NamespaceDefault).List(context.Background(), metav1.ListOptions{})
 	require.NoError(t, lerr)
 	require.Len(t, list.Items, 1)
-	require.Equal(t, ReasonPCIeLinkDegraded, list.Items[0].Reason)
+	require.Equal(t, reasonPCIeLinkDegraded, list.Items[0].Reason)
 }

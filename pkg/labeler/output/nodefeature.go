@@ -32,8 +32,8 @@ const nodeFeatureNameSuffix = "-" + FieldManager
 // rule for one output differs from one for the other only in the feature it names.
 const LabelsFeature = "pinmemory.labels"
 
-// ManagedByLabel marks the objects the daemon writes, so that they can be listed (and cleaned up) together.
-const ManagedByLabel = "app.kubernetes.io/managed-by"
+// managedByLabel marks the objects the daemon writes, so that they can be listed (and cleaned up) together.
+const managedByLabel = "app.kubernetes.io/managed-by"
 
 // NodeFeatureName returns the name of the daemon's NodeFeature object for a node: "<node>-pin-feature-daemon".
 //
@@ -189,7 +189,7 @@ func (o *nodeFeatureOutput) objectLabels(have map[string]string) map[string]stri
 		out = map[string]string{}
 	}
 	out[nfdv1alpha1.NodeFeatureObjNodeNameLabel] = o.nodeName
-	out[ManagedByLabel] = FieldManager
+	out[managedByLabel] = FieldManager
 	return out
 }
 

@@ -75,7 +75,7 @@ func existingNF(mutate func(*nfdv1alpha1.NodeFeature)) *nfdv1alpha1.NodeFeature 
 			Namespace: pubTestNS,
 			Labels: map[string]string{
 				nfdv1alpha1.NodeFeatureObjNodeNameLabel: pubTestNode,
-				ManagedByLabel:                          FieldManager,
+				managedByLabel:                          FieldManager,
 			},
 			OwnerReferences: []metav1.OwnerReference{*pubTestDSOwner},
 		},
@@ -302,7 +302,7 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 			nf := getNF(t, cs)
 			require.Equal(t, map[string]string(tc.labels), nonNilMap(nf.Spec.Labels))
 			require.Equal(t, pubTestNode, nf.Labels[nfdv1alpha1.NodeFeatureObjNodeNameLabel])
-			require.Equal(t, FieldManager, nf.Labels[ManagedByLabel])
+			require.Equal(t, FieldManager, nf.Labels[managedByLabel])
 			for k, v := range tc.wantObjLbls {
 				require.Equal(t, v, nf.Labels[k])
 			}
