@@ -91,8 +91,9 @@ idle() {
     ((SECONDS < deadline)) || die "$1: no ${PASSES} passes within 60s"
     sleep 0.1
   done
-  grep -E '^(VmHWM|VmRSS|RssAnon|RssFile):' "/proc/${pid}/status" >"${WORK}/${name}.idle"
-  kill "${pid}"
+  grep -E '^(VmHWM|VmRSS|RssAnon|RssFile):' "/proc/${pid}/status" >"${WORK}/${name}.idle" ||
+    die "$1 exited before its status could be read"
+  kill "${pid}" 2>/dev/null || true
   wait "${pid}" 2>/dev/null || true
 }
 
