@@ -25,7 +25,7 @@ type nodeOutput struct {
 	mu sync.Mutex
 }
 
-// NewNode returns an Output that applies the labels (keys with Prefix) to the Node nodeName with
+// NewNode returns an Output that applies the labels (keys with labeler.Prefix) to the Node nodeName with
 // server-side apply, field manager FieldManager, force on. Every apply sends all of our labels and nothing
 // else, so the API server removes the keys we applied before and no longer send, and never touches labels
 // that other managers own. Publish reads the Node first and applies only when its labels or what our manager
@@ -116,7 +116,8 @@ func ownedLabelKeys(entries []metav1.ManagedFieldsEntry) (map[string]bool, error
 	return owned, nil
 }
 
-// Published returns the node's labels under Prefix+KeyPrefix, keys without Prefix; nil when there are none.
+// Published returns the node's labels under labeler.Prefix+labeler.KeyPrefix, keys without labeler.Prefix;
+// nil when there are none.
 func (o *nodeOutput) Published(ctx context.Context) (labeler.Labels, error) {
 	node, err := o.client.GetNode(ctx, o.nodeName)
 	if err != nil {
