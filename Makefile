@@ -17,7 +17,7 @@ CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2
 GO_TEST    ?= go test -count=1
 RUN_ARGS   ?= -o table
 
-.PHONY: all build run test unit helm e2e tools lint vet exports bench fuzz manifests helm-lint image clean help
+.PHONY: all build run test unit helm e2e tools lint vet exports bench fuzz footprint manifests helm-lint image clean help
 
 all: build
 
@@ -61,6 +61,9 @@ bench: ## Benchmarks: probe of the 2-GPU fixture, DMA check against the fake lib
 
 fuzz: ## Run each parser fuzzer for FUZZTIME (default 20s)
 	hack/fuzz.sh $(or $(FUZZTIME),20s)
+
+footprint: build tools ## Binary size, peak and idle RSS beside nfd-worker's, checked against the targets (docs/footprint.md)
+	hack/footprint.sh
 
 manifests: ## Render deploy/manifests (and the chart's dashboard copy) from the Helm chart
 	hack/render-manifests.sh

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane that the end-to-end tests run:
 # kube-apiserver, kube-scheduler, etcd and nfd-master, each from its own Go
-# module at a pinned version, plus NFD's CRDs. Everything lands in a cache
+# module at a pinned version, plus NFD's CRDs; and nfd-worker of the same NFD
+# release, the yardstick of hack/footprint.sh. Everything lands in a cache
 # directory outside git:
 #
-#   ${PFD_TOOLS_DIR:-<repo>/.cache/tools}/bin/{kube-apiserver,kube-scheduler,etcd,nfd-master}
+#   ${PFD_TOOLS_DIR:-<repo>/.cache/tools}/bin/{kube-apiserver,kube-scheduler,etcd,nfd-master,nfd-worker}
 #   ${PFD_TOOLS_DIR:-<repo>/.cache/tools}/crds/nfd-api-crds.yaml
 #
 # The versions are pinned twice on purpose: below (what we want) and in the
 # committed go.mod/go.sum of hack/tools/controlplane (kube-apiserver,
-# kube-scheduler, etcd) and hack/tools/controlplane/nfd (nfd-master). A normal
+# kube-scheduler, etcd) and hack/tools/controlplane/nfd (nfd-master,
+# nfd-worker). A normal
 # run checks that both agree and builds; `--sync` rewrites the go.mod files
 # from the versions below (the staging-module replaces are generated from
 # k8s.io/kubernetes' own go.mod, so none is missed) and must be followed by a
@@ -47,7 +49,7 @@ for arg in "$@"; do
     --sync) SYNC=true ;;
     --force) FORCE=true ;;
     -h | --help)
-      sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -129,7 +131,8 @@ sync_modules() {
     go mod edit \
       "-require=sigs.k8s.io/node-feature-discovery@${NFD_VERSION}" \
       "-require=sigs.k8s.io/node-feature-discovery/api/nfd@${NFD_VERSION}" \
-      -tool=sigs.k8s.io/node-feature-discovery/cmd/nfd-master
+      -tool=sigs.k8s.io/node-feature-discovery/cmd/nfd-master \
+      -tool=sigs.k8s.io/node-feature-discovery/cmd/nfd-worker
     go mod tidy
   )
 }
@@ -233,7 +236,8 @@ main() {
 
   build_group "${NFD_MOD_DIR}" "nfd=${NFD_VERSION}" \
     "-s -w -X sigs.k8s.io/node-feature-discovery/pkg/version.version=${NFD_VERSION}" \
-    nfd-master=sigs.k8s.io/node-feature-discovery/cmd/nfd-master
+    nfd-master=sigs.k8s.io/node-feature-discovery/cmd/nfd-master \
+    nfd-worker=sigs.k8s.io/node-feature-discovery/cmd/nfd-worker
 
   local nfd_dir crd=${CRD_DIR}/nfd-api-crds.yaml
   nfd_dir=$(cd "${NFD_MOD_DIR}" && go list -m -f '{{.Dir}}' sigs.k8s.io/node-feature-discovery)
@@ -244,7 +248,7 @@ main() {
   fi
 
   local b
-  for b in kube-apiserver kube-scheduler etcd nfd-master; do
+  for b in kube-apiserver kube-scheduler etcd nfd-master nfd-worker; do
     [[ -x ${BIN_DIR}/${b} ]] || die "${BIN_DIR}/${b} was not built"
   done
   log "ready: $("${BIN_DIR}/kube-apiserver" --version), $("${BIN_DIR}/etcd" --version | head -1), $("${BIN_DIR}/nfd-master" -version 2>&1 | tail -1)"

@@ -11,17 +11,15 @@ import (
 
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
-	nfdclientset "sigs.k8s.io/node-feature-discovery/api/generated/clientset/versioned"
 
 	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
 	"github.com/pinmemory/pin-feature-daemon/pkg/daemon"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
-	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler/output"
 	"github.com/pinmemory/pin-feature-daemon/pkg/metrics"
 )
 
@@ -161,37 +159,33 @@ func runCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer) e
 }
 
 // newOutput builds the Output of --output, and for the Kubernetes outputs the Node event recorder.
-func newOutput(ctx context.Context, o *runOptions, stdout io.Writer) (labeler.Output, daemon.Eventer, error) {
+func newOutput(ctx context.Context, o *runOptions, stdout io.Writer) (output.Output, daemon.Eventer, error) {
 	switch o.Output {
 	case outputStdout:
-		return labeler.NewStdoutOutput(stdout), nil, nil
+		return output.NewStdout(stdout), nil, nil
 	case outputFile:
-		out, err := labeler.NewFileOutput(o.FeaturesDir, "pin-feature-daemon", 3*o.Interval, clock.RealClock{})
+		out, err := output.NewFile(o.FeaturesDir, output.DefaultFeatureFileName, 3*o.Interval, clock.RealClock{})
 		return out, nil, err
 	}
 	cfg, err := kubeConfig(o)
 	if err != nil {
 		return nil, nil, err
 	}
-	kc, err := kubernetes.NewForConfig(cfg)
+	kc, err := output.NewClient(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("create kubernetes client: %w", err)
 	}
-	eventer := labeler.NewNodeEventer(kc, o.NodeName, o.PodName, clock.RealClock{})
+	eventer := output.NewNodeEventer(kc, o.NodeName, o.PodName, clock.RealClock{})
 	if o.Output == outputNode {
-		out, err := labeler.NewNodeOutput(kc, o.NodeName)
+		out, err := output.NewNode(kc, o.NodeName)
 		return out, eventer, err
 	}
-	nc, err := nfdclientset.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("create NFD client: %w", err)
-	}
-	owner, err := labeler.ResolveOwner(ctx, kc, o.Namespace, o.PodName)
+	owner, err := output.ResolveOwner(ctx, kc, o.Namespace, o.PodName)
 	if err != nil {
 		// Without the owner the object is created unowned and stays after an uninstall; that beats no labels.
 		klog.ErrorS(err, "Could not find the owning DaemonSet; the NodeFeature object will have no owner", "pod", o.PodName)
 	}
-	out, err := labeler.NewNodeFeatureOutput(nc, o.Namespace, o.NodeName, owner)
+	out, err := output.NewNodeFeature(kc, o.Namespace, o.NodeName, owner)
 	return out, eventer, err
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler/output"
 	"github.com/pinmemory/pin-feature-daemon/pkg/metrics"
 )
 
@@ -33,7 +34,7 @@ type Bencher interface {
 	Run(ctx context.Context, r *detector.Report) *bench.Result
 }
 
-// Eventer is told about every change of published labels (labeler.NodeEventer); it reports the changes
+// Eventer is told about every change of published labels (output.NodeEventer); it reports the changes
 // that matter as Events on the Node.
 type Eventer interface {
 	Emit(ctx context.Context, prev, cur labeler.Labels) error
@@ -45,7 +46,7 @@ type Config struct {
 	// Bencher is nil when the DMA check is disabled (labels then say pinmemory.bench=disabled).
 	Bencher      Bencher
 	PinPlatforms []detector.Platform
-	Output       labeler.Output
+	Output       output.Output
 	Eventer      Eventer
 	Metrics      *metrics.Metrics
 	// Interval between passes, spread by +-Jitter (a fraction) so a fleet does not probe in step.

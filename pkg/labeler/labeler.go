@@ -1,11 +1,12 @@
-// Package labeler turns a detector.Report and a bench.Result into the node labels of the design contract
-// (keys without the feature.node.kubernetes.io/ prefix), keeps them from flapping (integer quantisation and
-// hysteresis), and publishes them through one Output: a NodeFeature object, an NFD feature file, the Node's
-// labels, or stdout. It does no probing and no measuring of its own.
+// Package labeler is the label schema: it turns a detector.Report and a bench.Result into the node labels of
+// the design contract (keys without the feature.node.kubernetes.io/ prefix) and keeps them from flapping
+// (integer quantisation and hysteresis). Everything here is a pure function of its arguments.
+//
+// It must not do I/O: no probing, no measuring, no Kubernetes client and no files. Writing the labels
+// somewhere is the business of package output (pkg/labeler/output).
 package labeler
 
 import (
-	"context"
 	"maps"
 	"slices"
 	"strings"
@@ -72,15 +73,3 @@ func (l Labels) WithPrefix() map[string]string {
 
 // Equal reports whether two label sets are the same.
 func (l Labels) Equal(o Labels) bool { return maps.Equal(l, o) }
-
-// Output publishes labels somewhere. Publish is called on every pass; an Output writes only when what it
-// holds differs from labels, so a steady state costs nothing.
-type Output interface {
-	// Name is the --output value ("nodefeature", "file", "node", "stdout"), used in metrics and logs.
-	Name() string
-	// Publish makes the destination hold exactly labels (keys without Prefix). It reports whether it wrote.
-	Publish(ctx context.Context, labels Labels) (changed bool, err error)
-	// Published reads back what the destination holds now (nil, nil when it holds nothing of ours), so that
-	// a restarted daemon applies hysteresis against what is really published.
-	Published(ctx context.Context) (Labels, error)
-}

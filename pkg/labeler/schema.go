@@ -26,8 +26,8 @@ const (
 	KeyCC              = "pinmemory.cc"
 )
 
-// BandwidthKeys are the integer bandwidth labels that hysteresis applies to.
-var BandwidthKeys = []string{KeyH2DGbps, KeyD2HGbps, KeyPageableH2DGbps}
+// bandwidthKeys are the integer bandwidth labels that hysteresis applies to.
+var bandwidthKeys = []string{KeyH2DGbps, KeyD2HGbps, KeyPageableH2DGbps}
 
 // FromReport returns the labels that need no DMA check: availability, platform, WSL, memlock, host link,
 // PCIe capability, link degradation and confidential computing.
@@ -127,7 +127,7 @@ func Stabilize(published, next Labels, margin float64) Labels {
 	for k, v := range next {
 		out[k] = v
 	}
-	for _, k := range BandwidthKeys {
+	for _, k := range bandwidthKeys {
 		pv, ok1 := published[k]
 		nv, ok2 := next[k]
 		if !ok1 || !ok2 || pv == nv {

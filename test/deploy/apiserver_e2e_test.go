@@ -32,6 +32,7 @@ import (
 	nfdv1alpha1 "sigs.k8s.io/node-feature-discovery/api/nfd/v1alpha1"
 
 	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler/output"
 	"github.com/pinmemory/pin-feature-daemon/test/controlplane"
 )
 
@@ -147,7 +148,7 @@ func TestChartOnAPIServer(t *testing.T) {
 // testNodeFeatureRule installs the chart's example NodeFeatureRule rendered for each output that supports it
 // (one release each) and publishes, for three nodes per output, what a node of that output gives nfd-master:
 //   - nodefeature: the daemon's own NodeFeature, written by the real labeler output into the release
-//     namespace (spec.labels and the labeler.LabelsFeature feature);
+//     namespace (spec.labels and the output.LabelsFeature feature);
 //   - file: what nfd-worker publishes for the daemon's feature file, the labels and the same keys as the
 //     local.label feature, in nfd-worker's NodeFeature.
 //
@@ -162,7 +163,9 @@ func testNodeFeatureRule(ctx context.Context, t *testing.T, cp *controlplane.Con
 	}
 	publish := map[string]func(t *testing.T, node string, labels map[string]string){
 		"nodefeature": func(t *testing.T, node string, labels map[string]string) {
-			out, err := labeler.NewNodeFeatureOutput(cp.NFDClientset, namespace, node, nil)
+			kc, err := output.NewClient(cp.Config)
+			require.NoError(t, err)
+			out, err := output.NewNodeFeature(kc, namespace, node, nil)
 			require.NoError(t, err)
 			changed, err := out.Publish(ctx, labeler.Labels(labels))
 			require.NoError(t, err)

@@ -371,7 +371,7 @@ func TestDashboardConfigMap(t *testing.T) {
 
 // TestNodeFeatureRule checks the example rule's expressions against the label schema (IsTrue on the
 // availability label, Gt on the bandwidth label) and that it matches the feature its output provides: the
-// pinmemory.labels feature of the daemon's NodeFeature (labeler.LabelsFeature), or nfd-worker's local.label
+// pinmemory.labels feature of the daemon's NodeFeature (output.LabelsFeature), or nfd-worker's local.label
 // made of the feature file. The e2e test runs both against a real nfd-master.
 func TestNodeFeatureRule(t *testing.T) {
 	t.Parallel()

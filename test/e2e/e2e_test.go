@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 
-	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler/output"
 )
 
 // TestPublishAndSchedule runs the daemon for a fast GPU node, a slow GPU node and a WSL node, and checks the
@@ -55,7 +55,7 @@ func TestPublishAndSchedule(t *testing.T) {
 
 	t.Run("NodeFeature objects carry the labels", func(t *testing.T) {
 		for _, n := range nodes {
-			name := labeler.NodeFeatureName(n.name)
+			name := output.NodeFeatureName(n.name)
 			require.Eventually(t, func() bool {
 				nf, err := cp.NFDClientset.NfdV1alpha1().NodeFeatures(cp.Namespace).Get(ctx, name, metav1.GetOptions{})
 				if err != nil {
@@ -154,7 +154,7 @@ func TestAPIServerOutage(t *testing.T) {
 	back := time.Now()
 	running.waitStatus("/readyz", 200, 30*time.Second)
 	late.waitStatus("/readyz", 200, 30*time.Second)
-	nf, err := cp.NFDClientset.NfdV1alpha1().NodeFeatures(cp.Namespace).Get(ctx, labeler.NodeFeatureName("outage-b"), metav1.GetOptions{})
+	nf, err := cp.NFDClientset.NfdV1alpha1().NodeFeatures(cp.Namespace).Get(ctx, output.NodeFeatureName("outage-b"), metav1.GetOptions{})
 	require.NoError(t, err)
 	require.Equal(t, "10", nf.Spec.Labels["pinmemory.h2d-gbps"])
 	t.Logf("both daemons published again %s after the API server returned", time.Since(back).Round(time.Millisecond))
@@ -222,7 +222,7 @@ func TestNodeOutput(t *testing.T) {
 	// A label an older daemon version applied with our field manager, which the current one never publishes.
 	_, err := cp.Clientset.CoreV1().Nodes().Apply(ctx,
 		corev1ac.Node("plain").WithLabels(map[string]string{prefix + "pinmemory.legacy": "x"}),
-		metav1.ApplyOptions{FieldManager: labeler.FieldManager, Force: true})
+		metav1.ApplyOptions{FieldManager: output.FieldManager, Force: true})
 	require.NoError(t, err)
 
 	run := func(fixtureName string) {

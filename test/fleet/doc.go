@@ -6,6 +6,6 @@
 // nfd-master.
 //
 // It is test support only: the product must never import it. It changes nothing about how the daemon works —
-// each simulated node runs the real run loop (pkg/daemon) with the real NodeFeature output (pkg/labeler) — and
+// each simulated node runs the real run loop (pkg/daemon) with the real NodeFeature output (pkg/labeler/output) — and
 // it must not be used to tune the daemon against this one machine's timings.
 package fleet

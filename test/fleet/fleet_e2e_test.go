@@ -35,6 +35,7 @@ import (
 	"github.com/pinmemory/pin-feature-daemon/pkg/daemon"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler/output"
 	"github.com/pinmemory/pin-feature-daemon/pkg/metrics"
 	"github.com/pinmemory/pin-feature-daemon/test/controlplane"
 	"github.com/pinmemory/pin-feature-daemon/test/fleet"
@@ -402,16 +403,14 @@ func newDaemon(t *testing.T, base *rest.Config, counter *fleet.RequestCounter, n
 	cfg.Dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	hc, err := rest.HTTPClientFor(cfg)
 	require.NoError(t, err)
-	nc, err := nfdclientset.NewForConfigAndClient(cfg, hc)
+	kc, err := output.NewClientForConfigAndClient(cfg, hc)
 	require.NoError(t, err)
-	kc, err := kubernetes.NewForConfigAndClient(cfg, hc)
-	require.NoError(t, err)
-	out, err := labeler.NewNodeFeatureOutput(nc, daemonNamespace, node, nil)
+	out, err := output.NewNodeFeature(kc, daemonNamespace, node, nil)
 	require.NoError(t, err)
 	d, err := daemon.New(daemon.Config{
 		Prober:     prober,
 		Output:     out,
-		Eventer:    labeler.NewNodeEventer(kc, node, "", nil),
+		Eventer:    output.NewNodeEventer(kc, node, "", nil),
 		Metrics:    metrics.New(metrics.BuildInfo{}),
 		Interval:   interval,
 		Jitter:     jitter,

@@ -1,4 +1,4 @@
-package labeler
+package output
 
 import (
 	"bufio"
@@ -14,8 +14,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/renameio/v2"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 // DefaultFeatureFileName is the name of the feature file in the features directory.
@@ -40,12 +43,12 @@ type fileOutput struct {
 	beforeRename func(tmpPath string) error
 }
 
-// NewFileOutput returns an Output that writes the labels to the NFD feature file dir/name (name "" means
+// NewFile returns an Output that writes the labels to the NFD feature file dir/name (name "" means
 // DefaultFeatureFileName). The file is replaced atomically and starts with "# +expiry-time=" set to expiry
 // from now; it is rewritten when the labels change or less than half of expiry remains, so nfd-worker keeps
 // the labels while the daemon runs and drops them within expiry after it stops. expiry 0 writes no expiry
 // (labels stay until the file is removed). clk nil means the real clock.
-func NewFileOutput(dir, name string, expiry time.Duration, clk clock.PassiveClock) (Output, error) {
+func NewFile(dir, name string, expiry time.Duration, clk clock.PassiveClock) (Output, error) {
 	if name == "" {
 		name = DefaultFeatureFileName
 	}
@@ -84,7 +87,7 @@ func (o *fileOutput) path() string { return filepath.Join(o.dir, o.name) }
 
 // Publish rewrites the file when it does not hold exactly labels, or when its expiry is missing, passed or
 // less than half of the expiry window away.
-func (o *fileOutput) Publish(_ context.Context, labels Labels) (bool, error) {
+func (o *fileOutput) Publish(_ context.Context, labels labeler.Labels) (bool, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 
@@ -117,7 +120,7 @@ func (o *fileOutput) fresh(f *featureFile, now time.Time) bool {
 
 // Published returns the labels in the file; nil when there is no file or its expiry has passed (nfd-worker
 // then publishes none of them).
-func (o *fileOutput) Published(context.Context) (Labels, error) {
+func (o *fileOutput) Published(context.Context) (labeler.Labels, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	f, err := o.read()
@@ -135,7 +138,7 @@ func (o *fileOutput) Published(context.Context) (Labels, error) {
 }
 
 type featureFile struct {
-	labels Labels
+	labels labeler.Labels
 	expiry time.Time // zero: no expiry directive
 }
 
@@ -157,7 +160,7 @@ func (o *fileOutput) read() (*featureFile, error) {
 }
 
 func parseFeatureFile(data []byte) (*featureFile, error) {
-	f := &featureFile{labels: Labels{}}
+	f := &featureFile{labels: labeler.Labels{}}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -185,7 +188,7 @@ func parseFeatureFile(data []byte) (*featureFile, error) {
 }
 
 // render returns the file content for labels written at now.
-func (o *fileOutput) render(labels Labels, now time.Time) []byte {
+func (o *fileOutput) render(labels labeler.Labels, now time.Time) []byte {
 	var b bytes.Buffer
 	if o.expiry > 0 {
 		// RFC 3339 holds whole seconds here; round up so the file never expires before now+expiry.
@@ -201,49 +204,39 @@ func (o *fileOutput) render(labels Labels, now time.Time) []byte {
 	return b.Bytes()
 }
 
-// write replaces the feature file atomically: a dot-named temporary file in the same directory (nfd-worker
-// skips dot-files), synced, renamed over the file, and the directory synced so the rename survives a crash.
-func (o *fileOutput) write(labels Labels, now time.Time) (err error) {
+// write replaces the feature file atomically through renameio: the new content goes to a temporary file in
+// the features directory itself (WithTempDir: the same file system, so the rename is atomic, and no probe of
+// $TMPDIR), which renameio names "."+name+<random digits>, a dot-file that nfd-worker skips; it is synced and
+// renamed over the file, and the directory is synced so the rename survives a crash.
+func (o *fileOutput) write(labels labeler.Labels, now time.Time) error {
 	data := o.render(labels, now)
 	if len(data) > maxFeatureFileSize {
 		return fmt.Errorf("feature file %s: %d bytes exceed nfd-worker's limit of %d", o.path(), len(data), maxFeatureFileSize)
 	}
-	tmp, err := os.CreateTemp(o.dir, "."+o.name+".tmp-*")
+	// 0644 whatever the umask: nfd-worker may run as another user.
+	pf, err := renameio.NewPendingFile(o.path(), renameio.WithTempDir(o.dir), renameio.WithStaticPermissions(0o644))
 	if err != nil {
 		if derr := checkDir(o.dir); derr != nil {
 			return derr
 		}
 		return fmt.Errorf("create temporary feature file in %s: %w", o.dir, err)
 	}
-	tmpPath := tmp.Name()
 	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			if rerr := os.Remove(tmpPath); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-				klog.ErrorS(rerr, "failed to remove temporary feature file", "path", tmpPath)
-			}
+		// A no-op once the file has replaced the feature file.
+		if cerr := pf.Cleanup(); cerr != nil && !errors.Is(cerr, fs.ErrNotExist) {
+			klog.ErrorS(cerr, "failed to remove temporary feature file", "path", pf.Name())
 		}
 	}()
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmpPath, err)
-	}
-	// CreateTemp makes the file 0600; nfd-worker may run as another user.
-	if err = tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmpPath, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", tmpPath, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmpPath, err)
+	if _, err := pf.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", pf.Name(), err)
 	}
 	if o.beforeRename != nil {
-		if err = o.beforeRename(tmpPath); err != nil {
+		if err := o.beforeRename(pf.Name()); err != nil {
 			return err
 		}
 	}
-	if err = os.Rename(tmpPath, o.path()); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", tmpPath, o.path(), err)
+	if err := pf.CloseAtomicallyReplace(); err != nil {
+		return fmt.Errorf("replace %s with %s: %w", o.path(), pf.Name(), err)
 	}
 	if serr := syncDir(o.dir); serr != nil {
 		// The new file is in place; only its durability across a power loss is in doubt.

@@ -1,4 +1,4 @@
-package labeler
+package output
 
 import (
 	"context"
@@ -8,17 +8,18 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 // Event reasons the daemon reports on its Node.
 const (
-	ReasonPinnedMemoryAvailable   = "PinnedMemoryAvailable"
-	ReasonPinnedMemoryUnavailable = "PinnedMemoryUnavailable"
-	ReasonPCIeLinkDegraded        = "PCIeLinkDegraded"
-	ReasonPCIeLinkRestored        = "PCIeLinkRestored"
+	reasonPinnedMemoryAvailable   = "PinnedMemoryAvailable"
+	reasonPinnedMemoryUnavailable = "PinnedMemoryUnavailable"
+	reasonPCIeLinkDegraded        = "PCIeLinkDegraded"
+	reasonPCIeLinkRestored        = "PCIeLinkRestored"
 )
 
 // maxReportingInstance is the API server's limit on an Event's reportingInstance.
@@ -27,41 +28,41 @@ const maxReportingInstance = 128
 // eventNamespace is where Events about cluster-scoped Nodes live, as kubelet files them.
 const eventNamespace = metav1.NamespaceDefault
 
-// LabelEvent is one Event that a change of labels calls for.
-type LabelEvent struct {
+// labelEvent is one Event that a change of labels calls for.
+type labelEvent struct {
 	Type    string // corev1.EventTypeNormal or corev1.EventTypeWarning
 	Reason  string
 	Message string
 }
 
-// LabelEvents returns the Events for the change from prev to cur: pinmemory.available or
+// labelEvents returns the Events for the change from prev to cur: pinmemory.available or
 // pinmemory.link-degraded taking a new value. A nil prev (nothing published before) calls for none; nor does
 // a key that disappears, or one that appears with its good value (available=true, link-degraded=false).
-func LabelEvents(prev, cur Labels) []LabelEvent {
+func labelEvents(prev, cur labeler.Labels) []labelEvent {
 	if prev == nil {
 		return nil
 	}
-	var out []LabelEvent
-	if now, ok := changed(prev, cur, KeyAvailable, "true"); ok {
+	var out []labelEvent
+	if now, ok := changed(prev, cur, labeler.KeyAvailable, "true"); ok {
 		if now == "true" {
-			out = append(out, LabelEvent{corev1.EventTypeNormal, ReasonPinnedMemoryAvailable,
-				fmt.Sprintf("Pinned host memory is available (platform %s)", orUnknown(cur[KeyPlatform]))})
+			out = append(out, labelEvent{corev1.EventTypeNormal, reasonPinnedMemoryAvailable,
+				fmt.Sprintf("Pinned host memory is available (platform %s)", orUnknown(cur[labeler.KeyPlatform]))})
 		} else {
-			out = append(out, LabelEvent{corev1.EventTypeWarning, ReasonPinnedMemoryUnavailable,
+			out = append(out, labelEvent{corev1.EventTypeWarning, reasonPinnedMemoryUnavailable,
 				fmt.Sprintf("Pinned host memory is not available (reason %s, platform %s): inference engines fall back to pageable memory",
-					orUnknown(cur[KeyReason]), orUnknown(cur[KeyPlatform]))})
+					orUnknown(cur[labeler.KeyReason]), orUnknown(cur[labeler.KeyPlatform]))})
 		}
 	}
-	if now, ok := changed(prev, cur, KeyLinkDegraded, "false"); ok {
+	if now, ok := changed(prev, cur, labeler.KeyLinkDegraded, "false"); ok {
 		link := ""
-		if gen, width := cur[KeyPCIeGen], cur[KeyPCIeWidth]; gen != "" && width != "" {
+		if gen, width := cur[labeler.KeyPCIeGen], cur[labeler.KeyPCIeWidth]; gen != "" && width != "" {
 			link = fmt.Sprintf(" (weakest GPU link capability: PCIe gen %s x%s)", gen, width)
 		}
 		if now == "true" {
-			out = append(out, LabelEvent{corev1.EventTypeWarning, ReasonPCIeLinkDegraded,
+			out = append(out, labelEvent{corev1.EventTypeWarning, reasonPCIeLinkDegraded,
 				"A GPU's PCIe link trained below what the GPU and its slot support" + link})
 		} else {
-			out = append(out, LabelEvent{corev1.EventTypeNormal, ReasonPCIeLinkRestored,
+			out = append(out, labelEvent{corev1.EventTypeNormal, reasonPCIeLinkRestored,
 				"Every GPU's PCIe link runs at what the GPU and its slot support" + link})
 		}
 	}
@@ -69,7 +70,7 @@ func LabelEvents(prev, cur Labels) []LabelEvent {
 }
 
 // changed returns the new value of key and whether its change is worth an Event.
-func changed(prev, cur Labels, key, good string) (string, bool) {
+func changed(prev, cur labeler.Labels, key, good string) (string, bool) {
 	old, now := prev[key], cur[key]
 	switch {
 	case now == "" || old == now:
@@ -88,9 +89,10 @@ func orUnknown(s string) string {
 }
 
 // NodeEventer files Events on the daemon's Node when the published pinned-memory facts change, so that
-// `kubectl describe node` and event exporters show them. It only writes Events; it never changes the Node.
+// `kubectl describe node` and event exporters show them: PinnedMemoryAvailable, PinnedMemoryUnavailable,
+// PCIeLinkDegraded and PCIeLinkRestored. It only writes Events; it never changes the Node.
 type NodeEventer struct {
-	client   kubernetes.Interface
+	client   EventClient
 	nodeName string
 	instance string
 	clock    clock.PassiveClock
@@ -98,7 +100,7 @@ type NodeEventer struct {
 
 // NewNodeEventer returns a NodeEventer for nodeName. instance names the reporter (the Pod's name; "" means
 // the node name). clk nil means the real clock.
-func NewNodeEventer(client kubernetes.Interface, nodeName, instance string, clk clock.PassiveClock) *NodeEventer {
+func NewNodeEventer(client EventClient, nodeName, instance string, clk clock.PassiveClock) *NodeEventer {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
@@ -111,16 +113,16 @@ func NewNodeEventer(client kubernetes.Interface, nodeName, instance string, clk 
 	return &NodeEventer{client: client, nodeName: nodeName, instance: instance, clock: clk}
 }
 
-// Emit files the Events of LabelEvents(prev, cur). On the first pass, give as prev what the Output says is
+// Emit files the Events of labelEvents(prev, cur). On the first pass, give as prev what the Output says is
 // published (nil when nothing is), so that a restart reports only a real change. It files every Event it can
 // and returns the errors joined.
-func (e *NodeEventer) Emit(ctx context.Context, prev, cur Labels) error {
-	evs := LabelEvents(prev, cur)
+func (e *NodeEventer) Emit(ctx context.Context, prev, cur labeler.Labels) error {
+	evs := labelEvents(prev, cur)
 	if len(evs) == 0 {
 		return nil
 	}
 	ref := corev1.ObjectReference{APIVersion: "v1", Kind: "Node", Name: e.nodeName}
-	node, err := e.client.CoreV1().Nodes().Get(ctx, e.nodeName, metav1.GetOptions{})
+	node, err := e.client.GetNode(ctx, e.nodeName)
 	if err != nil {
 		// kubelet's own convention: `kubectl describe node` also finds events whose UID is the node's name.
 		klog.V(2).InfoS("cannot get node for its UID, using its name", "node", klog.KRef("", e.nodeName), "err", err)
@@ -149,7 +151,7 @@ func (e *NodeEventer) Emit(ctx context.Context, prev, cur Labels) error {
 			ReportingController: FieldManager,
 			ReportingInstance:   e.instance,
 		}
-		if _, err := e.client.CoreV1().Events(eventNamespace).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+		if _, err := e.client.CreateEvent(ctx, obj); err != nil {
 			errs = append(errs, fmt.Errorf("create event %s on node %s: %w", ev.Reason, e.nodeName, err))
 			continue
 		}

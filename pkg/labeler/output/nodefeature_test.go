@@ -1,4 +1,4 @@
-package labeler
+package output
 
 import (
 	"context"
@@ -16,6 +16,8 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	nfdfake "sigs.k8s.io/node-feature-discovery/api/generated/clientset/versioned/fake"
 	nfdv1alpha1 "sigs.k8s.io/node-feature-discovery/api/nfd/v1alpha1"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 const (
@@ -31,7 +33,7 @@ var (
 
 func newTestNodeFeatureOutput(t *testing.T, cs *nfdfake.Clientset, owner *metav1.OwnerReference) *nodeFeatureOutput {
 	t.Helper()
-	o, err := NewNodeFeatureOutput(cs, pubTestNS, pubTestNode, owner)
+	o, err := NewNodeFeature(fakeNFD{cs}, pubTestNS, pubTestNode, owner)
 	require.NoError(t, err)
 	nf := o.(*nodeFeatureOutput)
 	nf.backoff = pubTestBackoff
@@ -73,7 +75,7 @@ func existingNF(mutate func(*nfdv1alpha1.NodeFeature)) *nfdv1alpha1.NodeFeature 
 			Namespace: pubTestNS,
 			Labels: map[string]string{
 				nfdv1alpha1.NodeFeatureObjNodeNameLabel: pubTestNode,
-				ManagedByLabel:                          FieldManager,
+				managedByLabel:                          FieldManager,
 			},
 			OwnerReferences: []metav1.OwnerReference{*pubTestDSOwner},
 		},
@@ -120,7 +122,7 @@ func TestNodeFeatureName(t *testing.T) {
 	}
 }
 
-func TestNewNodeFeatureOutputErrors(t *testing.T) {
+func TestNewNodeFeatureErrors(t *testing.T) {
 	t.Parallel()
 	cs := newNFDFake()
 	tests := []struct {
@@ -140,7 +142,7 @@ func TestNewNodeFeatureOutputErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			o, err := NewNodeFeatureOutput(cs, tc.namespace, tc.node, tc.owner)
+			o, err := NewNodeFeature(fakeNFD{cs}, tc.namespace, tc.node, tc.owner)
 			require.ErrorContains(t, err, tc.wantErr)
 			require.Nil(t, o)
 		})
@@ -156,7 +158,7 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 		name        string
 		existing    *nfdv1alpha1.NodeFeature
 		owner       *metav1.OwnerReference
-		labels      Labels
+		labels      labeler.Labels
 		wantChanged bool
 		wantVerbs   []string
 		wantOwners  []metav1.OwnerReference
@@ -165,14 +167,14 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 		{
 			name:        "create when missing, owned by the DaemonSet",
 			owner:       pubTestDSOwner,
-			labels:      Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55"},
+			labels:      labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55"},
 			wantChanged: true,
 			wantVerbs:   []string{"get", "create"},
 			wantOwners:  []metav1.OwnerReference{*pubTestDSOwner},
 		},
 		{
 			name:        "create without owner outside a DaemonSet",
-			labels:      Labels{"pinmemory.available": "false", "pinmemory.reason": "wsl"},
+			labels:      labeler.Labels{"pinmemory.available": "false", "pinmemory.reason": "wsl"},
 			wantChanged: true,
 			wantVerbs:   []string{"get", "create"},
 		},
@@ -180,7 +182,7 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 			name:        "same labels: no write",
 			existing:    existingNF(nil),
 			owner:       pubTestDSOwner,
-			labels:      Labels{"pinmemory.available": "true"},
+			labels:      labeler.Labels{"pinmemory.available": "true"},
 			wantChanged: false,
 			wantVerbs:   []string{"get"},
 			wantOwners:  []metav1.OwnerReference{*pubTestDSOwner},
@@ -189,7 +191,7 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 			name:        "changed labels: update",
 			existing:    existingNF(nil),
 			owner:       pubTestDSOwner,
-			labels:      Labels{"pinmemory.available": "false", "pinmemory.reason": "pin-failed"},
+			labels:      labeler.Labels{"pinmemory.available": "false", "pinmemory.reason": "pin-failed"},
 			wantChanged: true,
 			wantVerbs:   []string{"get", "update"},
 			wantOwners:  []metav1.OwnerReference{*pubTestDSOwner},
@@ -198,7 +200,7 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 			name:        "all labels gone: update to none",
 			existing:    existingNF(nil),
 			owner:       pubTestDSOwner,
-			labels:      Labels{},
+			labels:      labeler.Labels{},
 			wantChanged: true,
 			wantVerbs:   []string{"get", "update"},
 			wantOwners:  []metav1.OwnerReference{*pubTestDSOwner},
@@ -209,7 +211,7 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 				nf.OwnerReferences = []metav1.OwnerReference{podRef, staleDS, otherRef}
 			}),
 			owner:       pubTestDSOwner,
-			labels:      Labels{"pinmemory.available": "true"},
+			labels:      labeler.Labels{"pinmemory.available": "true"},
 			wantChanged: true,
 			wantVerbs:   []string{"get", "update"},
 			wantOwners:  []metav1.OwnerReference{otherRef, *pubTestDSOwner},
@@ -219,7 +221,7 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 			existing: existingNF(func(nf *nfdv1alpha1.NodeFeature) {
 				nf.OwnerReferences = []metav1.OwnerReference{podRef}
 			}),
-			labels:      Labels{"pinmemory.available": "true"},
+			labels:      labeler.Labels{"pinmemory.available": "true"},
 			wantChanged: true,
 			wantVerbs:   []string{"get", "update"},
 		},
@@ -229,7 +231,7 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 				nf.Labels = map[string]string{nfdv1alpha1.NodeFeatureObjNodeNameLabel: "wrong", "team": "ml"}
 			}),
 			owner:       pubTestDSOwner,
-			labels:      Labels{"pinmemory.available": "true"},
+			labels:      labeler.Labels{"pinmemory.available": "true"},
 			wantChanged: true,
 			wantVerbs:   []string{"get", "update"},
 			wantOwners:  []metav1.OwnerReference{*pubTestDSOwner},
@@ -242,7 +244,7 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 				nf.Spec.Features.Attributes["x.attrs"] = nfdv1alpha1.NewAttributeFeatures(map[string]string{"k": "v"})
 			}),
 			owner:       pubTestDSOwner,
-			labels:      Labels{"pinmemory.available": "true"},
+			labels:      labeler.Labels{"pinmemory.available": "true"},
 			wantChanged: false,
 			wantVerbs:   []string{"get"},
 			wantOwners:  []metav1.OwnerReference{*pubTestDSOwner},
@@ -253,7 +255,7 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 				nf.Spec.Features.Flags = map[string]nfdv1alpha1.FlagFeatureSet{"x.flags": nfdv1alpha1.NewFlagFeatures("a")}
 			}),
 			owner:       pubTestDSOwner,
-			labels:      Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "52"},
+			labels:      labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "52"},
 			wantChanged: true,
 			wantVerbs:   []string{"get", "update"},
 			wantOwners:  []metav1.OwnerReference{*pubTestDSOwner},
@@ -264,7 +266,7 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 				nf.Spec.Features = nfdv1alpha1.Features{}
 			}),
 			owner:       pubTestDSOwner,
-			labels:      Labels{"pinmemory.available": "true"},
+			labels:      labeler.Labels{"pinmemory.available": "true"},
 			wantChanged: true,
 			wantVerbs:   []string{"get", "update"},
 			wantOwners:  []metav1.OwnerReference{*pubTestDSOwner},
@@ -275,7 +277,7 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 				nf.Spec.Features.Attributes[LabelsFeature] = nfdv1alpha1.NewAttributeFeatures(map[string]string{"pinmemory.available": "false"})
 			}),
 			owner:       pubTestDSOwner,
-			labels:      Labels{"pinmemory.available": "true"},
+			labels:      labeler.Labels{"pinmemory.available": "true"},
 			wantChanged: true,
 			wantVerbs:   []string{"get", "update"},
 			wantOwners:  []metav1.OwnerReference{*pubTestDSOwner},
@@ -300,7 +302,7 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 			nf := getNF(t, cs)
 			require.Equal(t, map[string]string(tc.labels), nonNilMap(nf.Spec.Labels))
 			require.Equal(t, pubTestNode, nf.Labels[nfdv1alpha1.NodeFeatureObjNodeNameLabel])
-			require.Equal(t, FieldManager, nf.Labels[ManagedByLabel])
+			require.Equal(t, FieldManager, nf.Labels[managedByLabel])
 			for k, v := range tc.wantObjLbls {
 				require.Equal(t, v, nf.Labels[k])
 			}
@@ -343,7 +345,7 @@ func TestNodeFeatureOutputSteadyStateWrites(t *testing.T) {
 	t.Parallel()
 	cs := newNFDFake()
 	o := newTestNodeFeatureOutput(t, cs, pubTestDSOwner)
-	labels := Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55", "pinmemory.bench": "ok"}
+	labels := labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55", "pinmemory.bench": "ok"}
 	for range 20 {
 		_, err := o.Publish(context.Background(), labels)
 		require.NoError(t, err)
@@ -439,7 +441,7 @@ func TestNodeFeatureOutputRetries(t *testing.T) {
 				failFirstNF(cs, tc.verb, tc.failures, tc.err)
 			}
 			o := newTestNodeFeatureOutput(t, cs, pubTestDSOwner)
-			labels := Labels{"pinmemory.available": "false", "pinmemory.reason": "pin-failed"}
+			labels := labeler.Labels{"pinmemory.available": "false", "pinmemory.reason": "pin-failed"}
 
 			changed, err := o.Publish(context.Background(), labels)
 			require.Equal(t, tc.wantVerbs, nfVerbs(cs.Actions()))
@@ -467,7 +469,7 @@ func TestNodeFeatureOutputHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := o.Publish(ctx, Labels{"pinmemory.available": "true"})
+	_, err := o.Publish(ctx, labeler.Labels{"pinmemory.available": "true"})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.ErrorContains(t, err, "down", "the last API error is kept")
 	require.Less(t, time.Since(start), 10*time.Second)
@@ -479,15 +481,15 @@ func TestNodeFeatureOutputPublished(t *testing.T) {
 		name     string
 		existing *nfdv1alpha1.NodeFeature
 		getErr   error
-		want     Labels
+		want     labeler.Labels
 		wantErr  string
 	}{
 		{name: "none", want: nil},
-		{name: "labels", existing: existingNF(nil), want: Labels{"pinmemory.available": "true"}},
-		{name: "object without labels", existing: existingNF(func(nf *nfdv1alpha1.NodeFeature) { nf.Spec.Labels = nil }), want: Labels{}},
+		{name: "labels", existing: existingNF(nil), want: labeler.Labels{"pinmemory.available": "true"}},
+		{name: "object without labels", existing: existingNF(func(nf *nfdv1alpha1.NodeFeature) { nf.Spec.Labels = nil }), want: labeler.Labels{}},
 		{name: "labels, not the feature", existing: existingNF(func(nf *nfdv1alpha1.NodeFeature) {
 			nf.Spec.Features.Attributes[LabelsFeature] = nfdv1alpha1.NewAttributeFeatures(map[string]string{"pinmemory.available": "false"})
-		}), want: Labels{"pinmemory.available": "true"}},
+		}), want: labeler.Labels{"pinmemory.available": "true"}},
 		{name: "api error", getErr: apierrors.NewForbidden(schema.GroupResource{Resource: "nodefeatures"}, "x", nil), wantErr: "get NodeFeature " + pubTestNS + "/"},
 	}
 	for _, tc := range tests {

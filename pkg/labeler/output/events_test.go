@@ -1,4 +1,4 @@
-package labeler
+package output
 
 import (
 	"context"
@@ -15,14 +15,16 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 func TestLabelEvents(t *testing.T) {
 	t.Parallel()
-	gpuOK := Labels{"pinmemory.available": "true", "pinmemory.platform": "cuda", "pinmemory.link-degraded": "false",
+	gpuOK := labeler.Labels{"pinmemory.available": "true", "pinmemory.platform": "cuda", "pinmemory.link-degraded": "false",
 		"pinmemory.pcie.gen": "5", "pinmemory.pcie.width": "16"}
-	with := func(base Labels, kv ...string) Labels {
-		out := Labels{}
+	with := func(base labeler.Labels, kv ...string) labeler.Labels {
+		out := labeler.Labels{}
 		for k, v := range base {
 			out[k] = v
 		}
@@ -37,7 +39,7 @@ func TestLabelEvents(t *testing.T) {
 	}
 	tests := []struct {
 		name      string
-		prev, cur Labels
+		prev, cur labeler.Labels
 		want      []string // "Type/Reason"
 		wantMsg   []string // substrings of the messages, in order
 	}{
@@ -66,20 +68,20 @@ func TestLabelEvents(t *testing.T) {
 			cur:  with(gpuOK, "pinmemory.available", "false", "pinmemory.reason", "platform", "pinmemory.link-degraded", "true"),
 			want: []string{"Warning/PinnedMemoryUnavailable", "Warning/PCIeLinkDegraded"},
 		},
-		{name: "key appears with its good value", prev: Labels{"pinmemory.bench": "ok"}, cur: gpuOK},
+		{name: "key appears with its good value", prev: labeler.Labels{"pinmemory.bench": "ok"}, cur: gpuOK},
 		{
-			name: "key appears with its bad value", prev: Labels{"pinmemory.platform": "cpu"},
-			cur:  Labels{"pinmemory.available": "false", "pinmemory.link-degraded": "true"},
+			name: "key appears with its bad value", prev: labeler.Labels{"pinmemory.platform": "cpu"},
+			cur:  labeler.Labels{"pinmemory.available": "false", "pinmemory.link-degraded": "true"},
 			want: []string{"Warning/PinnedMemoryUnavailable", "Warning/PCIeLinkDegraded"}, wantMsg: []string{"reason unknown, platform unknown", "slot support"},
 		},
-		{name: "key disappears", prev: gpuOK, cur: Labels{"pinmemory.platform": "cuda"}},
-		{name: "empty previous set is a previous set", prev: Labels{}, cur: Labels{"pinmemory.available": "false"},
+		{name: "key disappears", prev: gpuOK, cur: labeler.Labels{"pinmemory.platform": "cuda"}},
+		{name: "empty previous set is a previous set", prev: labeler.Labels{}, cur: labeler.Labels{"pinmemory.available": "false"},
 			want: []string{"Warning/PinnedMemoryUnavailable"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			evs := LabelEvents(tc.prev, tc.cur)
+			evs := labelEvents(tc.prev, tc.cur)
 			var got []string
 			for _, e := range evs {
 				got = append(got, e.Type+"/"+e.Reason)
@@ -105,8 +107,8 @@ func eventsCreated(cs *fake.Clientset) []*corev1.Event {
 func TestNodeEventerEmit(t *testing.T) {
 	t.Parallel()
 	now := fileT0
-	prev := Labels{"pinmemory.available": "true", "pinmemory.link-degraded": "false"}
-	cur := Labels{"pinmemory.available": "false", "pinmemory.reason": "pin-failed", "pinmemory.link-degraded": "true"}
+	prev := labeler.Labels{"pinmemory.available": "true", "pinmemory.link-degraded": "false"}
+	cur := labeler.Labels{"pinmemory.available": "false", "pinmemory.reason": "pin-failed", "pinmemory.link-degraded": "true"}
 	tests := []struct {
 		name     string
 		objs     []runtime.Object
@@ -123,7 +125,7 @@ func TestNodeEventerEmit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			cs := fake.NewClientset(tc.objs...)
-			e := NewNodeEventer(cs, pubTestNode, tc.instance, clocktesting.NewFakePassiveClock(now))
+			e := NewNodeEventer(fakeKube{cs}, pubTestNode, tc.instance, clocktesting.NewFakePassiveClock(now))
 			require.NoError(t, e.Emit(context.Background(), prev, cur))
 
 			evs := eventsCreated(cs)
@@ -143,8 +145,8 @@ func TestNodeEventerEmit(t *testing.T) {
 				require.False(t, names[ev.Name], "event %d: names are unique within a pass", i)
 				names[ev.Name] = true
 			}
-			require.Equal(t, ReasonPinnedMemoryUnavailable, evs[0].Reason)
-			require.Equal(t, ReasonPCIeLinkDegraded, evs[1].Reason)
+			require.Equal(t, reasonPinnedMemoryUnavailable, evs[0].Reason)
+			require.Equal(t, reasonPCIeLinkDegraded, evs[1].Reason)
 
 			list, err := cs.CoreV1().Events(metav1.NamespaceDefault).List(context.Background(), metav1.ListOptions{})
 			require.NoError(t, err)
@@ -156,8 +158,8 @@ func TestNodeEventerEmit(t *testing.T) {
 func TestNodeEventerNothingToSay(t *testing.T) {
 	t.Parallel()
 	cs := fake.NewClientset(testNodeObj(nil))
-	e := NewNodeEventer(cs, pubTestNode, "", nil)
-	l := Labels{"pinmemory.available": "true"}
+	e := NewNodeEventer(fakeKube{cs}, pubTestNode, "", nil)
+	l := labeler.Labels{"pinmemory.available": "true"}
 	require.NoError(t, e.Emit(context.Background(), nil, l))
 	require.NoError(t, e.Emit(context.Background(), l, l))
 	require.Empty(t, cs.Actions(), "no event, not even a node read")
@@ -174,15 +176,15 @@ func TestNodeEventerCreateError(t *testing.T) {
 		}
 		return false, nil, nil
 	})
-	e := NewNodeEventer(cs, pubTestNode, "", clocktesting.NewFakePassiveClock(fileT0))
+	e := NewNodeEventer(fakeKube{cs}, pubTestNode, "", clocktesting.NewFakePassiveClock(fileT0))
 	err := e.Emit(context.Background(),
-		Labels{"pinmemory.available": "true", "pinmemory.link-degraded": "false"},
-		Labels{"pinmemory.available": "false", "pinmemory.link-degraded": "true"})
+		labeler.Labels{"pinmemory.available": "true", "pinmemory.link-degraded": "false"},
+		labeler.Labels{"pinmemory.available": "false", "pinmemory.link-degraded": "true"})
 	require.ErrorContains(t, err, "create event PinnedMemoryUnavailable on node "+pubTestNode)
 	require.True(t, apierrors.IsForbidden(err))
 	require.Len(t, eventsCreated(cs), 2, "the second event is still tried")
 	list, lerr := cs.CoreV1().Events(metav1.NamespaceDefault).List(context.Background(), metav1.ListOptions{})
 	require.NoError(t, lerr)
 	require.Len(t, list.Items, 1)
-	require.Equal(t, ReasonPCIeLinkDegraded, list.Items[0].Reason)
+	require.Equal(t, reasonPCIeLinkDegraded, list.Items[0].Reason)
 }

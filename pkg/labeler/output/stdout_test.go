@@ -1,4 +1,4 @@
-package labeler
+package output
 
 import (
 	"bytes"
@@ -7,12 +7,14 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 func TestStdoutOutput(t *testing.T) {
 	t.Parallel()
 	type step struct {
-		labels      Labels
+		labels      labeler.Labels
 		wantChanged bool
 		wantOut     string // what this step prints
 	}
@@ -23,19 +25,19 @@ func TestStdoutOutput(t *testing.T) {
 		{
 			name: "prints first set then only changes",
 			steps: []step{
-				{Labels{"pinmemory.available": "true", "pinmemory.bench": "ok"}, true, "pinmemory.available=true\npinmemory.bench=ok\n"},
-				{Labels{"pinmemory.bench": "ok", "pinmemory.available": "true"}, false, ""},
-				{Labels{"pinmemory.available": "false"}, true, "pinmemory.available=false\n"},
-				{Labels{"pinmemory.available": "false"}, false, ""},
+				{labeler.Labels{"pinmemory.available": "true", "pinmemory.bench": "ok"}, true, "pinmemory.available=true\npinmemory.bench=ok\n"},
+				{labeler.Labels{"pinmemory.bench": "ok", "pinmemory.available": "true"}, false, ""},
+				{labeler.Labels{"pinmemory.available": "false"}, true, "pinmemory.available=false\n"},
+				{labeler.Labels{"pinmemory.available": "false"}, false, ""},
 			},
 		},
 		{
 			name: "empty set counts as published once",
 			steps: []step{
-				{Labels{}, true, ""},
+				{labeler.Labels{}, true, ""},
 				{nil, false, ""},
-				{Labels{"pinmemory.available": "true"}, true, "pinmemory.available=true\n"},
-				{Labels{}, true, ""},
+				{labeler.Labels{"pinmemory.available": "true"}, true, "pinmemory.available=true\n"},
+				{labeler.Labels{}, true, ""},
 			},
 		},
 	}
@@ -43,7 +45,7 @@ func TestStdoutOutput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var buf bytes.Buffer
-			o := NewStdoutOutput(&buf)
+			o := NewStdout(&buf)
 			require.Equal(t, "stdout", o.Name())
 			got, err := o.Published(context.Background())
 			require.NoError(t, err)
@@ -69,8 +71,8 @@ func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("broken p
 
 func TestStdoutOutputWriteError(t *testing.T) {
 	t.Parallel()
-	o := NewStdoutOutput(failingWriter{})
-	changed, err := o.Publish(context.Background(), Labels{"pinmemory.available": "true"})
+	o := NewStdout(failingWriter{})
+	changed, err := o.Publish(context.Background(), labeler.Labels{"pinmemory.available": "true"})
 	require.ErrorContains(t, err, "broken pipe")
 	require.False(t, changed)
 	pub, err := o.Published(context.Background())
@@ -81,8 +83,8 @@ func TestStdoutOutputWriteError(t *testing.T) {
 func TestStdoutOutputKeepsOwnCopy(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	o := NewStdoutOutput(&buf)
-	l := Labels{"pinmemory.available": "true"}
+	o := NewStdout(&buf)
+	l := labeler.Labels{"pinmemory.available": "true"}
 	_, err := o.Publish(context.Background(), l)
 	require.NoError(t, err)
 	l["pinmemory.available"] = "false" // the caller reuses its map

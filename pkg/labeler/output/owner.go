@@ -1,13 +1,11 @@
-package labeler
+package output
 
 import (
 	"context"
 	"fmt"
 
-	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 )
 
@@ -19,11 +17,11 @@ import (
 //
 // The reference has Controller and BlockOwnerDeletion unset: the DaemonSet does not control the object, and
 // the garbage collector must never wait for it.
-func ResolveOwner(ctx context.Context, client kubernetes.Interface, namespace, podName string) (*metav1.OwnerReference, error) {
+func ResolveOwner(ctx context.Context, client PodClient, namespace, podName string) (*metav1.OwnerReference, error) {
 	if podName == "" {
 		return nil, nil
 	}
-	pod, err := client.CoreV1().Pods(namespace).Get(ctx, podName, metav1.GetOptions{})
+	pod, err := client.GetPod(ctx, namespace, podName)
 	if err != nil {
 		return nil, fmt.Errorf("get pod %s/%s to find its DaemonSet: %w", namespace, podName, err)
 	}
@@ -40,8 +38,11 @@ func ResolveOwner(ctx context.Context, client kubernetes.Interface, namespace, p
 	}, nil
 }
 
+// appsGroup is the API group of DaemonSets (k8s.io/api/apps/v1 only for this name is not worth linking).
+const appsGroup = "apps"
+
 // isDaemonSetRef reports whether ref points to an apps DaemonSet.
 func isDaemonSetRef(ref *metav1.OwnerReference) bool {
 	gv, err := schema.ParseGroupVersion(ref.APIVersion)
-	return err == nil && gv.Group == appsv1.GroupName && ref.Kind == "DaemonSet" && ref.Name != "" && ref.UID != ""
+	return err == nil && gv.Group == appsGroup && ref.Kind == "DaemonSet" && ref.Name != "" && ref.UID != ""
 }

@@ -1,4 +1,4 @@
-package labeler
+package output
 
 import (
 	"context"
@@ -16,8 +16,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
-	nfdclientset "sigs.k8s.io/node-feature-discovery/api/generated/clientset/versioned"
 	nfdv1alpha1 "sigs.k8s.io/node-feature-discovery/api/nfd/v1alpha1"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 // nodeFeatureNameSuffix tells our NodeFeature apart from nfd-worker's, which is named after the node alone.
@@ -31,8 +32,8 @@ const nodeFeatureNameSuffix = "-" + FieldManager
 // rule for one output differs from one for the other only in the feature it names.
 const LabelsFeature = "pinmemory.labels"
 
-// ManagedByLabel marks the objects the daemon writes, so that they can be listed (and cleaned up) together.
-const ManagedByLabel = "app.kubernetes.io/managed-by"
+// managedByLabel marks the objects the daemon writes, so that they can be listed (and cleaned up) together.
+const managedByLabel = "app.kubernetes.io/managed-by"
 
 // NodeFeatureName returns the name of the daemon's NodeFeature object for a node: "<node>-pin-feature-daemon".
 //
@@ -58,7 +59,7 @@ func NodeFeatureName(nodeName string) string {
 // nfd-master turns them into node labels under feature.node.kubernetes.io/. The same labels are the elements
 // of the attribute feature LabelsFeature, which NodeFeatureRules can match.
 type nodeFeatureOutput struct {
-	client    nfdclientset.Interface
+	client    NodeFeatureClient
 	namespace string
 	nodeName  string
 	name      string
@@ -68,14 +69,14 @@ type nodeFeatureOutput struct {
 	mu sync.Mutex
 }
 
-// NewNodeFeatureOutput returns an Output that keeps the NodeFeature namespace/NodeFeatureName(nodeName),
+// NewNodeFeature returns an Output that keeps the NodeFeature namespace/NodeFeatureName(nodeName),
 // labelled nfd.node.kubernetes.io/node-name=nodeName, with spec.labels and the elements of the attribute
 // feature LabelsFeature equal to the labels (other features of the object are left alone). It creates the
 // object when missing and updates it only when its spec.labels, that feature, node-name label or owner
 // references differ, so a steady state costs one GET per Publish and no write. owner must be nil or a DaemonSet (see
 // ResolveOwner); a Pod is refused, because the object and the node's labels would go with every restart.
 // Conflicts, lost create races and transient API errors are retried for a few seconds within Publish.
-func NewNodeFeatureOutput(client nfdclientset.Interface, namespace, nodeName string, owner *metav1.OwnerReference) (Output, error) {
+func NewNodeFeature(client NodeFeatureClient, namespace, nodeName string, owner *metav1.OwnerReference) (Output, error) {
 	if client == nil {
 		return nil, fmt.Errorf("nodefeature output: no NFD client")
 	}
@@ -109,7 +110,7 @@ func NewNodeFeatureOutput(client nfdclientset.Interface, namespace, nodeName str
 
 func (o *nodeFeatureOutput) Name() string { return "nodefeature" }
 
-func (o *nodeFeatureOutput) Publish(ctx context.Context, labels Labels) (bool, error) {
+func (o *nodeFeatureOutput) Publish(ctx context.Context, labels labeler.Labels) (bool, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var changed bool
@@ -124,9 +125,8 @@ func (o *nodeFeatureOutput) Publish(ctx context.Context, labels Labels) (bool, e
 	return changed, nil
 }
 
-func (o *nodeFeatureOutput) publishOnce(ctx context.Context, labels Labels) (bool, error) {
-	api := o.client.NfdV1alpha1().NodeFeatures(o.namespace)
-	cur, err := api.Get(ctx, o.name, metav1.GetOptions{})
+func (o *nodeFeatureOutput) publishOnce(ctx context.Context, labels labeler.Labels) (bool, error) {
+	cur, err := o.client.GetNodeFeature(ctx, o.namespace, o.name)
 	if apierrors.IsNotFound(err) {
 		return true, o.create(ctx, labels)
 	}
@@ -143,7 +143,7 @@ func (o *nodeFeatureOutput) publishOnce(ctx context.Context, labels Labels) (boo
 		klog.V(4).InfoS("NodeFeature up to date", "nodeFeature", klog.KObj(cur))
 		return false, nil
 	}
-	_, err = api.Update(ctx, want, metav1.UpdateOptions{FieldManager: FieldManager})
+	_, err = o.client.UpdateNodeFeature(ctx, want)
 	if apierrors.IsNotFound(err) {
 		// Deleted between our GET and PUT (by hand, or by the garbage collector): make it anew.
 		return true, o.create(ctx, labels)
@@ -155,7 +155,7 @@ func (o *nodeFeatureOutput) publishOnce(ctx context.Context, labels Labels) (boo
 	return true, nil
 }
 
-func (o *nodeFeatureOutput) create(ctx context.Context, labels Labels) error {
+func (o *nodeFeatureOutput) create(ctx context.Context, labels labeler.Labels) error {
 	obj := &nfdv1alpha1.NodeFeature{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            o.name,
@@ -166,7 +166,7 @@ func (o *nodeFeatureOutput) create(ctx context.Context, labels Labels) error {
 		Spec: nfdv1alpha1.NodeFeatureSpec{Labels: maps.Clone(labels)},
 	}
 	setLabelsFeature(&obj.Spec.Features, labels)
-	if _, err := o.client.NfdV1alpha1().NodeFeatures(o.namespace).Create(ctx, obj, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
+	if _, err := o.client.CreateNodeFeature(ctx, obj); err != nil {
 		return err
 	}
 	klog.V(2).InfoS("created NodeFeature", "nodeFeature", klog.KObj(obj), "labels", len(labels))
@@ -175,7 +175,7 @@ func (o *nodeFeatureOutput) create(ctx context.Context, labels Labels) error {
 
 // setLabelsFeature sets the attribute feature LabelsFeature to the labels, leaving other features as they are.
 // The elements are never nil, so that an empty set is stored as {} rather than dropped.
-func setLabelsFeature(f *nfdv1alpha1.Features, labels Labels) {
+func setLabelsFeature(f *nfdv1alpha1.Features, labels labeler.Labels) {
 	if f.Attributes == nil {
 		f.Attributes = map[string]nfdv1alpha1.AttributeFeatureSet{}
 	}
@@ -189,7 +189,7 @@ func (o *nodeFeatureOutput) objectLabels(have map[string]string) map[string]stri
 		out = map[string]string{}
 	}
 	out[nfdv1alpha1.NodeFeatureObjNodeNameLabel] = o.nodeName
-	out[ManagedByLabel] = FieldManager
+	out[managedByLabel] = FieldManager
 	return out
 }
 
@@ -222,17 +222,17 @@ func groupOf(apiVersion string) string {
 }
 
 // Published returns spec.labels of the NodeFeature object, nil when there is none.
-func (o *nodeFeatureOutput) Published(ctx context.Context) (Labels, error) {
-	cur, err := o.client.NfdV1alpha1().NodeFeatures(o.namespace).Get(ctx, o.name, metav1.GetOptions{})
+func (o *nodeFeatureOutput) Published(ctx context.Context) (labeler.Labels, error) {
+	cur, err := o.client.GetNodeFeature(ctx, o.namespace, o.name)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get NodeFeature %s/%s: %w", o.namespace, o.name, err)
 	}
-	out := Labels(maps.Clone(cur.Spec.Labels))
+	out := labeler.Labels(maps.Clone(cur.Spec.Labels))
 	if out == nil {
-		out = Labels{}
+		out = labeler.Labels{}
 	}
 	return out, nil
 }

@@ -1,4 +1,4 @@
-package labeler
+package output
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"io"
 	"maps"
 	"sync"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 // stdoutOutput prints the labels, one key=value a line, whenever they change. It remembers only what it
@@ -13,19 +15,19 @@ import (
 type stdoutOutput struct {
 	mu        sync.Mutex
 	w         io.Writer
-	printed   Labels
+	printed   labeler.Labels
 	hasOutput bool
 }
 
-// NewStdoutOutput returns an Output that writes labels.String() to w on the first Publish and whenever the
+// NewStdout returns an Output that writes labels.String() to w on the first Publish and whenever the
 // labels differ from the last ones written.
-func NewStdoutOutput(w io.Writer) Output {
+func NewStdout(w io.Writer) Output {
 	return &stdoutOutput{w: w}
 }
 
 func (o *stdoutOutput) Name() string { return "stdout" }
 
-func (o *stdoutOutput) Publish(_ context.Context, labels Labels) (bool, error) {
+func (o *stdoutOutput) Publish(_ context.Context, labels labeler.Labels) (bool, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.hasOutput && o.printed.Equal(labels) {
@@ -36,13 +38,13 @@ func (o *stdoutOutput) Publish(_ context.Context, labels Labels) (bool, error) {
 	}
 	o.printed = maps.Clone(labels)
 	if o.printed == nil {
-		o.printed = Labels{}
+		o.printed = labeler.Labels{}
 	}
 	o.hasOutput = true
 	return true, nil
 }
 
-func (o *stdoutOutput) Published(context.Context) (Labels, error) {
+func (o *stdoutOutput) Published(context.Context) (labeler.Labels, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if !o.hasOutput {

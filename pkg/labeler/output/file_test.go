@@ -1,4 +1,4 @@
-package labeler
+package output
 
 import (
 	"context"
@@ -14,13 +14,15 @@ import (
 	"github.com/stretchr/testify/require"
 	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 var fileT0 = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 
 func newTestFileOutput(t *testing.T, dir string, expiry time.Duration, clk clock.PassiveClock) *fileOutput {
 	t.Helper()
-	o, err := NewFileOutput(dir, "", expiry, clk)
+	o, err := NewFile(dir, "", expiry, clk)
 	require.NoError(t, err)
 	return o.(*fileOutput)
 }
@@ -46,7 +48,7 @@ func leftDotFiles(t *testing.T, dir string) []string {
 	return out
 }
 
-func TestNewFileOutputErrors(t *testing.T) {
+func TestNewFileErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	notDir := filepath.Join(dir, "file")
@@ -68,7 +70,7 @@ func TestNewFileOutputErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			o, err := NewFileOutput(tc.dir, tc.file, tc.expiry, nil)
+			o, err := NewFile(tc.dir, tc.file, tc.expiry, nil)
 			require.ErrorContains(t, err, tc.wantErr)
 			require.Nil(t, o)
 		})
@@ -81,14 +83,14 @@ func TestFileOutputWritesFeatureFile(t *testing.T) {
 		name   string
 		now    time.Time
 		expiry time.Duration
-		labels Labels
+		labels labeler.Labels
 		want   string
 	}{
 		{
 			name:   "sorted labels under expiry",
 			now:    fileT0,
 			expiry: 3 * time.Hour,
-			labels: Labels{"pinmemory.platform": "cuda", "pinmemory.available": "true", "pinmemory.h2d-gbps": "55"},
+			labels: labeler.Labels{"pinmemory.platform": "cuda", "pinmemory.available": "true", "pinmemory.h2d-gbps": "55"},
 			want: "# +expiry-time=2026-03-04T08:06:07Z\n" +
 				"pinmemory.available=true\npinmemory.h2d-gbps=55\npinmemory.platform=cuda\n",
 		},
@@ -96,21 +98,21 @@ func TestFileOutputWritesFeatureFile(t *testing.T) {
 			name:   "expiry rounded up to whole seconds, in UTC",
 			now:    fileT0.Add(300 * time.Millisecond).In(time.FixedZone("CET", 3600)),
 			expiry: time.Hour,
-			labels: Labels{"pinmemory.available": "false", "pinmemory.reason": "wsl"},
+			labels: labeler.Labels{"pinmemory.available": "false", "pinmemory.reason": "wsl"},
 			want:   "# +expiry-time=2026-03-04T06:06:08Z\npinmemory.available=false\npinmemory.reason=wsl\n",
 		},
 		{
 			name:   "no expiry",
 			now:    fileT0,
 			expiry: 0,
-			labels: Labels{"pinmemory.available": "true"},
+			labels: labeler.Labels{"pinmemory.available": "true"},
 			want:   "pinmemory.available=true\n",
 		},
 		{
 			name:   "empty set keeps the expiry line",
 			now:    fileT0,
 			expiry: time.Hour,
-			labels: Labels{},
+			labels: labeler.Labels{},
 			want:   "# +expiry-time=2026-03-04T06:06:07Z\n",
 		},
 	}
@@ -139,11 +141,11 @@ func TestFileOutputWritesFeatureFile(t *testing.T) {
 
 func TestFileOutputRewritesOnlyWhenNeeded(t *testing.T) {
 	t.Parallel()
-	a := Labels{"pinmemory.available": "true", "pinmemory.bench": "ok"}
-	b := Labels{"pinmemory.available": "true", "pinmemory.bench": "failed"}
+	a := labeler.Labels{"pinmemory.available": "true", "pinmemory.bench": "ok"}
+	b := labeler.Labels{"pinmemory.available": "true", "pinmemory.bench": "failed"}
 	type step struct {
 		after       time.Duration // since the start
-		labels      Labels
+		labels      labeler.Labels
 		wantChanged bool
 		wantExpiry  time.Duration // since the start, as written in the file
 	}
@@ -222,7 +224,7 @@ func TestFileOutputRewritesOnlyWhenNeeded(t *testing.T) {
 
 func TestFileOutputReplacesForeignContent(t *testing.T) {
 	t.Parallel()
-	labels := Labels{"pinmemory.available": "true"}
+	labels := labeler.Labels{"pinmemory.available": "true"}
 	tests := []struct {
 		name     string
 		expiry   time.Duration
@@ -257,18 +259,18 @@ func TestFileOutputPublished(t *testing.T) {
 	tests := []struct {
 		name     string
 		existing *string // nil: no file
-		want     Labels
+		want     labeler.Labels
 		wantErr  string
 	}{
 		{name: "no file", want: nil},
 		{name: "bare key means true", existing: fileContent("# comment\n\npinmemory.wsl\npinmemory.available=false\n"),
-			want: Labels{"pinmemory.wsl": "true", "pinmemory.available": "false"}},
-		{name: "value with equals sign", existing: fileContent("a=b=c\n"), want: Labels{"a": "b=c"}},
+			want: labeler.Labels{"pinmemory.wsl": "true", "pinmemory.available": "false"}},
+		{name: "value with equals sign", existing: fileContent("a=b=c\n"), want: labeler.Labels{"a": "b=c"}},
 		{name: "not yet expired", existing: fileContent("# +expiry-time=2026-03-04T05:06:08Z\npinmemory.available=true\n"),
-			want: Labels{"pinmemory.available": "true"}},
+			want: labeler.Labels{"pinmemory.available": "true"}},
 		{name: "expired: nfd-worker ignores it", existing: fileContent("# +expiry-time=2026-03-04T05:06:06Z\npinmemory.available=true\n"),
 			want: nil},
-		{name: "empty file", existing: fileContent(""), want: Labels{}},
+		{name: "empty file", existing: fileContent(""), want: labeler.Labels{}},
 		{name: "bad directive", existing: fileContent("# +expiry-time=soon\n"), wantErr: "parse feature file"},
 	}
 	for _, tc := range tests {
@@ -299,7 +301,7 @@ func TestFileOutputDirRemovedLater(t *testing.T) {
 	o := newTestFileOutput(t, dir, time.Hour, nil)
 	require.NoError(t, os.Remove(dir))
 
-	_, err := o.Publish(context.Background(), Labels{"pinmemory.available": "true"})
+	_, err := o.Publish(context.Background(), labeler.Labels{"pinmemory.available": "true"})
 	require.ErrorContains(t, err, "features dir "+dir+": ")
 	_, err = o.Published(context.Background())
 	require.ErrorContains(t, err, "features dir "+dir+": ")
@@ -310,12 +312,12 @@ func TestFileOutputDirRemovedLater(t *testing.T) {
 // a failure there leaves the old file and no temporary file behind.
 func TestFileOutputAtomicReplace(t *testing.T) {
 	t.Parallel()
-	oldLabels := Labels{"pinmemory.available": "true"}
-	newLabels := Labels{"pinmemory.available": "false", "pinmemory.reason": "pin-failed"}
+	oldLabels := labeler.Labels{"pinmemory.available": "true"}
+	newLabels := labeler.Labels{"pinmemory.available": "false", "pinmemory.reason": "pin-failed"}
 	tests := []struct {
 		name     string
 		hookErr  error
-		wantFile Labels
+		wantFile labeler.Labels
 	}{
 		{name: "success", wantFile: newLabels},
 		{name: "failure before rename", hookErr: errors.New("disk full"), wantFile: oldLabels},
@@ -365,10 +367,10 @@ func TestFileOutputConcurrentReader(t *testing.T) {
 	path := filepath.Join(dir, DefaultFeatureFileName)
 
 	// Big enough sets that a non-atomic write would be observable in pieces.
-	sets := []Labels{{}, {}}
+	sets := []labeler.Labels{{}, {}}
 	for i := range 200 {
-		sets[0][KeyPrefix+"a"+strings.Repeat("x", i%50)+string(rune('a'+i%26))] = strings.Repeat("1", 40)
-		sets[1][KeyPrefix+"b"+strings.Repeat("y", i%50)+string(rune('a'+i%26))] = strings.Repeat("2", 40)
+		sets[0][labeler.KeyPrefix+"a"+strings.Repeat("x", i%50)+string(rune('a'+i%26))] = strings.Repeat("1", 40)
+		sets[1][labeler.KeyPrefix+"b"+strings.Repeat("y", i%50)+string(rune('a'+i%26))] = strings.Repeat("2", 40)
 	}
 	valid := map[string]bool{string(o.render(sets[0], fileT0)): true, string(o.render(sets[1], fileT0)): true}
 

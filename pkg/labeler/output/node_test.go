@@ -1,4 +1,4 @@
-package labeler
+package output
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 func testNodeObj(labels map[string]string) *corev1.Node {
@@ -22,7 +24,7 @@ func testNodeObj(labels map[string]string) *corev1.Node {
 
 func newTestNodeOutput(t *testing.T, cs *fake.Clientset) *nodeOutput {
 	t.Helper()
-	o, err := NewNodeOutput(cs, pubTestNode)
+	o, err := NewNode(fakeKube{cs}, pubTestNode)
 	require.NoError(t, err)
 	n := o.(*nodeOutput)
 	n.backoff = pubTestBackoff
@@ -44,11 +46,11 @@ func applyAs(t *testing.T, cs *fake.Clientset, manager string, labels map[string
 	require.NoError(t, err)
 }
 
-func TestNewNodeOutputErrors(t *testing.T) {
+func TestNewNodeErrors(t *testing.T) {
 	t.Parallel()
-	_, err := NewNodeOutput(fake.NewClientset(), "")
+	_, err := NewNode(fakeKube{fake.NewClientset()}, "")
 	require.ErrorContains(t, err, "node name is empty")
-	_, err = NewNodeOutput(nil, "n")
+	_, err = NewNode(nil, "n")
 	require.ErrorContains(t, err, "no Kubernetes client")
 }
 
@@ -57,7 +59,7 @@ func TestNewNodeOutputErrors(t *testing.T) {
 func TestNodeOutputPublish(t *testing.T) {
 	t.Parallel()
 	type step struct {
-		labels      Labels
+		labels      labeler.Labels
 		wantChanged bool
 	}
 	others := map[string]string{"kubernetes.io/hostname": pubTestNode, "team": "ml"}
@@ -68,25 +70,25 @@ func TestNodeOutputPublish(t *testing.T) {
 		{
 			name: "first apply, then steady state",
 			steps: []step{
-				{Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55"}, true},
-				{Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55"}, false},
-				{Labels{"pinmemory.h2d-gbps": "55", "pinmemory.available": "true"}, false},
+				{labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55"}, true},
+				{labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55"}, false},
+				{labeler.Labels{"pinmemory.h2d-gbps": "55", "pinmemory.available": "true"}, false},
 			},
 		},
 		{
 			name: "changed value and removed key",
 			steps: []step{
-				{Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55", "pinmemory.bench": "ok"}, true},
-				{Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "48"}, true},
-				{Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "48"}, false},
+				{labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55", "pinmemory.bench": "ok"}, true},
+				{labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "48"}, true},
+				{labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "48"}, false},
 			},
 		},
 		{
 			name: "everything removed",
 			steps: []step{
-				{Labels{"pinmemory.available": "false", "pinmemory.reason": "wsl", "pinmemory.wsl": "true"}, true},
-				{Labels{}, true},
-				{Labels{}, false},
+				{labeler.Labels{"pinmemory.available": "false", "pinmemory.reason": "wsl", "pinmemory.wsl": "true"}, true},
+				{labeler.Labels{}, true},
+				{labeler.Labels{}, false},
 			},
 		},
 	}
@@ -127,7 +129,7 @@ func TestNodeOutputApplyRequest(t *testing.T) {
 	t.Parallel()
 	cs := fake.NewClientset(testNodeObj(nil))
 	o := newTestNodeOutput(t, cs)
-	_, err := o.Publish(context.Background(), Labels{"pinmemory.available": "true"})
+	_, err := o.Publish(context.Background(), labeler.Labels{"pinmemory.available": "true"})
 	require.NoError(t, err)
 	var patches []k8stesting.PatchAction
 	for _, a := range cs.Actions() {
@@ -152,15 +154,15 @@ func TestNodeOutputApplyRequest(t *testing.T) {
 func TestNodeOutputTakesOverForeignValue(t *testing.T) {
 	t.Parallel()
 	cs := fake.NewClientset(testNodeObj(nil))
-	applyAs(t, cs, "admin", map[string]string{Prefix + "pinmemory.available": "false"})
+	applyAs(t, cs, "admin", map[string]string{labeler.Prefix + "pinmemory.available": "false"})
 	o := newTestNodeOutput(t, cs)
 
-	changed, err := o.Publish(context.Background(), Labels{"pinmemory.available": "true"})
+	changed, err := o.Publish(context.Background(), labeler.Labels{"pinmemory.available": "true"})
 	require.NoError(t, err)
 	require.True(t, changed)
-	require.Equal(t, "true", nodeLabels(t, cs)[Prefix+"pinmemory.available"])
+	require.Equal(t, "true", nodeLabels(t, cs)[labeler.Prefix+"pinmemory.available"])
 
-	changed, err = o.Publish(context.Background(), Labels{"pinmemory.available": "true"})
+	changed, err = o.Publish(context.Background(), labeler.Labels{"pinmemory.available": "true"})
 	require.NoError(t, err)
 	require.False(t, changed)
 }
@@ -170,20 +172,20 @@ func TestNodeOutputTakesOverForeignValue(t *testing.T) {
 func TestNodeOutputAppliesWhenNotOwner(t *testing.T) {
 	t.Parallel()
 	cs := fake.NewClientset(testNodeObj(nil))
-	applyAs(t, cs, "admin", map[string]string{Prefix + "pinmemory.available": "true"})
+	applyAs(t, cs, "admin", map[string]string{labeler.Prefix + "pinmemory.available": "true"})
 	o := newTestNodeOutput(t, cs)
-	changed, err := o.Publish(context.Background(), Labels{"pinmemory.available": "true"})
+	changed, err := o.Publish(context.Background(), labeler.Labels{"pinmemory.available": "true"})
 	require.NoError(t, err)
 	require.True(t, changed)
-	changed, err = o.Publish(context.Background(), Labels{"pinmemory.available": "true"})
+	changed, err = o.Publish(context.Background(), labeler.Labels{"pinmemory.available": "true"})
 	require.NoError(t, err)
 	require.False(t, changed)
 }
 
 func TestNodeLabelsUpToDate(t *testing.T) {
 	t.Parallel()
-	k := Prefix + "pinmemory.available"
-	k2 := Prefix + "pinmemory.bench"
+	k := labeler.Prefix + "pinmemory.available"
+	k2 := labeler.Prefix + "pinmemory.bench"
 	tests := []struct {
 		name  string
 		have  map[string]string
@@ -222,7 +224,7 @@ func TestOwnedLabelKeys(t *testing.T) {
 	}
 	got, err := ownedLabelKeys(entries)
 	require.NoError(t, err)
-	require.Equal(t, map[string]bool{Prefix + "pinmemory.available": true}, got)
+	require.Equal(t, map[string]bool{labeler.Prefix + "pinmemory.available": true}, got)
 
 	_, err = ownedLabelKeys([]metav1.ManagedFieldsEntry{{Manager: FieldManager, Operation: metav1.ManagedFieldsOperationApply, FieldsV1: fields(`{`)}})
 	require.ErrorContains(t, err, "parse managed fields")
@@ -263,7 +265,7 @@ func TestNodeOutputErrors(t *testing.T) {
 				})
 			}
 			o := newTestNodeOutput(t, cs)
-			changed, err := o.Publish(context.Background(), Labels{"pinmemory.available": "true"})
+			changed, err := o.Publish(context.Background(), labeler.Labels{"pinmemory.available": "true"})
 			require.Equal(t, tc.wantCalls, countVerbs(cs.Actions(), tc.verb))
 			if tc.wantErr != "" {
 				require.ErrorContains(t, err, tc.wantErr)
@@ -272,7 +274,7 @@ func TestNodeOutputErrors(t *testing.T) {
 			}
 			require.NoError(t, err)
 			require.True(t, changed)
-			require.Equal(t, "true", nodeLabels(t, cs)[Prefix+"pinmemory.available"])
+			require.Equal(t, "true", nodeLabels(t, cs)[labeler.Prefix+"pinmemory.available"])
 		})
 	}
 }
@@ -280,16 +282,16 @@ func TestNodeOutputErrors(t *testing.T) {
 func TestNodeOutputPublishedOnlyOurKeys(t *testing.T) {
 	t.Parallel()
 	cs := fake.NewClientset(testNodeObj(map[string]string{
-		Prefix + "pinmemory.available": "true",
-		Prefix + "pinmemory.h2d-gbps":  "55",
-		Prefix + "cpu-cpuid.AVX512F":   "true",
-		"pinmemory.available":          "bogus",
-		"kubernetes.io/hostname":       pubTestNode,
+		labeler.Prefix + "pinmemory.available": "true",
+		labeler.Prefix + "pinmemory.h2d-gbps":  "55",
+		labeler.Prefix + "cpu-cpuid.AVX512F":   "true",
+		"pinmemory.available":                  "bogus",
+		"kubernetes.io/hostname":               pubTestNode,
 	}))
 	o := newTestNodeOutput(t, cs)
 	got, err := o.Published(context.Background())
 	require.NoError(t, err)
-	require.Equal(t, Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55"}, got)
+	require.Equal(t, labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55"}, got)
 
 	cs2 := fake.NewClientset(testNodeObj(map[string]string{"kubernetes.io/hostname": pubTestNode}))
 	got, err = newTestNodeOutput(t, cs2).Published(context.Background())

@@ -1,4 +1,4 @@
-package labeler
+package output
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 func TestResolveOwner(t *testing.T) {
@@ -46,7 +48,7 @@ func TestResolveOwner(t *testing.T) {
 			t.Parallel()
 			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "pfd-abcde", Namespace: "pin-system", OwnerReferences: tc.owners}}
 			cs := fake.NewClientset(pod)
-			got, err := ResolveOwner(context.Background(), cs, "pin-system", tc.podName)
+			got, err := ResolveOwner(context.Background(), fakeKube{cs}, "pin-system", tc.podName)
 			if tc.wantErr != "" {
 				require.ErrorContains(t, err, tc.wantErr)
 				return
@@ -67,12 +69,12 @@ func TestResolveOwnerFeedsNodeFeatureOutput(t *testing.T) {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: pubTestNS, OwnerReferences: []metav1.OwnerReference{
 		{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "pfd", UID: "u1", Controller: &yes, BlockOwnerDeletion: &yes},
 	}}}
-	owner, err := ResolveOwner(context.Background(), fake.NewClientset(pod), pubTestNS, "p")
+	owner, err := ResolveOwner(context.Background(), fakeKube{fake.NewClientset(pod)}, pubTestNS, "p")
 	require.NoError(t, err)
 	nfcs := newNFDFake()
-	o, err := NewNodeFeatureOutput(nfcs, pubTestNS, pubTestNode, owner)
+	o, err := NewNodeFeature(fakeNFD{nfcs}, pubTestNS, pubTestNode, owner)
 	require.NoError(t, err)
-	_, err = o.Publish(context.Background(), Labels{"pinmemory.available": "true"})
+	_, err = o.Publish(context.Background(), labeler.Labels{"pinmemory.available": "true"})
 	require.NoError(t, err)
 	require.Equal(t, []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "pfd", UID: "u1"}}, getNF(t, nfcs).OwnerReferences)
 }
@@ -84,9 +86,9 @@ func TestNodeFeatureOutputStripsControllerFlags(t *testing.T) {
 	yes := true
 	ref := &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "pfd", UID: "u1", Controller: &yes, BlockOwnerDeletion: &yes}
 	nfcs := newNFDFake()
-	o, err := NewNodeFeatureOutput(nfcs, pubTestNS, pubTestNode, ref)
+	o, err := NewNodeFeature(fakeNFD{nfcs}, pubTestNS, pubTestNode, ref)
 	require.NoError(t, err)
-	_, err = o.Publish(context.Background(), Labels{"pinmemory.available": "true"})
+	_, err = o.Publish(context.Background(), labeler.Labels{"pinmemory.available": "true"})
 	require.NoError(t, err)
 	require.Equal(t, []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "pfd", UID: "u1"}}, getNF(t, nfcs).OwnerReferences)
 	require.True(t, *ref.Controller, "the caller's reference is not modified")

@@ -1,4 +1,4 @@
-package labeler
+package output
 
 import (
 	"context"
@@ -10,27 +10,27 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 // nodeOutput puts the labels, with their full feature.node.kubernetes.io/ keys, on the Node itself by
 // server-side apply, for clusters without NFD.
 type nodeOutput struct {
-	client   kubernetes.Interface
+	client   NodeClient
 	nodeName string
 	backoff  wait.Backoff
 
 	mu sync.Mutex
 }
 
-// NewNodeOutput returns an Output that applies the labels (keys with Prefix) to the Node nodeName with
+// NewNode returns an Output that applies the labels (keys with labeler.Prefix) to the Node nodeName with
 // server-side apply, field manager FieldManager, force on. Every apply sends all of our labels and nothing
 // else, so the API server removes the keys we applied before and no longer send, and never touches labels
 // that other managers own. Publish reads the Node first and applies only when its labels or what our manager
 // owns differ from the wanted set: a steady state costs one GET and no write.
-func NewNodeOutput(client kubernetes.Interface, nodeName string) (Output, error) {
+func NewNode(client NodeClient, nodeName string) (Output, error) {
 	if client == nil {
 		return nil, fmt.Errorf("node output: no Kubernetes client")
 	}
@@ -42,13 +42,13 @@ func NewNodeOutput(client kubernetes.Interface, nodeName string) (Output, error)
 
 func (o *nodeOutput) Name() string { return "node" }
 
-func (o *nodeOutput) Publish(ctx context.Context, labels Labels) (bool, error) {
+func (o *nodeOutput) Publish(ctx context.Context, labels labeler.Labels) (bool, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	want := labels.WithPrefix()
 	var changed bool
 	err := retryAPI(ctx, o.backoff, "apply node labels", func(ctx context.Context) error {
-		node, err := o.client.CoreV1().Nodes().Get(ctx, o.nodeName, metav1.GetOptions{})
+		node, err := o.client.GetNode(ctx, o.nodeName)
 		if err != nil {
 			return err
 		}
@@ -60,8 +60,7 @@ func (o *nodeOutput) Publish(ctx context.Context, labels Labels) (bool, error) {
 			changed = false
 			return nil
 		}
-		ac := corev1ac.Node(o.nodeName).WithLabels(want)
-		if _, err := o.client.CoreV1().Nodes().Apply(ctx, ac, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+		if _, err := o.client.ApplyNodeLabels(ctx, o.nodeName, want); err != nil {
 			return err
 		}
 		changed = true
@@ -117,21 +116,22 @@ func ownedLabelKeys(entries []metav1.ManagedFieldsEntry) (map[string]bool, error
 	return owned, nil
 }
 
-// Published returns the node's labels under Prefix+KeyPrefix, keys without Prefix; nil when there are none.
-func (o *nodeOutput) Published(ctx context.Context) (Labels, error) {
-	node, err := o.client.CoreV1().Nodes().Get(ctx, o.nodeName, metav1.GetOptions{})
+// Published returns the node's labels under labeler.Prefix+labeler.KeyPrefix, keys without labeler.Prefix;
+// nil when there are none.
+func (o *nodeOutput) Published(ctx context.Context) (labeler.Labels, error) {
+	node, err := o.client.GetNode(ctx, o.nodeName)
 	if err != nil {
 		return nil, fmt.Errorf("get node %s: %w", o.nodeName, err)
 	}
 	return ourNodeLabels(node), nil
 }
 
-func ourNodeLabels(node *corev1.Node) Labels {
-	var out Labels
+func ourNodeLabels(node *corev1.Node) labeler.Labels {
+	var out labeler.Labels
 	for k, v := range node.Labels {
-		if key, ok := strings.CutPrefix(k, Prefix); ok && strings.HasPrefix(key, KeyPrefix) {
+		if key, ok := strings.CutPrefix(k, labeler.Prefix); ok && strings.HasPrefix(key, labeler.KeyPrefix) {
 			if out == nil {
-				out = Labels{}
+				out = labeler.Labels{}
 			}
 			out[key] = v
 		}

@@ -1,0 +1,204 @@
+package output
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/flowcontrol"
+	nfdv1alpha1 "sigs.k8s.io/node-feature-discovery/api/nfd/v1alpha1"
+)
+
+// The seams between the API outputs and the API server: each output asks for the few calls it makes, so
+// that tests can stand in for the server, and Client is the one implementation the daemon uses.
+
+// NodeClient reads the Node and applies our labels to it (the node output).
+type NodeClient interface {
+	GetNode(ctx context.Context, name string) (*corev1.Node, error)
+	// ApplyNodeLabels applies, by server-side apply as FieldManager with force, a Node object that holds
+	// only its name and these labels.
+	ApplyNodeLabels(ctx context.Context, name string, labels map[string]string) (*corev1.Node, error)
+}
+
+// EventClient files Events about the Node (NodeEventer).
+type EventClient interface {
+	GetNode(ctx context.Context, name string) (*corev1.Node, error)
+	CreateEvent(ctx context.Context, ev *corev1.Event) (*corev1.Event, error)
+}
+
+// PodClient reads the daemon's own Pod (ResolveOwner).
+type PodClient interface {
+	GetPod(ctx context.Context, namespace, name string) (*corev1.Pod, error)
+}
+
+// NodeFeatureClient reads and writes NFD NodeFeature objects (the nodefeature output). Create and Update
+// write as FieldManager.
+type NodeFeatureClient interface {
+	GetNodeFeature(ctx context.Context, namespace, name string) (*nfdv1alpha1.NodeFeature, error)
+	CreateNodeFeature(ctx context.Context, obj *nfdv1alpha1.NodeFeature) (*nfdv1alpha1.NodeFeature, error)
+	UpdateNodeFeature(ctx context.Context, obj *nfdv1alpha1.NodeFeature) (*nfdv1alpha1.NodeFeature, error)
+}
+
+// Client is the daemon's Kubernetes client: plain REST calls on Nodes, Pods and Events (core/v1) and on
+// NodeFeatures (nfd.k8s-sigs.io/v1alpha1), encoded with a scheme that holds only those two groups.
+// client-go's generated clientset would do the same calls, but linking it (and its scheme, which registers
+// every API group at init) costs the daemon about a third of its binary and of its resident memory for
+// nothing it uses. Errors are client-go's: apierrors.IsNotFound, IsConflict and the like work on them.
+type Client struct {
+	core   *rest.RESTClient
+	nfd    *rest.RESTClient
+	params runtime.ParameterCodec
+}
+
+var (
+	_ NodeClient        = (*Client)(nil)
+	_ EventClient       = (*Client)(nil)
+	_ PodClient         = (*Client)(nil)
+	_ NodeFeatureClient = (*Client)(nil)
+)
+
+// NewClient returns a Client for cfg, with an HTTP client of its own.
+func NewClient(cfg *rest.Config) (*Client, error) {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create HTTP client for the API server: %w", err)
+	}
+	return NewClientForConfigAndClient(cfg, hc)
+}
+
+// NewClientForConfigAndClient returns a Client for cfg that sends its requests through hc. Both API groups
+// share one rate limiter of cfg.QPS and cfg.Burst (unless cfg has a RateLimiter), as a clientset's groups do.
+func NewClientForConfigAndClient(cfg *rest.Config, hc *http.Client) (*Client, error) {
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("register core/v1: %w", err)
+	}
+	if err := nfdv1alpha1.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("register %s: %w", nfdv1alpha1.SchemeGroupVersion, err)
+	}
+	codecs := serializer.NewCodecFactory(scheme)
+
+	base := rest.CopyConfig(cfg)
+	if base.RateLimiter == nil && base.QPS > 0 {
+		base.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(base.QPS, base.Burst)
+	}
+	if base.UserAgent == "" {
+		base.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
+	base.NegotiatedSerializer = codecs.WithoutConversion()
+	if base.ContentType == "" {
+		base.ContentType = runtime.ContentTypeJSON
+	}
+	restClient := func(apiPath string, gv schema.GroupVersion) (*rest.RESTClient, error) {
+		c := rest.CopyConfig(base)
+		c.APIPath = apiPath
+		c.GroupVersion = &gv
+		rc, err := rest.RESTClientForConfigAndClient(c, hc)
+		if err != nil {
+			return nil, fmt.Errorf("create REST client for %s: %w", gv, err)
+		}
+		return rc, nil
+	}
+	core, err := restClient("/api", corev1.SchemeGroupVersion)
+	if err != nil {
+		return nil, err
+	}
+	nfd, err := restClient("/apis", nfdv1alpha1.SchemeGroupVersion)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{core: core, nfd: nfd, params: runtime.NewParameterCodec(scheme)}, nil
+}
+
+// GetNode returns the Node name.
+func (c *Client) GetNode(ctx context.Context, name string) (*corev1.Node, error) {
+	out := &corev1.Node{}
+	err := c.core.Get().Resource("nodes").Name(name).
+		VersionedParams(&metav1.GetOptions{}, c.params).Do(ctx).Into(out)
+	return result(out, err)
+}
+
+// nodeLabelsApply is the apply configuration of a Node that sets labels and nothing else. Empty labels are
+// left out, so that applying none gives up every label we owned (and not the labels field itself).
+type nodeLabelsApply struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name   string            `json:"name"`
+		Labels map[string]string `json:"labels,omitempty"`
+	} `json:"metadata"`
+}
+
+// ApplyNodeLabels applies labels to the Node name by server-side apply as FieldManager, force on.
+func (c *Client) ApplyNodeLabels(ctx context.Context, name string, labels map[string]string) (*corev1.Node, error) {
+	ac := nodeLabelsApply{APIVersion: "v1", Kind: "Node"}
+	ac.Metadata.Name = name
+	ac.Metadata.Labels = labels
+	body, err := json.Marshal(ac)
+	if err != nil {
+		return nil, fmt.Errorf("encode apply configuration of node %s: %w", name, err)
+	}
+	force := true
+	out := &corev1.Node{}
+	err = c.core.Patch(types.ApplyYAMLPatchType).Resource("nodes").Name(name).
+		VersionedParams(&metav1.PatchOptions{FieldManager: FieldManager, Force: &force}, c.params).
+		Body(body).Do(ctx).Into(out)
+	return result(out, err)
+}
+
+// CreateEvent creates ev in its namespace.
+func (c *Client) CreateEvent(ctx context.Context, ev *corev1.Event) (*corev1.Event, error) {
+	out := &corev1.Event{}
+	err := c.core.Post().Namespace(ev.Namespace).Resource("events").
+		VersionedParams(&metav1.CreateOptions{}, c.params).Body(ev).Do(ctx).Into(out)
+	return result(out, err)
+}
+
+// GetPod returns the Pod namespace/name.
+func (c *Client) GetPod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
+	out := &corev1.Pod{}
+	err := c.core.Get().Namespace(namespace).Resource("pods").Name(name).
+		VersionedParams(&metav1.GetOptions{}, c.params).Do(ctx).Into(out)
+	return result(out, err)
+}
+
+// GetNodeFeature returns the NodeFeature namespace/name.
+func (c *Client) GetNodeFeature(ctx context.Context, namespace, name string) (*nfdv1alpha1.NodeFeature, error) {
+	out := &nfdv1alpha1.NodeFeature{}
+	err := c.nfd.Get().Namespace(namespace).Resource("nodefeatures").Name(name).
+		VersionedParams(&metav1.GetOptions{}, c.params).Do(ctx).Into(out)
+	return result(out, err)
+}
+
+// CreateNodeFeature creates obj in its namespace as FieldManager.
+func (c *Client) CreateNodeFeature(ctx context.Context, obj *nfdv1alpha1.NodeFeature) (*nfdv1alpha1.NodeFeature, error) {
+	out := &nfdv1alpha1.NodeFeature{}
+	err := c.nfd.Post().Namespace(obj.Namespace).Resource("nodefeatures").
+		VersionedParams(&metav1.CreateOptions{FieldManager: FieldManager}, c.params).Body(obj).Do(ctx).Into(out)
+	return result(out, err)
+}
+
+// UpdateNodeFeature replaces obj (a PUT with its resourceVersion, so a concurrent change is a conflict) as
+// FieldManager.
+func (c *Client) UpdateNodeFeature(ctx context.Context, obj *nfdv1alpha1.NodeFeature) (*nfdv1alpha1.NodeFeature, error) {
+	out := &nfdv1alpha1.NodeFeature{}
+	err := c.nfd.Put().Namespace(obj.Namespace).Resource("nodefeatures").Name(obj.Name).
+		VersionedParams(&metav1.UpdateOptions{FieldManager: FieldManager}, c.params).Body(obj).Do(ctx).Into(out)
+	return result(out, err)
+}
+
+// result returns obj, or nil with the error of a failed request.
+func result[T any](obj *T, err error) (*T, error) {
+	if err != nil {
+		return nil, err
+	}
+	return obj, nil
+}

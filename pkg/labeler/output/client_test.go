@@ -1,0 +1,273 @@
+package output
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	nfdv1alpha1 "sigs.k8s.io/node-feature-discovery/api/nfd/v1alpha1"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
+)
+
+// apiRequest is what the test API server saw of one request.
+type apiRequest struct {
+	Method, Path, Query, ContentType, UserAgent string
+	Body                                        map[string]any
+}
+
+// apiReply is the test API server's answer: a status and an object (or metav1.Status) encoded as JSON.
+type apiReply struct {
+	code int
+	obj  any
+}
+
+// newAPIServer starts an httptest server that records every request and answers it with reply, and returns
+// a Client for it.
+func newAPIServer(t *testing.T, reply func(r *http.Request) apiReply) (*Client, func() []apiRequest) {
+	t.Helper()
+	var (
+		mu   sync.Mutex
+		seen []apiRequest
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req := apiRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
+			ContentType: r.Header.Get("Content-Type"), UserAgent: r.UserAgent()}
+		b, _ := io.ReadAll(r.Body)
+		if len(b) > 0 {
+			if err := json.Unmarshal(b, &req.Body); err != nil {
+				t.Errorf("request body is not JSON: %v: %s", err, b)
+			}
+		}
+		r.Body = io.NopCloser(bytes.NewReader(b)) // for reply
+		mu.Lock()
+		seen = append(seen, req)
+		mu.Unlock()
+		rep := reply(r)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(rep.code)
+		_ = json.NewEncoder(w).Encode(rep.obj)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := NewClient(&rest.Config{Host: srv.URL, UserAgent: "pfd-test", QPS: 100, Burst: 100})
+	require.NoError(t, err)
+	return c, func() []apiRequest {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]apiRequest(nil), seen...)
+	}
+}
+
+func ok(obj any) apiReply { return apiReply{http.StatusOK, obj} }
+
+func statusReply(code int, reason metav1.StatusReason) apiReply {
+	return apiReply{code, &metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status: metav1.StatusFailure, Code: int32(code), Reason: reason, Message: string(reason)}}
+}
+
+const nfPath = "/apis/nfd.k8s-sigs.io/v1alpha1/namespaces/" + pubTestNS + "/nodefeatures"
+
+// TestClientRequests checks each call of Client on the wire: method, path, query, content type and body, and
+// that the reply is decoded.
+func TestClientRequests(t *testing.T) {
+	t.Parallel()
+	node := &corev1.Node{TypeMeta: metav1.TypeMeta{Kind: "Node", APIVersion: "v1"},
+		ObjectMeta: metav1.ObjectMeta{Name: pubTestNode, UID: "node-uid", Labels: map[string]string{"a": "b"}}}
+	nf := &nfdv1alpha1.NodeFeature{TypeMeta: metav1.TypeMeta{Kind: "NodeFeature", APIVersion: "nfd.k8s-sigs.io/v1alpha1"},
+		ObjectMeta: metav1.ObjectMeta{Name: "nf", Namespace: pubTestNS, ResourceVersion: "7"},
+		Spec:       nfdv1alpha1.NodeFeatureSpec{Labels: map[string]string{"pinmemory.available": "true"}}}
+	tests := []struct {
+		name  string
+		reply apiReply
+		call  func(ctx context.Context, c *Client) (any, error)
+		want  apiRequest
+		check func(t *testing.T, got any)
+	}{
+		{
+			name: "get node", reply: ok(node),
+			call: func(ctx context.Context, c *Client) (any, error) { return c.GetNode(ctx, pubTestNode) },
+			want: apiRequest{Method: http.MethodGet, Path: "/api/v1/nodes/" + pubTestNode},
+			check: func(t *testing.T, got any) {
+				require.Equal(t, map[string]string{"a": "b"}, got.(*corev1.Node).Labels)
+			},
+		},
+		{
+			name: "apply node labels", reply: ok(node),
+			call: func(ctx context.Context, c *Client) (any, error) {
+				return c.ApplyNodeLabels(ctx, pubTestNode, map[string]string{labeler.Prefix + "pinmemory.available": "true"})
+			},
+			want: apiRequest{Method: http.MethodPatch, Path: "/api/v1/nodes/" + pubTestNode,
+				Query: "fieldManager=pin-feature-daemon&force=true", ContentType: "application/apply-patch+yaml",
+				Body: map[string]any{"apiVersion": "v1", "kind": "Node", "metadata": map[string]any{
+					"name": pubTestNode, "labels": map[string]any{labeler.Prefix + "pinmemory.available": "true"}}}},
+		},
+		{
+			name: "apply no labels leaves the labels field out", reply: ok(node),
+			call: func(ctx context.Context, c *Client) (any, error) { return c.ApplyNodeLabels(ctx, pubTestNode, nil) },
+			want: apiRequest{Method: http.MethodPatch, Path: "/api/v1/nodes/" + pubTestNode,
+				Query: "fieldManager=pin-feature-daemon&force=true", ContentType: "application/apply-patch+yaml",
+				Body: map[string]any{"apiVersion": "v1", "kind": "Node", "metadata": map[string]any{"name": pubTestNode}}},
+		},
+		{
+			name: "create event",
+			reply: apiReply{http.StatusCreated, &corev1.Event{TypeMeta: metav1.TypeMeta{Kind: "Event", APIVersion: "v1"},
+				ObjectMeta: metav1.ObjectMeta{Name: "e1", Namespace: "default"}}},
+			call: func(ctx context.Context, c *Client) (any, error) {
+				return c.CreateEvent(ctx, &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "e1", Namespace: "default"},
+					Reason: reasonPCIeLinkDegraded})
+			},
+			want: apiRequest{Method: http.MethodPost, Path: "/api/v1/namespaces/default/events", ContentType: "application/json",
+				Body: map[string]any{"apiVersion": "v1", "kind": "Event", "reason": reasonPCIeLinkDegraded}},
+			check: func(t *testing.T, got any) { require.Equal(t, "e1", got.(*corev1.Event).Name) },
+		},
+		{
+			name: "get pod",
+			reply: ok(&corev1.Pod{TypeMeta: metav1.TypeMeta{Kind: "Pod", APIVersion: "v1"},
+				ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: pubTestNS}}),
+			call:  func(ctx context.Context, c *Client) (any, error) { return c.GetPod(ctx, pubTestNS, "p") },
+			want:  apiRequest{Method: http.MethodGet, Path: "/api/v1/namespaces/" + pubTestNS + "/pods/p"},
+			check: func(t *testing.T, got any) { require.Equal(t, "p", got.(*corev1.Pod).Name) },
+		},
+		{
+			name: "get nodefeature", reply: ok(nf),
+			call: func(ctx context.Context, c *Client) (any, error) { return c.GetNodeFeature(ctx, pubTestNS, "nf") },
+			want: apiRequest{Method: http.MethodGet, Path: nfPath + "/nf"},
+			check: func(t *testing.T, got any) {
+				require.Equal(t, nf.Spec.Labels, got.(*nfdv1alpha1.NodeFeature).Spec.Labels)
+			},
+		},
+		{
+			name: "create nodefeature", reply: apiReply{http.StatusCreated, nf},
+			call: func(ctx context.Context, c *Client) (any, error) {
+				return c.CreateNodeFeature(ctx, &nfdv1alpha1.NodeFeature{ObjectMeta: metav1.ObjectMeta{Name: "nf", Namespace: pubTestNS}})
+			},
+			want: apiRequest{Method: http.MethodPost, Path: nfPath, Query: "fieldManager=pin-feature-daemon", ContentType: "application/json",
+				Body: map[string]any{"apiVersion": "nfd.k8s-sigs.io/v1alpha1", "kind": "NodeFeature"}},
+		},
+		{
+			name: "update nodefeature", reply: ok(nf),
+			call: func(ctx context.Context, c *Client) (any, error) { return c.UpdateNodeFeature(ctx, nf.DeepCopy()) },
+			want: apiRequest{Method: http.MethodPut, Path: nfPath + "/nf", Query: "fieldManager=pin-feature-daemon", ContentType: "application/json",
+				Body: map[string]any{"apiVersion": "nfd.k8s-sigs.io/v1alpha1", "kind": "NodeFeature"}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, seen := newAPIServer(t, func(*http.Request) apiReply { return tc.reply })
+			got, err := tc.call(context.Background(), c)
+			require.NoError(t, err)
+			reqs := seen()
+			require.Len(t, reqs, 1)
+			req := reqs[0]
+			require.Equal(t, "pfd-test", req.UserAgent)
+			// Only the body's keys the case names are compared; the encoder adds metadata of its own.
+			if tc.want.Body != nil {
+				for k, v := range tc.want.Body {
+					require.Equal(t, v, req.Body[k], "body key %s", k)
+				}
+			} else {
+				require.Empty(t, req.Body)
+			}
+			req.Body, tc.want.Body, req.UserAgent = nil, nil, ""
+			require.Equal(t, tc.want, req)
+			if tc.check != nil {
+				tc.check(t, got)
+			}
+		})
+	}
+}
+
+// TestClientErrors: a Status reply becomes client-go's error type, so the outputs' NotFound handling and
+// retries work as with a clientset, and a failed call returns no object.
+func TestClientErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		reply apiReply
+		is    func(error) bool
+	}{
+		{"not found", statusReply(http.StatusNotFound, metav1.StatusReasonNotFound), apierrors.IsNotFound},
+		{"conflict", statusReply(http.StatusConflict, metav1.StatusReasonConflict), apierrors.IsConflict},
+		{"forbidden", statusReply(http.StatusForbidden, metav1.StatusReasonForbidden), apierrors.IsForbidden},
+		{"too many requests", statusReply(http.StatusTooManyRequests, metav1.StatusReasonTooManyRequests), apierrors.IsTooManyRequests},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, _ := newAPIServer(t, func(*http.Request) apiReply { return tc.reply })
+			got, err := c.GetNodeFeature(context.Background(), pubTestNS, "nf")
+			require.True(t, tc.is(err), "%v", err)
+			require.Nil(t, got)
+			require.Equal(t, tc.name == "conflict" || tc.name == "too many requests", retriable(err), "retriable(%v)", err)
+		})
+	}
+}
+
+// TestNodeFeatureOutputOverClient runs the nodefeature output over the real Client: a missing object is
+// created, and an update that loses a race (409) is retried with a fresh GET.
+func TestNodeFeatureOutputOverClient(t *testing.T) {
+	t.Parallel()
+	var (
+		mu     sync.Mutex
+		stored *nfdv1alpha1.NodeFeature
+		puts   int
+	)
+	c, seen := newAPIServer(t, func(r *http.Request) apiReply {
+		mu.Lock()
+		defer mu.Unlock()
+		switch r.Method {
+		case http.MethodGet:
+			if stored == nil {
+				return statusReply(http.StatusNotFound, metav1.StatusReasonNotFound)
+			}
+			return ok(stored)
+		case http.MethodPost, http.MethodPut:
+			if r.Method == http.MethodPut {
+				if puts++; puts == 1 {
+					return statusReply(http.StatusConflict, metav1.StatusReasonConflict)
+				}
+			}
+			obj := &nfdv1alpha1.NodeFeature{}
+			if err := json.NewDecoder(r.Body).Decode(obj); err != nil {
+				return statusReply(http.StatusBadRequest, metav1.StatusReasonBadRequest)
+			}
+			stored = obj
+			return ok(stored)
+		}
+		return statusReply(http.StatusMethodNotAllowed, metav1.StatusReasonMethodNotAllowed)
+	})
+	o, err := NewNodeFeature(c, pubTestNS, pubTestNode, nil)
+	require.NoError(t, err)
+	o.(*nodeFeatureOutput).backoff = pubTestBackoff
+
+	changed, err := o.Publish(context.Background(), labeler.Labels{"pinmemory.available": "true"})
+	require.NoError(t, err)
+	require.True(t, changed)
+	changed, err = o.Publish(context.Background(), labeler.Labels{"pinmemory.available": "false"})
+	require.NoError(t, err)
+	require.True(t, changed)
+
+	var verbs []string
+	for _, r := range seen() {
+		verbs = append(verbs, r.Method)
+	}
+	require.Equal(t, []string{"GET", "POST", "GET", "PUT", "GET", "PUT"}, verbs)
+	got, err := o.Published(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, labeler.Labels{"pinmemory.available": "false"}, got)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, NodeFeatureName(pubTestNode), stored.Name)
+	require.Equal(t, pubTestNode, stored.Labels[nfdv1alpha1.NodeFeatureObjNodeNameLabel])
+}

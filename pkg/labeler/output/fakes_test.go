@@ -1,0 +1,57 @@
+package output
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	nfdfake "sigs.k8s.io/node-feature-discovery/api/generated/clientset/versioned/fake"
+	nfdv1alpha1 "sigs.k8s.io/node-feature-discovery/api/nfd/v1alpha1"
+)
+
+// fakeKube stands in for Client in the outputs' tests: it passes each call to client-go's fake clientset
+// (unit tests only), whose object tracker implements server-side apply and whose reactors and recorded actions
+// the tests use. client_test.go checks that Client makes the same calls against an API server.
+type fakeKube struct{ cs *fake.Clientset }
+
+var (
+	_ NodeClient  = fakeKube{}
+	_ EventClient = fakeKube{}
+	_ PodClient   = fakeKube{}
+)
+
+func (f fakeKube) GetNode(ctx context.Context, name string) (*corev1.Node, error) {
+	return f.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+}
+
+func (f fakeKube) ApplyNodeLabels(ctx context.Context, name string, labels map[string]string) (*corev1.Node, error) {
+	return f.cs.CoreV1().Nodes().Apply(ctx, corev1ac.Node(name).WithLabels(labels),
+		metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+}
+
+func (f fakeKube) CreateEvent(ctx context.Context, ev *corev1.Event) (*corev1.Event, error) {
+	return f.cs.CoreV1().Events(ev.Namespace).Create(ctx, ev, metav1.CreateOptions{})
+}
+
+func (f fakeKube) GetPod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
+	return f.cs.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+}
+
+// fakeNFD does for NodeFeatureClient what fakeKube does for the core/v1 seams, over NFD's fake clientset.
+type fakeNFD struct{ cs *nfdfake.Clientset }
+
+var _ NodeFeatureClient = fakeNFD{}
+
+func (f fakeNFD) GetNodeFeature(ctx context.Context, namespace, name string) (*nfdv1alpha1.NodeFeature, error) {
+	return f.cs.NfdV1alpha1().NodeFeatures(namespace).Get(ctx, name, metav1.GetOptions{})
+}
+
+func (f fakeNFD) CreateNodeFeature(ctx context.Context, obj *nfdv1alpha1.NodeFeature) (*nfdv1alpha1.NodeFeature, error) {
+	return f.cs.NfdV1alpha1().NodeFeatures(obj.Namespace).Create(ctx, obj, metav1.CreateOptions{FieldManager: FieldManager})
+}
+
+func (f fakeNFD) UpdateNodeFeature(ctx context.Context, obj *nfdv1alpha1.NodeFeature) (*nfdv1alpha1.NodeFeature, error) {
+	return f.cs.NfdV1alpha1().NodeFeatures(obj.Namespace).Update(ctx, obj, metav1.UpdateOptions{FieldManager: FieldManager})
+}

@@ -1,0 +1,28 @@
+// Package output publishes the labels of package labeler: the Output interface and its four
+// implementations (an NFD NodeFeature object, an NFD feature file, the Node's own labels, stdout), the Events
+// the daemon files on its Node when a published fact changes, the lookup of the DaemonSet that owns the
+// NodeFeature object, and the small Kubernetes client all of these share.
+//
+// It owns every write of labels and Events to the API server or to nfd-worker's features directory, and the
+// retries of those writes within one pass. It must not decide what the labels are (that is package labeler)
+// nor when to publish (that is the daemon's run loop), and it must not link client-go's generated clientsets
+// or their scheme of every API group: Client speaks only to the few resources the outputs use.
+package output
+
+import (
+	"context"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
+)
+
+// Output publishes labels somewhere. Publish is called on every pass; an Output writes only when what it
+// holds differs from labels, so a steady state costs nothing.
+type Output interface {
+	// Name is the --output value ("nodefeature", "file", "node", "stdout"), used in metrics and logs.
+	Name() string
+	// Publish makes the destination hold exactly labels (keys without labeler.Prefix). It reports whether it wrote.
+	Publish(ctx context.Context, labels labeler.Labels) (changed bool, err error)
+	// Published reads back what the destination holds now (nil, nil when it holds nothing of ours), so that
+	// a restarted daemon applies hysteresis against what is really published.
+	Published(ctx context.Context) (labeler.Labels, error)
+}
