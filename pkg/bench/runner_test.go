@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,14 +62,18 @@ func TestAccuracy(t *testing.T) {
 			o := testOptions(t, lib, tc.env...)
 			o.BufferBytes = tc.bytes
 			o.Samples, o.Warmup = defaultSamples, defaultWarmup
-			// Wall-clock figures on a shared machine can be disturbed by other processes for a whole run, so a
-			// case gets up to three runs; an error in the measurement itself fails all three.
+			// The fake times every copy on its own clock, but the check reads the pageable figures (and the
+			// start of the pinned ones) off the wall clock, so a busy machine can only make a copy look slower:
+			// never faster. So a figure may be at most 2% faster than emulated, and slower by 2% plus the
+			// scheduling lateness measured on this machine right after the run. A case gets up to three runs;
+			// an error in the measurement itself fails all three.
 			var offs []string
 			for attempt := 1; attempt <= 3; attempt++ {
 				res := NewRunner(o).Run(context.Background(), fakeTargets(tc.gpus))
 				require.Equal(t, StateOK, res.State, "error: %s", res.Error)
 				require.Equal(t, 12080, res.CUDADriverVersion)
 				require.Len(t, res.GPUs, tc.gpus)
+				late := schedulingLateness(10 * time.Millisecond)
 				offs = nil
 				for i, w := range tc.want {
 					g := res.GPUs[i]
@@ -86,20 +89,23 @@ func TestAccuracy(t *testing.T) {
 						{"pinned h2d", w.h2d, g.PinnedH2D}, {"pinned d2h", w.d2h, g.PinnedD2H},
 						{"pageable h2d", w.pageableH2D, g.PageableH2D}, {"pageable d2h", w.pageableD2H, g.PageableD2H},
 					} {
-						if off := math.Abs(f.got/(f.want*1e9) - 1); off > 0.02 {
-							offs = append(offs, fmt.Sprintf("gpu %d %s: measured %.3f GB/s, emulated %.3f (%.2f%% off)",
-								i, f.what, f.got/1e9, f.want, off*100))
+						copyTime := time.Duration(float64(tc.bytes) / (f.want * 1e9) * float64(time.Second))
+						slack := 0.02 + float64(late)/float64(copyTime)
+						ratio := f.got / (f.want * 1e9)
+						if ratio > 1.02 || ratio < 1/(1+slack) {
+							offs = append(offs, fmt.Sprintf("gpu %d %s: measured %.3f GB/s, emulated %.3f (%+.2f%%, allowed -%.2f%%..+2%%)",
+								i, f.what, f.got/1e9, f.want, (ratio-1)*100, (1-1/(1+slack))*100))
 						}
 					}
-					t.Logf("attempt %d gpu %d: pinned h2d %.3f d2h %.3f, pageable h2d %.3f d2h %.3f GB/s in %s", attempt, i,
-						g.PinnedH2D/1e9, g.PinnedD2H/1e9, g.PageableH2D/1e9, g.PageableD2H/1e9, g.Duration)
+					t.Logf("attempt %d gpu %d: pinned h2d %.3f d2h %.3f, pageable h2d %.3f d2h %.3f GB/s in %s (lateness %s)",
+						attempt, i, g.PinnedH2D/1e9, g.PinnedD2H/1e9, g.PageableH2D/1e9, g.PageableD2H/1e9, g.Duration, late)
 				}
 				if len(offs) == 0 {
 					return
 				}
-				t.Logf("attempt %d off by more than 2%%: %s", attempt, strings.Join(offs, "; "))
+				t.Logf("attempt %d out of bounds: %s", attempt, strings.Join(offs, "; "))
 			}
-			t.Fatalf("not within 2%% of the emulated link in 3 runs: %s", strings.Join(offs, "; "))
+			t.Fatalf("not within the bounds of the emulated link in 3 runs: %s", strings.Join(offs, "; "))
 		})
 	}
 }
@@ -649,4 +655,23 @@ func TestUnkillableChildIsAbandoned(t *testing.T) {
 	require.Contains(t, res.GPUs[0].Reason, "abandoned")
 	child := <-killed
 	require.NoError(t, child.Kill(), "the child was still running")
+}
+
+// schedulingLateness measures how late this machine wakes a thread that waits for a deadline d ahead, the way
+// the fake driver waits for the end of an emulated copy (sleep until shortly before, then spin): the median
+// of 9 waits. On a quiet machine it is microseconds; with every core busy it can be milliseconds, and that
+// is what a wall-clock figure may lose without the measurement being wrong.
+func schedulingLateness(d time.Duration) time.Duration {
+	const spin = 500 * time.Microsecond
+	late := make([]time.Duration, 0, 9)
+	for range 9 {
+		deadline := time.Now().Add(d)
+		if wake := time.Until(deadline) - spin; wake > 0 {
+			time.Sleep(wake)
+		}
+		for time.Now().Before(deadline) {
+		}
+		late = append(late, time.Since(deadline))
+	}
+	return median(late)
 }
