@@ -416,7 +416,7 @@ func TestScheduling(t *testing.T) {
 		},
 		{
 			name: "namespace override reaches every namespaced object and the service account user",
-			set:  []string{"namespaceOverride=gpu-tools", "output=node", "metrics.serviceMonitor.enabled=true", "dashboard.enabled=true"},
+			set:  []string{"namespaceOverride=gpu-tools", "output=node", "metrics.serviceMonitor.enabled=true", "dashboard.enabled=true", "prometheusRule.enabled=true"},
 			check: func(t *testing.T, _ *unstructured.Unstructured, objs []*unstructured.Unstructured) {
 				for _, o := range objs {
 					// Node Events live in rbac.nodeEventsNamespace, as kubelet's do.
@@ -589,6 +589,7 @@ func TestRenderedObjects(t *testing.T) {
 			require.Equal(t, on, k["ServiceMonitor"])
 			require.Equal(t, on, k["NodeFeatureRule"])
 			require.Equal(t, on, k["ConfigMap"])
+			require.Equal(t, on, k["PrometheusRule"])
 			require.Equal(t, 1, k["Service"])
 			require.Equal(t, 1, k["ServiceAccount"])
 		})
