@@ -278,23 +278,36 @@ func TestGPUAccess(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		access     string
+		devices    string            // nvidia.visibleDevices; empty = the default, all
 		env        map[string]string // NVIDIA_* variables; "" = absent
-		mount      string
+		mounts     []string
 		annotation string
 	}{
 		{access: "envvar", env: map[string]string{"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}},
 		{
 			access: "volume-mounts",
 			env:    map[string]string{"NVIDIA_VISIBLE_DEVICES": "/var/run/nvidia-container-devices", "NVIDIA_DRIVER_CAPABILITIES": "compute,utility"},
-			mount:  "/var/run/nvidia-container-devices/all",
+			mounts: []string{"/var/run/nvidia-container-devices/all"},
 		},
+		{
+			access:  "volume-mounts",
+			devices: "0,GPU-8f6e",
+			env:     map[string]string{"NVIDIA_VISIBLE_DEVICES": "/var/run/nvidia-container-devices"},
+			mounts:  []string{"/var/run/nvidia-container-devices/0", "/var/run/nvidia-container-devices/GPU-8f6e"},
+		},
+		{access: "envvar", devices: "0,1", env: map[string]string{"NVIDIA_VISIBLE_DEVICES": "0,1"}},
+		{access: "cdi", devices: "0,GPU-8f6e", annotation: "nvidia.com/gpu=0,nvidia.com/gpu=GPU-8f6e"},
 		{access: "cdi", env: map[string]string{"NVIDIA_VISIBLE_DEVICES": "", "NVIDIA_DRIVER_CAPABILITIES": ""}, annotation: "nvidia.com/gpu=all"},
 		{access: "none", env: map[string]string{"NVIDIA_VISIBLE_DEVICES": "", "NVIDIA_DRIVER_CAPABILITIES": ""}},
 	}
 	for _, tc := range tests {
-		t.Run(tc.access, func(t *testing.T) {
+		t.Run(tc.access+" "+tc.devices, func(t *testing.T) {
 			t.Parallel()
-			ds := findObject(t, decodeObjects(t, mustRender(t, "", "gpuAccess="+tc.access, "runtimeClassName=nvidia")), "DaemonSet")
+			set := []string{"gpuAccess=" + tc.access, "runtimeClassName=nvidia"}
+			if tc.devices != "" {
+				set = append(set, "nvidia.visibleDevices="+strings.ReplaceAll(tc.devices, ",", `\,`))
+			}
+			ds := findObject(t, decodeObjects(t, mustRender(t, "", set...)), "DaemonSet")
 			pod := nested[map[string]any](t, ds.Object, "spec", "template", "spec")
 			require.Equal(t, "nvidia", pod["runtimeClassName"])
 			c := daemonContainer(t, ds)
@@ -314,11 +327,11 @@ func TestGPUAccess(t *testing.T) {
 					devMounts = append(devMounts, p)
 				}
 			}
-			if tc.mount == "" {
+			if len(tc.mounts) == 0 {
 				require.Empty(t, devMounts)
 				require.NotContains(t, volumeNames(t, ds), "nvidia-visible-devices")
 			} else {
-				require.Equal(t, []string{tc.mount}, devMounts)
+				require.Equal(t, tc.mounts, devMounts)
 				for _, v := range nested[[]any](t, pod, "volumes") {
 					if v := v.(map[string]any); v["name"] == "nvidia-visible-devices" {
 						require.Equal(t, map[string]any{"path": "/dev/null", "type": "CharDevice"}, v["hostPath"])
