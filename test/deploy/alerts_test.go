@@ -95,3 +95,36 @@ func TestEveryAlertIsTested(t *testing.T) {
 		require.True(t, slices.Contains(alerts, a), "%s tests %s, which the chart does not define", alertTests, a)
 	}
 }
+
+// TestAlertThresholdsFollowInterval checks that the interval-derived thresholds follow the chart's interval in
+// any Go duration form: failing for one interval, stale after two.
+func TestAlertThresholdsFollowInterval(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		interval     string
+		forFailing   string
+		staleSeconds string
+	}{
+		{"1h", "3600s", "> 7200"},
+		{"1h30m", "5400s", "> 10800"},
+		{"90m", "5400s", "> 10800"},
+		{"2.5h", "9000s", "> 18000"},
+		{"45s", "45s", "> 90"},
+	} {
+		t.Run(tc.interval, func(t *testing.T) {
+			t.Parallel()
+			objs := decodeObjects(t, mustRender(t, "", "prometheusRule.enabled=true", "interval="+tc.interval))
+			rules := map[string]map[string]any{}
+			for _, g := range nested[[]any](t, findObject(t, objs, "PrometheusRule").Object, "spec", "groups") {
+				for _, r := range g.(map[string]any)["rules"].([]any) {
+					r := r.(map[string]any)
+					if name, ok := r["alert"].(string); ok {
+						rules[name] = r
+					}
+				}
+			}
+			require.Equal(t, tc.forFailing, rules["PinMemoryDMACheckFailing"]["for"])
+			require.Contains(t, rules["PinMemoryDataStale"]["expr"], tc.staleSeconds+"\n")
+		})
+	}
+}
