@@ -10,7 +10,9 @@
 #
 # Built with Prometheus's own build tag remove_all_sd, which leaves out the
 # service-discovery plugins (cloud SDKs, client-go): `promtool check rules` and
-# `promtool test rules` do not use them, and they are most of a full build.
+# `promtool test rules` do not use them, and they are most of a full build
+# (measured on a shared 2-core machine with an empty build cache: 2.8 CPU-minutes,
+# 140 s, 54 MB binary, against 6.7 CPU-minutes, 348 s, 88 MB for the full one).
 # promtool is rebuilt only when it is missing or its stamp (version, tags, Go
 # version, go.sum hash) differs, so a warm run takes about a second.
 #
