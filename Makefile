@@ -17,7 +17,7 @@ CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2
 GO_TEST    ?= go test -count=1
 RUN_ARGS   ?= -o table
 
-.PHONY: all build run test unit helm e2e tools lint vet exports bench fuzz footprint manifests helm-lint image clean help
+.PHONY: all build run test unit helm promtool e2e tools lint vet exports bench fuzz footprint manifests helm-lint image clean help
 
 all: build
 
@@ -32,11 +32,14 @@ run: build ## Probe this machine once (no cluster needed) and print the report; 
 
 test: unit e2e ## Every test: unit, fuzz seeds, e2e on a real control plane, chart checks
 
-unit: helm ## Unit tests (fixture nodes, fake libcuda, fake clientsets) and the chart checks
+unit: helm promtool ## Unit tests (fixture nodes, fake libcuda, fake clientsets) and the chart checks
 	$(GO_TEST) ./...
 
 helm: ## Build helm and fetch the ServiceMonitor CRD into $(TOOLS_DIR) (the chart checks need them)
 	hack/build-helm.sh
+
+promtool: ## Build promtool into $(TOOLS_DIR) (the chart's alert rules are unit-tested with promtool test rules)
+	hack/build-promtool.sh
 
 tools: helm ## Build the test tools (kube-apiserver, etcd, nfd-master, kube-scheduler, helm) into $(TOOLS_DIR)
 	hack/build-controlplane.sh

@@ -5,9 +5,10 @@
 #   ${PFD_TOOLS_DIR:-<repo>/.cache/tools}/bin/helm
 #       helm built from its Go module helm.sh/helm/v3 at the version pinned in
 #       hack/tools/helm/go.mod (and below, checked to agree).
-#   ${PFD_TOOLS_DIR:-<repo>/.cache/tools}/crds/monitoring.coreos.com_servicemonitors.yaml
-#       the ServiceMonitor CRD of the prometheus-operator release pinned in
-#       hack/tools/crds/go.mod, for the chart's server-side dry run.
+#   ${PFD_TOOLS_DIR:-<repo>/.cache/tools}/crds/monitoring.coreos.com_{servicemonitors,prometheusrules}.yaml
+#       the ServiceMonitor and PrometheusRule CRDs of the prometheus-operator
+#       release pinned in hack/tools/crds/go.mod, for the chart's server-side
+#       dry run.
 #
 # helm is rebuilt only when it is missing or its stamp (helm version, Go
 # version, go.sum hash) differs, so a warm run takes about a second.
@@ -35,7 +36,7 @@ for arg in "$@"; do
   case "${arg}" in
     --force) FORCE=true ;;
     -h | --help)
-      sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -92,14 +93,17 @@ build_helm() {
 }
 
 copy_crds() {
-  local dir src dst=${CRD_DIR}/monitoring.coreos.com_servicemonitors.yaml
+  local dir src dst crd
   dir=$(cd "${CRDS_MOD_DIR}" && go mod download -json github.com/prometheus-operator/prometheus-operator | jq -er '.Dir')
-  src=${dir}/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml
-  [[ -f ${src} ]] || die "${src} is missing from prometheus-operator ${PROMETHEUS_OPERATOR_VERSION}"
-  if ! cmp -s "${src}" "${dst}"; then
-    install -m 0644 "${src}" "${dst}"
-    log "copied the ServiceMonitor CRD of prometheus-operator ${PROMETHEUS_OPERATOR_VERSION} to ${dst}"
-  fi
+  for crd in servicemonitors prometheusrules; do
+    src=${dir}/example/prometheus-operator-crd/monitoring.coreos.com_${crd}.yaml
+    dst=${CRD_DIR}/monitoring.coreos.com_${crd}.yaml
+    [[ -f ${src} ]] || die "${src} is missing from prometheus-operator ${PROMETHEUS_OPERATOR_VERSION}"
+    if ! cmp -s "${src}" "${dst}"; then
+      install -m 0644 "${src}" "${dst}"
+      log "copied the ${crd} CRD of prometheus-operator ${PROMETHEUS_OPERATOR_VERSION} to ${dst}"
+    fi
+  done
 }
 
 main() {

@@ -39,7 +39,7 @@ import (
 const testFieldManager = "pin-feature-daemon-chart-test"
 
 // TestChartOnAPIServer runs a real kube-apiserver (test/controlplane, NFD's CRDs installed), installs the
-// ServiceMonitor CRD of the pinned prometheus-operator release, and then
+// ServiceMonitor and PrometheusRule CRDs of the pinned prometheus-operator release, and then
 //   - applies every object of every value set, and of deploy/manifests, with a server-side dry run;
 //   - runs helm install (everything enabled) and helm uninstall;
 //   - checks the example NodeFeatureRule with the real nfd-master;
@@ -67,6 +67,7 @@ func TestChartOnAPIServer(t *testing.T) {
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kc.Discovery()))
 
 	installCRD(ctx, t, dyn, filepath.Join(toolsDir(t), "crds", "monitoring.coreos.com_servicemonitors.yaml"))
+	installCRD(ctx, t, dyn, filepath.Join(toolsDir(t), "crds", "monitoring.coreos.com_prometheusrules.yaml"))
 	mapper.Reset()
 
 	// Namespaced objects need their namespace for real, even in a dry run: the release namespace (from the

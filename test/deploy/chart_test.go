@@ -49,7 +49,8 @@ func TestGolden(t *testing.T) {
 }
 
 // TestRenderFailsOnContradictions checks that values which contradict each other, or break the schema, stop
-// the render with a message that says what to fix.
+// both `helm template` and `helm lint --strict` with a message that says what to fix. helm lint does not stop at
+// a template's `fail`, so values.schema.json repeats every contradiction the templates reject.
 func TestRenderFailsOnContradictions(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -60,62 +61,87 @@ func TestRenderFailsOnContradictions(t *testing.T) {
 		{
 			name:    "file output without features dir",
 			set:     []string{"output=file", "featuresDir="},
-			wantErr: "output: file needs featuresDir",
+			wantErr: "at '/featuresDir': minLength: got 0, want 1",
 		},
 		{
 			name:    "relative features dir",
 			set:     []string{"output=file", "featuresDir=features.d"},
-			wantErr: `featuresDir must be an absolute host path, not "features.d"`,
+			wantErr: "at '/featuresDir': 'features.d' does not match pattern",
 		},
 		{
 			name:    "relative state dir",
 			set:     []string{"stateDir=state"},
-			wantErr: `stateDir must be an absolute host path or empty, not "state"`,
+			wantErr: "at '/stateDir': 'state' does not match pattern",
 		},
 		{
 			name:    "service monitor without service",
 			set:     []string{"metrics.serviceMonitor.enabled=true", "metrics.service.enabled=false"},
-			wantErr: "metrics.serviceMonitor.enabled needs metrics.service.enabled",
+			wantErr: "at '/metrics/service/enabled': value must be true",
 		},
 		{
 			name:    "node feature rule with node labels",
 			set:     []string{"output=node", "nodeFeatureRule.enabled=true"},
-			wantErr: "nodeFeatureRule.enabled needs output: nodefeature or file, not node",
+			wantErr: "at '/output': value must be one of 'nodefeature', 'file'",
 		},
 		{
 			name:    "node feature rule with stdout",
 			set:     []string{"output=stdout", "nodeFeatureRule.enabled=true"},
-			wantErr: "nodeFeatureRule.enabled needs output: nodefeature or file, not stdout",
+			wantErr: "at '/output': value must be one of 'nodefeature', 'file'",
 		},
 		{
 			name:    "admission policy without the RBAC it guards",
 			set:     []string{"output=node", "rbac.create=false"},
-			wantErr: "admissionPolicy.enabled with output: node needs rbac.create",
+			wantErr: "at '/rbac/create': value must be true",
 		},
 		{
 			name:    "deny and warn",
 			set:     []string{"output=node", "admissionPolicy.validationActions={Deny,Warn}"},
-			wantErr: "cannot hold both Deny and Warn",
+			wantErr: "at '/admissionPolicy/validationActions': 'not' failed",
 		},
 		{
 			name:    "bench force without bench",
 			set:     []string{"bench.enabled=false", "bench.force=true"},
-			wantErr: "bench.force has no effect with bench.enabled: false",
+			wantErr: "at '/bench/force': value must be false",
 		},
 		{
 			name:    "non-root with the state dir",
 			set:     []string{"podSecurityContext.runAsUser=65532"},
-			wantErr: "a non-root podSecurityContext.runAsUser cannot write the root-owned hostPath directories",
+			wantErr: "at '/stateDir': value must be ''",
 		},
 		{
 			name:    "non-root container with file output",
 			set:     []string{"securityContext.runAsUser=1000", "stateDir=", "output=file"},
-			wantErr: "cannot write the root-owned hostPath directories",
+			wantErr: "at '/output': 'not' failed",
+		},
+		{
+			name:    "image user (no runAsUser anywhere) with the state dir",
+			set:     []string{"podSecurityContext=null", "securityContext.runAsUser=null"},
+			wantErr: "at '/stateDir': value must be ''",
 		},
 		{
 			name:    "external service account without a name",
 			set:     []string{"serviceAccount.create=false"},
-			wantErr: "serviceAccount.name is required when serviceAccount.create is false",
+			wantErr: "at '/serviceAccount/name': minLength: got 0, want 1",
+		},
+		{
+			name:    "accelerator nodes without accelerator terms",
+			set:     []string{"nodeSelection.mode=accelerators", "nodeSelection.acceleratorTerms=null"},
+			wantErr: "at '/nodeSelection': missing property 'acceleratorTerms'",
+		},
+		{
+			name:    "auto selection without accelerator terms",
+			set:     []string{"nodeSelection.acceleratorTerms=null"},
+			wantErr: "at '/nodeSelection': missing property 'acceleratorTerms'",
+		},
+		{
+			name:    "unknown gpu access",
+			set:     []string{"gpuAccess=privileged"},
+			wantErr: "at '/gpuAccess': value must be one of 'envvar', 'volume-mounts', 'cdi', 'none'",
+		},
+		{
+			name:    "namespace override that is not a name",
+			set:     []string{"namespaceOverride=GPU_Tools"},
+			wantErr: "at '/namespaceOverride': 'GPU_Tools' does not match pattern",
 		},
 		{
 			name:    "unknown output",
@@ -152,6 +178,45 @@ func TestRenderFailsOnContradictions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			out, err := render(t, "", tc.set...)
+			require.Error(t, err, "helm template %v rendered:\n%s", tc.set, out)
+			require.Contains(t, err.Error(), tc.wantErr)
+
+			args := []string{"lint", "--strict", chartDir, "--namespace", namespace}
+			for _, s := range tc.set {
+				args = append(args, "--set", s)
+			}
+			out, err = runHelm(t, args...)
+			require.Error(t, err, "helm lint --strict %v passed:\n%s", tc.set, out)
+			require.Contains(t, out+err.Error(), tc.wantErr, "helm lint --strict %v", tc.set)
+		})
+	}
+}
+
+// TestTemplateFailsWithoutSchema checks the templates' own checks, which stand in for the schema when a parent
+// chart or --skip-schema-validation bypasses it.
+func TestTemplateFailsWithoutSchema(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		set     []string
+		wantErr string
+	}{
+		{[]string{"output=file", "featuresDir="}, "output: file needs featuresDir"},
+		{[]string{"stateDir=state"}, `stateDir must be an absolute host path or empty, not "state"`},
+		{[]string{"metrics.serviceMonitor.enabled=true", "metrics.service.enabled=false"}, "metrics.serviceMonitor.enabled needs metrics.service.enabled"},
+		{[]string{"output=node", "nodeFeatureRule.enabled=true"}, "nodeFeatureRule.enabled needs output: nodefeature or file, not node"},
+		{[]string{"bench.enabled=false", "bench.force=true"}, "bench.force has no effect with bench.enabled: false"},
+		{[]string{"podSecurityContext.runAsUser=65532"}, "cannot write the root-owned hostPath directories"},
+		{[]string{"serviceAccount.create=false"}, "serviceAccount.name is required when serviceAccount.create is false"},
+		{[]string{"nodeSelection.acceleratorTerms=null"}, "nodeSelection.acceleratorTerms is empty"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.wantErr, func(t *testing.T) {
+			t.Parallel()
+			args := []string{"template", releaseName, chartDir, "--namespace", namespace, "--skip-schema-validation"}
+			for _, s := range tc.set {
+				args = append(args, "--set", s)
+			}
+			out, err := runHelm(t, args...)
 			require.Error(t, err, "helm template %v rendered:\n%s", tc.set, out)
 			require.Contains(t, err.Error(), tc.wantErr)
 		})
@@ -206,6 +271,196 @@ func TestRenderAccepts(t *testing.T) {
 	}
 }
 
+// TestGPUAccess checks what each gpuAccess strategy asks the container runtime for, as the NVIDIA container
+// toolkit documents it: the NVIDIA_VISIBLE_DEVICES variable, a /dev/null mount under
+// /var/run/nvidia-container-devices, a cdi.k8s.io/ annotation naming a CDI device, or nothing.
+func TestGPUAccess(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		access     string
+		devices    string            // nvidia.visibleDevices; empty = the default, all
+		env        map[string]string // NVIDIA_* variables; "" = absent
+		mounts     []string
+		annotation string
+	}{
+		{access: "envvar", env: map[string]string{"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}},
+		{
+			access: "volume-mounts",
+			env:    map[string]string{"NVIDIA_VISIBLE_DEVICES": "/var/run/nvidia-container-devices", "NVIDIA_DRIVER_CAPABILITIES": "compute,utility"},
+			mounts: []string{"/var/run/nvidia-container-devices/all"},
+		},
+		{
+			access:  "volume-mounts",
+			devices: "0,GPU-8f6e",
+			env:     map[string]string{"NVIDIA_VISIBLE_DEVICES": "/var/run/nvidia-container-devices"},
+			mounts:  []string{"/var/run/nvidia-container-devices/0", "/var/run/nvidia-container-devices/GPU-8f6e"},
+		},
+		{access: "envvar", devices: "0,1", env: map[string]string{"NVIDIA_VISIBLE_DEVICES": "0,1"}},
+		{access: "cdi", devices: "0,GPU-8f6e", annotation: "nvidia.com/gpu=0,nvidia.com/gpu=GPU-8f6e"},
+		{access: "cdi", env: map[string]string{"NVIDIA_VISIBLE_DEVICES": "", "NVIDIA_DRIVER_CAPABILITIES": ""}, annotation: "nvidia.com/gpu=all"},
+		{access: "none", env: map[string]string{"NVIDIA_VISIBLE_DEVICES": "", "NVIDIA_DRIVER_CAPABILITIES": ""}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.access+" "+tc.devices, func(t *testing.T) {
+			t.Parallel()
+			set := []string{"gpuAccess=" + tc.access, "runtimeClassName=nvidia"}
+			if tc.devices != "" {
+				set = append(set, "nvidia.visibleDevices="+strings.ReplaceAll(tc.devices, ",", `\,`))
+			}
+			ds := findObject(t, decodeObjects(t, mustRender(t, "", set...)), "DaemonSet")
+			pod := nested[map[string]any](t, ds.Object, "spec", "template", "spec")
+			require.Equal(t, "nvidia", pod["runtimeClassName"])
+			c := daemonContainer(t, ds)
+			env := map[string]string{}
+			for _, e := range c["env"].([]any) {
+				e := e.(map[string]any)
+				if v, ok := e["value"].(string); ok {
+					env[e["name"].(string)] = v
+				}
+			}
+			for name, want := range tc.env {
+				require.Equal(t, want, env[name], name)
+			}
+			var devMounts []string
+			for _, m := range c["volumeMounts"].([]any) {
+				if p := m.(map[string]any)["mountPath"].(string); strings.HasPrefix(p, "/var/run/nvidia-container-devices") {
+					devMounts = append(devMounts, p)
+				}
+			}
+			if len(tc.mounts) == 0 {
+				require.Empty(t, devMounts)
+				require.NotContains(t, volumeNames(t, ds), "nvidia-visible-devices")
+			} else {
+				require.Equal(t, tc.mounts, devMounts)
+				for _, v := range nested[[]any](t, pod, "volumes") {
+					if v := v.(map[string]any); v["name"] == "nvidia-visible-devices" {
+						require.Equal(t, map[string]any{"path": "/dev/null", "type": "CharDevice"}, v["hostPath"])
+					}
+				}
+			}
+			annotations := nested[map[string]any](t, ds.Object, "spec", "template", "metadata", "annotations")
+			if tc.annotation == "" {
+				require.NotContains(t, annotations, "cdi.k8s.io/pin-feature-daemon")
+			} else {
+				require.Equal(t, tc.annotation, annotations["cdi.k8s.io/pin-feature-daemon"])
+			}
+			require.NotContains(t, toString(c["resources"]), "nvidia.com/gpu", "the daemon must not take a GPU")
+		})
+	}
+}
+
+// TestScheduling checks node selection, priority class and namespace override.
+func TestScheduling(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		namespace string
+		set       []string
+		check     func(t *testing.T, ds *unstructured.Unstructured, objs []*unstructured.Unstructured)
+	}{
+		{
+			name: "accelerator terms are ORed and never match every Intel, Amazon or Google node",
+			check: func(t *testing.T, ds *unstructured.Unstructured, _ []*unstructured.Unstructured) {
+				terms := acceleratorTerms(t, ds)
+				for _, want := range []string{
+					"feature.node.kubernetes.io/pci-0302_10de.present In [true]",
+					"feature.node.kubernetes.io/pci-1200_1002.present In [true]",
+					"feature.node.kubernetes.io/pci-0380_8086.present In [true]",
+					"feature.node.kubernetes.io/pci-1da3.present In [true]",
+					"feature.node.kubernetes.io/amd-gpu In [true]",
+					"cloud.google.com/gke-tpu-accelerator Exists []",
+				} {
+					require.Contains(t, terms, want)
+				}
+				for _, term := range terms {
+					for _, vendor := range []string{"8086", "1d0f", "1ae0"} {
+						require.NotContains(t, term, "pci-"+vendor+".present", "every node has such a device")
+					}
+					require.NotContains(t, term, "pci-0300_8086", "integrated Intel graphics")
+					require.NotContains(t, term, "pci-0b40_8086", "Intel QAT")
+				}
+			},
+		},
+		{
+			name: "all nodes",
+			set:  []string{"nodeSelection.mode=all"},
+			check: func(t *testing.T, ds *unstructured.Unstructured, _ []*unstructured.Unstructured) {
+				require.Empty(t, acceleratorTerms(t, ds))
+			},
+		},
+		{
+			name: "accelerators with output node",
+			set:  []string{"output=node", "nodeSelection.mode=accelerators"},
+			check: func(t *testing.T, ds *unstructured.Unstructured, _ []*unstructured.Unstructured) {
+				require.NotEmpty(t, acceleratorTerms(t, ds))
+			},
+		},
+		{
+			name: "own node affinity replaces the terms, other affinity is kept",
+			set: []string{
+				"affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=pool",
+				"affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists",
+			},
+			check: func(t *testing.T, ds *unstructured.Unstructured, _ []*unstructured.Unstructured) {
+				require.Equal(t, []string{"pool Exists []"}, acceleratorTerms(t, ds))
+			},
+		},
+		{
+			name:      "system-node-critical in kube-system",
+			namespace: "kube-system",
+			check: func(t *testing.T, ds *unstructured.Unstructured, _ []*unstructured.Unstructured) {
+				require.Equal(t, "system-node-critical", nested[string](t, ds.Object, "spec", "template", "spec", "priorityClassName"))
+			},
+		},
+		{
+			name:      "no priority class in kube-system with -",
+			namespace: "kube-system",
+			set:       []string{"priorityClassName=-"},
+			check: func(t *testing.T, ds *unstructured.Unstructured, _ []*unstructured.Unstructured) {
+				require.NotContains(t, nested[map[string]any](t, ds.Object, "spec", "template", "spec"), "priorityClassName")
+			},
+		},
+		{
+			name: "own priority class anywhere",
+			set:  []string{"priorityClassName=node-agents"},
+			check: func(t *testing.T, ds *unstructured.Unstructured, _ []*unstructured.Unstructured) {
+				require.Equal(t, "node-agents", nested[string](t, ds.Object, "spec", "template", "spec", "priorityClassName"))
+			},
+		},
+		{
+			name: "namespace override reaches every namespaced object and the service account user",
+			set:  []string{"namespaceOverride=gpu-tools", "output=node", "metrics.serviceMonitor.enabled=true", "dashboard.enabled=true", "prometheusRule.enabled=true"},
+			check: func(t *testing.T, _ *unstructured.Unstructured, objs []*unstructured.Unstructured) {
+				for _, o := range objs {
+					// Node Events live in rbac.nodeEventsNamespace, as kubelet's do.
+					if o.GetNamespace() != "" && !strings.HasSuffix(o.GetName(), "-node-events") {
+						require.Equal(t, "gpu-tools", o.GetNamespace(), "%s %s", o.GetKind(), o.GetName())
+					}
+				}
+				require.Contains(t, toString(objs), "system:serviceaccount:gpu-tools:")
+				require.NotContains(t, toString(objs), "system:serviceaccount:"+namespace+":")
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ns := tc.namespace
+			if ns == "" {
+				ns = namespace
+			}
+			args := []string{"template", releaseName, chartDir, "--namespace", ns}
+			for _, s := range tc.set {
+				args = append(args, "--set", s)
+			}
+			out, err := runHelm(t, args...)
+			require.NoError(t, err, "helm template %v", tc.set)
+			objs := decodeObjects(t, out)
+			tc.check(t, findObject(t, objs, "DaemonSet"), objs)
+		})
+	}
+}
+
 // TestRenderedObjects checks what each value set must and must not produce, so that a golden update cannot
 // quietly accept a broken chart.
 func TestRenderedObjects(t *testing.T) {
@@ -237,8 +492,10 @@ func TestRenderedObjects(t *testing.T) {
 			} {
 				require.Equal(t, path, nested[string](t, env[name], "valueFrom", "fieldRef", "fieldPath"), name)
 			}
-			require.Equal(t, "all", env["NVIDIA_VISIBLE_DEVICES"]["value"])
-			require.Equal(t, "compute,utility", env["NVIDIA_DRIVER_CAPABILITIES"]["value"])
+			if vs.name != "all" { // all uses gpuAccess: volume-mounts; TestGPUAccess checks each strategy
+				require.Equal(t, "all", env["NVIDIA_VISIBLE_DEVICES"]["value"])
+				require.Equal(t, "compute,utility", env["NVIDIA_DRIVER_CAPABILITIES"]["value"])
+			}
 			require.NotContains(t, toString(c["resources"]), "nvidia.com/gpu")
 
 			// Not privileged, read-only, no capabilities, seccomp, and probes on the metrics port.
@@ -252,7 +509,8 @@ func TestRenderedObjects(t *testing.T) {
 			require.Equal(t, "/healthz", nested[string](t, c, "livenessProbe", "httpGet", "path"))
 			require.Equal(t, "/readyz", nested[string](t, c, "readinessProbe", "httpGet", "path"))
 			require.Equal(t, "metrics", nested[string](t, c, "readinessProbe", "httpGet", "port"))
-			require.Equal(t, "system-node-critical", pod["priorityClassName"])
+			// system-node-critical only in kube-system (managed clusters refuse it elsewhere).
+			require.NotContains(t, pod, "priorityClassName")
 			for _, hostNS := range []string{"hostPID", "hostNetwork", "hostIPC"} {
 				require.NotContains(t, pod, hostNS)
 			}
@@ -291,10 +549,22 @@ func TestRenderedObjects(t *testing.T) {
 			var taints []string
 			for _, tol := range pod["tolerations"].([]any) {
 				tol := tol.(map[string]any)
-				require.Equal(t, "Exists", tol["operator"])
+				if tol["operator"] != "Exists" {
+					require.Equal(t, "Equal", tol["operator"], tol)
+					require.NotEmpty(t, tol["value"], tol)
+				}
 				taints = append(taints, tol["key"].(string))
 			}
-			require.Subset(t, taints, []string{"nvidia.com/gpu", "amd.com/gpu", "habana.ai/gaudi", "aws.amazon.com/neuron", "google.com/tpu"})
+			require.Subset(t, taints, []string{"nvidia.com/gpu", "amd.com/gpu", "habana.ai/gaudi", "aws.amazon.com/neuron", "google.com/tpu", "sku"})
+
+			// Accelerator nodes only, except with output: node (no NFD labels to select on).
+			terms := acceleratorTerms(t, ds)
+			if vs.output == "node" {
+				require.Empty(t, terms, "output: node runs on every node by default")
+			} else {
+				require.Contains(t, terms, "feature.node.kubernetes.io/pci-10de.present In [true]")
+				require.Contains(t, terms, "nvidia.com/gpu.present In [true]")
+			}
 
 			// Least-privilege RBAC: NodeFeatures only for nodefeature, Nodes only for node.
 			rules := map[string][]string{} // "<group>/<resource>" -> verbs, over every Role and ClusterRole
@@ -350,6 +620,7 @@ func TestRenderedObjects(t *testing.T) {
 			require.Equal(t, on, k["ServiceMonitor"])
 			require.Equal(t, on, k["NodeFeatureRule"])
 			require.Equal(t, on, k["ConfigMap"])
+			require.Equal(t, on, k["PrometheusRule"])
 			require.Equal(t, 1, k["Service"])
 			require.Equal(t, 1, k["ServiceAccount"])
 		})
@@ -472,6 +743,32 @@ func admissionPolicies(t testing.TB, objs []*unstructured.Unstructured, prefix s
 	}
 	require.Empty(t, bindings, "bindings without a policy")
 	return got
+}
+
+// acceleratorTerms returns the DaemonSet's required node affinity as "key operator [values]", one per
+// nodeSelectorTerm, failing when a term has more than one expression (the terms are meant to be ORed).
+func acceleratorTerms(t testing.TB, ds *unstructured.Unstructured) []string {
+	t.Helper()
+	terms, found, err := unstructured.NestedSlice(ds.Object, "spec", "template", "spec", "affinity", "nodeAffinity",
+		"requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms")
+	require.NoError(t, err)
+	if !found {
+		return nil
+	}
+	var out []string
+	for _, term := range terms {
+		exprs := term.(map[string]any)["matchExpressions"].([]any)
+		require.Len(t, exprs, 1, "a term with several expressions ANDs them")
+		e := exprs[0].(map[string]any)
+		var values []string
+		if vs, ok := e["values"].([]any); ok {
+			for _, v := range vs {
+				values = append(values, v.(string))
+			}
+		}
+		out = append(out, fmt.Sprintf("%s %s [%s]", e["key"], e["operator"], strings.Join(values, " ")))
+	}
+	return out
 }
 
 func daemonContainer(t testing.TB, ds *unstructured.Unstructured) map[string]any {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -167,4 +168,66 @@ func TestMetricNames(t *testing.T) {
 			require.Equal(t, tc.want, got)
 		})
 	}
+}
+
+// TestDashboardStructure checks what the dashboard promises an operator of several clusters: a data source and
+// a cluster variable that every query honours, the worst-nodes table, and freshness thresholds in units of the
+// probe interval rather than fixed seconds.
+func TestDashboardStructure(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "grafana", "pin-feature-daemon.json"))
+	require.NoError(t, err)
+	var dash struct {
+		Panels     []map[string]any `json:"panels"`
+		Templating struct {
+			List []map[string]any `json:"list"`
+		} `json:"templating"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &dash))
+	vars := map[string]map[string]any{}
+	for _, v := range dash.Templating.List {
+		vars[v["name"].(string)] = v
+	}
+	require.Equal(t, "datasource", vars["datasource"]["type"])
+	require.Equal(t, "query", vars["cluster"]["type"])
+	require.Equal(t, ".*", vars["cluster"]["allValue"], "All must match series without a cluster label")
+	require.Contains(t, vars["node"]["definition"], `cluster=~"$cluster"`)
+	require.Equal(t, "custom", vars["probe_interval"]["type"])
+
+	selector := regexp.MustCompile(`\b(pinmemory_\w+|pin_feature_daemon_\w+)\{([^}]*)\}`)
+	for _, q := range dashboardQueries(t, filepath.Join(repoRoot(t), "deploy", "grafana", "pin-feature-daemon.json")) {
+		if q.where == "variable cluster" {
+			continue // the variable that lists the clusters
+		}
+		sels := selector.FindAllStringSubmatch(q.expr, -1)
+		require.NotEmpty(t, sels, "%s: %q selects no pinmemory metric with labels", q.where, q.expr)
+		for _, s := range sels {
+			require.Contains(t, s[2], `cluster=~"$cluster"`, "%s: %s ignores the cluster variable", q.where, s[0])
+		}
+	}
+
+	var worst map[string]any
+	for _, p := range dash.Panels {
+		if ds, ok := p["datasource"].(map[string]any); ok {
+			require.Equal(t, "${datasource}", ds["uid"], "panel %v", p["title"])
+		}
+		if title, _ := p["title"].(string); strings.HasPrefix(title, "Worst nodes") {
+			worst = p
+		}
+		if title, _ := p["title"].(string); strings.HasPrefix(title, "Age of the last successful") {
+			expr := p["targets"].([]any)[0].(map[string]any)["expr"].(string)
+			require.Contains(t, expr, "/ $probe_interval", "freshness is measured in probe intervals")
+			steps := nested[[]any](t, p, "fieldConfig", "defaults", "thresholds", "steps")
+			require.Equal(t, 2.0, steps[len(steps)-1].(map[string]any)["value"], "red at two intervals, as PinMemoryDataStale")
+		}
+	}
+	require.NotNil(t, worst, "no worst-nodes table")
+	require.Equal(t, "table", worst["type"])
+	var exprs []string
+	for _, tg := range worst["targets"].([]any) {
+		exprs = append(exprs, tg.(map[string]any)["expr"].(string))
+	}
+	joined := strings.Join(exprs, "\n")
+	require.Contains(t, joined, `pinmemory_dma_bandwidth_bytes_per_second{`)
+	require.Contains(t, joined, `pinmemory_dma_link_efficiency_ratio{`)
 }

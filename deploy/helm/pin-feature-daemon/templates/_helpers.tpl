@@ -82,7 +82,7 @@ Whether the daemon talks to the API server at all (every output but stdout does)
 The user name the API server sees for the daemon's ServiceAccount token.
 */}}
 {{- define "pin-feature-daemon.serviceAccountUser" -}}
-{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "pin-feature-daemon.serviceAccountName" .) }}
+{{- printf "system:serviceaccount:%s:%s" (include "pin-feature-daemon.namespace" .) (include "pin-feature-daemon.serviceAccountName" .) }}
 {{- end }}
 
 {{/*
@@ -109,6 +109,9 @@ validate fails the render on values that contradict each other; values.schema.js
 {{- end }}
 {{- if and (has "Deny" .Values.admissionPolicy.validationActions) (has "Warn" .Values.admissionPolicy.validationActions) }}
 {{- fail "admissionPolicy.validationActions cannot hold both Deny and Warn" }}
+{{- end }}
+{{- if and (eq (include "pin-feature-daemon.nodeSelectionMode" .) "accelerators") (empty .Values.nodeSelection.acceleratorTerms) }}
+{{- fail "nodeSelection.mode selects accelerator nodes but nodeSelection.acceleratorTerms is empty: the DaemonSet would run nowhere (use mode: all)" }}
 {{- end }}
 {{- if and (not .Values.bench.enabled) .Values.bench.force }}
 {{- fail "bench.force has no effect with bench.enabled: false" }}
@@ -148,4 +151,65 @@ away.
 */}}
 {{- define "pin-feature-daemon.celObjects" -}}
 request.operation == 'CREATE' ? [object] : request.operation == 'DELETE' ? [oldObject] : [oldObject, object]
+{{- end }}
+
+{{/*
+The namespace of the chart's namespaced objects: namespaceOverride, or the release namespace.
+*/}}
+{{- define "pin-feature-daemon.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The priority class: the value as given, none for "-", and for "" system-node-critical in kube-system only (some
+managed clusters admit the system-* classes nowhere else).
+*/}}
+{{- define "pin-feature-daemon.priorityClassName" -}}
+{{- if eq .Values.priorityClassName "-" }}
+{{- else if .Values.priorityClassName }}
+{{- .Values.priorityClassName }}
+{{- else if eq (include "pin-feature-daemon.namespace" .) "kube-system" }}system-node-critical
+{{- end }}
+{{- end }}
+
+{{/*
+nodeSelection.mode with auto resolved: all with output: node (no NFD labels to rely on), else accelerators.
+*/}}
+{{- define "pin-feature-daemon.nodeSelectionMode" -}}
+{{- $mode := .Values.nodeSelection.mode }}
+{{- if eq $mode "auto" }}
+{{- if eq .Values.output "node" }}all{{ else }}accelerators{{ end }}
+{{- else }}
+{{- $mode }}
+{{- end }}
+{{- end }}
+
+{{/*
+The pod's affinity: the affinity value, plus a required nodeAffinity with one nodeSelectorTerm per accelerator
+term (ORed) when nodes are selected by accelerator and the affinity value has no nodeAffinity of its own.
+*/}}
+{{- define "pin-feature-daemon.affinity" -}}
+{{- $affinity := deepCopy (.Values.affinity | default dict) }}
+{{- if and (eq (include "pin-feature-daemon.nodeSelectionMode" .) "accelerators") (not (hasKey $affinity "nodeAffinity")) }}
+{{- $terms := list }}
+{{- range .Values.nodeSelection.acceleratorTerms }}
+{{- $terms = append $terms (dict "matchExpressions" (list .)) }}
+{{- end }}
+{{- $_ := set $affinity "nodeAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (dict "nodeSelectorTerms" $terms)) }}
+{{- end }}
+{{- with $affinity }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+seconds converts a Go duration (1h, 90m, 1h30m, 1.5h) into seconds, for the alerts' thresholds.
+*/}}
+{{- define "pin-feature-daemon.seconds" -}}
+{{- $units := dict "ns" 1e-9 "us" 1e-6 "µs" 1e-6 "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 }}
+{{- $total := 0.0 }}
+{{- range regexFindAll "[0-9.]+(ns|us|µs|ms|s|m|h)" . -1 }}
+{{- $total = addf $total (mulf (regexFind "^[0-9.]+" . | float64) (get $units (regexReplaceAll "^[0-9.]+" . ""))) }}
+{{- end }}
+{{- $total }}
 {{- end }}
