@@ -148,7 +148,7 @@ func (d *Daemon) Labels() labeler.Labels {
 }
 
 // RunOnce does one pass: probe, bench, label, publish (one try). A pass is published whole or not at all: a
-// failed probe (ErrProbeFailed) or a ctx that ends before the publish leaves the published labels as they
+// failed probe (errProbeFailed) or a ctx that ends before the publish leaves the published labels as they
 // are. It returns that error or the publish error.
 func (d *Daemon) RunOnce(ctx context.Context) error {
 	_, err := d.runPass(ctx)
@@ -272,7 +272,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	backoff := d.cfg.RetryMin
 	for {
 		wait := next.Sub(d.cfg.Clock.Now())
-		retry := err != nil && ctx.Err() == nil && !errors.Is(err, ErrProbeFailed)
+		retry := err != nil && ctx.Err() == nil && !errors.Is(err, errProbeFailed)
 		if retry && backoff < wait {
 			wait = backoff
 		}

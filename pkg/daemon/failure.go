@@ -12,8 +12,8 @@ import (
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
-// ErrProbeFailed marks a pass whose probe failed as a whole (detector.Report.Err): nothing of it is published.
-var ErrProbeFailed = errors.New("probe failed")
+// errProbeFailed marks a pass whose probe failed as a whole (detector.Report.Err): nothing of it is published.
+var errProbeFailed = errors.New("probe failed")
 
 // probeFailed records a failed probe pass: it counts the failures in the metrics, keeps the published labels
 // as they are, and after UnreadyAfter such passes in a row makes /readyz fail.
@@ -26,7 +26,7 @@ func (d *Daemon) probeFailed(r *detector.Report, err error) error {
 	d.mu.Unlock()
 	klog.ErrorS(err, "Probe failed; published labels are kept, nothing is published until a pass succeeds",
 		"failedInARow", n, "unreadyAfter", d.cfg.UnreadyAfter)
-	return fmt.Errorf("%w: %w", ErrProbeFailed, err)
+	return fmt.Errorf("%w: %w", errProbeFailed, err)
 }
 
 func (d *Daemon) probeSucceeded() {

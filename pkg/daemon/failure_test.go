@@ -83,7 +83,7 @@ func TestFailedProbeKeepsLabelsCountsAndTurnsUnready(t *testing.T) {
 
 	for i := 1; i <= 3; i++ {
 		err := d.RunOnce(ctx)
-		require.ErrorIs(t, err, ErrProbeFailed)
+		require.ErrorIs(t, err, errProbeFailed)
 		require.ErrorContains(t, err, "pci: list /host/sys/bus/pci/devices")
 		held, w := out.state()
 		require.Equal(t, good, held, "a failed probe must not replace the published labels")
@@ -108,7 +108,7 @@ func TestFirstPassFailingPublishesNothing(t *testing.T) {
 	d, err := New(Config{Prober: &scriptedProber{steps: []func() *detector.Report{failedReport}}, Output: out,
 		Metrics: metrics.New(metrics.BuildInfo{}), Interval: time.Hour, Clock: clocktesting.NewFakeClock(time.Now())})
 	require.NoError(t, err)
-	require.ErrorIs(t, d.RunOnce(context.Background()), ErrProbeFailed)
+	require.ErrorIs(t, d.RunOnce(context.Background()), errProbeFailed)
 	held, writes := out.state()
 	require.Nil(t, held)
 	require.Zero(t, writes)

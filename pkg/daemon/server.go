@@ -53,12 +53,8 @@ type Server struct {
 	webConf string
 }
 
-// Listen binds addr now with the default ServerConfig, so a taken port is an error at start rather than later.
-func Listen(addr string, reg *prometheus.Registry, healthz, readyz Checker) (*Server, error) {
-	return NewServer(ServerConfig{Address: addr, Registry: reg, Healthz: healthz, Readyz: readyz})
-}
-
-// NewServer checks the web configuration and binds the address now, so that both are errors at start.
+// NewServer checks the web configuration and binds the address now, so that both (a taken port, a bad file)
+// are errors at start rather than later.
 func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.MaxConnections <= 0 {
 		cfg.MaxConnections = DefaultMaxConnections

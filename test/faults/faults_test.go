@@ -24,8 +24,8 @@ const (
 // Ways to break a copied fixture's PCI listing. chmod 000 is no fault for root (tests may run as root), so
 // the listing is replaced by things no user can list.
 var pciFaults = []struct {
-	name   string
-	break_ func(t *testing.T, root string)
+	name  string
+	apply func(t *testing.T, root string)
 }{
 	{"sys/bus/pci missing", func(t *testing.T, root string) {
 		require.NoError(t, os.RemoveAll(filepath.Join(root, "sys", "bus", "pci")))
@@ -72,7 +72,7 @@ func TestProbeErrorsAreNotFacts(t *testing.T) {
 	for _, f := range pciFaults {
 		faults = append(faults, fault{f.name, func(t *testing.T) string {
 			root := copyFixture(t, "dgx-2gpu-switch")
-			f.break_(t, root)
+			f.apply(t, root)
 			return root
 		}, "pci: list "})
 	}
@@ -108,7 +108,7 @@ func TestProbeErrorsAreNotFacts(t *testing.T) {
 			require.Contains(t, content, "pinmemory.platform=cuda")
 		}
 
-		pciFaults[0].break_(t, root)
+		pciFaults[0].apply(t, root)
 		res = run(t, nil, args...)
 		require.Equal(t, exitFailure, res.code, res.stderr)
 		require.Equal(t, good, readFeatureFiles(t, features), "the failed pass did not touch the feature file")
@@ -120,7 +120,7 @@ func TestProbeErrorsAreNotFacts(t *testing.T) {
 func TestRunCountsFailedProbesAndTurnsUnready(t *testing.T) {
 	t.Parallel()
 	root := copyFixture(t, "dgx-2gpu-switch")
-	pciFaults[2].break_(t, root)
+	pciFaults[2].apply(t, root)
 	features := t.TempDir()
 	stale := filepath.Join(features, "pin-feature-daemon")
 	require.NoError(t, os.WriteFile(stale, []byte("pinmemory.platform=cuda\n"), 0o644))
