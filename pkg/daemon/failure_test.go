@@ -189,7 +189,8 @@ func TestPassRetryBackoff(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			clk := clocktesting.NewFakeClock(time.Now())
-			d, err := New(Config{Prober: tc.prober, Bencher: tc.bencher, Output: &fakeOutput{},
+			out := &fakeOutput{}
+			d, err := New(Config{Prober: tc.prober, Bencher: tc.bencher, Output: out,
 				Metrics: metrics.New(metrics.BuildInfo{}), Interval: 10 * time.Minute, Clock: clk})
 			require.NoError(t, err)
 			calls := func() int { return tc.prober.(interface{ Calls() int }).Calls() }
@@ -206,6 +207,10 @@ func TestPassRetryBackoff(t *testing.T) {
 			require.Eventually(t, func() bool { return calls() == len(tc.waits)+1 }, 10*time.Second, time.Millisecond)
 			cancel()
 			require.NoError(t, <-done)
+			if tc.name == "failed probe" {
+				_, writes := out.state()
+				require.Zero(t, writes, "no pass succeeded, so nothing was published, not even by a publish retry")
+			}
 		})
 	}
 }

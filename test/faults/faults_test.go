@@ -268,3 +268,26 @@ func TestMetricsServerSurvivesAFlood(t *testing.T) {
 	res := d.wait(t, 10*time.Second)
 	require.Equal(t, exitOK, res.code, res.stderr)
 }
+
+// TestWaitForDriver: run waits for the driver's readiness file under the host root, says so, and starts
+// anyway after the timeout; an existing file is no wait.
+func TestWaitForDriver(t *testing.T) {
+	t.Parallel()
+	root := copyFixture(t, "dgx-2gpu-switch")
+	args := append([]string{"run", "--oneshot", "--output", "stdout", "--bench=false", "--host-root", root,
+		"--wait-for-driver-file", "/run/nvidia/validations/toolkit-ready", "--wait-for-driver-timeout", "1s"}, noDevice...)
+
+	res := run(t, nil, args...)
+	require.Equal(t, exitOK, res.code, res.stderr)
+	require.Contains(t, res.stderr, "Waiting for the GPU driver before the first pass")
+	require.Contains(t, res.stderr, "Starting without the GPU driver")
+	require.Contains(t, res.stdout, "pinmemory.platform=cuda", "it starts anyway")
+
+	ready := filepath.Join(root, "run", "nvidia", "validations", "toolkit-ready")
+	require.NoError(t, os.MkdirAll(filepath.Dir(ready), 0o755))
+	require.NoError(t, os.WriteFile(ready, nil, 0o644))
+	res = run(t, nil, args...)
+	require.Equal(t, exitOK, res.code, res.stderr)
+	require.NotContains(t, res.stderr, "Waiting for the GPU driver")
+	require.Contains(t, res.stdout, "pinmemory.platform=cuda")
+}
