@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"io"
+	"math"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -223,4 +224,21 @@ func scrape(t *testing.T, m *metrics.Metrics) string {
 	b, err := io.ReadAll(rec.Body)
 	require.NoError(t, err)
 	return string(b)
+}
+
+func TestNewRefusesValuesThatBreakTheLoop(t *testing.T) {
+	t.Parallel()
+	nan := math.NaN()
+	for _, cfg := range []Config{
+		{Interval: time.Hour, Jitter: nan},
+		{Interval: time.Hour, Jitter: math.Inf(1)},
+		{Interval: time.Hour, Jitter: -0.1},
+		{Interval: time.Hour, Hysteresis: nan},
+		{Interval: 0},
+		{Interval: -time.Second},
+	} {
+		cfg.Prober, cfg.Output, cfg.Metrics = &fakeProber{}, &fakeOutput{}, metrics.New(metrics.BuildInfo{})
+		_, err := New(cfg)
+		require.ErrorContains(t, err, "interval must be positive", "%+v", cfg)
+	}
 }
