@@ -93,8 +93,10 @@ func TestServerSurvivesIdleConnectionFlood(t *testing.T) {
 	healthz()
 	t.Logf("/healthz answered in %s with %d idle connections dialled", time.Since(start), silent+keptAlive)
 	require.LessOrEqual(t, capped.open(), maxConns)
-	// Each open connection costs the server a goroutine or two; the flood must not cost one per dial.
-	require.Less(t, runtime.NumGoroutine()-goroutinesBefore, 3*maxConns+silent/10)
+	// Each open connection costs the server a goroutine or two; the flood must not cost one per dial. The
+	// goroutines of evicted connections end as their reads fail, which a busy machine may delay a little.
+	require.Eventually(t, func() bool { return runtime.NumGoroutine()-goroutinesBefore < 3*maxConns+silent/10 },
+		10*time.Second, 10*time.Millisecond, "goroutines: %d before the flood, %d after", goroutinesBefore, runtime.NumGoroutine())
 }
 
 // TestServerTLSAndBasicAuth: a web config file with a certificate and a bcrypt'd password, as
