@@ -23,6 +23,14 @@ func checkRange(flag string, v, lo, hi float64, closed bool) error {
 	return nil
 }
 
+// checkPositive says what is wrong with a numeric flag value that must be finite, above 0 and at most hi.
+func checkPositive(flag string, v, hi float64) error {
+	if err := checkRange(flag, v, 0, hi, true); err != nil || v > 0 {
+		return err
+	}
+	return fmt.Errorf("--%s must be above 0, got %g", flag, v)
+}
+
 // checkDuration says what is wrong with a duration flag that must be in [lo, hi].
 func checkDuration(flag string, d, lo, hi time.Duration) error {
 	if d < lo || d > hi {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"runtime"
 	"time"
@@ -91,8 +90,8 @@ func (o *runOptions) Validate() error {
 		checkDuration("interval", o.Interval, time.Second, maxInterval),
 		checkRange("interval-jitter", o.IntervalJitter, 0, 1, false),
 		checkRange("hysteresis", o.Hysteresis, 0, 1, false),
-		checkRange("kube-api-qps", float64(o.KubeAPIQPS), math.SmallestNonzeroFloat32, 1e4, true),
-		checkRange("kube-api-burst", float64(o.KubeAPIBurst), 1, 1e5, true))
+		checkPositive("kube-api-qps", float64(o.KubeAPIQPS), 1e4),
+		checkPositive("kube-api-burst", float64(o.KubeAPIBurst), 1e5))
 	return errors.Join(errs...)
 }
 
