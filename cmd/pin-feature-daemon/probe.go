@@ -97,7 +97,7 @@ func benchCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer)
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("interrupted during the DMA check, nothing printed: %w", err)
 		}
-		if gpu != "" && b.State == bench.StateFailed && len(b.GPUs) == 0 {
+		if gpu != "" && len(b.GPUs) == 0 { // no GPU matched, or the node has none
 			return fmt.Errorf("--gpu %s: %s", gpu, b.Error)
 		}
 		if format == "json" {
