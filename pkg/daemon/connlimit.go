@@ -97,6 +97,19 @@ func (l *cappedListener) open() int {
 	return len(l.conns)
 }
 
+// busy is the number of connections serving a request now.
+func (l *cappedListener) busy() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, c := range l.conns {
+		if c.busy {
+			n++
+		}
+	}
+	return n
+}
+
 func (l *cappedListener) removeLocked(cc *cappedConn) {
 	for i, o := range l.conns {
 		if o == cc {

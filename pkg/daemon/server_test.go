@@ -170,3 +170,57 @@ func writeSelfSignedCert(t *testing.T, dir string) *x509.CertPool {
 	pool.AddCert(cert)
 	return pool
 }
+
+// TestConnectionCapNeverClosesABusyConnection: at the cap with every connection serving a request, a new
+// connection is refused and the requests in flight complete, over plain HTTP and over TLS (where the
+// server reports its connections as *tls.Conn).
+func TestConnectionCapNeverClosesABusyConnection(t *testing.T) {
+	t.Parallel()
+	for _, useTLS := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", useTLS), func(t *testing.T) {
+			t.Parallel()
+			release := make(chan struct{})
+			cfg := ServerConfig{Address: "127.0.0.1:0", Registry: prometheus.NewRegistry(), MaxConnections: 2,
+				Healthz: func() error { <-release; return nil }, Readyz: func() error { return nil }}
+			scheme, transport := "http", &http.Transport{DisableKeepAlives: true}
+			if useTLS {
+				dir := t.TempDir()
+				pool := writeSelfSignedCert(t, dir)
+				cfg.WebConfigFile = filepath.Join(dir, "web-config.yml")
+				require.NoError(t, os.WriteFile(cfg.WebConfigFile, []byte("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n"), 0o600))
+				scheme, transport.TLSClientConfig = "https", &tls.Config{RootCAs: pool}
+			}
+			srv, err := NewServer(cfg)
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ctx) }()
+			defer func() {
+				cancel()
+				require.NoError(t, <-done)
+			}()
+			client := &http.Client{Timeout: 20 * time.Second, Transport: transport}
+			url := scheme + "://" + srv.Addr()
+
+			codes := make(chan int, 2)
+			for range 2 {
+				go func() {
+					resp, err := client.Get(url + "/healthz")
+					if err != nil {
+						codes <- 0
+						return
+					}
+					_ = resp.Body.Close()
+					codes <- resp.StatusCode
+				}()
+			}
+			capped := srv.ln.(*cappedListener)
+			require.Eventually(t, func() bool { return capped.busy() == 2 }, 10*time.Second, time.Millisecond)
+			_, err = client.Get(url + "/readyz")
+			require.Error(t, err, "a third connection is refused while both are busy")
+			close(release)
+			require.Equal(t, http.StatusOK, <-codes)
+			require.Equal(t, http.StatusOK, <-codes)
+		})
+	}
+}
