@@ -32,6 +32,17 @@ const benchChildCommand = bench.ChildSubcommand
 // errUsage marks an error that is the user's (exit code 2).
 var errUsage = errors.New("usage")
 
+// Exit codes (README "Exit codes").
+const (
+	exitOK          = 0
+	exitFailure     = 1 // the command failed: probe failed, no such GPU, interrupted, publish failed
+	exitUsage       = 2 // bad command line: unknown command or flag, bad flag value
+	exitBenchFailed = 3 // probe --bench or bench ran and printed its result, but the DMA check failed
+)
+
+// errBenchFailed marks a command that completed and printed its result, but whose DMA check failed.
+var errBenchFailed = errors.New("dma check failed")
+
 type command struct {
 	name    string
 	summary string
@@ -89,13 +100,17 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	run := cmd.flags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			return 0
+			return exitOK
 		}
-		return 2
+		// pflag prints nothing itself under ContinueOnError.
+		fmt.Fprintf(stderr, "pin-feature-daemon %s: %v\n", cmd.name, err)
+		fmt.Fprintf(stderr, "Run 'pin-feature-daemon %s --help' for usage.\n", cmd.name)
+		return exitUsage
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "pin-feature-daemon %s: unexpected arguments %q\n", cmd.name, fs.Args())
-		return 2
+		fmt.Fprintf(stderr, "Run 'pin-feature-daemon %s --help' for usage.\n", cmd.name)
+		return exitUsage
 	}
 	klog.SetOutput(stderr)
 	klog.LogToStderr(true)
@@ -103,12 +118,16 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	if err := run(ctx, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "pin-feature-daemon %s: %v\n", cmd.name, err)
-		if errors.Is(err, errUsage) {
-			return 2
+		switch {
+		case errors.Is(err, errUsage):
+			fmt.Fprintf(stderr, "Run 'pin-feature-daemon %s --help' for usage.\n", cmd.name)
+			return exitUsage
+		case errors.Is(err, errBenchFailed):
+			return exitBenchFailed
 		}
-		return 1
+		return exitFailure
 	}
-	return 0
+	return exitOK
 }
 
 func usage(w io.Writer) {

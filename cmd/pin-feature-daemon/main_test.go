@@ -183,7 +183,7 @@ func TestProbeBenchAgainstFakeDriver(t *testing.T) {
 		t.Run(fault.env, func(t *testing.T) {
 			t.Setenv(fault.env, fault.val)
 			out, stderr, code := run(t, append(args, "--bench-timeout", "3s")...)
-			require.Zero(t, code, "the daemon survives: %s", stderr)
+			require.Equal(t, exitBenchFailed, code, "the daemon survives, and says the check failed: %s", stderr)
 			got := parseLabels(t, out)
 			require.Equal(t, "failed", got[labeler.KeyBench], stderr)
 			require.NotContains(t, got, labeler.KeyH2DGbps)
@@ -193,7 +193,7 @@ func TestProbeBenchAgainstFakeDriver(t *testing.T) {
 	t.Run("pinning fails everywhere", func(t *testing.T) {
 		t.Setenv("FAKECUDA_FAIL", "cuMemHostAlloc:2,cuMemHostRegister_v2:2")
 		out, stderr, code := run(t, args...)
-		require.Zero(t, code, stderr)
+		require.Equal(t, exitBenchFailed, code, stderr)
 		got := parseLabels(t, out)
 		require.Equal(t, "false", got[labeler.KeyAvailable], stderr)
 		require.Equal(t, "pin-failed", got[labeler.KeyReason])

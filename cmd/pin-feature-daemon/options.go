@@ -107,12 +107,8 @@ func (o *benchOptions) Validate() error {
 		errs = append(errs, fmt.Errorf("--bench-size: %s is below the 1Mi minimum", o.Size))
 	}
 	o.bufferBytes = n
-	if o.Timeout <= 0 {
-		errs = append(errs, fmt.Errorf("--bench-timeout must be positive, got %s", o.Timeout))
-	}
-	if o.MaxAge <= 0 {
-		errs = append(errs, fmt.Errorf("--bench-max-age must be positive, got %s", o.MaxAge))
-	}
+	errs = append(errs, checkDuration("bench-timeout", o.Timeout, time.Second, maxBenchTimeout),
+		checkDuration("bench-max-age", o.MaxAge, time.Second, maxBenchMaxAge))
 	if o.StateDir != "" && !filepath.IsAbs(o.StateDir) {
 		errs = append(errs, fmt.Errorf("--state-dir must be an absolute path, got %q", o.StateDir))
 	}

@@ -41,22 +41,31 @@ func probeCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer)
 		}
 		d := detector.New(po.detectorOptions())
 		defer closeDetector(d)
-		r := d.Probe(ctx)
+		r, err := probeOrFail(ctx, d)
+		if err != nil {
+			return err
+		}
 		var b *bench.Result
 		if doBen {
 			b = newBencher(&po, &bo, "", progressPrinter(stderr)).Run(ctx, r)
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("interrupted during the DMA check, nothing printed: %w", err)
+			}
 			r.Verdict = labeler.Verdict(r, b, po.pinPlatforms)
 		}
 		labels := labeler.Build(r, b)
 		switch format {
 		case "json":
-			return writeJSON(stdout, probeOutput{Report: r, Bench: b, Labels: labels})
+			err = writeJSON(stdout, probeOutput{Report: r, Bench: b, Labels: labels})
 		case "labels":
-			_, err := io.WriteString(stdout, labels.String())
-			return err
+			_, err = io.WriteString(stdout, labels.String())
 		default:
-			return renderProbe(stdout, r, b, labels)
+			err = renderProbe(stdout, r, b, labels)
 		}
+		if err != nil {
+			return err
+		}
+		return benchOutcome(b)
 	}
 }
 
@@ -80,13 +89,48 @@ func benchCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer)
 		}
 		d := detector.New(po.detectorOptions())
 		defer closeDetector(d)
-		r := d.Probe(ctx)
-		b := newBencher(&po, &bo, gpu, progressPrinter(stderr)).Run(ctx, r)
-		if format == "json" {
-			return writeJSON(stdout, b)
+		r, err := probeOrFail(ctx, d)
+		if err != nil {
+			return err
 		}
-		return renderBench(stdout, b)
+		b := newBencher(&po, &bo, gpu, progressPrinter(stderr)).Run(ctx, r)
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("interrupted during the DMA check, nothing printed: %w", err)
+		}
+		if gpu != "" && len(b.GPUs) == 0 { // no GPU matched, or the node has none
+			return fmt.Errorf("--gpu %s: %s", gpu, b.Error)
+		}
+		if format == "json" {
+			err = writeJSON(stdout, b)
+		} else {
+			err = renderBench(stdout, b)
+		}
+		if err != nil {
+			return err
+		}
+		return benchOutcome(b)
 	}
+}
+
+// probeOrFail probes and refuses a pass that failed as a whole or was interrupted: it is no fact about
+// the node, so nothing of it is printed.
+func probeOrFail(ctx context.Context, d *detector.Detector) (*detector.Report, error) {
+	r := d.Probe(ctx)
+	if err := r.Err(); err != nil {
+		return nil, fmt.Errorf("probe failed, nothing printed: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("interrupted during the probe, nothing printed: %w", err)
+	}
+	return r, nil
+}
+
+// benchOutcome is errBenchFailed when the DMA check ran and failed (on any GPU), after its result was printed.
+func benchOutcome(b *bench.Result) error {
+	if b != nil && b.State == bench.StateFailed {
+		return fmt.Errorf("%w: %s", errBenchFailed, b.Error)
+	}
+	return nil
 }
 
 func validate(po *probeOptions, bo *benchOptions) error {

@@ -84,18 +84,12 @@ func (o *runOptions) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("--output must be nodefeature, file, node or stdout, got %q", o.Output))
 	}
-	if o.Interval < time.Second {
-		errs = append(errs, fmt.Errorf("--interval must be at least 1s, got %s", o.Interval))
-	}
-	if o.IntervalJitter < 0 || o.IntervalJitter >= 1 {
-		errs = append(errs, fmt.Errorf("--interval-jitter must be in [0, 1), got %g", o.IntervalJitter))
-	}
-	if o.Hysteresis < 0 || o.Hysteresis >= 1 {
-		errs = append(errs, fmt.Errorf("--hysteresis must be in [0, 1), got %g", o.Hysteresis))
-	}
-	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
-		errs = append(errs, errors.New("--kube-api-qps and --kube-api-burst must be positive"))
-	}
+	errs = append(errs,
+		checkDuration("interval", o.Interval, time.Second, maxInterval),
+		checkRange("interval-jitter", o.IntervalJitter, 0, 1, false),
+		checkRange("hysteresis", o.Hysteresis, 0, 1, false),
+		checkPositive("kube-api-qps", float64(o.KubeAPIQPS), 1e4),
+		checkPositive("kube-api-burst", float64(o.KubeAPIBurst), 1e5))
 	return errors.Join(errs...)
 }
 
@@ -104,15 +98,17 @@ func runCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer) e
 		po probeOptions
 		bo benchOptions
 		ro runOptions
+		fo failsafeOptions
 	)
 	po.AddFlags(fs)
 	bo.AddFlags(fs)
 	ro.AddFlags(fs)
+	fo.AddFlags(fs)
 	return func(ctx context.Context, stdout, stderr io.Writer) error {
 		if err := validate(&po, &bo); err != nil {
 			return err
 		}
-		if err := ro.Validate(); err != nil {
+		if err := errors.Join(ro.Validate(), fo.Validate()); err != nil {
 			return fmt.Errorf("%w: %w", errUsage, err)
 		}
 		klog.InfoS("Starting pin-feature-daemon", "version", version, "revision", revision, "output", ro.Output,
@@ -128,7 +124,7 @@ func runCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer) e
 		cfg := daemon.Config{
 			Prober: det, PinPlatforms: po.pinPlatforms, Output: out, Eventer: eventer, Metrics: m,
 			Interval: ro.Interval, Jitter: ro.IntervalJitter, Hysteresis: ro.Hysteresis,
-			StuckAfter: bo.Timeout + 5*time.Minute,
+			StuckAfter: bo.Timeout + 5*time.Minute, UnreadyAfter: fo.UnreadyAfter,
 		}
 		if ro.Bench {
 			cfg.Bencher = newBencher(&po, &bo, "", func(g bench.GPUResult) {
@@ -141,19 +137,25 @@ func runCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer) e
 		if err != nil {
 			return err
 		}
+		wait := fo.driverWait(po.HostRoot)
 		if ro.Oneshot {
+			waitForDriver(ctx, wait)
 			return d.RunOnce(ctx)
 		}
 
 		g, gctx := errgroup.WithContext(ctx)
 		if ro.MetricsAddress != "" {
-			srv, err := daemon.Listen(ro.MetricsAddress, m.Registry, d.Healthy, d.Ready)
+			srv, err := daemon.NewServer(daemon.ServerConfig{Address: ro.MetricsAddress, Registry: m.Registry,
+				Healthz: d.Healthy, Readyz: d.Ready, WebConfigFile: fo.WebConfigFile, MaxConnections: fo.MaxConnections})
 			if err != nil {
 				return err
 			}
 			g.Go(func() error { return srv.Serve(gctx) })
 		}
-		g.Go(func() error { return d.Run(gctx) })
+		g.Go(func() error {
+			waitForDriver(gctx, wait)
+			return d.Run(gctx)
+		})
 		return g.Wait()
 	}
 }
@@ -205,4 +207,15 @@ func kubeConfig(o *runOptions) (*rest.Config, error) {
 	cfg.QPS, cfg.Burst = o.KubeAPIQPS, o.KubeAPIBurst
 	cfg.UserAgent = "pin-feature-daemon/" + version
 	return cfg, nil
+}
+
+// waitForDriver waits for the driver when asked to; a driver that is not ready by the timeout is logged and
+// the daemon starts anyway, so that its labels say what it finds.
+func waitForDriver(ctx context.Context, w *daemon.DriverWait) {
+	if w == nil {
+		return
+	}
+	if err := w.Wait(ctx); err != nil && ctx.Err() == nil {
+		klog.ErrorS(err, "Starting without the GPU driver")
+	}
 }

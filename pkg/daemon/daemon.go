@@ -58,28 +58,40 @@ type Config struct {
 	RetryMin, RetryMax time.Duration
 	// StuckAfter is how long one pass may run before /healthz reports the loop stuck (default 10m).
 	StuckAfter time.Duration
-	Clock      clock.WithTicker
+	// UnreadyAfter is how many passes in a row may fail to probe before /readyz says not ready (default 3).
+	UnreadyAfter int
+	// PassRetryMin is the first wait before a pass is run again after its probe failed or its DMA check
+	// failed or was skipped (default 1m); it doubles on each such pass, up to Interval.
+	PassRetryMin time.Duration
+	Clock        clock.WithTicker
 }
 
 // Daemon runs the loop. Its zero value is not usable: call New.
 type Daemon struct {
 	cfg Config
 
-	mu          sync.Mutex
-	probed      bool
-	publishErr  error
-	passStarted time.Time
-	inPass      bool
-	published   labeler.Labels // what the output holds, as far as we know; nil until read back
-	haveRead    bool
-	next        labeler.Labels // the newest labels built, before hysteresis
-	last        labeler.Labels // what we want published (next after hysteresis)
+	mu           sync.Mutex
+	probed       bool
+	failedPasses int   // probe passes failed in a row
+	probeErr     error // why the last of them failed
+	publishErr   error
+	passStarted  time.Time
+	inPass       bool
+	published    labeler.Labels // what the output holds, as far as we know; nil until read back
+	haveRead     bool
+	next         labeler.Labels // the newest labels built, before hysteresis
+	last         labeler.Labels // what we want published (next after hysteresis)
 }
 
 // New checks cfg and fills defaults.
 func New(cfg Config) (*Daemon, error) {
 	if cfg.Prober == nil || cfg.Output == nil || cfg.Metrics == nil {
 		return nil, errors.New("daemon: prober, output and metrics are required")
+	}
+	// Written so that NaN fails too: a NaN jitter made the loop spin.
+	if !(cfg.Interval > 0) || !(cfg.Jitter >= 0 && cfg.Jitter < 1) || !(cfg.Hysteresis >= 0 && cfg.Hysteresis < 1) {
+		return nil, fmt.Errorf("daemon: interval must be positive, jitter and hysteresis in [0, 1); got %s, %g, %g",
+			cfg.Interval, cfg.Jitter, cfg.Hysteresis)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
@@ -93,6 +105,12 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.StuckAfter <= 0 {
 		cfg.StuckAfter = 10 * time.Minute
 	}
+	if cfg.UnreadyAfter <= 0 {
+		cfg.UnreadyAfter = 3
+	}
+	if cfg.PassRetryMin <= 0 {
+		cfg.PassRetryMin = time.Minute
+	}
 	if cfg.PinPlatforms == nil {
 		cfg.PinPlatforms = detector.DefaultPinPlatforms()
 	}
@@ -104,6 +122,9 @@ func New(cfg Config) (*Daemon, error) {
 func (d *Daemon) Ready() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.failedPasses >= d.cfg.UnreadyAfter {
+		return fmt.Errorf("%d probe passes in a row failed, the last: %w", d.failedPasses, d.probeErr)
+	}
 	if !d.probed {
 		return errors.New("first probe not done yet")
 	}
@@ -132,8 +153,17 @@ func (d *Daemon) Labels() labeler.Labels {
 	return d.last
 }
 
-// RunOnce does one pass: probe, bench, label, publish (one try). It returns the publish error.
+// RunOnce does one pass: probe, bench, label, publish (one try). A pass is published whole or not at all: a
+// failed probe (errProbeFailed) or a ctx that ends before the publish leaves the published labels as they
+// are. It returns that error or the publish error.
 func (d *Daemon) RunOnce(ctx context.Context) error {
+	_, err := d.runPass(ctx)
+	return err
+}
+
+// runPass is RunOnce; retry says the pass should be run again sooner than Interval (a failed probe, or a
+// DMA check that failed or skipped a GPU).
+func (d *Daemon) runPass(ctx context.Context) (retry bool, err error) {
 	d.mu.Lock()
 	d.inPass, d.passStarted = true, d.cfg.Clock.Now()
 	d.mu.Unlock()
@@ -145,13 +175,24 @@ func (d *Daemon) RunOnce(ctx context.Context) error {
 
 	start := d.cfg.Clock.Now()
 	r := d.cfg.Prober.Probe(ctx)
+	if err := interrupted(ctx, "probe"); err != nil {
+		return false, err
+	}
+	if err := r.Err(); err != nil {
+		return true, d.probeFailed(r, err)
+	}
+	d.probeSucceeded()
 	for _, e := range r.Errors {
 		klog.V(2).InfoS("Fact not read", "fact", e.Fact, "err", e.Error)
 	}
 	var b *bench.Result
 	if d.cfg.Bencher != nil {
 		b = d.cfg.Bencher.Run(ctx, r)
+		if err := interrupted(ctx, "DMA check"); err != nil {
+			return false, err
+		}
 		d.cfg.Metrics.ObserveBench(b, b.Duration > 0)
+		retry = benchWantsRetry(b)
 	} else {
 		b = &bench.Result{State: bench.StateDisabled}
 		d.cfg.Metrics.ObserveBench(b, false)
@@ -166,7 +207,10 @@ func (d *Daemon) RunOnce(ctx context.Context) error {
 	d.mu.Lock()
 	d.probed = true
 	d.mu.Unlock()
-	return d.publish(ctx, next)
+	if err := interrupted(ctx, "publish"); err != nil {
+		return false, err
+	}
+	return retry, d.publish(ctx, next)
 }
 
 // publish stabilises next against what is published and writes it. The first call reads the output back,
@@ -225,14 +269,16 @@ func (d *Daemon) publishFailed(ctx context.Context, err error) error {
 }
 
 // Run passes every Interval (jittered) until ctx ends. A failed publish is retried with backoff between passes
-// without probing again. It returns nil when ctx ends; labels stay published.
+// without probing again; a pass whose probe failed, or whose DMA check failed or skipped a GPU, is run again
+// after PassRetryMin, doubling up to Interval. It returns nil when ctx ends; labels stay published.
 func (d *Daemon) Run(ctx context.Context) error {
-	err := d.RunOnce(ctx)
-	next := d.cfg.Clock.Now().Add(d.jittered())
+	passRetry := passBackoff{min: d.cfg.PassRetryMin, max: d.cfg.Interval}
+	again, err := d.runPass(ctx)
+	next := d.cfg.Clock.Now().Add(passRetry.next(again, d.jittered()))
 	backoff := d.cfg.RetryMin
 	for {
 		wait := next.Sub(d.cfg.Clock.Now())
-		retry := err != nil && ctx.Err() == nil
+		retry := err != nil && ctx.Err() == nil && !errors.Is(err, errProbeFailed)
 		if retry && backoff < wait {
 			wait = backoff
 		}
@@ -245,8 +291,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case <-t.C():
 		}
 		if !d.cfg.Clock.Now().Before(next) {
-			err = d.RunOnce(ctx)
-			next = d.cfg.Clock.Now().Add(d.jittered())
+			again, err = d.runPass(ctx)
+			next = d.cfg.Clock.Now().Add(passRetry.next(again, d.jittered()))
 			backoff = d.cfg.RetryMin
 			continue
 		}

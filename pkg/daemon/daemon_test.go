@@ -237,7 +237,7 @@ func TestHealthzReportsAStuckPass(t *testing.T) {
 func TestServerEndpoints(t *testing.T) {
 	t.Parallel()
 	d, _ := newTestDaemon(t, &fakeOutput{}, nil, clocktesting.NewFakeClock(time.Now()))
-	srv, err := Listen("127.0.0.1:0", d.cfg.Metrics.Registry, d.Healthy, d.Ready)
+	srv, err := NewServer(ServerConfig{Address: "127.0.0.1:0", Registry: d.cfg.Metrics.Registry, Healthz: d.Healthy, Readyz: d.Ready})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
@@ -255,7 +255,7 @@ func TestServerEndpoints(t *testing.T) {
 	require.Equal(t, http.StatusOK, get("/readyz"))
 	require.Equal(t, http.StatusOK, get("/metrics"))
 
-	_, err = Listen(srv.Addr(), d.cfg.Metrics.Registry, d.Healthy, d.Ready)
+	_, err = NewServer(ServerConfig{Address: srv.Addr(), Registry: d.cfg.Metrics.Registry, Healthz: d.Healthy, Readyz: d.Ready})
 	require.ErrorContains(t, err, "listen on metrics address")
 	cancel()
 	require.NoError(t, <-done)

@@ -162,8 +162,9 @@ func (p *probe) absent(fact, path string) {
 }
 
 // Probe finds out what the node offers. It never returns nil and never panics: facts that cannot be read are
-// listed in Report.Errors and everything else is still filled in. A cancelled ctx stops the probe between
-// steps (recorded as the "probe" fact's error).
+// listed in Report.Errors and everything else is still filled in. A pass that cannot be trusted as a whole
+// (a host root or the PCI bus unreadable, a panic, or ctx cancelled between steps) is listed in Report.Fatal
+// and makes Report.Err non-nil.
 func (d *Detector) Probe(ctx context.Context) (r *Report) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -172,7 +173,7 @@ func (d *Detector) Probe(ctx context.Context) (r *Report) {
 	defer func() {
 		if v := recover(); v != nil {
 			klog.ErrorS(fmt.Errorf("%v", v), "Probe panicked", "stack", string(debug.Stack()))
-			p.fail("probe", fmt.Errorf("panic: %v", v))
+			p.failPass("probe", fmt.Errorf("panic: %v", v))
 		}
 		d.finish(r, p)
 	}()
@@ -187,9 +188,10 @@ func (d *Detector) Probe(ctx context.Context) (r *Report) {
 		func() { d.enrichNVML(p, r) },
 		func() { p.memoryFacts(&r.Memory) },
 	}
+	p.checkRoots()
 	for _, step := range steps {
 		if err := ctx.Err(); err != nil {
-			p.fail("probe", fmt.Errorf("probe stopped: %w", err))
+			p.failPass("probe", fmt.Errorf("probe stopped: %w", err))
 			break
 		}
 		step()
@@ -229,6 +231,7 @@ func (d *Detector) finish(r *Report, p *probe) {
 	}
 	r.PCIe = weakestCapability(r.Accelerators)
 	r.Errors = p.errs
+	r.Fatal = p.fatal
 	r.Verdict = Decide(r, d.pinPlatforms, nil)
 }
 

@@ -75,7 +75,8 @@ func isAbsent(err error) bool {
 
 // collector gathers fact errors of one probe.
 type collector struct {
-	errs []FactError
+	errs  []FactError
+	fatal []FactError
 }
 
 // fail records that fact could not be read.

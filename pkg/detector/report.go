@@ -64,6 +64,10 @@ type Report struct {
 	Verdict Verdict `json:"verdict"`
 	// Errors lists the facts that could not be read; every other fact is still filled in.
 	Errors []FactError `json:"errors,omitempty"`
+	// Fatal lists the failures that make the whole pass untrustworthy: a host root or the PCI bus that
+	// could not be read, a probe stopped before its end. A report with Fatal entries is no fact about the
+	// node (see Err) and must not be published.
+	Fatal []FactError `json:"fatal,omitempty"`
 }
 
 // FactError is one fact that failed, and why.

@@ -113,6 +113,14 @@ func (m *Metrics) ObserveReport(r *detector.Report) {
 	m.mu.Unlock()
 }
 
+// ProbeFailed counts a probe pass that failed as a whole (detector.Report.Fatal), one per failure, and keeps
+// the gauges of the last good pass: a failed pass is no fact about the node.
+func (m *Metrics) ProbeFailed(r *detector.Report) {
+	for _, e := range r.Fatal {
+		m.probeErrors.WithLabelValues(probeName(e.Fact)).Inc()
+	}
+}
+
 // ObserveBench records a DMA check result. ran says whether a check was run (not only read from state).
 func (m *Metrics) ObserveBench(b *bench.Result, ran bool) {
 	if b == nil {
@@ -133,8 +141,8 @@ func (m *Metrics) PublishFailed(output string) { m.publishErrors.WithLabelValues
 func (m *Metrics) InitPublish(output string) { m.publishErrors.WithLabelValues(output) }
 
 // knownProbes are the first path elements of the detector's fact names (see pkg/detector's collector).
-var knownProbes = []string{"bootID", "cgroup", "dev", "hostname", "iommu", "meminfo", "memlock", "mlock", "nvml",
-	"osrelease", "pci", "shm", "thp", "version"}
+var knownProbes = []string{"bootID", "cgroup", "dev", "hostfs", "hostname", "iommu", "meminfo", "memlock", "mlock",
+	"nvml", "osrelease", "pci", "probe", "shm", "thp", "version"}
 
 // probeName bounds the probe label's cardinality: the first path element of the fact ("pci/0000:..." -> "pci").
 func probeName(fact string) string {

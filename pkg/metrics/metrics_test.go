@@ -69,6 +69,7 @@ pinmemory_pcie_link_generation{` + gpu + "," + rest + `,state="max",uuid="GPU-1"
 pinmemory_probe_errors_total{probe="bootID"} 0
 pinmemory_probe_errors_total{probe="cgroup"} 0
 pinmemory_probe_errors_total{probe="dev"} 0
+pinmemory_probe_errors_total{probe="hostfs"} 0
 pinmemory_probe_errors_total{probe="hostname"} 0
 pinmemory_probe_errors_total{probe="iommu"} 0
 pinmemory_probe_errors_total{probe="meminfo"} 0
@@ -77,6 +78,7 @@ pinmemory_probe_errors_total{probe="mlock"} 0
 pinmemory_probe_errors_total{probe="nvml"} 0
 pinmemory_probe_errors_total{probe="osrelease"} 0
 pinmemory_probe_errors_total{probe="pci"} 1
+pinmemory_probe_errors_total{probe="probe"} 0
 pinmemory_probe_errors_total{probe="shm"} 0
 pinmemory_probe_errors_total{probe="thp"} 0
 pinmemory_probe_errors_total{probe="version"} 0
