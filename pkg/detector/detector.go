@@ -65,7 +65,8 @@ func ParsePlatforms(csv string) ([]Platform, error) {
 }
 
 // Decide computes the verdict under a pin policy. The first matching reason wins: wsl, then no-accelerator,
-// then platform (the node's platform is not in pinPlatforms), then pin-failed when pinWorks is not nil and
+// then platform (the node's platform is not in pinPlatforms), then no-driver (every accelerator of the node's
+// platform lacks its vendor's driver), then pin-failed when pinWorks is not nil and
 // false (the bench found that neither cuMemHostAlloc nor cuMemHostRegister worked). Probe calls it with
 // pinWorks nil; the run loop calls it again after the bench. Confidential computing does not change it.
 func Decide(r *Report, pinPlatforms []Platform, pinWorks *bool) Verdict {
@@ -78,6 +79,8 @@ func Decide(r *Report, pinPlatforms []Platform, pinWorks *bool) Verdict {
 		return Verdict{Available: false, Reason: ReasonNoAccelerator}
 	case !slices.Contains(pinPlatforms, r.Platform):
 		return Verdict{Available: false, Reason: ReasonPlatform}
+	case platformLacksDriver(r):
+		return Verdict{Available: false, Reason: ReasonNoDriver}
 	case pinWorks != nil && !*pinWorks:
 		return Verdict{Available: false, Reason: ReasonPinFailed}
 	}
@@ -144,6 +147,8 @@ type probe struct {
 	host       HostFS
 	sys        System
 	mlockBytes int
+	kfd        map[pciAddr]kfdNode // the KFD topology's GPU nodes, read on first use
+	wslCUDA    bool                // dev/dxg with WSL's CUDA driver library
 }
 
 func (p *probe) absent(fact, path string) {
@@ -171,7 +176,11 @@ func (d *Detector) Probe(ctx context.Context) (r *Report) {
 		func() {
 			nodes := p.readDevNodes()
 			r.WSL = r.WSL || nodes.dxg
-			r.Accelerators = append(r.Accelerators, p.scanPCI(nodes)...)
+			if nodes.dxg {
+				r.WSLLibraries, p.wslCUDA = p.wslLibraries()
+			}
+			r.Virtualization = p.virtualization()
+			r.Accelerators = append(r.Accelerators, p.scanAccelerators(r, nodes)...)
 		},
 		func() { d.enrichNVML(p, r) },
 		func() { p.memoryFacts(&r.Memory) },
@@ -189,34 +198,23 @@ func (d *Detector) Probe(ctx context.Context) (r *Report) {
 // finish derives the summary fields and the verdict from what was found.
 func (d *Detector) finish(r *Report, p *probe) {
 	sortAccelerators(r.Accelerators)
-	present := map[Platform]bool{}
-	c2c := false
-	for _, a := range r.Accelerators {
-		present[a.Platform] = true
-		if a.NVML != nil && a.NVML.C2CMode {
-			c2c = true
-		}
-		if a.Degraded {
-			r.LinkDegraded = true
-		}
-	}
-	r.Platforms = nil
-	for _, pl := range PlatformPrecedence {
-		if present[pl] {
-			r.Platforms = append(r.Platforms, pl)
-		}
-	}
-	r.Platform = PlatformCPU
-	if len(r.Platforms) > 0 {
-		r.Platform = r.Platforms[0]
+	markHostLinks(r.Accelerators)
+	r.Platforms, r.Platform = choosePlatform(r.Accelerators, p.wslCUDA)
+	r.HostLink, r.LinkDegraded = "", false
+	sawPCIe, sawC2C := false, false
+	relevant := platformAccelerators(r)
+	for _, a := range relevant {
+		sawPCIe = sawPCIe || a.HostLink == HostLinkPCIe
+		sawC2C = sawC2C || a.HostLink == HostLinkNVLinkC2C
+		r.LinkDegraded = r.LinkDegraded || a.Degraded
 	}
 	switch {
-	case c2c:
-		r.HostLink = HostLinkNVLinkC2C
-	case len(r.Accelerators) > 0:
+	case sawPCIe:
 		r.HostLink = HostLinkPCIe
+	case sawC2C:
+		r.HostLink = HostLinkNVLinkC2C
 	}
-	r.PCIe = weakestCapability(r.Accelerators)
+	r.PCIe = weakestCapability(relevant)
 	r.Errors = p.errs
 	r.Verdict = Decide(r, d.pinPlatforms, nil)
 }
@@ -308,6 +306,10 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 			if info.Name != "" {
 				acc.Model = info.Name
 			}
+			acc.DriverProblem = "" // NVML only sees GPUs the nvidia driver drives
+			if acc.Capability == nil && acc.Link == nil && (info.MaxPCIeGen > 0 || info.MaxPCIeWidth > 0) {
+				acc.Capability = &LinkCapability{Gen: info.MaxPCIeGen, Width: info.MaxPCIeWidth}
+			}
 			continue
 		}
 		if sysfsNVIDIA {
@@ -315,7 +317,11 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 			continue
 		}
 		// No NVIDIA GPU in sysfs (WSL, or a container without the host's sysfs): NVML is the inventory.
-		acc := Accelerator{Platform: PlatformCUDA, PCIAddress: addr, Model: info.Name, NUMANode: -1, NVML: info}
+		acc := Accelerator{Platform: PlatformCUDA, PCIAddress: addr, Model: info.Name, NUMANode: -1, NVML: info,
+			Driver: "nvidia"}
+		if r.WSL {
+			acc.Driver = "dxg" // WSL's GPU paravirtualisation serves CUDA
+		}
 		if info.MaxPCIeGen > 0 || info.MaxPCIeWidth > 0 {
 			acc.Capability = &LinkCapability{Gen: info.MaxPCIeGen, Width: info.MaxPCIeWidth}
 		}
@@ -367,7 +373,7 @@ func (d *Detector) nvmlDevice(i int, fact func(string, error) bool) (*NVMLDevice
 		info.ComputeMode = v
 	}
 	if v, err := dev.C2CMode(); fact(prefix+"c2cMode", err) {
-		info.C2CMode = v
+		info.C2CMode, info.c2cKnown = v, true
 	}
 	return info, addr
 }

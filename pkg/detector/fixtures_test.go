@@ -62,6 +62,7 @@ type fn struct {
 	numa                  string // "" writes -1
 	cpus                  string
 	link                  *pcieLink
+	driver                string // the bound driver: a driver link to sys/bus/pci/drivers/<driver>
 }
 
 // pci writes a function's attributes and its sys/bus/pci/devices link, as the kernel lays them out.
@@ -86,6 +87,10 @@ func (t *tree) pci(fns ...fn) *tree {
 			t.file(dir+"/max_link_width", l.maxWidth+"\n")
 		}
 		t.link("sys/bus/pci/devices/"+path.Base(f.path), "../../../devices/"+f.path)
+		if f.driver != "" {
+			up := strings.Repeat("../", strings.Count(f.path, "/")+2)
+			t.link(dir+"/driver", up+"bus/pci/drivers/"+f.driver)
+		}
 	}
 	return t
 }
@@ -201,7 +206,7 @@ var fixtures = map[string]func() *tree{
 			bridge(rc0+"/0000:16:00.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
 			bridge(rc0+"/0000:16:00.0/0000:17:00.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
 			fn{path: rc0 + "/0000:16:00.0/0000:17:00.0/0000:18:00.0", vendor: "0x10de", device: "0x2330",
-				class: "0x030200", numa: "0", cpus: s0, link: link(gen5, 16, gen5, 16)},
+				class: "0x030200", numa: "0", cpus: s0, link: link(gen5, 16, gen5, 16), driver: "nvidia"},
 			bridge(rc0+"/0000:16:00.0/0000:17:01.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
 			fn{path: rc0 + "/0000:16:00.0/0000:17:01.0/0000:19:00.0", vendor: "0x15b3", device: "0x1021",
 				class: "0x020700", numa: "0", cpus: s0, link: link(gen5, 16, gen5, 16)},
@@ -213,7 +218,7 @@ var fixtures = map[string]func() *tree{
 			bridge(rc1+"/0000:9b:00.0", "0x1000", "0xc030", "1", s1, link(gen5, 16, gen5, 16)),
 			bridge(rc1+"/0000:9b:00.0/0000:9c:00.0", "0x1000", "0xc030", "1", s1, link(gen1, 16, gen5, 16)),
 			fn{path: rc1 + "/0000:9b:00.0/0000:9c:00.0/0000:9d:00.0", vendor: "0x10de", device: "0x2330",
-				class: "0x030200", numa: "1", cpus: s1, link: link(gen1, 16, gen5, 16)},
+				class: "0x030200", numa: "1", cpus: s1, link: link(gen1, 16, gen5, 16), driver: "nvidia"},
 		)
 		t.pci(
 			bridge("pci0000:ad/0000:ad:01.0", "0x8086", "0x352a", "1", s1, link(gen4, 2, gen5, 4)),
@@ -241,7 +246,7 @@ var fixtures = map[string]func() *tree{
 			hostBridge("pci0000:00/0000:00:00.0", "0x1022", "0x1480"),
 			bridge("pci0000:00/0000:00:01.1", "0x1022", "0x1483", "-1", "0-63", link(gen4, 8, gen4, 16)),
 			fn{path: "pci0000:00/0000:00:01.1/0000:01:00.0", vendor: "0x10de", device: "0x26b9", class: "0x030200",
-				cpus: "0-63", link: link(gen4, 8, gen4, 16)},
+				cpus: "0-63", link: link(gen4, 8, gen4, 16), driver: "nvidia"},
 		)
 		t.devNode("nvidia0", "nvidiactl")
 		return t
@@ -269,7 +274,7 @@ var fixtures = map[string]func() *tree{
 			bridge(rp+"/0000:01:00.0", "0x1000", "0xc030", "0", cpus, link(gen3, 16, gen5, 16)),
 			bridge(rp+"/0000:01:00.0/0000:02:00.0", "0x1000", "0xc030", "0", cpus, link(gen5, 16, gen5, 16)),
 			fn{path: rp + "/0000:01:00.0/0000:02:00.0/0000:03:00.0", vendor: "0x10de", device: "0x2331",
-				class: "0x030200", numa: "0", cpus: cpus, link: link(gen5, 16, gen5, 16)},
+				class: "0x030200", numa: "0", cpus: cpus, link: link(gen5, 16, gen5, 16), driver: "nvidia"},
 		)
 		t.devNode("nvidia0", "nvidiactl")
 		return t
@@ -340,8 +345,10 @@ var fixtures = map[string]func() *tree{
 			fn{path: "pci0000:00/0000:00:04.0", vendor: "0x1d0f", device: "0x8061", class: "0x010802", numa: "0", cpus: cpus},
 			fn{path: "pci0000:00/0000:00:05.0", vendor: "0x1d0f", device: "0xec20", class: "0x020000", numa: "0", cpus: cpus},
 			fn{path: "pci0000:00/0000:00:06.0", vendor: "0x1d0f", device: "0xefa1", class: "0x020000", numa: "0", cpus: cpus},
-			fn{path: "pci0000:10/0000:10:1c.0", vendor: "0x1d0f", device: "0x7164", class: "0x088000", numa: "0", cpus: cpus},
-			fn{path: "pci0000:10/0000:10:1d.0", vendor: "0x1d0f", device: "0x7164", class: "0x088000", numa: "0", cpus: cpus},
+			fn{path: "pci0000:10/0000:10:1c.0", vendor: "0x1d0f", device: "0x7164", class: "0x088000", numa: "0", cpus: cpus,
+				driver: "neuron"},
+			fn{path: "pci0000:10/0000:10:1d.0", vendor: "0x1d0f", device: "0x7164", class: "0x088000", numa: "0", cpus: cpus,
+				driver: "neuron"},
 		)
 		t.devNode("neuron0", "neuron1")
 		return t
@@ -373,10 +380,10 @@ var fixtures = map[string]func() *tree{
 			bridge(rp+"/0000:1a:00.0", "0x11f8", "0x4052", "0", cpus, link(gen4, 16, gen4, 16)),
 			bridge(rp+"/0000:1a:00.0/0000:1b:00.0", "0x11f8", "0x4052", "0", cpus, link(gen4, 16, gen4, 16)),
 			fn{path: rp + "/0000:1a:00.0/0000:1b:00.0/0000:1c:00.0", vendor: "0x1da3", device: "0x1020",
-				class: "0x120000", numa: "0", cpus: cpus, link: link(gen4, 16, gen4, 16)},
+				class: "0x120000", numa: "0", cpus: cpus, link: link(gen4, 16, gen4, 16), driver: "habanalabs"},
 			bridge(rp+"/0000:1a:00.0/0000:1b:01.0", "0x11f8", "0x4052", "0", cpus, link(gen4, 16, gen4, 16)),
 			fn{path: rp + "/0000:1a:00.0/0000:1b:01.0/0000:1d:00.0", vendor: "0x1da3", device: "0x1020",
-				class: "0x120000", numa: "0", cpus: cpus, link: link(gen4, 16, gen4, 16)},
+				class: "0x120000", numa: "0", cpus: cpus, link: link(gen4, 16, gen4, 16), driver: "habanalabs"},
 		)
 		t.devNode("accel/accel0", "accel/accel1")
 		return t
@@ -395,7 +402,7 @@ var fixtures = map[string]func() *tree{
 		t.pci(
 			bridge("pci0000:32/0000:32:01.0", "0x8086", "0x352a", "0", cpus, link(gen5, 16, gen5, 16)),
 			fn{path: "pci0000:32/0000:32:01.0/0000:33:00.0", vendor: "0x8086", device: "0x0bd5", class: "0x038000",
-				numa: "0", cpus: cpus, link: link(gen5, 16, gen5, 16)},
+				numa: "0", cpus: cpus, link: link(gen5, 16, gen5, 16), driver: "i915"},
 		)
 		t.devNode("dri/card0", "dri/renderD128")
 		return t
@@ -419,7 +426,7 @@ var fixtures = map[string]func() *tree{
 			bridge(rp+"/0000:03:00.0", "0x1000", "0xc030", "0", cpus, link(gen5, 16, gen5, 16)),
 			bridge(rp+"/0000:03:00.0/0000:04:00.0", "0x1000", "0xc030", "0", cpus, link(gen5, 16, gen5, 16)),
 			fn{path: rp + "/0000:03:00.0/0000:04:00.0/0000:05:00.0", vendor: "0x1002", device: "0x74a1",
-				class: "0x120000", numa: "0", cpus: cpus, link: link(gen5, 16, gen5, 16)},
+				class: "0x120000", numa: "0", cpus: cpus, link: link(gen5, 16, gen5, 16), driver: "amdgpu"},
 		)
 		t.devNode("kfd", "dri/card1", "dri/renderD128")
 		return t
@@ -466,7 +473,7 @@ var fixtures = map[string]func() *tree{
 		t.pci(
 			bridge("pci0009:00/0009:00:00.0", "0x10de", "0x22b2", "0", "0-71", link(gen1, 16, gen5, 16)),
 			fn{path: "pci0009:00/0009:00:00.0/0009:01:00.0", vendor: "0x10de", device: "0x2342", class: "0x030200",
-				numa: "0", cpus: "0-71", link: link(gen1, 16, gen5, 16)},
+				numa: "0", cpus: "0-71", link: link(gen1, 16, gen5, 16), driver: "nvidia"},
 		)
 		t.devNode("nvidia0", "nvidiactl")
 		return t

@@ -152,14 +152,15 @@ var goldenCases = []struct {
 			maxGen: 5, maxWidth: 16, curGen: 1, curWidth: 16, total: 96 * gib, free: 95 * gib,
 			mode: nvml.COMPUTEMODE_DEFAULT, c2cLinks: 10, c2cActive: true,
 		}}},
+		// Host memory reaches the GPU over NVLink-C2C: no PCIe capability describes it.
 		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 1,
-			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkNVLinkC2C,
-			models: []string{"NVIDIA GH200 480GB"}},
+			hostLink: HostLinkNVLinkC2C, models: []string{"NVIDIA GH200 480GB"}},
 	},
 	{
 		name: "grace-hopper.sysfs-only", node: "grace-hopper", sys: podSystem, nvml: noNVML,
+		// Without NVML the GH200's device id (10de:2342) says NVLink-C2C.
 		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 1,
-			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe, models: []string{"NVIDIA GH200"}},
+			hostLink: HostLinkNVLinkC2C, models: []string{"NVIDIA GH200"}},
 	},
 }
 

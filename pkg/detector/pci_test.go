@@ -48,13 +48,17 @@ func TestClassify(t *testing.T) {
 		{"nvidia usb", 0x10de, 0x1ad8, 0x0c0330, none, ""},
 		{"amd instinct with kfd", 0x1002, 0x74a1, 0x120000, kfd, PlatformROCm},
 		{"amd display with kfd", 0x1002, 0x740c, 0x038000, kfd, PlatformROCm},
-		{"amd gpu without kfd", 0x1002, 0x74a1, 0x120000, none, ""},
+		{"amd instinct without kfd: the driver check decides", 0x1002, 0x74a1, 0x120000, none, PlatformROCm},
+		{"amd radeon display without kfd", 0x1002, 0x744c, 0x030000, none, ""},
 		{"amd es1000 bmc", 0x1002, 0x515e, 0x030000, kfd, ""},
 		{"amd hdmi audio", 0x1002, 0xab28, 0x040300, kfd, ""},
 		{"intel max 1550", 0x8086, 0x0bd5, 0x038000, none, PlatformXPU},
 		{"intel flex 170", 0x8086, 0x56c0, 0x030000, none, PlatformXPU},
 		{"intel max 1100", 0x8086, 0x0bda, 0x038000, none, PlatformXPU},
-		{"intel arc client", 0x8086, 0x56a0, 0x030000, none, ""},
+		{"intel arc a770", 0x8086, 0x56a0, 0x030000, none, PlatformXPU},
+		{"intel arc b580", 0x8086, 0xe20b, 0x030000, none, PlatformXPU},
+		{"intel raptor lake uhd 770 igpu", 0x8086, 0xa780, 0x030000, none, ""},
+		{"intel meteor lake arc graphics igpu", 0x8086, 0x7d55, 0x030000, none, ""},
 		{"intel nic", 0x8086, 0x159b, 0x020000, none, ""},
 		{"habana gaudi2", 0x1da3, 0x1020, 0x120000, none, PlatformHPU},
 		{"habana goya", 0x1da3, 0x0001, 0x120000, none, PlatformHPU},
@@ -137,6 +141,30 @@ func TestAnalyzePath(t *testing.T) {
 			want: &LinkCapability{4, 16},
 		},
 		{
+			// Links: GPU-switch port Gen5 x8 (31.5 GB/s), switch uplink Gen3 x16 (15.75 GB/s). Independent minima
+			// would say Gen3 x8, a link that exists nowhere.
+			name: "x16 gpu in an x8 port of a gen5 switch with a gen3 uplink: the uplink is the weakest link",
+			dev:  l(5, 8, 5, 16), hops: hops(l(5, 8, 5, 8), l(3, 16, 5, 16), l(3, 16, 3, 16)),
+			want: &LinkCapability{3, 16},
+		},
+		{
+			name: "gen5 x8 port below a gen4 x16 uplink: equal bandwidth, the older generation is named",
+			dev:  l(5, 8, 5, 16), hops: hops(l(5, 8, 5, 8), l(4, 16, 5, 16), l(4, 16, 4, 16)),
+			want: &LinkCapability{4, 16},
+		},
+		{
+			name: "emulated hop never caps",
+			dev:  l(5, 16, 5, 16), hops: []PCIeHop{{Link: l(4, 32, 4, 32), Emulated: true}},
+			want: &LinkCapability{5, 16},
+		},
+		{
+			name: "the link inside a card with its own switch is no link",
+			dev:  l(1, 1, 1, 1),
+			hops: []PCIeHop{{Link: l(1, 1, 1, 1), CardInternal: true}, {Link: l(4, 16, 4, 16), CardInternal: true},
+				{Link: l(4, 16, 4, 16)}},
+			want: &LinkCapability{4, 16},
+		},
+		{
 			name: "one end reports the trained width",
 			dev:  l(0, 0, 4, 16), hops: hops(l(4, 4, 4, 16)),
 			want: &LinkCapability{4, 16}, degraded: true,
@@ -150,6 +178,18 @@ func TestAnalyzePath(t *testing.T) {
 			require.Equal(t, tc.degraded, degraded)
 		})
 	}
+}
+
+func TestGuestPath(t *testing.T) {
+	t.Parallel()
+	c, degraded := guestPath(&PCIeLink{CurrentGen: 1, CurrentWidth: 16, MaxGen: 5, MaxWidth: 16})
+	require.Equal(t, &LinkCapability{Gen: 5, Width: 16}, c)
+	require.False(t, degraded)
+	c, degraded = guestPath(&PCIeLink{CurrentGen: 4, CurrentWidth: 8, MaxGen: 4, MaxWidth: 16})
+	require.Equal(t, &LinkCapability{Gen: 4, Width: 16}, c)
+	require.True(t, degraded, "the far end of a guest's link cannot be seen: trained narrow is degraded")
+	c, _ = guestPath(nil)
+	require.Nil(t, c)
 }
 
 func TestWeakestCapability(t *testing.T) {
@@ -166,6 +206,9 @@ func TestWeakestCapability(t *testing.T) {
 	require.Equal(t, &LinkCapability{Gen: 3, Width: 16}, weakestCapability(accs))
 	require.Nil(t, weakestCapability([]Accelerator{{}}))
 }
+
+// withDriver binds a function to a driver.
+func withDriver(f fn, driver string) fn { f.driver = driver; return f }
 
 // gpuAt is an H100 at a sysfs devices path.
 func gpuAt(p string, l *pcieLink) fn {
@@ -201,7 +244,7 @@ func TestScanPCI(t *testing.T) {
 			},
 			check: func(t *testing.T, r *Report) {
 				require.Len(t, r.Accelerators, 1)
-				require.Equal(t, []PCIeHop{{PCIAddress: "0000:00:01.0",
+				require.Equal(t, []PCIeHop{{PCIAddress: "0000:00:01.0", VendorID: "8086", DeviceID: "352a",
 					Link: &PCIeLink{CurrentGen: 4, CurrentGTs: 16, CurrentWidth: 8, MaxGen: 4, MaxGTs: 16, MaxWidth: 16}}},
 					r.Accelerators[0].Upstream)
 				require.True(t, r.LinkDegraded)
@@ -223,7 +266,8 @@ func TestScanPCI(t *testing.T) {
 				return newTree().
 					file("sys/bus/pci/devices/0000:01:00.0/vendor", "0x10de\n").
 					file("sys/bus/pci/devices/0000:01:00.0/device", "0x2331\n").
-					file("sys/bus/pci/devices/0000:01:00.0/class", "0x030200\n")
+					file("sys/bus/pci/devices/0000:01:00.0/class", "0x030200\n").
+					link("sys/bus/pci/devices/0000:01:00.0/driver", "../../drivers/nvidia")
 			},
 			check: func(t *testing.T, r *Report) {
 				require.Len(t, r.Accelerators, 1)
@@ -235,6 +279,7 @@ func TestScanPCI(t *testing.T) {
 				require.Nil(t, a.Capability)
 				require.Nil(t, r.PCIe)
 				require.Equal(t, yes, r.Verdict)
+				require.Equal(t, "nvidia", a.Driver)
 			},
 		},
 		{
@@ -327,7 +372,7 @@ func TestScanPCI(t *testing.T) {
 			tree: func() *tree {
 				return newTree().pci(
 					fn{path: "pci0000:10/0000:10:1c.0", vendor: "0x1d0f", device: "0x7164", class: "0x088000"},
-					gpuAt("pci0000:00/0000:00:02.0", nil),
+					withDriver(gpuAt("pci0000:00/0000:00:02.0", nil), "nvidia"),
 					fn{path: "pci0000:20/0000:20:00.0", vendor: "0x1da3", device: "0x1020", class: "0x120000"},
 				)
 			},
@@ -343,11 +388,64 @@ func TestScanPCI(t *testing.T) {
 			},
 		},
 		{
-			name: "amd gpu needs /dev/kfd",
+			name: "amd instinct without a driver: rocm, no-driver",
 			tree: func() *tree {
 				return newTree().pci(fn{path: "pci0000:00/0000:00:02.0", vendor: "0x1002", device: "0x74a1", class: "0x120000"})
 			},
+			check: func(t *testing.T, r *Report) {
+				require.Equal(t, PlatformROCm, r.Platform)
+				require.Equal(t, no(ReasonNoDriver), r.Verdict)
+				require.Equal(t, "no driver bound", r.Accelerators[0].DriverProblem)
+			},
+		},
+		{
+			name: "amd instinct on amdgpu without /dev/kfd: no-driver",
+			tree: func() *tree {
+				return newTree().pci(fn{path: "pci0000:00/0000:00:02.0", vendor: "0x1002", device: "0x74a1",
+					class: "0x120000", driver: "amdgpu"}).devNode("dri/renderD128")
+			},
+			check: func(t *testing.T, r *Report) {
+				require.Equal(t, no(ReasonNoDriver), r.Verdict)
+				require.Equal(t, "dev/kfd missing", r.Accelerators[0].DriverProblem)
+				require.Equal(t, []string{"kfd"}, r.Accelerators[0].MissingDeviceNodes)
+			},
+		},
+		{
+			name: "amd display gpu without /dev/kfd is no accelerator",
+			tree: func() *tree {
+				return newTree().pci(fn{path: "pci0000:00/0000:00:02.0", vendor: "0x1002", device: "0x744c", class: "0x030000"})
+			},
 			check: func(t *testing.T, r *Report) { require.Equal(t, PlatformCPU, r.Platform) },
+		},
+		{
+			name: "a vfio-bound gpu beside a driven one: the node is available, labels describe the driven one",
+			tree: func() *tree {
+				return newTree().pci(
+					withDriver(gpuAt("pci0000:00/0000:00:02.0", link(gen5, 16, gen5, 16)), "nvidia"),
+					withDriver(gpuAt("pci0000:00/0000:00:03.0", link(gen3, 4, gen3, 4)), "vfio-pci"),
+				)
+			},
+			check: func(t *testing.T, r *Report) {
+				require.Equal(t, yes, r.Verdict)
+				require.Equal(t, "bound to vfio-pci, not nvidia", r.Accelerators[1].DriverProblem)
+				require.Equal(t, &LinkCapability{Gen: 5, Width: 16}, r.PCIe)
+			},
+		},
+		{
+			name: "gpus on vfio-pci and nouveau beside a driven gaudi: hpu names the node",
+			tree: func() *tree {
+				return newTree().pci(
+					withDriver(gpuAt("pci0000:00/0000:00:02.0", nil), "vfio-pci"),
+					withDriver(gpuAt("pci0000:00/0000:00:03.0", nil), "nouveau"),
+					fn{path: "pci0000:20/0000:20:00.0", vendor: "0x1da3", device: "0x1020", class: "0x120000",
+						driver: "habanalabs"},
+				)
+			},
+			check: func(t *testing.T, r *Report) {
+				require.Equal(t, []Platform{PlatformCUDA, PlatformHPU}, r.Platforms)
+				require.Equal(t, PlatformHPU, r.Platform)
+				require.Equal(t, no(ReasonPlatform), r.Verdict)
+			},
 		},
 		{
 			name: "wsl from /dev/dxg alone",
