@@ -180,6 +180,9 @@ func (d *Detector) Probe(ctx context.Context) (r *Report) {
 				r.WSLLibraries, p.wslCUDA = p.wslLibraries()
 			}
 			r.Virtualization = p.virtualization()
+			if v := r.Virtualization; v != nil && r.WSL && v.Hypervisor == "unknown" {
+				v.Hypervisor = "hyperv" // WSL2 is a Hyper-V utility VM
+			}
 			r.Accelerators = append(r.Accelerators, p.scanAccelerators(r, nodes)...)
 		},
 		func() { d.enrichNVML(p, r) },

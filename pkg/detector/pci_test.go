@@ -448,6 +448,102 @@ func TestScanPCI(t *testing.T) {
 			},
 		},
 		{
+			name: "mi300a: an apu node with a data-centre gfx target stays rocm",
+			tree: func() *tree {
+				return newTree().pci(fn{path: "pci0000:00/0000:00:01.1/0000:02:00.0", vendor: "0x1002", device: "0x74a0",
+					class: "0x120000", driver: "amdgpu"}).
+					kfdNode(1, kfdProps{cpuCores: 24, simds: 912, gfxTarget: 90402, vendor: 0x1002, device: 0x74a0,
+						location: 0x02 << 8, renderMinor: 128}).
+					devNode("kfd", "dri/renderD128")
+			},
+			check: func(t *testing.T, r *Report) {
+				require.Equal(t, PlatformROCm, r.Platform)
+				require.Equal(t, "AMD Instinct MI300A", r.Accelerators[0].Model)
+				require.Equal(t, yes, r.Verdict)
+			},
+		},
+		{
+			name: "apu graphics known only to the kfd topology's gfx target: not an accelerator",
+			tree: func() *tree {
+				return newTree().pci(fn{path: "pci0000:00/0000:00:08.1/0000:c4:00.0", vendor: "0x1002", device: "0x1900",
+					class: "0x030000", driver: "amdgpu"}).
+					kfdNode(1, kfdProps{simds: 48, gfxTarget: 110003, vendor: 0x1002, device: 0x1900,
+						location: 0xc4 << 8, renderMinor: 128}).
+					devNode("kfd", "dri/renderD128")
+			},
+			check: func(t *testing.T, r *Report) { require.Equal(t, PlatformCPU, r.Platform) },
+		},
+		{
+			name: "amd igpu by device id without a kfd topology",
+			tree: func() *tree {
+				return newTree().pci(fn{path: "pci0000:00/0000:00:08.1/0000:10:00.0", vendor: "0x1002", device: "0x164e",
+					class: "0x030000", driver: "amdgpu"}).devNode("kfd")
+			},
+			check: func(t *testing.T, r *Report) { require.Equal(t, PlatformCPU, r.Platform) },
+		},
+		{
+			name: "a hypervisor that hides its cpu flag still has its bridges",
+			tree: func() *tree {
+				return newTree().pci(
+					bridge("pci0000:00/0000:00:02.0", "0x1b36", "0x000c", "-1", "0-7", link("16.0", 32, "16.0", 32)),
+					withDriver(gpuAt("pci0000:00/0000:00:02.0/0000:01:00.0", link(gen1, 16, gen5, 16)), "nvidia"),
+				)
+			},
+			check: func(t *testing.T, r *Report) {
+				require.NotNil(t, r.Virtualization)
+				require.Equal(t, "qemu", r.Virtualization.Hypervisor)
+				require.Equal(t, &LinkCapability{Gen: 5, Width: 16}, r.PCIe)
+			},
+		},
+		{
+			name: "ioh3420 is a real root port on bare metal",
+			tree: func() *tree {
+				return newTree().pci(
+					bridge("pci0000:00/0000:00:03.0", "0x8086", "0x3420", "-1", "0-7", link(gen2, 16, gen2, 16)),
+					withDriver(gpuAt("pci0000:00/0000:00:03.0/0000:01:00.0", link(gen2, 16, gen5, 16)), "nvidia"),
+				)
+			},
+			check: func(t *testing.T, r *Report) {
+				require.Nil(t, r.Virtualization)
+				require.Equal(t, &LinkCapability{Gen: 2, Width: 16}, r.PCIe)
+			},
+		},
+		{
+			name: "ioh3420 in a guest is qemu's",
+			tree: func() *tree {
+				return newTree().cpuinfo("QEMU Virtual CPU", true).pci(
+					bridge("pci0000:00/0000:00:03.0", "0x8086", "0x3420", "-1", "0-7", link(gen2, 16, gen2, 16)),
+					withDriver(gpuAt("pci0000:00/0000:00:03.0/0000:01:00.0", link(gen4, 16, gen5, 16)), "nvidia"),
+				)
+			},
+			check: func(t *testing.T, r *Report) {
+				require.Equal(t, "unknown", r.Virtualization.Hypervisor)
+				require.True(t, r.Accelerators[0].Upstream[0].Emulated)
+				require.Equal(t, &LinkCapability{Gen: 5, Width: 16}, r.PCIe)
+			},
+		},
+		{
+			name: "xen dom0 is the host, not a guest",
+			tree: func() *tree {
+				return newTree().cpuinfo("Intel Xeon", true).file("sys/hypervisor/type", "xen\n").
+					file("proc/xen/capabilities", "control_d\n")
+			},
+			check: func(t *testing.T, r *Report) { require.Nil(t, r.Virtualization) },
+		},
+		{
+			name: "a xen guest by sys/hypervisor",
+			tree: func() *tree { return newTree().file("sys/hypervisor/type", "xen\n") },
+			check: func(t *testing.T, r *Report) {
+				require.Equal(t, &Virtualization{Hypervisor: "xen", Evidence: []string{"sys/hypervisor/type xen"}},
+					r.Virtualization)
+			},
+		},
+		{
+			name:  "amazon ec2 metal is bare metal, other ec2 products are guests",
+			tree:  func() *tree { return newTree().dmi("Amazon EC2", "p5.metal") },
+			check: func(t *testing.T, r *Report) { require.Nil(t, r.Virtualization) },
+		},
+		{
 			name: "wsl from /dev/dxg alone",
 			tree: func() *tree { return newTree().devNode("dxg") },
 			check: func(t *testing.T, r *Report) {
