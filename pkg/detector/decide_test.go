@@ -12,6 +12,7 @@ func TestDecide(t *testing.T) {
 	t.Parallel()
 	ok, failed := true, false
 	gpu := []Accelerator{{Platform: PlatformCUDA}}
+	vfio := []Accelerator{{Platform: PlatformCUDA, Driver: "vfio-pci", DriverProblem: "bound to vfio-pci, not nvidia"}}
 	tests := []struct {
 		name     string
 		r        *Report
@@ -42,6 +43,17 @@ func TestDecide(t *testing.T) {
 			policy: DefaultPinPlatforms(), pinWorks: &failed, want: no(ReasonPinFailed)},
 		{name: "bench says pinning works", r: &Report{Platform: PlatformCUDA, Accelerators: gpu},
 			policy: DefaultPinPlatforms(), pinWorks: &ok, want: yes},
+		{name: "every gpu without its driver", r: &Report{Platform: PlatformCUDA, Accelerators: vfio},
+			policy: DefaultPinPlatforms(), want: no(ReasonNoDriver)},
+		{name: "one gpu with its driver is enough", r: &Report{Platform: PlatformCUDA,
+			Accelerators: append([]Accelerator{{Platform: PlatformCUDA}}, vfio...)},
+			policy: DefaultPinPlatforms(), want: yes},
+		{name: "platform comes before no-driver", r: &Report{Platform: PlatformCUDA, Accelerators: vfio},
+			policy: []Platform{PlatformROCm}, want: no(ReasonPlatform)},
+		{name: "no-driver comes before pin-failed", r: &Report{Platform: PlatformCUDA, Accelerators: vfio},
+			policy: DefaultPinPlatforms(), pinWorks: &failed, want: no(ReasonNoDriver)},
+		{name: "wsl comes before no-driver", r: &Report{WSL: true, Platform: PlatformCUDA, Accelerators: vfio},
+			policy: DefaultPinPlatforms(), want: no(ReasonWSL)},
 		{name: "cc does not matter", r: &Report{Platform: PlatformCUDA, Accelerators: gpu, ConfidentialComputing: true},
 			policy: DefaultPinPlatforms(), want: yes},
 	}
