@@ -57,7 +57,8 @@ type Report struct {
 	Accelerators []Accelerator `json:"accelerators"`
 	// HostLink is pcie or nvlink-c2c; empty when there is no accelerator.
 	HostLink string `json:"hostLink,omitempty"`
-	// PCIe is the weakest accelerator link capability (minimum over accelerators of their weakest hop's max).
+	// PCIe is the weakest capability, by per-direction bandwidth, of the PCIe-attached accelerators the labels
+	// describe (the node platform's with their driver); nil when none has one (NVLink-C2C, no link attributes).
 	PCIe *LinkCapability `json:"pcie,omitempty"`
 	// LinkDegraded is true when some accelerator's link (or a hop above it) trained narrower than both ends support.
 	LinkDegraded bool `json:"linkDegraded"`
