@@ -544,6 +544,36 @@ func TestScanPCI(t *testing.T) {
 			check: func(t *testing.T, r *Report) { require.Nil(t, r.Virtualization) },
 		},
 		{
+			name: "gb200 without nvml: nvlink-c2c by device id, no pcie capability",
+			tree: func() *tree {
+				return newTree().pci(
+					bridge("pci0008:00/0008:00:00.0", "0x10de", "0x22b2", "0", "0-71", link(gen5, 16, gen5, 16)),
+					fn{path: "pci0008:00/0008:00:00.0/0008:01:00.0", vendor: "0x10de", device: "0x2941",
+						class: "0x030200", numa: "0", cpus: "0-71", link: link(gen5, 16, gen5, 16), driver: "nvidia"},
+				)
+			},
+			check: func(t *testing.T, r *Report) {
+				require.Equal(t, HostLinkNVLinkC2C, r.HostLink)
+				require.Nil(t, r.PCIe)
+				require.Nil(t, r.Accelerators[0].Capability)
+				require.Equal(t, "NVIDIA GB200", r.Accelerators[0].Model)
+			},
+		},
+		{
+			name: "a pcie gpu beside a c2c one: the node's host link is pcie",
+			tree: func() *tree {
+				return newTree().pci(
+					withDriver(gpuAt("pci0000:00/0000:00:02.0", link(gen4, 16, gen4, 16)), "nvidia"),
+					fn{path: "pci0009:00/0009:00:00.0/0009:01:00.0", vendor: "0x10de", device: "0x2348",
+						class: "0x030200", link: link(gen5, 16, gen5, 16), driver: "nvidia"},
+				)
+			},
+			check: func(t *testing.T, r *Report) {
+				require.Equal(t, HostLinkPCIe, r.HostLink)
+				require.Equal(t, &LinkCapability{Gen: 4, Width: 16}, r.PCIe)
+			},
+		},
+		{
 			name: "wsl from /dev/dxg alone",
 			tree: func() *tree { return newTree().devNode("dxg") },
 			check: func(t *testing.T, r *Report) {
