@@ -28,6 +28,9 @@ func renderProbe(w io.Writer, r *detector.Report, b *bench.Result, labels labele
 	if r.WSL {
 		row("wsl", "yes")
 	}
+	if v := r.Virtualization; v != nil {
+		row("virtual machine", v.Hypervisor+" ("+strings.Join(v.Evidence, "; ")+")")
+	}
 	row("host link", orDash(r.HostLink))
 	if r.PCIe != nil {
 		row("weakest PCIe capability", fmt.Sprintf("Gen%d x%d", r.PCIe.Gen, r.PCIe.Width))
@@ -68,14 +71,22 @@ func renderProbe(w io.Writer, r *detector.Report, b *bench.Result, labels labele
 	if len(r.Accelerators) > 0 {
 		ew.printf("\n")
 		tw = tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  IDX\tPCI\tPLATFORM\tMODEL\tNUMA\tLINK NOW\tCAPABILITY\tDEGRADED\tUUID")
+		fmt.Fprintln(tw, "  IDX\tPCI\tPLATFORM\tMODEL\tDRIVER\tNUMA\tLINK NOW\tCAPABILITY\tDEGRADED\tUUID")
 		for _, a := range r.Accelerators {
 			uuid := ""
 			if a.NVML != nil {
 				uuid = a.NVML.UUID
 			}
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", a.Index, orDash(a.PCIAddress), a.Platform,
-				orDash(a.Model), a.NUMANode, linkNow(a.Link), capString(a.Capability), yesNo(a.Degraded), orDash(uuid))
+			driver := orDash(a.Driver)
+			switch {
+			case strings.HasPrefix(a.DriverProblem, "bound to"):
+				driver += " (not usable)"
+			case a.DriverProblem != "":
+				driver += " (" + a.DriverProblem + ")"
+			}
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", a.Index, orDash(a.PCIAddress), a.Platform,
+				orDash(a.Model), driver, a.NUMANode, linkNow(a.Link), capString(a.Capability), yesNo(a.Degraded),
+				orDash(uuid))
 		}
 		ew.err = firstErr(ew.err, tw.Flush())
 	}

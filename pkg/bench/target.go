@@ -55,6 +55,9 @@ func TargetsFromReport(r *detector.Report) []Target {
 			t.Capability = &c
 		}
 		for _, h := range a.Upstream {
+			if h.Emulated {
+				continue // a hypervisor's bridge: its link attributes are fiction
+			}
 			t.UpstreamPCIAddresses = append(t.UpstreamPCIAddresses, h.PCIAddress)
 		}
 		if n := a.NVML; n != nil {

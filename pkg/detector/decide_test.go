@@ -13,6 +13,7 @@ func TestDecide(t *testing.T) {
 	t.Parallel()
 	gpu := []Accelerator{{Platform: PlatformCUDA}}
 	cuda := func() *Report { return &Report{Platform: PlatformCUDA, Accelerators: gpu} }
+	vfio := []Accelerator{{Platform: PlatformCUDA, Driver: "vfio-pci", DriverProblem: "bound to vfio-pci, not nvidia"}}
 	var (
 		failed   = []PinTrial{{}}
 		alloc    = []PinTrial{{HostAlloc: true}}
@@ -45,6 +46,18 @@ func TestDecide(t *testing.T) {
 		{name: "empty policy", r: cuda(), policy: []Platform{}, want: no(ReasonPlatform)},
 		{name: "platform comes before pin-failed", r: &Report{Platform: PlatformXPU, Accelerators: gpu},
 			policy: DefaultPinPlatforms(), trials: failed, want: no(ReasonPlatform)},
+		// no-driver
+		{name: "every gpu without its driver", r: &Report{Platform: PlatformCUDA, Accelerators: vfio},
+			policy: DefaultPinPlatforms(), want: no(ReasonNoDriver)},
+		{name: "one gpu with its driver is enough", r: &Report{Platform: PlatformCUDA,
+			Accelerators: append([]Accelerator{{Platform: PlatformCUDA}}, vfio...)},
+			policy: DefaultPinPlatforms(), want: yes},
+		{name: "platform comes before no-driver", r: &Report{Platform: PlatformCUDA, Accelerators: vfio},
+			policy: []Platform{PlatformROCm}, want: no(ReasonPlatform)},
+		{name: "no-driver comes before pin-failed", r: &Report{Platform: PlatformCUDA, Accelerators: vfio},
+			policy: DefaultPinPlatforms(), trials: failed, want: no(ReasonNoDriver)},
+		{name: "wsl comes before no-driver", r: &Report{WSL: true, Platform: PlatformCUDA, Accelerators: vfio},
+			policy: DefaultPinPlatforms(), want: no(ReasonWSL)},
 		// pin-failed
 		{name: "pinning failed on the only gpu", r: cuda(), policy: DefaultPinPlatforms(), trials: failed,
 			want: no(ReasonPinFailed)},

@@ -76,7 +76,8 @@ func (t PinTrial) pinned() bool { return t.HostAlloc || t.HostRegister }
 
 // Decide computes the verdict (pinmemory.available and pinmemory.reason): every rule of it is here and nowhere
 // else. The first matching reason wins: wsl, then no-accelerator, then platform (the node's platform is not in
-// pinPlatforms), then pin-failed when there are trials and pinning worked in none of them. No trials (no bench
+// pinPlatforms), then no-driver (no accelerator of the node's platform is bound to its vendor's driver), then
+// pin-failed when there are trials and pinning worked in none of them. No trials (no bench
 // yet, or it got as far as pinning on no GPU) is no evidence either way. Probe calls it without trials; after
 // the bench it is called again with the bench's (labeler.Verdict). Confidential computing does not change it.
 func Decide(r *Report, pinPlatforms []Platform, trials []PinTrial) Verdict {
@@ -89,6 +90,8 @@ func Decide(r *Report, pinPlatforms []Platform, trials []PinTrial) Verdict {
 		return Verdict{Available: false, Reason: ReasonNoAccelerator}
 	case !slices.Contains(pinPlatforms, r.Platform):
 		return Verdict{Available: false, Reason: ReasonPlatform}
+	case platformLacksDriver(r):
+		return Verdict{Available: false, Reason: ReasonNoDriver}
 	case len(trials) > 0 && !slices.ContainsFunc(trials, PinTrial.pinned):
 		return Verdict{Available: false, Reason: ReasonPinFailed}
 	}
@@ -155,6 +158,8 @@ type probe struct {
 	host       HostFS
 	sys        System
 	mlockBytes int
+	kfd        map[pciAddr]kfdNode // the KFD topology's GPU nodes, read on first use
+	wslCUDA    bool                // dev/dxg with WSL's CUDA driver library
 }
 
 func (p *probe) absent(fact, path string) {
@@ -183,7 +188,14 @@ func (d *Detector) Probe(ctx context.Context) (r *Report) {
 		func() {
 			nodes := p.readDevNodes()
 			r.WSL = r.WSL || nodes.dxg
-			r.Accelerators = append(r.Accelerators, p.scanPCI(nodes)...)
+			if nodes.dxg {
+				r.WSLLibraries, p.wslCUDA = p.wslLibraries()
+			}
+			r.Virtualization = p.virtualization()
+			if v := r.Virtualization; v != nil && r.WSL && v.Hypervisor == "unknown" {
+				v.Hypervisor = "hyperv" // WSL2 is a Hyper-V utility VM
+			}
+			r.Accelerators = append(r.Accelerators, p.scanAccelerators(r, nodes)...)
 		},
 		func() { d.enrichNVML(p, r) },
 		func() { p.memoryFacts(&r.Memory) },
@@ -202,34 +214,23 @@ func (d *Detector) Probe(ctx context.Context) (r *Report) {
 // finish derives the summary fields and the verdict from what was found.
 func (d *Detector) finish(r *Report, p *probe) {
 	sortAccelerators(r.Accelerators)
-	present := map[Platform]bool{}
-	c2c := false
-	for _, a := range r.Accelerators {
-		present[a.Platform] = true
-		if a.NVML != nil && a.NVML.C2CMode {
-			c2c = true
-		}
-		if a.Degraded {
-			r.LinkDegraded = true
-		}
-	}
-	r.Platforms = nil
-	for _, pl := range PlatformPrecedence {
-		if present[pl] {
-			r.Platforms = append(r.Platforms, pl)
-		}
-	}
-	r.Platform = PlatformCPU
-	if len(r.Platforms) > 0 {
-		r.Platform = r.Platforms[0]
+	markHostLinks(r.Accelerators)
+	r.Platforms, r.Platform = choosePlatform(r.Accelerators, p.wslCUDA)
+	r.HostLink, r.LinkDegraded = "", false
+	sawPCIe, sawC2C := false, false
+	relevant := platformAccelerators(r)
+	for _, a := range relevant {
+		sawPCIe = sawPCIe || a.HostLink == HostLinkPCIe
+		sawC2C = sawC2C || a.HostLink == HostLinkNVLinkC2C
+		r.LinkDegraded = r.LinkDegraded || a.Degraded
 	}
 	switch {
-	case c2c:
-		r.HostLink = HostLinkNVLinkC2C
-	case len(r.Accelerators) > 0:
+	case sawPCIe:
 		r.HostLink = HostLinkPCIe
+	case sawC2C:
+		r.HostLink = HostLinkNVLinkC2C
 	}
-	r.PCIe = weakestCapability(r.Accelerators)
+	r.PCIe = weakestCapability(relevant)
 	r.Errors = p.errs
 	r.Fatal = p.fatal
 	r.Verdict = Decide(r, d.pinPlatforms, nil)
@@ -322,6 +323,10 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 			if info.Name != "" {
 				acc.Model = info.Name
 			}
+			acc.DriverProblem = "" // NVML only sees GPUs the nvidia driver drives
+			if acc.Capability == nil && acc.Link == nil && (info.MaxPCIeGen > 0 || info.MaxPCIeWidth > 0) {
+				acc.Capability = &LinkCapability{Gen: info.MaxPCIeGen, Width: info.MaxPCIeWidth}
+			}
 			continue
 		}
 		if sysfsNVIDIA {
@@ -329,7 +334,11 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 			continue
 		}
 		// No NVIDIA GPU in sysfs (WSL, or a container without the host's sysfs): NVML is the inventory.
-		acc := Accelerator{Platform: PlatformCUDA, PCIAddress: addr, Model: info.Name, NUMANode: -1, NVML: info}
+		acc := Accelerator{Platform: PlatformCUDA, PCIAddress: addr, Model: info.Name, NUMANode: -1, NVML: info,
+			Driver: "nvidia"}
+		if r.WSL {
+			acc.Driver = "dxg" // WSL's GPU paravirtualisation serves CUDA
+		}
 		if info.MaxPCIeGen > 0 || info.MaxPCIeWidth > 0 {
 			acc.Capability = &LinkCapability{Gen: info.MaxPCIeGen, Width: info.MaxPCIeWidth}
 		}
@@ -381,7 +390,7 @@ func (d *Detector) nvmlDevice(i int, fact func(string, error) bool) (*NVMLDevice
 		info.ComputeMode = v
 	}
 	if v, err := dev.C2CMode(); fact(prefix+"c2cMode", err) {
-		info.C2CMode = v
+		info.C2CMode, info.c2cKnown = v, true
 	}
 	return info, addr
 }

@@ -19,32 +19,50 @@
 // # What is read
 //
 //   - Platform: sys/bus/pci/devices/*/{vendor,device,class} with dev/kfd (ROCm) and dev/neuron<N> (AWS Neuron).
-//     NVIDIA display-class functions are cuda (NVSwitch bridges are not); AMD display or processing-accelerator
-//     functions are rocm only with dev/kfd (ES1000 BMC VGA excluded); Intel Data Center GPU Max (Ponte Vecchio)
-//     and Flex (Arctic Sound-M) ids are xpu; Habana functions are hpu; AWS 0x1d0f Neuron device ids (or
+//     NVIDIA display-class functions are cuda (NVSwitch bridges are not); AMD processing accelerators are rocm,
+//     AMD display functions only with dev/kfd (ES1000 BMC VGA excluded), and an APU's integrated graphics never
+//     (KFD topology sys/class/kfd/kfd/topology/nodes/*/properties matched by domain and location_id: a node with
+//     CPU cores beside its SIMDs or an APU-only gfx target is integrated, a data-centre target such as MI300A's
+//     gfx942 is not; without the topology a table of APU device ids, ids.go); Intel Data Center GPU Max (Ponte
+//     Vecchio), Flex (Arctic Sound-M) and Arc (DG2, Battlemage) ids are xpu, integrated graphics are not;
+//     Habana functions are hpu; AWS 0x1d0f Neuron device ids (or
 //     accelerator-class functions beside dev/neuron*) are neuron, never ENA/EFA/EBS; Google 0x1ae0
 //     processing accelerators are tpu, never gVNIC or NVMe. SR-IOV virtual functions (a physfn link) are
 //     skipped. Report.Platforms lists every platform found in the order cuda, rocm, xpu, hpu, neuron, tpu;
-//     Report.Platform is the first, or cpu.
-//   - WSL: proc/sys/kernel/osrelease or proc/version containing "microsoft" (any case), or dev/dxg.
+//     Report.Platform is the first with an accelerator that has its driver, else the first, or cpu.
+//   - WSL: proc/sys/kernel/osrelease or proc/version containing "microsoft" (any case), or dev/dxg. With dev/dxg,
+//     WSL's CUDA driver library (usr/lib/wsl/lib/libcuda.so*, HostFS.Usr) makes the platform cuda.
+//   - Virtual machine: the CPU's hypervisor flag (proc/cpuinfo), DMI sys/class/dmi/id/{sys_vendor,product_name}
+//     (QEMU, KVM, VMware, Hyper-V, Xen, the clouds; EC2 .metal is bare metal), sys/hypervisor/type (a Xen dom0,
+//     proc/xen/capabilities with control_d, is the host), or a bridge with a hypervisor's vendor id (virt.go).
+//   - Driver (driver.go): the basename of each accelerator's sysfs driver link, and a driver problem unless it is
+//     the platform's (nvidia; amdgpu plus dev/kfd; i915 or xe; habanalabs; neuron; TPUs are not judged, v5e and
+//     later run on vfio-pci). Missing device nodes are listed, never judged (nvidia-modprobe makes NVIDIA's on
+//     first use; a container's own /dev is partial) except dev/kfd. NVML knowing a GPU clears its problem.
 //   - Per accelerator: numa_node (-1 kept), local_cpulist (kept only when ParseCPUList, k8s.io/utils/cpuset
-//     behind a bounds check, accepts it), and current/max link speed and width of the device and of every
-//     bridge above it. The bus link is resolved into sys/devices/pci<dom>:<bus>/.../<BDF> (an
+//     behind a bounds check, accepts it), and current/max link speed and width of the device
+//     and of every bridge above it. The bus link is resolved into sys/devices/pci<dom>:<bus>/.../<BDF> (an
 //     absolute link is re-rooted at HostFS.Sys) and the parent directories named like PCI addresses are the
 //     hops, up to the root port (the walk stops at pci<dom>:<bus>, VMD and Hyper-V bus directories).
-//     Capability is the minimum max generation and max width over the device and its hops. A link is
-//     degraded when it trained narrower than the smaller max width of its two ends; the physical links are
-//     (device, parent), (grandparent's child, grandparent)... pairing from the device up, because a switch's
-//     upstream/downstream port pair is internal. Link speed is never judged: idle NVIDIA GPUs run at 2.5 GT/s.
-//     The speed and width strings are parsed by internal/pcie, whose table of generations also ranks the
-//     accelerators' capabilities by bandwidth for Report.PCIe (ties: older generation, then narrower).
+//     The physical links are (device, parent), (grandparent's child, grandparent)... pairing from the device up,
+//     because a switch's upstream/downstream port pair is internal; a link's capability is the smaller max
+//     generation and width of its ends. Capability is the ONE link with the lowest per-direction bandwidth
+//     (internal/pcie.BytesPerSecond; ties: older generation, then narrower), gen and width both from it. Emulated
+//     hops never count, nor the link between an accelerator and the switch built into its card (AMD 0x1002
+//     bridges as amdgpu skips them, Intel DG2's). A link is degraded when it trained narrower than the smaller
+//     max width of its two ends. In a virtual machine the device's own link is the capability, and it is
+//     degraded when it trained narrower than the device supports. Link speed is never judged: idle NVIDIA GPUs
+//     run at 2.5 GT/s; the speed and width strings are parsed by internal/pcie. A GPU attached over NVLink-C2C (NVML's C2C mode where NVML answers, else GH200 2342/2348,
+//     GB200 2941, GB300 31c2) has no PCIe capability: its PCIe link does not carry host memory traffic.
 //   - NVML (optional): driver and CUDA versions, system confidential-computing state, and per GPU its bus id,
 //     UUID, name, max/current PCIe gen and width, memory, compute process count, compute mode and C2C mode.
 //     GPUs are matched to sysfs by normalised PCI address (NormalizePCIAddress). When sysfs has no NVIDIA GPU
 //     (WSL) the NVML devices are the inventory, with capability and degradation from NVML's max/current link.
 //     A library that does not load sets Driver.NVMLError only; NOT_SUPPORTED and symbols missing from older
 //     drivers are absence; any other failed call is that fact's FactError ("nvml/<index>/<fact>").
-//     HostLink is nvlink-c2c when a GPU reports C2C mode, else pcie when there is any accelerator.
+//     HostLink is pcie when any accelerator the labels describe reaches host memory over PCIe, else nvlink-c2c.
+//     The summary (HostLink, PCIe, LinkDegraded) describes the node platform's accelerators that have their
+//     driver (all of the platform's when none has).
 //   - Memory: RLIMIT_MEMLOCK and an mlock trial (System), proc/meminfo, the process's cgroup (proc/self/cgroup;
 //     the v1 memory controller when mounted, else the v2 entry; the limit is the smallest on the path to the
 //     hierarchy root), the transparent-hugepage mode, IOMMU presence (sys/class/iommu or
@@ -59,9 +77,11 @@
 //
 // Decide is the one home of the verdict (pinmemory.available and pinmemory.reason); nothing else decides it.
 // It applies the pin policy: wsl first, then no-accelerator, then platform (not in the policy; the default
-// policy is cuda and rocm), then pin-failed when the bench tried to pin on some GPUs (one PinTrial each) and
-// neither cuMemHostAlloc nor cuMemHostRegister worked on any of them. Confidential computing does not change it.
-// Probe decides without trials; after the bench, labeler.Verdict passes the bench.Result's trials.
+// policy is cuda and rocm), then no-driver (every accelerator of the node's platform lacks its vendor's driver:
+// bound to vfio-pci, nouveau or nothing, or ROCm without dev/kfd; a platform outside the policy is the more
+// lasting reason, so it comes first), then pin-failed when the bench tried to pin on some GPUs (one PinTrial
+// each) and neither cuMemHostAlloc nor cuMemHostRegister worked on any of them. Confidential computing does not
+// change it. Probe decides without trials; after the bench, labeler.Verdict passes the bench.Result's trials.
 //
 // # Tests
 //

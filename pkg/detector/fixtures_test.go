@@ -62,6 +62,7 @@ type fn struct {
 	numa                  string // "" writes -1
 	cpus                  string
 	link                  *pcieLink
+	driver                string // the bound driver: a driver link to sys/bus/pci/drivers/<driver>
 }
 
 // pci writes a function's attributes and its sys/bus/pci/devices link, as the kernel lays them out.
@@ -86,6 +87,10 @@ func (t *tree) pci(fns ...fn) *tree {
 			t.file(dir+"/max_link_width", l.maxWidth+"\n")
 		}
 		t.link("sys/bus/pci/devices/"+path.Base(f.path), "../../../devices/"+f.path)
+		if f.driver != "" {
+			up := strings.Repeat("../", strings.Count(f.path, "/")+2)
+			t.link(dir+"/driver", up+"bus/pci/drivers/"+f.driver)
+		}
 	}
 	return t
 }
@@ -165,6 +170,7 @@ const (
 	gen5 = "32.0"
 	gen4 = "16.0"
 	gen3 = "8.0"
+	gen2 = "5.0"
 	gen1 = "2.5"
 )
 
@@ -201,7 +207,7 @@ var fixtures = map[string]func() *tree{
 			bridge(rc0+"/0000:16:00.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
 			bridge(rc0+"/0000:16:00.0/0000:17:00.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
 			fn{path: rc0 + "/0000:16:00.0/0000:17:00.0/0000:18:00.0", vendor: "0x10de", device: "0x2330",
-				class: "0x030200", numa: "0", cpus: s0, link: link(gen5, 16, gen5, 16)},
+				class: "0x030200", numa: "0", cpus: s0, link: link(gen5, 16, gen5, 16), driver: "nvidia"},
 			bridge(rc0+"/0000:16:00.0/0000:17:01.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
 			fn{path: rc0 + "/0000:16:00.0/0000:17:01.0/0000:19:00.0", vendor: "0x15b3", device: "0x1021",
 				class: "0x020700", numa: "0", cpus: s0, link: link(gen5, 16, gen5, 16)},
@@ -213,7 +219,7 @@ var fixtures = map[string]func() *tree{
 			bridge(rc1+"/0000:9b:00.0", "0x1000", "0xc030", "1", s1, link(gen5, 16, gen5, 16)),
 			bridge(rc1+"/0000:9b:00.0/0000:9c:00.0", "0x1000", "0xc030", "1", s1, link(gen1, 16, gen5, 16)),
 			fn{path: rc1 + "/0000:9b:00.0/0000:9c:00.0/0000:9d:00.0", vendor: "0x10de", device: "0x2330",
-				class: "0x030200", numa: "1", cpus: s1, link: link(gen1, 16, gen5, 16)},
+				class: "0x030200", numa: "1", cpus: s1, link: link(gen1, 16, gen5, 16), driver: "nvidia"},
 		)
 		t.pci(
 			bridge("pci0000:ad/0000:ad:01.0", "0x8086", "0x352a", "1", s1, link(gen4, 2, gen5, 4)),
@@ -241,7 +247,7 @@ var fixtures = map[string]func() *tree{
 			hostBridge("pci0000:00/0000:00:00.0", "0x1022", "0x1480"),
 			bridge("pci0000:00/0000:00:01.1", "0x1022", "0x1483", "-1", "0-63", link(gen4, 8, gen4, 16)),
 			fn{path: "pci0000:00/0000:00:01.1/0000:01:00.0", vendor: "0x10de", device: "0x26b9", class: "0x030200",
-				cpus: "0-63", link: link(gen4, 8, gen4, 16)},
+				cpus: "0-63", link: link(gen4, 8, gen4, 16), driver: "nvidia"},
 		)
 		t.devNode("nvidia0", "nvidiactl")
 		return t
@@ -269,7 +275,7 @@ var fixtures = map[string]func() *tree{
 			bridge(rp+"/0000:01:00.0", "0x1000", "0xc030", "0", cpus, link(gen3, 16, gen5, 16)),
 			bridge(rp+"/0000:01:00.0/0000:02:00.0", "0x1000", "0xc030", "0", cpus, link(gen5, 16, gen5, 16)),
 			fn{path: rp + "/0000:01:00.0/0000:02:00.0/0000:03:00.0", vendor: "0x10de", device: "0x2331",
-				class: "0x030200", numa: "0", cpus: cpus, link: link(gen5, 16, gen5, 16)},
+				class: "0x030200", numa: "0", cpus: cpus, link: link(gen5, 16, gen5, 16), driver: "nvidia"},
 		)
 		t.devNode("nvidia0", "nvidiactl")
 		return t
@@ -340,8 +346,10 @@ var fixtures = map[string]func() *tree{
 			fn{path: "pci0000:00/0000:00:04.0", vendor: "0x1d0f", device: "0x8061", class: "0x010802", numa: "0", cpus: cpus},
 			fn{path: "pci0000:00/0000:00:05.0", vendor: "0x1d0f", device: "0xec20", class: "0x020000", numa: "0", cpus: cpus},
 			fn{path: "pci0000:00/0000:00:06.0", vendor: "0x1d0f", device: "0xefa1", class: "0x020000", numa: "0", cpus: cpus},
-			fn{path: "pci0000:10/0000:10:1c.0", vendor: "0x1d0f", device: "0x7164", class: "0x088000", numa: "0", cpus: cpus},
-			fn{path: "pci0000:10/0000:10:1d.0", vendor: "0x1d0f", device: "0x7164", class: "0x088000", numa: "0", cpus: cpus},
+			fn{path: "pci0000:10/0000:10:1c.0", vendor: "0x1d0f", device: "0x7164", class: "0x088000", numa: "0", cpus: cpus,
+				driver: "neuron"},
+			fn{path: "pci0000:10/0000:10:1d.0", vendor: "0x1d0f", device: "0x7164", class: "0x088000", numa: "0", cpus: cpus,
+				driver: "neuron"},
 		)
 		t.devNode("neuron0", "neuron1")
 		return t
@@ -373,10 +381,10 @@ var fixtures = map[string]func() *tree{
 			bridge(rp+"/0000:1a:00.0", "0x11f8", "0x4052", "0", cpus, link(gen4, 16, gen4, 16)),
 			bridge(rp+"/0000:1a:00.0/0000:1b:00.0", "0x11f8", "0x4052", "0", cpus, link(gen4, 16, gen4, 16)),
 			fn{path: rp + "/0000:1a:00.0/0000:1b:00.0/0000:1c:00.0", vendor: "0x1da3", device: "0x1020",
-				class: "0x120000", numa: "0", cpus: cpus, link: link(gen4, 16, gen4, 16)},
+				class: "0x120000", numa: "0", cpus: cpus, link: link(gen4, 16, gen4, 16), driver: "habanalabs"},
 			bridge(rp+"/0000:1a:00.0/0000:1b:01.0", "0x11f8", "0x4052", "0", cpus, link(gen4, 16, gen4, 16)),
 			fn{path: rp + "/0000:1a:00.0/0000:1b:01.0/0000:1d:00.0", vendor: "0x1da3", device: "0x1020",
-				class: "0x120000", numa: "0", cpus: cpus, link: link(gen4, 16, gen4, 16)},
+				class: "0x120000", numa: "0", cpus: cpus, link: link(gen4, 16, gen4, 16), driver: "habanalabs"},
 		)
 		t.devNode("accel/accel0", "accel/accel1")
 		return t
@@ -395,7 +403,7 @@ var fixtures = map[string]func() *tree{
 		t.pci(
 			bridge("pci0000:32/0000:32:01.0", "0x8086", "0x352a", "0", cpus, link(gen5, 16, gen5, 16)),
 			fn{path: "pci0000:32/0000:32:01.0/0000:33:00.0", vendor: "0x8086", device: "0x0bd5", class: "0x038000",
-				numa: "0", cpus: cpus, link: link(gen5, 16, gen5, 16)},
+				numa: "0", cpus: cpus, link: link(gen5, 16, gen5, 16), driver: "i915"},
 		)
 		t.devNode("dri/card0", "dri/renderD128")
 		return t
@@ -419,7 +427,7 @@ var fixtures = map[string]func() *tree{
 			bridge(rp+"/0000:03:00.0", "0x1000", "0xc030", "0", cpus, link(gen5, 16, gen5, 16)),
 			bridge(rp+"/0000:03:00.0/0000:04:00.0", "0x1000", "0xc030", "0", cpus, link(gen5, 16, gen5, 16)),
 			fn{path: rp + "/0000:03:00.0/0000:04:00.0/0000:05:00.0", vendor: "0x1002", device: "0x74a1",
-				class: "0x120000", numa: "0", cpus: cpus, link: link(gen5, 16, gen5, 16)},
+				class: "0x120000", numa: "0", cpus: cpus, link: link(gen5, 16, gen5, 16), driver: "amdgpu"},
 		)
 		t.devNode("kfd", "dri/card1", "dri/renderD128")
 		return t
@@ -466,11 +474,211 @@ var fixtures = map[string]func() *tree{
 		t.pci(
 			bridge("pci0009:00/0009:00:00.0", "0x10de", "0x22b2", "0", "0-71", link(gen1, 16, gen5, 16)),
 			fn{path: "pci0009:00/0009:00:00.0/0009:01:00.0", vendor: "0x10de", device: "0x2342", class: "0x030200",
-				numa: "0", cpus: "0-71", link: link(gen1, 16, gen5, 16)},
+				numa: "0", cpus: "0-71", link: link(gen1, 16, gen5, 16), driver: "nvidia"},
 		)
 		t.devNode("nvidia0", "nvidiactl")
 		return t
 	},
+	// A KVM/QEMU guest (q35 machine) with a passed-through H100 PCIe (10de:2331) behind QEMU's emulated
+	// pcie-root-port (1b36:000c, QEMU include/hw/pci/pci_ids.h PCI_DEVICE_ID_REDHAT_PCIE_RP), which advertises
+	// 16 GT/s x32 (its x-speed/x-width defaults since QEMU 4.0). The Q35 host bridge is 8086:29c0 (QEMU's
+	// emulated MCH). The H100's own link (Gen5 x16, idle at 2.5 GT/s) is the capability.
+	"qemu-h100": func() *tree {
+		t := node{
+			hostname: "gpu-vm-01", osrelease: ubuntuRelease, version: ubuntuVersion,
+			bootID:  "4e5f6a7b-8c9d-4e0f-a1b2-c3d4e5f6a7b8",
+			meminfo: meminfoText(263842676, 250987544, 0, 0, 0, 0, 2048),
+			cgroup:  "0::" + k8sCgroup2 + "\n", thp: "always [madvise] never", iommuGroups: 1,
+		}.tree()
+		t.cgroup2(k8sCgroup2, "1073741824", "52428800", nil)
+		t.cpuinfo("Intel Xeon Processor (SapphireRapids)", true)
+		t.dmi("QEMU", "Standard PC (Q35 + ICH9, 2009)")
+		t.pci(
+			hostBridge("pci0000:00/0000:00:00.0", "0x8086", "0x29c0"),
+			bridge("pci0000:00/0000:00:02.0", "0x1b36", "0x000c", "-1", "0-31", link("16.0", 32, "16.0", 32)),
+			fn{path: "pci0000:00/0000:00:02.0/0000:01:00.0", vendor: "0x10de", device: "0x2331", class: "0x030200",
+				cpus: "0-31", link: link(gen1, 16, gen5, 16), driver: "nvidia"},
+		)
+		t.devNode("nvidia0", "nvidiactl", "nvidia-uvm")
+		return t
+	},
+
+	// A KVM host that hands its two H100 SXM (10de:2330) to guests: both bound to vfio-pci, /dev/vfio only.
+	// Nothing on this node can run CUDA.
+	"vfio-gpus": func() *tree {
+		const s0, s1 = "0-55,112-167", "56-111,168-223"
+		t := node{
+			hostname: "kvm-host-04", osrelease: ubuntuRelease, version: ubuntuVersion,
+			bootID:  "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d",
+			meminfo: meminfoText(2113663672, 2034811904, 0, 0, 0, 0, 2048),
+			cgroup:  "0::/system.slice/pin-feature-daemon.service\n", thp: "always [madvise] never", iommuGroups: 2,
+		}.tree()
+		t.cgroup2("/system.slice/pin-feature-daemon.service", "max", "20971520", nil)
+		t.pci(
+			bridge("pci0000:15/0000:15:01.0", "0x8086", "0x352a", "0", s0, link(gen5, 16, gen5, 16)),
+			fn{path: "pci0000:15/0000:15:01.0/0000:16:00.0", vendor: "0x10de", device: "0x2330", class: "0x030200",
+				numa: "0", cpus: s0, link: link(gen5, 16, gen5, 16), driver: "vfio-pci"},
+			bridge("pci0000:9a/0000:9a:01.0", "0x8086", "0x352a", "1", s1, link(gen5, 16, gen5, 16)),
+			fn{path: "pci0000:9a/0000:9a:01.0/0000:9b:00.0", vendor: "0x10de", device: "0x2330", class: "0x030200",
+				numa: "1", cpus: s1, link: link(gen5, 16, gen5, 16), driver: "vfio-pci"},
+		)
+		t.devNode("vfio/vfio", "vfio/0", "vfio/1")
+		return t
+	},
+
+	// WSL2 with an NVIDIA GPU: /dev/dxg and the CUDA driver libraries WSL maps from the Windows driver store into
+	// /usr/lib/wsl/lib. No GPU in sysfs (only Hyper-V's Basic Render Driver), and NVML is not asked: the
+	// libraries alone say cuda. A Hyper-V guest: the CPU has the hypervisor flag.
+	"wsl2-cuda": func() *tree {
+		t := node{
+			hostname: "DESKTOP-3H8R2XK", osrelease: "6.6.87.2-microsoft-standard-WSL2",
+			version: "Linux version 6.6.87.2-microsoft-standard-WSL2 (root@439a258ad544) (gcc (GCC) 11.2.0, " +
+				"GNU ld (GNU Binutils) 2.37) #1 SMP PREEMPT_DYNAMIC Thu Jun  5 18:30:46 UTC 2025",
+			bootID:  "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+			meminfo: meminfoText(32803428, 30872012, 8388608, 8388608, 0, 0, 2048),
+			cgroup:  "0::/\n", thp: "[always] madvise never",
+		}.tree()
+		t.cgroup2("/", "", "", nil)
+		t.cpuinfo("AMD Ryzen 9 7950X 16-Core Processor", true)
+		vmbus := "LNXSYSTM:00/LNXSYBUS:00/ACPI0004:00/VMBUS:00/"
+		t.pci(fn{path: vmbus + "5e1d7a21-3c2d-4e5f-a6b7-c8d9e0f1a2b3/pci7a21:00/7a21:00:00.0", vendor: "0x1414",
+			device: "0x008e", class: "0x030200", cpus: "0-31"})
+		for _, lib := range []string{"libcuda.so", "libcuda.so.1", "libcuda.so.1.1", "libnvidia-ml.so.1", "libdxcore.so",
+			"libd3d12.so"} {
+			t.file("usr/lib/wsl/lib/"+lib, "")
+		}
+		t.devNode("dxg")
+		return t
+	},
+
+	// A Ryzen 9 7950X (AM5) server whose only GPU is the CPU's integrated Raphael graphics (1002:164e, pci.ids)
+	// behind its internal GPP bridge (1022:14dd), with amdgpu, /dev/kfd and a KFD topology whose only node is the
+	// APU: CPU cores and SIMDs, gfx1036 (gfx_target_version 100306). Not an inference accelerator.
+	"apu-raphael": func() *tree {
+		t := node{
+			hostname: "am5-node-02", osrelease: ubuntuRelease, version: ubuntuVersion,
+			bootID:  "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a",
+			meminfo: meminfoText(131072000, 125000000, 0, 0, 0, 0, 2048),
+			cgroup:  "0::" + k8sCgroup2 + "\n", thp: "always [madvise] never", iommuGroups: 1,
+		}.tree()
+		t.cgroup2(k8sCgroup2, "4294967296", "52428800", nil)
+		t.pci(
+			hostBridge("pci0000:00/0000:00:00.0", "0x1022", "0x14d8"),
+			bridge("pci0000:00/0000:00:08.1", "0x1022", "0x14dd", "0", "0-31", link(gen4, 16, gen4, 16)),
+			fn{path: "pci0000:00/0000:00:08.1/0000:10:00.0", vendor: "0x1002", device: "0x164e", class: "0x030000",
+				numa: "0", cpus: "0-31", link: link(gen4, 16, gen4, 16), driver: "amdgpu"},
+		)
+		t.kfdNode(0, kfdProps{cpuCores: 16, simds: 8, gfxTarget: 100306, vendor: 0x1002, device: 0x164e,
+			location: 0x10<<8 | 0<<3 | 0, renderMinor: 128})
+		t.devNode("kfd", "dri/card0", "dri/renderD128")
+		return t
+	},
+
+	// A Raptor Lake desktop (i9-13900K) with its integrated UHD Graphics 770 (8086:a780) and an Arc A770
+	// (8086:56a0, the kernel's INTEL_DG2_G10_IDS) in the CPU's PCIe 5.0 x16 slot (root port 8086:a70d). The A770
+	// carries its own switch (upstream port 8086:4fa1, downstream 8086:4fa4): the link between that switch and the
+	// GPU is internal to the card and reports 2.5 GT/s x1; the slot link trained Gen4 x16. Both GPUs on i915.
+	"arc-a770-igpu": func() *tree {
+		t := node{
+			hostname: "arc-desk-01", osrelease: ubuntuRelease, version: ubuntuVersion,
+			bootID:  "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7",
+			meminfo: meminfoText(65536000, 60000000, 2097152, 2097152, 0, 0, 2048),
+			cgroup:  "0::" + k8sCgroup2 + "\n", thp: "always [madvise] never", iommuGroups: 1,
+		}.tree()
+		t.cgroup2(k8sCgroup2, "8589934592", "52428800", nil)
+		rp := "pci0000:00/0000:00:01.0"
+		t.pci(
+			hostBridge("pci0000:00/0000:00:00.0", "0x8086", "0xa700"),
+			fn{path: "pci0000:00/0000:00:02.0", vendor: "0x8086", device: "0xa780", class: "0x030000", cpus: "0-31",
+				driver: "i915"},
+			bridge(rp, "0x8086", "0xa70d", "-1", "0-31", link(gen4, 16, gen5, 16)),
+			bridge(rp+"/0000:01:00.0", "0x8086", "0x4fa1", "-1", "0-31", link(gen4, 16, gen4, 16)),
+			bridge(rp+"/0000:01:00.0/0000:02:01.0", "0x8086", "0x4fa4", "-1", "0-31", link(gen1, 1, gen1, 1)),
+			fn{path: rp + "/0000:01:00.0/0000:02:01.0/0000:03:00.0", vendor: "0x8086", device: "0x56a0",
+				class: "0x030000", cpus: "0-31", link: link(gen1, 1, gen1, 1), driver: "i915"},
+		)
+		t.devNode("dri/card0", "dri/card1", "dri/renderD128", "dri/renderD129")
+		return t
+	},
+
+	// An H100 PCIe (x16) in an x8 downstream port of a Gen5 Broadcom switch whose uplink trained 8 GT/s x16 to a
+	// Gen3 root port. Links: GPU-port Gen5 x8 (31.5 GB/s), uplink Gen3 x16 (15.75 GB/s): the uplink is the
+	// weakest, Gen3 x16. The minimum generation and the minimum width taken apart would be Gen3 x8 (7.9 GB/s), a
+	// link that exists nowhere. An x16 card in an x8 port is capability, not degradation.
+	"switch-x8-gen3-uplink": func() *tree {
+		const cpus = "0-19,40-59"
+		t := node{
+			hostname: "pcie-box-07", osrelease: ubuntuRelease, version: ubuntuVersion,
+			bootID:  "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d",
+			meminfo: meminfoText(395926952, 380123456, 0, 0, 0, 0, 2048),
+			cgroup:  "0::" + k8sCgroup2 + "\n", thp: "always [madvise] never", iommuGroups: 1,
+		}.tree()
+		t.cgroup2(k8sCgroup2, "max", "1048576", nil)
+		rp := "pci0000:00/0000:00:03.0"
+		t.pci(
+			hostBridge("pci0000:00/0000:00:00.0", "0x8086", "0x2020"),
+			bridge(rp, "0x8086", "0x2030", "0", cpus, link(gen3, 16, gen3, 16)),
+			bridge(rp+"/0000:01:00.0", "0x1000", "0xc030", "0", cpus, link(gen3, 16, gen5, 16)),
+			bridge(rp+"/0000:01:00.0/0000:02:00.0", "0x1000", "0xc030", "0", cpus, link(gen5, 8, gen5, 8)),
+			fn{path: rp + "/0000:01:00.0/0000:02:00.0/0000:03:00.0", vendor: "0x10de", device: "0x2331",
+				class: "0x030200", numa: "0", cpus: cpus, link: link(gen5, 8, gen5, 16), driver: "nvidia"},
+		)
+		t.devNode("nvidia0", "nvidiactl")
+		return t
+	},
+}
+
+// cpuinfo writes proc/cpuinfo for two logical CPUs in the x86 kernel's layout; hypervisor adds the flag every
+// x86 hypervisor sets (CPUID.1:ECX bit 31).
+func (t *tree) cpuinfo(model string, hypervisor bool) *tree {
+	flags := "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ss " +
+		"ht syscall nx pdpe1gb rdtscp lm constant_tsc rep_good nopl xtopology cpuid tsc_known_freq pni pclmulqdq " +
+		"ssse3 fma cx16 pcid sse4_1 sse4_2 x2apic movbe popcnt aes xsave avx f16c rdrand"
+	if hypervisor {
+		flags += " hypervisor"
+	}
+	flags += " lahf_lm abm 3dnowprefetch avx2 bmi1 bmi2 avx512f"
+	var b strings.Builder
+	for i := 0; i < 2; i++ {
+		fmt.Fprintf(&b, "processor\t: %d\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel name\t: %s\n"+
+			"cpu MHz\t\t: 2100.000\ncache size\t: 107520 KB\nphysical id\t: 0\nsiblings\t: 2\ncore id\t\t: %d\n"+
+			"cpu cores\t: 2\nflags\t\t: %s\nbogomips\t: 4200.00\n\n", i, model, i, flags)
+	}
+	return t.file("proc/cpuinfo", b.String())
+}
+
+// dmi writes the firmware's DMI vendor and product as sysfs shows them (sys/class/dmi/id).
+func (t *tree) dmi(vendor, product string) *tree {
+	t.file("sys/class/dmi/id/sys_vendor", vendor+"\n")
+	return t.file("sys/class/dmi/id/product_name", product+"\n")
+}
+
+// kfdProps are the facts of one KFD topology node that the fixtures vary.
+type kfdProps struct {
+	cpuCores, simds, gfxTarget, vendor, device, location, domain, renderMinor int
+}
+
+// kfdNode writes sys/class/kfd/kfd/topology/nodes/<n>/properties in the kernel's "name value" layout
+// (drivers/gpu/drm/amd/amdkfd/kfd_topology.c node_show).
+func (t *tree) kfdNode(n int, p kfdProps) *tree {
+	props := []struct {
+		k string
+		v int
+	}{
+		{"cpu_cores_count", p.cpuCores}, {"simd_count", p.simds}, {"mem_banks_count", 1}, {"caches_count", 0},
+		{"io_links_count", 0}, {"p2p_links_count", 0}, {"cpu_core_id_base", 0}, {"simd_id_base", 2147487744},
+		{"max_waves_per_simd", 16}, {"lds_size_in_kb", 64}, {"gds_size_in_kb", 0}, {"num_gws", 64},
+		{"wave_front_size", 64}, {"array_count", 1}, {"simd_arrays_per_engine", 1}, {"cu_per_simd_array", 2},
+		{"simd_per_cu", 2}, {"max_slots_scratch_cu", 32}, {"gfx_target_version", p.gfxTarget},
+		{"vendor_id", p.vendor}, {"device_id", p.device}, {"location_id", p.location}, {"domain", p.domain},
+		{"drm_render_minor", p.renderMinor}, {"hive_id", 0}, {"num_sdma_engines", 1},
+		{"num_sdma_xgmi_engines", 0}, {"num_sdma_queues_per_engine", 2}, {"num_cp_queues", 8},
+	}
+	var b strings.Builder
+	for _, kv := range props {
+		fmt.Fprintf(&b, "%s %d\n", kv.k, kv.v)
+	}
+	return t.file(fmt.Sprintf("sys/class/kfd/kfd/topology/nodes/%d/properties", n), b.String())
 }
 
 // write materialises a tree under dir.

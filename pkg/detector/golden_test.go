@@ -56,6 +56,7 @@ type expect struct {
 	degraded     bool
 	hostLink     string
 	models       []string
+	virtualized  bool
 }
 
 var yes = Verdict{Available: true}
@@ -152,16 +153,65 @@ var goldenCases = []struct {
 			maxGen: 5, maxWidth: 16, curGen: 1, curWidth: 16, total: 96 * gib, free: 95 * gib,
 			mode: nvml.COMPUTEMODE_DEFAULT, c2cLinks: 10, c2cActive: true,
 		}}},
+		// Host memory reaches the GPU over NVLink-C2C: no PCIe capability describes it.
 		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 1,
-			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkNVLinkC2C,
-			models: []string{"NVIDIA GH200 480GB"}},
+			hostLink: HostLinkNVLinkC2C, models: []string{"NVIDIA GH200 480GB"}},
 	},
 	{
 		name: "grace-hopper.sysfs-only", node: "grace-hopper", sys: podSystem, nvml: noNVML,
+		// Without NVML the GH200's device id (10de:2342) says NVLink-C2C.
 		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 1,
-			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe, models: []string{"NVIDIA GH200"}},
+			hostLink: HostLinkNVLinkC2C, models: []string{"NVIDIA GH200"}},
+	},
+	{
+		// QEMU's root port advertises 16 GT/s x32; the passed-through H100's own Gen5 x16 is the capability.
+		name: "qemu-h100", node: "qemu-h100", sys: podSystem, nvml: noNVML,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 1,
+			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe, models: []string{"NVIDIA H100 PCIe"},
+			virtualized: true},
+	},
+	{
+		name: "qemu-h100.nvml", node: "qemu-h100", sys: podSystem,
+		nvml: &fakeNVML{driver: "570.124.06", cuda: 12080, gpus: []fakeGPU{{
+			busID: "00000000:01:00.0", uuid: "GPU-9e8d7c6b-5a49-4838-a726-15f4e3d2c1b0", name: "NVIDIA H100 PCIe",
+			maxGen: 4, maxWidth: 16, curGen: 1, curWidth: 16, total: 80 * gib, free: 79 * gib,
+			mode: nvml.COMPUTEMODE_DEFAULT, c2cFieldsUnsupported: true,
+		}}},
+		// NVML's max generation is capped by the emulated port (4); sysfs's device link is the GPU's own.
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 1,
+			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe, models: []string{"NVIDIA H100 PCIe"},
+			virtualized: true},
+	},
+	{
+		name: "vfio-gpus", node: "vfio-gpus", sys: serviceSystem, nvml: noNVML,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: no(ReasonNoDriver),
+			accelerators: 2, pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe,
+			models: []string{"NVIDIA H100 SXM5", "NVIDIA H100 SXM5"}},
+	},
+	{
+		name: "wsl2-cuda", node: "wsl2-cuda", sys: wslSystem, nvml: noNVML,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, wsl: true, verdict: no(ReasonWSL),
+			virtualized: true},
+	},
+	{
+		name: "apu-raphael", node: "apu-raphael", sys: podSystem, nvml: noNVML,
+		want: expect{platform: PlatformCPU, verdict: no(ReasonNoAccelerator)},
+	},
+	{
+		name: "arc-a770-igpu", node: "arc-a770-igpu", sys: podSystem, nvml: noNVML,
+		want: expect{platform: PlatformXPU, platforms: []Platform{PlatformXPU}, verdict: no(ReasonPlatform),
+			accelerators: 1, pcie: &LinkCapability{Gen: 4, Width: 16}, hostLink: HostLinkPCIe,
+			models: []string{"Intel Arc A770"}},
+	},
+	{
+		name: "switch-x8-gen3-uplink", node: "switch-x8-gen3-uplink", sys: podSystem, nvml: noNVML,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 1,
+			pcie: &LinkCapability{Gen: 3, Width: 16}, hostLink: HostLinkPCIe, models: []string{"NVIDIA H100 PCIe"}},
 	},
 }
+
+// wslSystem is WSL2: a small RLIMIT_MEMLOCK that mlock exceeds.
+var wslSystem = fakeSystem{soft: 64 << 10, hard: 64 << 10, errno: syscall.ENOMEM, shm: 8 << 30}
 
 // TestGoldenReports probes every fixture node and compares the report with its golden JSON.
 func TestGoldenReports(t *testing.T) {
@@ -188,6 +238,7 @@ func TestGoldenReports(t *testing.T) {
 			require.Equal(t, tc.want.pcie, r.PCIe)
 			require.Equal(t, tc.want.degraded, r.LinkDegraded)
 			require.Equal(t, tc.want.hostLink, r.HostLink)
+			require.Equal(t, tc.want.virtualized, r.Virtualization != nil, "virtualization: %+v", r.Virtualization)
 			var models []string
 			for i, a := range r.Accelerators {
 				require.Equal(t, i, a.Index)

@@ -13,10 +13,11 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// HostFS holds the roots of the host's filesystems. NewHostFS(root) gives root/proc, root/sys, root/dev and
-// root/etc; the --path.procfs, --path.sysfs and --path.devfs flags replace single fields.
+// HostFS holds the roots of the host's filesystems. NewHostFS(root) gives root/proc, root/sys, root/dev,
+// root/etc and root/usr; the --path.procfs, --path.sysfs and --path.devfs flags replace single fields. Usr is
+// only read for WSL's driver libraries (usr/lib/wsl/lib).
 type HostFS struct {
-	Proc, Sys, Dev, Etc string
+	Proc, Sys, Dev, Etc, Usr string
 }
 
 // NewHostFS returns the HostFS of a host whose root filesystem is at root ("/" when empty).
@@ -29,6 +30,7 @@ func NewHostFS(root string) HostFS {
 		Sys:  filepath.Join(root, "sys"),
 		Dev:  filepath.Join(root, "dev"),
 		Etc:  filepath.Join(root, "etc"),
+		Usr:  filepath.Join(root, "usr"),
 	}
 }
 
@@ -46,6 +48,9 @@ func (h HostFS) withDefaults() HostFS {
 	}
 	if h.Etc == "" {
 		h.Etc = def.Etc
+	}
+	if h.Usr == "" {
+		h.Usr = def.Usr
 	}
 	return h
 }

@@ -98,6 +98,11 @@ var (
 		vendorIntel<<16 | 0x0bda:  "Intel Data Center GPU Max 1100",
 		vendorIntel<<16 | 0x56c0:  "Intel Data Center GPU Flex 170",
 		vendorIntel<<16 | 0x56c1:  "Intel Data Center GPU Flex 140",
+		vendorIntel<<16 | 0x56a0:  "Intel Arc A770",
+		vendorIntel<<16 | 0xe20b:  "Intel Arc B580",
+		vendorNVIDIA<<16 | 0x2348: "NVIDIA GH200 144G HBM3e",
+		vendorNVIDIA<<16 | 0x2941: "NVIDIA GB200",
+		vendorAMD<<16 | 0x74a0:    "AMD Instinct MI300A",
 		vendorHabana<<16 | 0x1000: "Habana Gaudi",
 		vendorHabana<<16 | 0x1020: "Habana Gaudi2",
 		vendorHabana<<16 | 0x1060: "Intel Gaudi 3",
@@ -122,11 +127,13 @@ func classify(vendor, device uint16, class uint32, nodes devNodes) Platform {
 			return PlatformCUDA
 		}
 	case vendorAMD:
-		if (display || processing) && nodes.kfd && !amdBMCDisplays[device] {
+		// A processing accelerator (Instinct) is one whether or not its driver is up (the driver check says
+		// no-driver); a display-class AMD GPU only with the ROCm kernel driver (dev/kfd).
+		if (processing || (display && nodes.kfd)) && !amdBMCDisplays[device] {
 			return PlatformROCm
 		}
 	case vendorIntel:
-		if (display || processing) && intelDataCenterGPUs[device] {
+		if (display || processing) && (intelDataCenterGPUs[device] || intelDiscreteGPUs[device]) {
 			return PlatformXPU
 		}
 	case vendorHabana:
@@ -207,6 +214,10 @@ func (p *probe) pciAccelerator(busEntry string, addr pciAddr, nodes devNodes) (A
 	if platform == "" {
 		return Accelerator{}, false
 	}
+	if platform == PlatformROCm && p.amdIntegrated(addr, uint16(device)) {
+		p.absent("pci/"+name+" (integrated GPU)", entry)
+		return Accelerator{}, false
+	}
 	if exists(filepath.Join(entry, "physfn")) {
 		// An SR-IOV virtual function on the host: the physical function is the accelerator.
 		p.absent("pci/"+name+" (virtual function)", entry)
@@ -238,8 +249,9 @@ func (p *probe) pciAccelerator(busEntry string, addr pciAddr, nodes devNodes) (A
 	acc.Link = p.readPCIeLink(entry, name)
 	if linked {
 		acc.Upstream = p.upstreamHops(entry)
+		markCardInternal(uint16(vendor), acc.Upstream)
 	}
-	acc.Capability, acc.Degraded = analyzePath(acc.Link, acc.Upstream)
+	p.checkDriver(&acc, entry, nodes)
 	return acc, true
 }
 
@@ -321,7 +333,9 @@ func (p *probe) upstreamHops(dir string) []PCIeHop {
 			break
 		}
 		name := a.String()
-		hops = append(hops, PCIeHop{PCIAddress: name, Link: p.readPCIeLink(parent, name)})
+		hop := PCIeHop{PCIAddress: name, Link: p.readPCIeLink(parent, name)}
+		hop.VendorID, hop.DeviceID = p.readID(parent, name, "vendor"), p.readID(parent, name, "device")
+		hops = append(hops, hop)
 		dir = parent
 	}
 	return hops
@@ -344,48 +358,6 @@ func (p *probe) resolveDeviceDir(entry string) (dir string, linked bool, err err
 		return filepath.Join(p.host.Sys, rest), true, nil
 	}
 	return filepath.Join(filepath.Dir(entry), target), true, nil
-}
-
-// analyzePath computes an accelerator's link capability and whether a link on its path trained narrow.
-//
-// Capability is the minimum, over the device and every hop, of the max generation and the max width.
-//
-// Links: a device's parent is always the downstream port its own link attaches to; above that, a switch's
-// upstream port sits above each downstream port (an internal, virtual link), and the upstream port's parent is
-// again the downstream port of the next physical link. So the physical links on the path are the pairs
-// (chain[0], chain[1]), (chain[2], chain[3]), ... where chain is the device followed by its hops, nearest
-// first. A link is degraded when it trained narrower than the smaller max width of its two ends. Speed is never
-// judged: NVIDIA GPUs drop to 2.5 GT/s when idle.
-func analyzePath(dev *PCIeLink, hops []PCIeHop) (*LinkCapability, bool) {
-	chain := make([]*PCIeLink, 0, 1+len(hops))
-	chain = append(chain, dev)
-	for _, h := range hops {
-		chain = append(chain, h.Link)
-	}
-	gen, width := 0, 0
-	for _, l := range chain {
-		if l == nil {
-			continue
-		}
-		gen = minPositive(gen, l.MaxGen)
-		width = minPositive(width, l.MaxWidth)
-	}
-	var capability *LinkCapability
-	if gen > 0 || width > 0 {
-		capability = &LinkCapability{Gen: gen, Width: width}
-	}
-	degraded := false
-	for i := 0; i+1 < len(chain); i += 2 {
-		child, parent := chain[i], chain[i+1]
-		if child == nil || parent == nil || child.MaxWidth == 0 || parent.MaxWidth == 0 {
-			continue
-		}
-		trained := minPositive(child.CurrentWidth, parent.CurrentWidth)
-		if trained > 0 && trained < min(child.MaxWidth, parent.MaxWidth) {
-			degraded = true
-		}
-	}
-	return capability, degraded
 }
 
 // minPositive is the smaller of a and b, ignoring zeros (unknown).

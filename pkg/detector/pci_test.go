@@ -48,13 +48,17 @@ func TestClassify(t *testing.T) {
 		{"nvidia usb", 0x10de, 0x1ad8, 0x0c0330, none, ""},
 		{"amd instinct with kfd", 0x1002, 0x74a1, 0x120000, kfd, PlatformROCm},
 		{"amd display with kfd", 0x1002, 0x740c, 0x038000, kfd, PlatformROCm},
-		{"amd gpu without kfd", 0x1002, 0x74a1, 0x120000, none, ""},
+		{"amd instinct without kfd: the driver check decides", 0x1002, 0x74a1, 0x120000, none, PlatformROCm},
+		{"amd radeon display without kfd", 0x1002, 0x744c, 0x030000, none, ""},
 		{"amd es1000 bmc", 0x1002, 0x515e, 0x030000, kfd, ""},
 		{"amd hdmi audio", 0x1002, 0xab28, 0x040300, kfd, ""},
 		{"intel max 1550", 0x8086, 0x0bd5, 0x038000, none, PlatformXPU},
 		{"intel flex 170", 0x8086, 0x56c0, 0x030000, none, PlatformXPU},
 		{"intel max 1100", 0x8086, 0x0bda, 0x038000, none, PlatformXPU},
-		{"intel arc client", 0x8086, 0x56a0, 0x030000, none, ""},
+		{"intel arc a770", 0x8086, 0x56a0, 0x030000, none, PlatformXPU},
+		{"intel arc b580", 0x8086, 0xe20b, 0x030000, none, PlatformXPU},
+		{"intel raptor lake uhd 770 igpu", 0x8086, 0xa780, 0x030000, none, ""},
+		{"intel meteor lake arc graphics igpu", 0x8086, 0x7d55, 0x030000, none, ""},
 		{"intel nic", 0x8086, 0x159b, 0x020000, none, ""},
 		{"habana gaudi2", 0x1da3, 0x1020, 0x120000, none, PlatformHPU},
 		{"habana goya", 0x1da3, 0x0001, 0x120000, none, PlatformHPU},
@@ -137,6 +141,30 @@ func TestAnalyzePath(t *testing.T) {
 			want: &LinkCapability{4, 16},
 		},
 		{
+			// Links: GPU-switch port Gen5 x8 (31.5 GB/s), switch uplink Gen3 x16 (15.75 GB/s). Independent minima
+			// would say Gen3 x8, a link that exists nowhere.
+			name: "x16 gpu in an x8 port of a gen5 switch with a gen3 uplink: the uplink is the weakest link",
+			dev:  l(5, 8, 5, 16), hops: hops(l(5, 8, 5, 8), l(3, 16, 5, 16), l(3, 16, 3, 16)),
+			want: &LinkCapability{3, 16},
+		},
+		{
+			name: "gen5 x8 port below a gen4 x16 uplink: equal bandwidth, the older generation is named",
+			dev:  l(5, 8, 5, 16), hops: hops(l(5, 8, 5, 8), l(4, 16, 5, 16), l(4, 16, 4, 16)),
+			want: &LinkCapability{4, 16},
+		},
+		{
+			name: "emulated hop never caps",
+			dev:  l(5, 16, 5, 16), hops: []PCIeHop{{Link: l(4, 32, 4, 32), Emulated: true}},
+			want: &LinkCapability{5, 16},
+		},
+		{
+			name: "the link inside a card with its own switch is no link",
+			dev:  l(1, 1, 1, 1),
+			hops: []PCIeHop{{Link: l(1, 1, 1, 1), CardInternal: true}, {Link: l(4, 16, 4, 16), CardInternal: true},
+				{Link: l(4, 16, 4, 16)}},
+			want: &LinkCapability{4, 16},
+		},
+		{
 			name: "one end reports the trained width",
 			dev:  l(0, 0, 4, 16), hops: hops(l(4, 4, 4, 16)),
 			want: &LinkCapability{4, 16}, degraded: true,
@@ -150,6 +178,18 @@ func TestAnalyzePath(t *testing.T) {
 			require.Equal(t, tc.degraded, degraded)
 		})
 	}
+}
+
+func TestGuestPath(t *testing.T) {
+	t.Parallel()
+	c, degraded := guestPath(&PCIeLink{CurrentGen: 1, CurrentWidth: 16, MaxGen: 5, MaxWidth: 16})
+	require.Equal(t, &LinkCapability{Gen: 5, Width: 16}, c)
+	require.False(t, degraded)
+	c, degraded = guestPath(&PCIeLink{CurrentGen: 4, CurrentWidth: 8, MaxGen: 4, MaxWidth: 16})
+	require.Equal(t, &LinkCapability{Gen: 4, Width: 16}, c)
+	require.True(t, degraded, "the far end of a guest's link cannot be seen: trained narrow is degraded")
+	c, _ = guestPath(nil)
+	require.Nil(t, c)
 }
 
 func TestWeakestCapability(t *testing.T) {
@@ -193,6 +233,9 @@ func TestLessTies(t *testing.T) {
 	}
 }
 
+// withDriver binds a function to a driver.
+func withDriver(f fn, driver string) fn { f.driver = driver; return f }
+
 // gpuAt is an H100 at a sysfs devices path.
 func gpuAt(p string, l *pcieLink) fn {
 	return fn{path: p, vendor: "0x10de", device: "0x2330", class: "0x030200", numa: "0", cpus: "0-7", link: l}
@@ -227,7 +270,7 @@ func TestScanPCI(t *testing.T) {
 			},
 			check: func(t *testing.T, r *Report) {
 				require.Len(t, r.Accelerators, 1)
-				require.Equal(t, []PCIeHop{{PCIAddress: "0000:00:01.0",
+				require.Equal(t, []PCIeHop{{PCIAddress: "0000:00:01.0", VendorID: "8086", DeviceID: "352a",
 					Link: &PCIeLink{CurrentGen: 4, CurrentGTs: 16, CurrentWidth: 8, MaxGen: 4, MaxGTs: 16, MaxWidth: 16}}},
 					r.Accelerators[0].Upstream)
 				require.True(t, r.LinkDegraded)
@@ -249,7 +292,8 @@ func TestScanPCI(t *testing.T) {
 				return newTree().
 					file("sys/bus/pci/devices/0000:01:00.0/vendor", "0x10de\n").
 					file("sys/bus/pci/devices/0000:01:00.0/device", "0x2331\n").
-					file("sys/bus/pci/devices/0000:01:00.0/class", "0x030200\n")
+					file("sys/bus/pci/devices/0000:01:00.0/class", "0x030200\n").
+					link("sys/bus/pci/devices/0000:01:00.0/driver", "../../drivers/nvidia")
 			},
 			check: func(t *testing.T, r *Report) {
 				require.Len(t, r.Accelerators, 1)
@@ -261,6 +305,7 @@ func TestScanPCI(t *testing.T) {
 				require.Nil(t, a.Capability)
 				require.Nil(t, r.PCIe)
 				require.Equal(t, yes, r.Verdict)
+				require.Equal(t, "nvidia", a.Driver)
 			},
 		},
 		{
@@ -353,7 +398,7 @@ func TestScanPCI(t *testing.T) {
 			tree: func() *tree {
 				return newTree().pci(
 					fn{path: "pci0000:10/0000:10:1c.0", vendor: "0x1d0f", device: "0x7164", class: "0x088000"},
-					gpuAt("pci0000:00/0000:00:02.0", nil),
+					withDriver(gpuAt("pci0000:00/0000:00:02.0", nil), "nvidia"),
 					fn{path: "pci0000:20/0000:20:00.0", vendor: "0x1da3", device: "0x1020", class: "0x120000"},
 				)
 			},
@@ -369,11 +414,190 @@ func TestScanPCI(t *testing.T) {
 			},
 		},
 		{
-			name: "amd gpu needs /dev/kfd",
+			name: "amd instinct without a driver: rocm, no-driver",
 			tree: func() *tree {
 				return newTree().pci(fn{path: "pci0000:00/0000:00:02.0", vendor: "0x1002", device: "0x74a1", class: "0x120000"})
 			},
+			check: func(t *testing.T, r *Report) {
+				require.Equal(t, PlatformROCm, r.Platform)
+				require.Equal(t, no(ReasonNoDriver), r.Verdict)
+				require.Equal(t, "no driver bound", r.Accelerators[0].DriverProblem)
+			},
+		},
+		{
+			name: "amd instinct on amdgpu without /dev/kfd: no-driver",
+			tree: func() *tree {
+				return newTree().pci(fn{path: "pci0000:00/0000:00:02.0", vendor: "0x1002", device: "0x74a1",
+					class: "0x120000", driver: "amdgpu"}).devNode("dri/renderD128")
+			},
+			check: func(t *testing.T, r *Report) {
+				require.Equal(t, no(ReasonNoDriver), r.Verdict)
+				require.Equal(t, "dev/kfd missing", r.Accelerators[0].DriverProblem)
+				require.Equal(t, []string{"kfd"}, r.Accelerators[0].MissingDeviceNodes)
+			},
+		},
+		{
+			name: "amd display gpu without /dev/kfd is no accelerator",
+			tree: func() *tree {
+				return newTree().pci(fn{path: "pci0000:00/0000:00:02.0", vendor: "0x1002", device: "0x744c", class: "0x030000"})
+			},
 			check: func(t *testing.T, r *Report) { require.Equal(t, PlatformCPU, r.Platform) },
+		},
+		{
+			name: "a vfio-bound gpu beside a driven one: the node is available, labels describe the driven one",
+			tree: func() *tree {
+				return newTree().pci(
+					withDriver(gpuAt("pci0000:00/0000:00:02.0", link(gen5, 16, gen5, 16)), "nvidia"),
+					withDriver(gpuAt("pci0000:00/0000:00:03.0", link(gen3, 4, gen3, 4)), "vfio-pci"),
+				)
+			},
+			check: func(t *testing.T, r *Report) {
+				require.Equal(t, yes, r.Verdict)
+				require.Equal(t, "bound to vfio-pci, not nvidia", r.Accelerators[1].DriverProblem)
+				require.Equal(t, &LinkCapability{Gen: 5, Width: 16}, r.PCIe)
+			},
+		},
+		{
+			name: "gpus on vfio-pci and nouveau beside a driven gaudi: hpu names the node",
+			tree: func() *tree {
+				return newTree().pci(
+					withDriver(gpuAt("pci0000:00/0000:00:02.0", nil), "vfio-pci"),
+					withDriver(gpuAt("pci0000:00/0000:00:03.0", nil), "nouveau"),
+					fn{path: "pci0000:20/0000:20:00.0", vendor: "0x1da3", device: "0x1020", class: "0x120000",
+						driver: "habanalabs"},
+				)
+			},
+			check: func(t *testing.T, r *Report) {
+				require.Equal(t, []Platform{PlatformCUDA, PlatformHPU}, r.Platforms)
+				require.Equal(t, PlatformHPU, r.Platform)
+				require.Equal(t, no(ReasonPlatform), r.Verdict)
+			},
+		},
+		{
+			name: "mi300a: an apu node with a data-centre gfx target stays rocm",
+			tree: func() *tree {
+				return newTree().pci(fn{path: "pci0000:00/0000:00:01.1/0000:02:00.0", vendor: "0x1002", device: "0x74a0",
+					class: "0x120000", driver: "amdgpu"}).
+					kfdNode(1, kfdProps{cpuCores: 24, simds: 912, gfxTarget: 90402, vendor: 0x1002, device: 0x74a0,
+						location: 0x02 << 8, renderMinor: 128}).
+					devNode("kfd", "dri/renderD128")
+			},
+			check: func(t *testing.T, r *Report) {
+				require.Equal(t, PlatformROCm, r.Platform)
+				require.Equal(t, "AMD Instinct MI300A", r.Accelerators[0].Model)
+				require.Equal(t, yes, r.Verdict)
+			},
+		},
+		{
+			name: "apu graphics known only to the kfd topology's gfx target: not an accelerator",
+			tree: func() *tree {
+				return newTree().pci(fn{path: "pci0000:00/0000:00:08.1/0000:c4:00.0", vendor: "0x1002", device: "0x1900",
+					class: "0x030000", driver: "amdgpu"}).
+					kfdNode(1, kfdProps{simds: 48, gfxTarget: 110003, vendor: 0x1002, device: 0x1900,
+						location: 0xc4 << 8, renderMinor: 128}).
+					devNode("kfd", "dri/renderD128")
+			},
+			check: func(t *testing.T, r *Report) { require.Equal(t, PlatformCPU, r.Platform) },
+		},
+		{
+			name: "amd igpu by device id without a kfd topology",
+			tree: func() *tree {
+				return newTree().pci(fn{path: "pci0000:00/0000:00:08.1/0000:10:00.0", vendor: "0x1002", device: "0x164e",
+					class: "0x030000", driver: "amdgpu"}).devNode("kfd")
+			},
+			check: func(t *testing.T, r *Report) { require.Equal(t, PlatformCPU, r.Platform) },
+		},
+		{
+			name: "a hypervisor that hides its cpu flag still has its bridges",
+			tree: func() *tree {
+				return newTree().pci(
+					bridge("pci0000:00/0000:00:02.0", "0x1b36", "0x000c", "-1", "0-7", link("16.0", 32, "16.0", 32)),
+					withDriver(gpuAt("pci0000:00/0000:00:02.0/0000:01:00.0", link(gen1, 16, gen5, 16)), "nvidia"),
+				)
+			},
+			check: func(t *testing.T, r *Report) {
+				require.NotNil(t, r.Virtualization)
+				require.Equal(t, "qemu", r.Virtualization.Hypervisor)
+				require.Equal(t, &LinkCapability{Gen: 5, Width: 16}, r.PCIe)
+			},
+		},
+		{
+			name: "ioh3420 is a real root port on bare metal",
+			tree: func() *tree {
+				return newTree().pci(
+					bridge("pci0000:00/0000:00:03.0", "0x8086", "0x3420", "-1", "0-7", link(gen2, 16, gen2, 16)),
+					withDriver(gpuAt("pci0000:00/0000:00:03.0/0000:01:00.0", link(gen2, 16, gen5, 16)), "nvidia"),
+				)
+			},
+			check: func(t *testing.T, r *Report) {
+				require.Nil(t, r.Virtualization)
+				require.Equal(t, &LinkCapability{Gen: 2, Width: 16}, r.PCIe)
+			},
+		},
+		{
+			name: "ioh3420 in a guest is qemu's",
+			tree: func() *tree {
+				return newTree().cpuinfo("QEMU Virtual CPU", true).pci(
+					bridge("pci0000:00/0000:00:03.0", "0x8086", "0x3420", "-1", "0-7", link(gen2, 16, gen2, 16)),
+					withDriver(gpuAt("pci0000:00/0000:00:03.0/0000:01:00.0", link(gen4, 16, gen5, 16)), "nvidia"),
+				)
+			},
+			check: func(t *testing.T, r *Report) {
+				require.Equal(t, "unknown", r.Virtualization.Hypervisor)
+				require.True(t, r.Accelerators[0].Upstream[0].Emulated)
+				require.Equal(t, &LinkCapability{Gen: 5, Width: 16}, r.PCIe)
+			},
+		},
+		{
+			name: "xen dom0 is the host, not a guest",
+			tree: func() *tree {
+				return newTree().cpuinfo("Intel Xeon", true).file("sys/hypervisor/type", "xen\n").
+					file("proc/xen/capabilities", "control_d\n")
+			},
+			check: func(t *testing.T, r *Report) { require.Nil(t, r.Virtualization) },
+		},
+		{
+			name: "a xen guest by sys/hypervisor",
+			tree: func() *tree { return newTree().file("sys/hypervisor/type", "xen\n") },
+			check: func(t *testing.T, r *Report) {
+				require.Equal(t, &Virtualization{Hypervisor: "xen", Evidence: []string{"sys/hypervisor/type xen"}},
+					r.Virtualization)
+			},
+		},
+		{
+			name:  "amazon ec2 metal is bare metal, other ec2 products are guests",
+			tree:  func() *tree { return newTree().dmi("Amazon EC2", "p5.metal") },
+			check: func(t *testing.T, r *Report) { require.Nil(t, r.Virtualization) },
+		},
+		{
+			name: "gb200 without nvml: nvlink-c2c by device id, no pcie capability",
+			tree: func() *tree {
+				return newTree().pci(
+					bridge("pci0008:00/0008:00:00.0", "0x10de", "0x22b2", "0", "0-71", link(gen5, 16, gen5, 16)),
+					fn{path: "pci0008:00/0008:00:00.0/0008:01:00.0", vendor: "0x10de", device: "0x2941",
+						class: "0x030200", numa: "0", cpus: "0-71", link: link(gen5, 16, gen5, 16), driver: "nvidia"},
+				)
+			},
+			check: func(t *testing.T, r *Report) {
+				require.Equal(t, HostLinkNVLinkC2C, r.HostLink)
+				require.Nil(t, r.PCIe)
+				require.Nil(t, r.Accelerators[0].Capability)
+				require.Equal(t, "NVIDIA GB200", r.Accelerators[0].Model)
+			},
+		},
+		{
+			name: "a pcie gpu beside a c2c one: the node's host link is pcie",
+			tree: func() *tree {
+				return newTree().pci(
+					withDriver(gpuAt("pci0000:00/0000:00:02.0", link(gen4, 16, gen4, 16)), "nvidia"),
+					fn{path: "pci0009:00/0009:00:00.0/0009:01:00.0", vendor: "0x10de", device: "0x2348",
+						class: "0x030200", link: link(gen5, 16, gen5, 16), driver: "nvidia"},
+				)
+			},
+			check: func(t *testing.T, r *Report) {
+				require.Equal(t, HostLinkPCIe, r.HostLink)
+				require.Equal(t, &LinkCapability{Gen: 4, Width: 16}, r.PCIe)
+			},
 		},
 		{
 			name: "wsl from /dev/dxg alone",

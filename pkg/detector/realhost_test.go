@@ -100,7 +100,7 @@ func TestProbeRealHost(t *testing.T) {
 
 func TestHostFS(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, HostFS{Proc: "/host/proc", Sys: "/host/sys", Dev: "/host/dev", Etc: "/host/etc"}, NewHostFS("/host"))
-	require.Equal(t, HostFS{Proc: "/proc", Sys: "/sys", Dev: "/dev", Etc: "/etc"}, NewHostFS(""))
-	require.Equal(t, HostFS{Proc: "/proc", Sys: "/x/sys", Dev: "/dev", Etc: "/etc"}, HostFS{Sys: "/x/sys"}.withDefaults())
+	require.Equal(t, HostFS{Proc: "/host/proc", Sys: "/host/sys", Dev: "/host/dev", Etc: "/host/etc", Usr: "/host/usr"}, NewHostFS("/host"))
+	require.Equal(t, HostFS{Proc: "/proc", Sys: "/sys", Dev: "/dev", Etc: "/etc", Usr: "/usr"}, NewHostFS(""))
+	require.Equal(t, HostFS{Proc: "/proc", Sys: "/x/sys", Dev: "/dev", Etc: "/etc", Usr: "/usr"}, HostFS{Sys: "/x/sys"}.withDefaults())
 }

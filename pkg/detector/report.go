@@ -22,7 +22,10 @@ const (
 	ReasonWSL           = "wsl"
 	ReasonPlatform      = "platform"
 	ReasonNoAccelerator = "no-accelerator"
-	ReasonPinFailed     = "pin-failed"
+	// ReasonNoDriver: every accelerator of the node's platform lacks its vendor's driver (bound to vfio-pci,
+	// nouveau or nothing; for ROCm also a missing dev/kfd). Checked after platform, before pin-failed.
+	ReasonNoDriver  = "no-driver"
+	ReasonPinFailed = "pin-failed"
 )
 
 // Host links: how accelerators reach host memory.
@@ -46,11 +49,16 @@ type Report struct {
 	Platforms []Platform `json:"platforms,omitempty"`
 	// WSL is true under Windows Subsystem for Linux.
 	WSL bool `json:"wsl"`
+	// WSLLibraries lists the WSL driver libraries found in usr/lib/wsl/lib (libcuda.so.1 with dev/dxg is CUDA).
+	WSLLibraries []string `json:"wslLibraries,omitempty"`
+	// Virtualization is set when the node is a virtual machine; nil on bare metal.
+	Virtualization *Virtualization `json:"virtualization,omitempty"`
 	// Accelerators is the accelerator inventory from sysfs (and NVML where it loaded), in PCI address order.
 	Accelerators []Accelerator `json:"accelerators"`
 	// HostLink is pcie or nvlink-c2c; empty when there is no accelerator.
 	HostLink string `json:"hostLink,omitempty"`
-	// PCIe is the weakest accelerator link capability (minimum over accelerators of their weakest hop's max).
+	// PCIe is the weakest capability, by per-direction bandwidth, of the PCIe-attached accelerators the labels
+	// describe (the node platform's with their driver); nil when none has one (NVLink-C2C, no link attributes).
 	PCIe *LinkCapability `json:"pcie,omitempty"`
 	// LinkDegraded is true when some accelerator's link (or a hop above it) trained narrower than both ends support.
 	LinkDegraded bool `json:"linkDegraded"`
@@ -80,7 +88,7 @@ type FactError struct {
 // Verdict is the availability decision under the pin policy.
 type Verdict struct {
 	Available bool `json:"available"`
-	// Reason is set only when Available is false: wsl, platform, no-accelerator or pin-failed.
+	// Reason is set only when Available is false: wsl, no-accelerator, platform, no-driver or pin-failed.
 	Reason string `json:"reason,omitempty"`
 }
 
@@ -120,18 +128,49 @@ type Accelerator struct {
 	Link *PCIeLink `json:"link,omitempty"`
 	// Upstream lists the bridge/switch ports from the device's parent up to the root port.
 	Upstream []PCIeHop `json:"upstream,omitempty"`
-	// Capability is the weakest max generation and max width along the path (device and every hop).
+	// Capability is the generation and width of the one link on the path with the lowest per-direction
+	// bandwidth (in a virtual machine: the device's own link). nil for a GPU that reaches host memory over
+	// NVLink-C2C, whose PCIe link does not carry host memory traffic.
 	Capability *LinkCapability `json:"capability,omitempty"`
 	// Degraded is true when a link on the path trained narrower than both its ends support.
 	Degraded bool `json:"degraded"`
+	// HostLink is how this accelerator reaches host memory: pcie or nvlink-c2c.
+	HostLink string `json:"hostLink,omitempty"`
+	// Driver is the kernel driver bound to the function (the basename of its sysfs driver link), "" when none.
+	Driver string `json:"driver"`
+	// DriverProblem says why the accelerator cannot be used by its platform's runtime ("bound to vfio-pci, not
+	// nvidia", "no driver bound", "dev/kfd missing"); empty when its vendor's driver is there or not judged.
+	DriverProblem string `json:"driverProblem,omitempty"`
+	// MissingDeviceNodes lists the platform's device nodes that dev lacks. Informational: NVIDIA's nodes are made
+	// on first use by nvidia-modprobe, and a container's own /dev holds only the nodes given to it.
+	MissingDeviceNodes []string `json:"missingDeviceNodes,omitempty"`
 	// NVML is the NVML enrichment, nil when NVML is not available or does not know this device.
 	NVML *NVMLDevice `json:"nvml,omitempty"`
 }
 
 // PCIeHop is one upstream bridge or switch port.
 type PCIeHop struct {
-	PCIAddress string    `json:"pciAddress"`
-	Link       *PCIeLink `json:"link,omitempty"`
+	PCIAddress string `json:"pciAddress"`
+	// VendorID and DeviceID are 4-digit lower-case hex, as for Accelerator.
+	VendorID string    `json:"vendorID,omitempty"`
+	DeviceID string    `json:"deviceID,omitempty"`
+	Link     *PCIeLink `json:"link,omitempty"`
+	// Emulated is true for a hypervisor's virtual bridge (QEMU's pcie-root-port, VMware's root port...): its
+	// link attributes are fiction and never cap an accelerator.
+	Emulated bool `json:"emulated,omitempty"`
+	// CardInternal is true for a port of the switch built into the accelerator's own card (AMD Navi, Intel
+	// DG2): the link between it and the accelerator is internal, not a slot.
+	CardInternal bool `json:"cardInternal,omitempty"`
+}
+
+// Virtualization says what betrays a virtual machine.
+type Virtualization struct {
+	// Hypervisor names it where the firmware or kernel does ("kvm", "qemu", "vmware", "hyperv", "xen",
+	// "amazon", "google", ...), else "unknown".
+	Hypervisor string `json:"hypervisor"`
+	// Evidence lists what was found: "cpuinfo hypervisor flag", "dmi QEMU/Standard PC (Q35 + ICH9, 2009)",
+	// "sys/hypervisor/type xen", "emulated bridge 1b36:000c at 0000:00:02.0".
+	Evidence []string `json:"evidence"`
 }
 
 // PCIeLink is one PCIe link's state as sysfs reports it (current_link_speed/width, max_link_speed/width).
@@ -163,6 +202,8 @@ type NVMLDevice struct {
 	CurrentPCIeWidth int    `json:"currentPCIeWidth,omitempty"`
 	// C2CMode is true when the GPU reaches host memory over NVLink-C2C (Grace Hopper/Blackwell).
 	C2CMode bool `json:"c2cMode"`
+	// c2cKnown is true when NVML answered the C2C question (then it overrides the device-id table).
+	c2cKnown bool
 	// ComputeProcesses is the number of processes with a compute context on the GPU.
 	ComputeProcesses int `json:"computeProcesses"`
 	// MemoryTotalBytes and MemoryFreeBytes are the device memory.

@@ -14,6 +14,7 @@ const (
 	KeyReason          = "pinmemory.reason"
 	KeyPlatform        = "pinmemory.platform"
 	KeyWSL             = "pinmemory.wsl"
+	KeyVirtualized     = "pinmemory.virtualized"
 	KeyMemlock         = "pinmemory.memlock"
 	KeyHostLink        = "pinmemory.host-link"
 	KeyPCIeGen         = "pinmemory.pcie.gen"
@@ -29,7 +30,7 @@ const (
 // bandwidthKeys are the integer bandwidth labels that hysteresis applies to.
 var bandwidthKeys = []string{KeyH2DGbps, KeyD2HGbps, KeyPageableH2DGbps}
 
-// FromReport returns the labels that need no DMA check: availability, platform, WSL, memlock, host link,
+// FromReport returns the labels that need no DMA check: availability, platform, WSL, virtual machine, memlock, host link,
 // PCIe capability, link degradation and confidential computing.
 func FromReport(r *detector.Report) Labels {
 	l := Labels{
@@ -41,6 +42,9 @@ func FromReport(r *detector.Report) Labels {
 	}
 	if r.WSL {
 		l[KeyWSL] = "true"
+	}
+	if r.Virtualization != nil {
+		l[KeyVirtualized] = "true"
 	}
 	if m := r.Memory.MemlockSoft; m != nil {
 		if m.Unlimited {

@@ -46,6 +46,24 @@ func TestFromReport(t *testing.T) {
 			Verdict:  detector.Verdict{Reason: detector.ReasonNoAccelerator},
 		},
 		want: Labels{KeyAvailable: "false", KeyReason: "no-accelerator", KeyPlatform: "cpu"},
+	}, {
+		name: "virtual machine with a vfio-bound gpu: virtualized, no-driver",
+		report: detector.Report{
+			Platform: detector.PlatformCUDA, HostLink: detector.HostLinkPCIe,
+			Virtualization: &detector.Virtualization{Hypervisor: "kvm", Evidence: []string{"cpuinfo hypervisor flag"}},
+			Verdict:        detector.Verdict{Reason: detector.ReasonNoDriver},
+		},
+		want: Labels{
+			KeyAvailable: "false", KeyReason: "no-driver", KeyPlatform: "cuda", KeyVirtualized: "true",
+			KeyHostLink: "pcie",
+		},
+	}, {
+		name: "grace hopper: nvlink-c2c, no PCIe facts",
+		report: detector.Report{
+			Platform: detector.PlatformCUDA, HostLink: detector.HostLinkNVLinkC2C,
+			Verdict: detector.Verdict{Available: true},
+		},
+		want: Labels{KeyAvailable: "true", KeyPlatform: "cuda", KeyHostLink: "nvlink-c2c"},
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
