@@ -174,8 +174,8 @@ func (r *Row) Status() string {
 	return strings.Join(s, ",")
 }
 
-// Findings counts the nodes that are outliers, stale or missing.
-func (r *Report) Findings() int {
+// findings counts the nodes that are outliers, stale or missing.
+func (r *Report) findings() int {
 	n := 0
 	for i := range r.Nodes {
 		if r.Nodes[i].Status() != "ok" {
