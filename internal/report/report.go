@@ -209,8 +209,9 @@ type published struct {
 	written *time.Time
 }
 
-// publishedByNode returns, per node, the labels of its NodeFeature that carries pinmemory labels (the most
-// recently written one, should there be several).
+// publishedByNode returns, per node, the labels of its NodeFeature that carries pinmemory labels: the one the
+// daemon wrote most recently, should there be several (nfd-worker's own NodeFeature carries them too when the
+// daemon writes a feature file).
 func publishedByNode(nfs []nfdv1alpha1.NodeFeature) map[string]*published {
 	out := map[string]*published{}
 	for i := range nfs {
@@ -220,7 +221,7 @@ func publishedByNode(nfs []nfdv1alpha1.NodeFeature) map[string]*published {
 		if node == "" || len(labels) == 0 {
 			continue
 		}
-		p := &published{labels: labels, written: labelsWritten(&nf.ObjectMeta, true)}
+		p := &published{labels: labels, written: labelsWritten(&nf.ObjectMeta)}
 		if prev := out[node]; prev == nil || timeOrZero(p.written).After(timeOrZero(prev.written)) {
 			out[node] = p
 		}
@@ -241,36 +242,21 @@ func ourLabels(in map[string]string, prefix string) map[string]string {
 
 // labelsWritten returns when the daemon last wrote obj: the newest time of the daemon's managedFields
 // entries (output.FieldManager; the API server stamps it on every create, update or apply that changes the
-// object). The daemon writes only when its labels change, so this is the time of the last change, which on a
-// healthy node in a steady state can be old. With anyManager, an object no entry of the daemon's is found in
-// falls back to the newest entry of any manager, then to its creation time; a Node's other managers (the
-// kubelet, nfd-master) write for reasons of their own and are never used.
-func labelsWritten(obj *metav1.ObjectMeta, anyManager bool) *time.Time {
-	var ours, newest *time.Time
+// object), nil when the daemon never wrote it. The daemon writes only when its labels change, so this is the
+// time of the last change, which on a healthy node in a steady state can be old. Other managers' entries are
+// never used: the kubelet, nfd-master and nfd-worker (whose NodeFeature carries a feature file's labels)
+// write for reasons of their own.
+func labelsWritten(obj *metav1.ObjectMeta) *time.Time {
+	var newest *time.Time
 	for _, mf := range obj.ManagedFields {
-		if mf.Time == nil {
+		if mf.Manager != output.FieldManager || mf.Time == nil {
 			continue
 		}
-		t := mf.Time.Time
-		if mf.Manager == output.FieldManager && (ours == nil || t.After(*ours)) {
-			ours = &t
-		}
-		if newest == nil || t.After(*newest) {
+		if t := mf.Time.Time; newest == nil || t.After(*newest) {
 			newest = &t
 		}
 	}
-	switch {
-	case ours != nil:
-		return ours
-	case !anyManager:
-		return nil
-	case newest != nil:
-		return newest
-	case !obj.CreationTimestamp.IsZero():
-		t := obj.CreationTimestamp.Time
-		return &t
-	}
-	return nil
+	return newest
 }
 
 func timeOrZero(t *time.Time) time.Time {
@@ -292,7 +278,7 @@ func buildRow(node *corev1.Node, p *published, opts Options) (Row, bool) {
 	default:
 		labels = ourLabels(node.Labels, labeler.Prefix)
 		row.Source = SourceNode
-		row.LabelsWritten = labelsWritten(&node.ObjectMeta, false)
+		row.LabelsWritten = labelsWritten(&node.ObjectMeta)
 	}
 	if len(labels) == 0 {
 		if !hasAccelerator(node) {

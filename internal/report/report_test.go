@@ -208,12 +208,15 @@ func TestRowFields(t *testing.T) {
 	nfdMerged.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "nfd-master", Time: &metav1.Time{Time: now}}}
 	// The NodeFeature wins over the node's labels (nfd-master may not have merged it yet).
 	fromNF := node("n3", h100, pcieLabels(4, 16, 10))
+	// nfd-worker's NodeFeature carries a feature file's labels; the daemon never wrote it.
+	byWorker := nodeFeature("n4", pcieLabels(4, 16, 25), written)
+	byWorker.Name, byWorker.ManagedFields = "n4", byWorker.ManagedFields[1:]
 	in := Input{
-		Nodes:        []corev1.Node{nodeOut, nfdMerged, fromNF},
-		NodeFeatures: []nfdv1alpha1.NodeFeature{nodeFeature("n3", pcieLabels(4, 16, 25), written)},
+		Nodes:        []corev1.Node{nodeOut, nfdMerged, fromNF, node("n4", h100, nil)},
+		NodeFeatures: []nfdv1alpha1.NodeFeature{nodeFeature("n3", pcieLabels(4, 16, 25), written), byWorker},
 	}
 	rep := Build(&in, Options{OutlierRatio: 0.8, Now: now})
-	require.Len(t, rep.Nodes, 3)
+	require.Len(t, rep.Nodes, 4)
 	byName := map[string]Row{}
 	for _, r := range rep.Nodes {
 		byName[r.Node] = r
@@ -236,6 +239,11 @@ func TestRowFields(t *testing.T) {
 	require.Equal(t, 25, *n3.H2D)
 	require.Equal(t, written, *n3.LabelsWritten)
 	require.False(t, n3.Outlier)
+
+	n4 := byName["n4"]
+	require.Equal(t, SourceNodeFeature, n4.Source)
+	require.Equal(t, 25, *n4.H2D)
+	require.Nil(t, n4.LabelsWritten, "nfd-worker's writes say nothing of the daemon's")
 }
 
 func TestOptionsValidate(t *testing.T) {
