@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -256,6 +257,51 @@ func TestReport(t *testing.T) {
 		require.Equal(t, wantOutliers, outliers)
 		require.Equal(t, wantStale, stale)
 		require.Equal(t, wantMissing, missing)
+	})
+
+	t.Run("without permission on NodeFeatures, from the Node labels", func(t *testing.T) {
+		// A user who may read Nodes only: the report says so and reads the labels nfd-master merged.
+		_, err := cp.Clientset.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+			ObjectMeta: metav1.ObjectMeta{Name: "node-reader"},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list"}}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		_, err = cp.Clientset.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "node-reader"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "node-reader"},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "reader"}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		_, kubeconfig, err := cp.UserConfig("reader")
+		require.NoError(t, err)
+		h2dKey := labeler.Prefix + labeler.KeyH2DGbps
+		require.Eventually(t, func() bool {
+			nodes, err := cp.Clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: h2dKey})
+			return err == nil && len(nodes.Items) == len(namesOf(f, func(n *simNode) bool { return n.labels[labeler.KeyH2DGbps] != "" }))
+		}, time.Minute, 200*time.Millisecond, "nfd-master merges every NodeFeature into its Node")
+
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(bin, "report", "--kubeconfig", kubeconfig, "-o", "json", "--stale-after", staleAfter.String())
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		require.NoError(t, cmd.Run(), "%s", stderr.String())
+		require.Contains(t, stderr.String(), "note: list nodefeatures:")
+		require.Contains(t, stderr.String(), "forbidden")
+		var rep report.Report
+		require.NoError(t, json.Unmarshal(stdout.Bytes(), &rep))
+		var outliers, stale []string
+		for _, r := range rep.Nodes {
+			require.Contains(t, []string{report.SourceNode, report.SourceNone}, r.Source, r.Node)
+			if r.Outlier {
+				outliers = append(outliers, r.Node)
+			}
+			if r.Stale {
+				stale = append(stale, r.Node)
+			}
+		}
+		slices.Sort(outliers)
+		require.Equal(t, wantOutliers, outliers)
+		// nfd-master's writes are not the daemon's: only the node output's labels have an age.
+		require.Equal(t, []string{"gh200-05"}, stale)
 	})
 
 	t.Run("selector", func(t *testing.T) {
