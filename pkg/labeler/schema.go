@@ -10,24 +10,24 @@ import (
 
 // The label keys of the design contract (without Prefix).
 const (
-	KeyAvailable       = "pinmemory.available"
-	KeyReason          = "pinmemory.reason"
-	KeyPlatform        = "pinmemory.platform"
-	KeyWSL             = "pinmemory.wsl"
-	KeyMemlock         = "pinmemory.memlock"
-	KeyHostLink        = "pinmemory.host-link"
-	KeyPCIeGen         = "pinmemory.pcie.gen"
-	KeyPCIeWidth       = "pinmemory.pcie.width"
-	KeyLinkDegraded    = "pinmemory.link-degraded"
-	KeyH2DGbps         = "pinmemory.h2d-gbps"
-	KeyD2HGbps         = "pinmemory.d2h-gbps"
-	KeyPageableH2DGbps = "pinmemory.pageable-h2d-gbps"
-	KeyBench           = "pinmemory.bench"
-	KeyCC              = "pinmemory.cc"
+	KeyAvailable               = "pinmemory.available"
+	KeyReason                  = "pinmemory.reason"
+	KeyPlatform                = "pinmemory.platform"
+	KeyWSL                     = "pinmemory.wsl"
+	KeyMemlock                 = "pinmemory.memlock"
+	KeyHostLink                = "pinmemory.host-link"
+	KeyPCIeGen                 = "pinmemory.pcie.gen"
+	KeyPCIeWidth               = "pinmemory.pcie.width"
+	KeyLinkDegraded            = "pinmemory.link-degraded"
+	KeyH2DGBytesPerSec         = "pinmemory.h2d-gbytes-per-sec"
+	KeyD2HGBytesPerSec         = "pinmemory.d2h-gbytes-per-sec"
+	KeyPageableH2DGBytesPerSec = "pinmemory.pageable-h2d-gbytes-per-sec"
+	KeyBench                   = "pinmemory.bench"
+	KeyCC                      = "pinmemory.cc"
 )
 
 // bandwidthKeys are the integer bandwidth labels that hysteresis applies to.
-var bandwidthKeys = []string{KeyH2DGbps, KeyD2HGbps, KeyPageableH2DGbps}
+var bandwidthKeys = []string{KeyH2DGBytesPerSec, KeyD2HGBytesPerSec, KeyPageableH2DGBytesPerSec}
 
 // FromReport returns the labels that need no DMA check: availability, platform, WSL, memlock, host link,
 // PCIe capability, link degradation and confidential computing.
@@ -92,16 +92,16 @@ func FromBench(b *bench.Result) Labels {
 			pageable = min(pageable, g.PageableH2D)
 		}
 	}
-	setGbps(l, KeyH2DGbps, h2d)
-	setGbps(l, KeyD2HGbps, d2h)
-	setGbps(l, KeyPageableH2DGbps, pageable)
+	setGBytesPerSec(l, KeyH2DGBytesPerSec, h2d)
+	setGBytesPerSec(l, KeyD2HGBytesPerSec, d2h)
+	setGBytesPerSec(l, KeyPageableH2DGBytesPerSec, pageable)
 	if degraded {
 		l[KeyLinkDegraded] = "true"
 	}
 	return l
 }
 
-func setGbps(l Labels, key string, bytesPerSecond float64) {
+func setGBytesPerSec(l Labels, key string, bytesPerSecond float64) {
 	if math.IsInf(bytesPerSecond, 0) || math.IsNaN(bytesPerSecond) || bytesPerSecond <= 0 {
 		return
 	}
