@@ -12,15 +12,20 @@ type State string
 // The states of a check.
 const (
 	StateOK       State = "ok"
+	StatePartial  State = "partial"
 	StateSkipped  State = "skipped"
 	StateFailed   State = "failed"
 	StateDisabled State = "disabled"
 )
 
+// States lists every state a check can end in (the values of the pinmemory.bench label).
+var States = []State{StateOK, StatePartial, StateSkipped, StateFailed, StateDisabled}
+
 // Result is the outcome of one DMA check over the node's GPUs.
 type Result struct {
-	// State is ok when at least one GPU was measured (now or from the state file) and none failed,
-	// failed when the check or any GPU failed, skipped when every GPU was skipped, disabled when off.
+	// State is ok when every GPU has trusted figures (GPUResult.Trusted: measured now or reused from the state
+	// file, and believable), partial when some have and others failed or were skipped, failed when none has
+	// and the check or a GPU failed, skipped when every GPU was skipped, disabled when off.
 	State State `json:"state"`
 	// Error says why the whole check failed or was skipped (no CUDA driver, child killed at timeout, ...).
 	Error string `json:"error,omitempty"`
@@ -39,7 +44,8 @@ type GPUResult struct {
 	UUID       string `json:"uuid,omitempty"`
 	PCIAddress string `json:"pciAddress,omitempty"`
 	Model      string `json:"model,omitempty"`
-	// State is ok, skipped (busy GPU, kept its last figures if any) or failed.
+	// State is ok, skipped (busy GPU, kept its last figures if any) or failed (including figures that failed
+	// the plausibility judgement of trust.go, which are then cleared).
 	State State `json:"state"`
 	// Reason explains skipped or failed.
 	Reason string `json:"reason,omitempty"`

@@ -129,7 +129,7 @@ func TestRunOnceVerdictAndLabels(t *testing.T) {
 			name: "pinning fails on every GPU", bencher: &fakeBencher{h2d: []float64{1e9}, pin: false},
 			want: labeler.Labels{"pinmemory.available": "false", "pinmemory.reason": "pin-failed", "pinmemory.platform": "cuda",
 				"pinmemory.host-link": "pcie", "pinmemory.pcie.gen": "5", "pinmemory.pcie.width": "16",
-				"pinmemory.link-degraded": "false", "pinmemory.bench": "ok",
+				"pinmemory.link-degraded": "false", "pinmemory.bench": "ok", "pinmemory.register": "failed",
 				"pinmemory.h2d-gbytes-per-sec": "1", "pinmemory.d2h-gbytes-per-sec": "1", "pinmemory.pageable-h2d-gbytes-per-sec": "0"},
 		},
 	}

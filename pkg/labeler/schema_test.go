@@ -74,12 +74,68 @@ func TestFromBench(t *testing.T) {
 			want: Labels{KeyBench: "ok", KeyH2DGBytesPerSec: "24", KeyD2HGBytesPerSec: "26", KeyPageableH2DGBytesPerSec: "9"},
 		},
 		{
-			name: "a failed GPU adds no figure, a cached one does",
-			in: &bench.Result{State: bench.StateFailed, GPUs: []bench.GPUResult{
-				{State: bench.StateFailed, Reason: "cuMemAlloc_v2: CUDA_ERROR_OUT_OF_MEMORY"},
-				func() bench.GPUResult { g := fast; g.State, g.Cached = bench.StateSkipped, true; return g }(),
+			name: "a busy GPU's stored figures count",
+			in: &bench.Result{State: bench.StateOK, GPUs: []bench.GPUResult{
+				slow, func() bench.GPUResult { g := fast; g.State, g.Cached = bench.StateSkipped, true; return g }(),
 			}},
-			want: Labels{KeyBench: "failed", KeyH2DGBytesPerSec: "55", KeyD2HGBytesPerSec: "52", KeyPageableH2DGBytesPerSec: "20"},
+			want: Labels{KeyBench: "ok", KeyH2DGBytesPerSec: "24", KeyD2HGBytesPerSec: "26", KeyPageableH2DGBytesPerSec: "9"},
+		},
+		{
+			name: "partial: one GPU failed, so no figure claims the node",
+			in: &bench.Result{State: bench.StatePartial, GPUs: []bench.GPUResult{
+				{State: bench.StateFailed, Reason: "cuMemAlloc_v2: CUDA_ERROR_OUT_OF_MEMORY"}, fast,
+			}},
+			want: Labels{KeyBench: "partial"},
+		},
+		{
+			name: "partial: one GPU busy without stored figures",
+			in: &bench.Result{State: bench.StatePartial, GPUs: []bench.GPUResult{
+				slow, {State: bench.StateSkipped, Reason: "busy: 1 compute processes on the GPU"},
+			}},
+			want: Labels{KeyBench: "partial"},
+		},
+		{
+			name: "a failed GPU's figures are not trusted",
+			in: &bench.Result{State: bench.StateFailed, GPUs: []bench.GPUResult{
+				func() bench.GPUResult {
+					g := fast
+					g.State, g.Reason = bench.StateFailed, "pageable copy failed"
+					return g
+				}(),
+			}},
+			want: Labels{KeyBench: "failed"},
+		},
+		{
+			name: "pageable only when every GPU has a pageable figure",
+			in: &bench.Result{State: bench.StateOK, GPUs: []bench.GPUResult{
+				fast, func() bench.GPUResult { g := slow; g.PageableH2D = 0; return g }(),
+			}},
+			want: Labels{KeyBench: "ok", KeyH2DGBytesPerSec: "24", KeyD2HGBytesPerSec: "26"},
+		},
+		{
+			name: "register ok where every GPU that pinned registered",
+			in: &bench.Result{State: bench.StatePartial, GPUs: []bench.GPUResult{
+				func() bench.GPUResult {
+					g := fast
+					g.PinTried, g.HostAllocOK, g.HostRegisterOK = true, true, true
+					return g
+				}(),
+				{State: bench.StateFailed, Reason: "cuCtxCreate failed"},
+			}},
+			want: Labels{KeyBench: "partial", KeyRegister: "ok"},
+		},
+		{
+			name: "register failed on one GPU",
+			in: &bench.Result{State: bench.StateOK, GPUs: []bench.GPUResult{
+				func() bench.GPUResult {
+					g := fast
+					g.PinTried, g.HostAllocOK, g.HostRegisterOK = true, true, true
+					return g
+				}(),
+				func() bench.GPUResult { g := slow; g.PinTried, g.HostAllocOK = true, true; return g }(),
+			}},
+			want: Labels{KeyBench: "ok", KeyRegister: "failed", KeyH2DGBytesPerSec: "24", KeyD2HGBytesPerSec: "26",
+				KeyPageableH2DGBytesPerSec: "9"},
 		},
 		{
 			name: "degraded under load",

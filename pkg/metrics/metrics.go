@@ -93,7 +93,7 @@ func New(info BuildInfo) *Metrics {
 	buildInfo.Set(1)
 	m.Registry.MustRegister(m.benchRuns, m.probeErrors, m.publishErrors, buildInfo, (*snapshot)(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, s := range []bench.State{bench.StateOK, bench.StateSkipped, bench.StateFailed, bench.StateDisabled} {
+	for _, s := range bench.States {
 		m.benchRuns.WithLabelValues(string(s))
 	}
 	// The error counters exist at zero from the start, so rate() and alerts see a series on a healthy node.
@@ -224,7 +224,7 @@ func accelLabels(a *detector.Accelerator) []string {
 }
 
 func collectBench(ch chan<- prometheus.Metric, b *bench.Result) {
-	for _, st := range []bench.State{bench.StateOK, bench.StateSkipped, bench.StateFailed, bench.StateDisabled} {
+	for _, st := range bench.States {
 		gauge(ch, descBenchState, boolValue(b.State == st), string(st))
 	}
 	if b.Duration > 0 {
