@@ -186,6 +186,7 @@ func (d *Detector) Probe(ctx context.Context) (r *Report) {
 		},
 		func() { d.enrichNVML(p, r) },
 		func() { p.memoryFacts(&r.Memory) },
+		func() { r.Memory.IOMMUGroups = p.iommuFacts(r.Accelerators) },
 	}
 	for _, step := range steps {
 		if err := ctx.Err(); err != nil {
