@@ -18,6 +18,17 @@ const (
 	StateDisabled State = "disabled"
 )
 
+// Cause is why a GPU was skipped or failed, in one word (a bounded metric label; Reason has the detail).
+type Cause string
+
+// The causes.
+const (
+	CauseBusy        Cause = "busy"        // compute processes on the GPU
+	CauseNoMemory    Cause = "no-memory"   // too little free host, cgroup or device memory for the buffers
+	CauseImplausible Cause = "implausible" // figures the link cannot carry (trust.go)
+	CauseError       Cause = "error"       // a driver call failed, or the child hung or crashed
+)
+
 // States lists every state a check can end in (the values of the pinmemory.bench label).
 var States = []State{StateOK, StatePartial, StateSkipped, StateFailed, StateDisabled}
 
@@ -47,8 +58,9 @@ type GPUResult struct {
 	// State is ok, skipped (busy GPU, kept its last figures if any) or failed (including figures that failed
 	// the plausibility judgement of trust.go, which are then cleared).
 	State State `json:"state"`
-	// Reason explains skipped or failed.
+	// Reason explains skipped or failed, and Cause says the same in one word for metrics.
 	Reason string `json:"reason,omitempty"`
+	Cause  Cause  `json:"cause,omitempty"`
 	// Cached is true when the figures come from the state file rather than this run.
 	Cached bool `json:"cached"`
 	// MeasuredAt is when the figures were measured.

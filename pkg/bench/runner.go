@@ -170,7 +170,8 @@ func asked(req *childRequest, idx int) bool {
 
 // unfinished is the failed result of a GPU the child did not finish, with why and in which phase.
 func unfinished(t Target, cr childResult) GPUResult {
-	g := GPUResult{Index: t.Index, UUID: t.UUID, PCIAddress: t.PCIAddress, Model: t.Model, State: StateFailed}
+	g := GPUResult{Index: t.Index, UUID: t.UUID, PCIAddress: t.PCIAddress, Model: t.Model, State: StateFailed,
+		Cause: CauseError}
 	g.Reason = "bench child finished without measuring this GPU"
 	if cr.err != nil {
 		g.Reason = cr.err.Error()

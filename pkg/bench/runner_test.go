@@ -460,6 +460,7 @@ func TestState(t *testing.T) {
 		require.Equal(t, StateSkipped, g.State)
 		require.True(t, g.Cached)
 		require.Contains(t, g.Reason, "busy: 3 compute processes")
+		require.Equal(t, CauseBusy, g.Cause)
 		require.Equal(t, first.GPUs[1].PinnedH2D, g.PinnedH2D)
 		require.Equal(t, clk.Now(), g.MeasuredAt)
 

@@ -32,7 +32,7 @@ func judge(g GPUResult) GPUResult {
 		return g
 	}
 	g.State = StateFailed
-	g.Reason = "implausible measurement: " + why
+	g.Reason, g.Cause = "implausible measurement: "+why, CauseImplausible
 	g.PinnedH2D, g.PinnedD2H, g.PageableH2D, g.PageableD2H, g.Efficiency = 0, 0, 0, 0, 0
 	return g
 }

@@ -51,6 +51,7 @@ func TestJudge(t *testing.T) {
 			}
 			require.Equal(t, StateFailed, got.State)
 			require.Contains(t, got.Reason, tc.wantReason)
+			require.Equal(t, CauseImplausible, got.Cause)
 			require.False(t, got.Trusted())
 			require.Zero(t, got.PinnedH2D+got.PinnedD2H+got.PageableH2D+got.PageableD2H+got.Efficiency,
 				"implausible figures are never kept for labels or metrics")
