@@ -24,7 +24,8 @@ func (g *GPUResult) Trusted() bool { return g.State != StateFailed && g.Measured
 // judge fails g when one of its figures cannot be true: not a finite positive number, above
 // maxPlausibleBytesPerSecond, or above the theoretical rate of its link × linkRateTolerance (a broken or fake
 // driver, a timer that lies, or a link capability read wrong). The figures of a failed judgement are cleared,
-// so that neither labels nor metrics ever show them; the reason quotes them. Pageable faster than pinned is
+// so that neither labels nor metrics ever show them (the reason quotes them), and so is the under-load link
+// verdict taken during those copies. Pageable faster than pinned is
 // not judged: both cross the same link, and a throttled pinned run proves nothing against the pageable one.
 func judge(g GPUResult) GPUResult {
 	why := implausible(&g)
@@ -34,6 +35,8 @@ func judge(g GPUResult) GPUResult {
 	g.State = StateFailed
 	g.Reason, g.Cause = "implausible measurement: "+why, CauseImplausible
 	g.PinnedH2D, g.PinnedD2H, g.PageableH2D, g.PageableD2H, g.Efficiency = 0, 0, 0, 0, 0
+	// The link was sampled under copies that are not believed either: no under-load verdict from them.
+	g.Degraded = false
 	return g
 }
 

@@ -13,7 +13,7 @@ func TestJudge(t *testing.T) {
 	const gen5x16 = 63.015e9
 	ok := func(h2d, d2h, ph2d, pd2h, link float64) GPUResult {
 		return GPUResult{State: StateOK, PinnedH2D: h2d, PinnedD2H: d2h, PageableH2D: ph2d, PageableD2H: pd2h,
-			TheoreticalBytesPerSecond: link, Efficiency: h2d / link}
+			TheoreticalBytesPerSecond: link, Efficiency: h2d / link, Degraded: true}
 	}
 	tests := []struct {
 		name       string
@@ -45,8 +45,7 @@ func TestJudge(t *testing.T) {
 			t.Parallel()
 			got := judge(tc.in)
 			if tc.wantReason == "" {
-				require.Equal(t, tc.in.State, got.State)
-				require.Equal(t, tc.in.Reason, got.Reason)
+				require.Equal(t, tc.in, got)
 				return
 			}
 			require.Equal(t, StateFailed, got.State)
@@ -55,6 +54,7 @@ func TestJudge(t *testing.T) {
 			require.False(t, got.Trusted())
 			require.Zero(t, got.PinnedH2D+got.PinnedD2H+got.PageableH2D+got.PageableD2H+got.Efficiency,
 				"implausible figures are never kept for labels or metrics")
+			require.False(t, got.Degraded, "no under-load verdict from copies that are not believed")
 		})
 	}
 }
