@@ -125,10 +125,11 @@ func TestAPIServerOutage(t *testing.T) {
 	ctx := context.Background()
 	createNode(ctx, t, "outage-a", nil)
 	createNode(ctx, t, "outage-b", nil)
-	running := startDaemon(t, fakeGPU(20.5, 20.5, "0000:03:00.0"), "--node-name", "outage-a", "--namespace", cp.Namespace,
+	// The fixture's path is Gen3 x16 (15.75 GB/s): a faster emulated rate would be failed as implausible.
+	running := startDaemon(t, fakeGPU(14.5, 14.5, "0000:03:00.0"), "--node-name", "outage-a", "--namespace", cp.Namespace,
 		"--host-root", fixture("gpu-gen3-uplink"), "--state-dir", t.TempDir(), "--interval", "3s", "--interval-jitter", "0")
 	running.waitStatus("/readyz", 200, waitLong)
-	waitNodeLabels(ctx, t, "outage-a", map[string]string{prefix + "pinmemory.h2d-gbytes-per-sec": "20"})
+	waitNodeLabels(ctx, t, "outage-a", map[string]string{prefix + "pinmemory.h2d-gbytes-per-sec": "14"})
 
 	require.NoError(t, cp.StopAPIServer())
 	apiUp := false
