@@ -33,6 +33,12 @@
 // compute processes is skipped unless forced and keeps its last stored result; the child is killed at the
 // timeout; results are stored atomically, keyed by GPU (UUID and PCI address), driver version and boot id.
 //
+// Trust: every GPU result, fresh or stored, is judged (trust.go) before it is recorded: a figure that is not a
+// finite positive number, above the link's theoretical rate × 1.05 or above 2 TB/s fails that GPU as
+// implausible and is cleared. GPUResult.Trusted says whether a GPU's figures may be published; the Result's
+// state is ok when every GPU's are, partial when only some are. Whether a node label may then claim a figure
+// is the label schema's rule (pkg/labeler), not this package's.
+//
 // Child protocol: the parent writes one JSON request to the child's stdin; the child writes one event per
 // line to stdout, each prefixed "pfd-bench-event " (driver, phase, gpu, fatal, done), as they happen, so GPUs
 // finished before a hang or crash keep their results.
@@ -56,7 +62,8 @@
 //   - cuda.go, cuda_cgo.go, cuda_nocgo.go: the driver API behind the cudaDriver interface, and the shim.
 //   - state.go: the state store: load, lookup, put, save (atomically, with renameio), keyed by GPU,
 //     driver version and boot id; it knows nothing of the Runner.
-//   - result.go: Result and GPUResult, what the package returns.
+//   - result.go: Result and GPUResult, what the package returns; trust.go: whether a GPU's figures can be
+//     true (judge) and may be published (Trusted).
 //
 // The tests load a fake libcuda.so.1 built from internal/fakecuda.
 //

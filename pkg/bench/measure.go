@@ -109,7 +109,7 @@ func (m *measurement) run() {
 // fail marks the result failed with err and returns false, for steps that end the measurement.
 func (m *measurement) fail(err error) bool {
 	m.res.State = StateFailed
-	m.res.Reason = err.Error()
+	m.res.Reason, m.res.Cause = err.Error(), CauseError
 	return false
 }
 
@@ -170,6 +170,7 @@ func (m *measurement) setup() bool {
 	if m.size < min(minBufferBytes, m.cfg.BufferBytes) || m.size <= 0 {
 		m.res.State = StateSkipped
 		m.res.Reason = fmt.Sprintf("not enough free device memory for the check: %d bytes free", free)
+		m.res.Cause = CauseNoMemory
 		return false
 	}
 	m.res.BufferBytes = m.size

@@ -199,6 +199,7 @@ func (d *Detector) Probe(ctx context.Context) (r *Report) {
 		},
 		func() { d.enrichNVML(p, r) },
 		func() { p.memoryFacts(&r.Memory) },
+		func() { r.Memory.IOMMUGroups = p.iommuFacts(r.Accelerators) },
 	}
 	p.checkRoots()
 	for _, step := range steps {

@@ -348,6 +348,16 @@ func NormalizePCIAddress(s string) (string, error) {
 	return a.String(), nil
 }
 
+// NVMLPCIBusID spells a PCI address as NVML and dcgm-exporter's pci_bus_id label do: upper-case hex, 8-digit
+// domain ("00000000:2A:00.0").
+func NVMLPCIBusID(s string) (string, error) {
+	a, err := parsePCIAddress(s)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%08X:%02X:%02X.%X", a.Domain, a.Bus, a.Device, a.Function), nil
+}
+
 func isHex(s string) bool {
 	for _, c := range s {
 		if !isHexDigit(c) {

@@ -239,6 +239,8 @@ type MemoryFacts struct {
 	TransparentHugePages string `json:"transparentHugePages,omitempty"`
 	// IOMMU is true when sys/class/iommu has entries (or sys/kernel/iommu_groups is not empty).
 	IOMMU bool `json:"iommu"`
+	// IOMMUGroups is the IOMMU mode of the node's groups and of the accelerators' own (iommu.go).
+	IOMMUGroups *IOMMUFacts `json:"iommuGroups,omitempty"`
 	// ShmBytes is the size of /dev/shm (0 when not mounted).
 	ShmBytes uint64 `json:"shmBytes,omitempty"`
 }

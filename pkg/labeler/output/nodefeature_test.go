@@ -167,7 +167,7 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 		{
 			name:        "create when missing, owned by the DaemonSet",
 			owner:       pubTestDSOwner,
-			labels:      labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55"},
+			labels:      labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbytes-per-sec": "55"},
 			wantChanged: true,
 			wantVerbs:   []string{"get", "create"},
 			wantOwners:  []metav1.OwnerReference{*pubTestDSOwner},
@@ -255,7 +255,7 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 				nf.Spec.Features.Flags = map[string]nfdv1alpha1.FlagFeatureSet{"x.flags": nfdv1alpha1.NewFlagFeatures("a")}
 			}),
 			owner:       pubTestDSOwner,
-			labels:      labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "52"},
+			labels:      labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbytes-per-sec": "52"},
 			wantChanged: true,
 			wantVerbs:   []string{"get", "update"},
 			wantOwners:  []metav1.OwnerReference{*pubTestDSOwner},
@@ -345,7 +345,7 @@ func TestNodeFeatureOutputSteadyStateWrites(t *testing.T) {
 	t.Parallel()
 	cs := newNFDFake()
 	o := newTestNodeFeatureOutput(t, cs, pubTestDSOwner)
-	labels := labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55", "pinmemory.bench": "ok"}
+	labels := labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbytes-per-sec": "55", "pinmemory.bench": "ok"}
 	for range 20 {
 		_, err := o.Publish(context.Background(), labels)
 		require.NoError(t, err)
