@@ -61,6 +61,29 @@ func TestGen7Efficiency(t *testing.T) {
 	require.InDelta(t, g.PinnedH2D/g.TheoreticalBytesPerSecond, g.Efficiency, 1e-9)
 }
 
+// A GPU attached over NVLink-C2C (GH200) copies far faster than any PCIe link: it is measured against the C2C
+// link, so 400 GB/s is a trusted figure with its efficiency, not an implausible one.
+func TestC2CEfficiency(t *testing.T) {
+	t.Parallel()
+	ts := fakeTargets(1)
+	ts[0].Capability, ts[0].HostLink = nil, detector.HostLinkNVLinkC2C
+	o := testOptions(t, fakeCUDA(t, fakeDefault...), "FAKECUDA_H2D_GBPS=400", "FAKECUDA_D2H_GBPS=380",
+		"FAKECUDA_PAGEABLE_H2D_GBPS=60", "FAKECUDA_PAGEABLE_D2H_GBPS=50", "FAKECUDA_COPY_BYTES_MAX=65536")
+	res := NewRunner(o).Run(context.Background(), ts)
+	require.Equal(t, StateOK, res.State, res.Error)
+	g := res.GPUs[0]
+	require.True(t, g.Trusted(), "%s: %s", g.State, g.Reason)
+	require.Equal(t, detector.NVLinkC2CBytesPerSecond, g.TheoreticalBytesPerSecond)
+	require.InDelta(t, 400.0/450, g.Efficiency, 0.05)
+	require.False(t, g.Degraded, "a C2C GPU's PCIe link is never judged")
+
+	// The same figures over a Gen5 x16 PCIe path are physically impossible: rejected.
+	ts[0].Capability, ts[0].HostLink = &detector.LinkCapability{Gen: 5, Width: 16}, detector.HostLinkPCIe
+	res = NewRunner(o).Run(context.Background(), ts)
+	require.False(t, res.GPUs[0].Trusted())
+	require.Equal(t, CauseImplausible, res.GPUs[0].Cause)
+}
+
 func TestPinThreadToCPUs(t *testing.T) {
 	t.Parallel()
 	// Never unlocked: the thread whose affinity changes exits with the test's goroutine.

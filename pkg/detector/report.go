@@ -34,6 +34,11 @@ const (
 	HostLinkNVLinkC2C = "nvlink-c2c"
 )
 
+// NVLinkC2CBytesPerSecond is the per-direction bandwidth of the NVLink-C2C link between a Grace CPU and its
+// Hopper or Blackwell GPU (GH200, GB200): NVIDIA gives 900 GB/s for both directions together, 450 GB/s each
+// way. It is what a C2C-attached GPU's copies are measured against; its PCIe link carries no host traffic.
+const NVLinkC2CBytesPerSecond = 450e9
+
 // Report is everything one probe found out about a node. It is a plain value: it holds no handles and
 // can be marshalled to JSON as it is (the `probe -o json` output).
 type Report struct {

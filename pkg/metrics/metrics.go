@@ -47,7 +47,7 @@ var (
 		"Measured host-device copy bandwidth (median of samples); only figures the check trusts.",
 		withGPU("direction", "memory"), nil)
 	descEfficiency = prometheus.NewDesc("pinmemory_dma_link_efficiency_ratio",
-		"Measured pinned host-to-device bandwidth divided by the theoretical rate of the weakest PCIe hop.",
+		"Measured pinned host-to-device bandwidth divided by the theoretical rate of the host link: NVLink-C2C for GH200/GB200, else the weakest PCIe hop.",
 		gpuLabels, nil)
 	descGen = prometheus.NewDesc("pinmemory_pcie_link_generation",
 		"PCIe generation of the accelerator's link: current (as sysfs reports it, low when idle) or max capability of the path.",
