@@ -109,7 +109,7 @@ pinmemory_bench_last_success_timestamp_seconds 1.7e+09
 # HELP pinmemory_bench_duration_seconds Wall time of the last DMA check run.
 # TYPE pinmemory_bench_duration_seconds gauge
 pinmemory_bench_duration_seconds 1.5
-# HELP pinmemory_dma_link_efficiency_ratio Measured pinned host-to-device bandwidth divided by the theoretical rate of the weakest PCIe hop.
+# HELP pinmemory_dma_link_efficiency_ratio Measured pinned host-to-device bandwidth divided by the theoretical rate of the host link: NVLink-C2C for GH200/GB200, else the weakest PCIe hop.
 # TYPE pinmemory_dma_link_efficiency_ratio gauge
 pinmemory_dma_link_efficiency_ratio{` + ids + `} 0.873
 # HELP pinmemory_link_degraded 1 when the accelerator's PCIe path trained narrower than both ends of a link support, or its link ran below its capability under load (what sets the pinmemory.link-degraded label).
