@@ -6,7 +6,7 @@
 // Use:
 //
 //	r := bench.NewRunner(bench.Options{StateDir: bench.DefaultStateDir, ...}.WithReport(report))
-//	res := r.Run(ctx, bench.TargetsFromReport(report)) // or bench.ReportRunner{Runner: r}.Run(ctx, report)
+//	res := r.Run(ctx, bench.targetsFromReport(report)) // or bench.ReportRunner{Runner: r}.Run(ctx, report)
 //
 // and make the binary's hidden subcommand bench.ChildSubcommand call bench.ChildMain(ctx, os.Stdin, os.Stdout)
 // and exit with its code (the tests' TestMain does the same).
@@ -15,7 +15,7 @@
 // RTLD_NOW|RTLD_LOCAL and resolves the entry points with prototypes of its own, so no CUDA header is needed to
 // build. The _v2 names are used; an unversioned name is a fallback only where it has the same ABI
 // (cuCtxDestroy, cuMemHostRegister, cuStreamDestroy, cuEventDestroy): cuMemAlloc, cuMemcpy* and friends are
-// the pre-3.2 32-bit ABI, and a driver without their _v2 is refused. Every CUresult becomes a *CUDAError
+// the pre-3.2 32-bit ABI, and a driver without their _v2 is refused. Every CUresult becomes a *cudaError
 // naming the call and the code (cuGetErrorName).
 //
 // Per GPU the child locks its thread and sets the thread's CPU affinity to the GPU's local CPUs before any
@@ -47,7 +47,7 @@
 //
 //   - options.go: Options, their defaults and WithReport; the request (options and targets) one check runs.
 //   - runner.go: Runner, Run and ReportRunner: one check from selection to the summed-up Result.
-//   - target.go: Target, a GPU as the inventory describes it, and TargetsFromReport.
+//   - target.go: Target, a GPU as the inventory describes it, and targetsFromReport.
 //   - select.go: choosing GPUs (the --gpu selector) and deciding per GPU whether to reuse its stored
 //     result, skip it as busy, skip it for lack of memory, or measure it with a buffer capped by the
 //     host's and the device's free memory.

@@ -50,7 +50,7 @@ type ReportRunner struct{ Runner *Runner }
 // facts (Options.WithReport).
 func (a ReportRunner) Run(ctx context.Context, rep *detector.Report) *Result {
 	r := a.Runner
-	return r.run(ctx, request{Options: r.opts.WithReport(rep), Targets: TargetsFromReport(rep)})
+	return r.run(ctx, request{Options: r.opts.WithReport(rep), Targets: targetsFromReport(rep)})
 }
 
 // run is one check: select the GPUs, answer those that need no measurement (select.go), measure the

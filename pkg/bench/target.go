@@ -35,8 +35,8 @@ type Target struct {
 	MemoryFreeBytes uint64 `json:"memoryFreeBytes,omitempty"`
 }
 
-// TargetsFromReport returns the report's CUDA GPUs as targets, in inventory order.
-func TargetsFromReport(r *detector.Report) []Target {
+// targetsFromReport returns the report's CUDA GPUs as targets, in inventory order.
+func targetsFromReport(r *detector.Report) []Target {
 	if r == nil {
 		return nil
 	}

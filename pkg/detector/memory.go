@@ -10,8 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultMlockTrialBytes is the buffer the mlock trial locks when Options.MlockTrialBytes is not set.
-const DefaultMlockTrialBytes = 1 << 20
+// defaultMlockTrialBytes is the buffer the mlock trial locks when Options.MlockTrialBytes is not set.
+const defaultMlockTrialBytes = 1 << 20
 
 // memoryFacts fills Report.Memory.
 func (p *probe) memoryFacts(m *MemoryFacts) {

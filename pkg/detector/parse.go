@@ -11,13 +11,16 @@ import (
 	"strings"
 
 	"k8s.io/utils/cpuset"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 )
 
 // The parsers in this file read the kernel's text formats. Each one accepts any input without panicking and
 // returns an error that says what was wrong; none of them touches the filesystem.
 
-// errMalformed is wrapped by every parse error, so callers can tell bad content from I/O failures.
-var errMalformed = errors.New("malformed")
+// errMalformed is wrapped by every parse error, so callers can tell bad content from I/O failures. It is
+// internal/pcie's, whose link speed and width parsers the probe uses too: one "malformed" for every host file.
+var errMalformed = pcie.ErrMalformed
 
 func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errMalformed, fmt.Sprintf(format, args...))

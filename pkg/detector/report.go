@@ -14,8 +14,8 @@ const (
 	PlatformCPU    Platform = "cpu"
 )
 
-// PlatformPrecedence lists the accelerator platforms from the one that wins to the one that loses.
-var PlatformPrecedence = []Platform{PlatformCUDA, PlatformROCm, PlatformXPU, PlatformHPU, PlatformNeuron, PlatformTPU}
+// platformPrecedence lists the accelerator platforms from the one that wins to the one that loses.
+var platformPrecedence = []Platform{PlatformCUDA, PlatformROCm, PlatformXPU, PlatformHPU, PlatformNeuron, PlatformTPU}
 
 // Reasons for pinmemory.available=false, in the order they are checked.
 const (
@@ -48,7 +48,7 @@ type Report struct {
 	KernelRelease string `json:"kernelRelease,omitempty"`
 	// BootID is proc/sys/kernel/random/boot_id; it changes on every reboot.
 	BootID string `json:"bootID,omitempty"`
-	// Platform is the node's accelerator platform: the first of PlatformPrecedence present, or cpu.
+	// Platform is the node's accelerator platform: the first of platformPrecedence present, or cpu.
 	Platform Platform `json:"platform"`
 	// Platforms lists every accelerator platform found, in precedence order.
 	Platforms []Platform `json:"platforms,omitempty"`

@@ -32,9 +32,9 @@ const (
 // bandwidthKeys are the integer bandwidth labels that hysteresis applies to.
 var bandwidthKeys = []string{KeyH2DGBytesPerSec, KeyD2HGBytesPerSec, KeyPageableH2DGBytesPerSec}
 
-// FromReport returns the labels that need no DMA check: availability, platform, WSL, virtual machine, memlock,
+// fromReport returns the labels that need no DMA check: availability, platform, WSL, virtual machine, memlock,
 // host link, PCIe capability, link degradation and confidential computing.
-func FromReport(r *detector.Report) Labels {
+func fromReport(r *detector.Report) Labels {
 	l := Labels{
 		KeyAvailable: strconv.FormatBool(r.Verdict.Available),
 		KeyPlatform:  string(r.Platform),
@@ -73,7 +73,7 @@ func FromReport(r *detector.Report) Labels {
 	return l
 }
 
-// FromBench returns the DMA-check labels: the state; the pinned H2D and D2H and the pageable H2D bandwidth of
+// fromBench returns the DMA-check labels: the state; the pinned H2D and D2H and the pageable H2D bandwidth of
 // the weakest GPU in whole GB/s; whether cuMemHostRegister worked; and link-degraded when a link ran below
 // its capability under load. A nil result yields no labels (the check was not asked for).
 //
@@ -83,7 +83,7 @@ func FromReport(r *detector.Report) Labels {
 // (pinmemory.bench says partial). The pageable label likewise needs a pageable figure from every GPU. Each
 // figure is the minimum over the GPUs, rounded down, so that a `Gt N` affinity never promises more than was
 // measured.
-func FromBench(b *bench.Result) Labels {
+func fromBench(b *bench.Result) Labels {
 	if b == nil {
 		return Labels{}
 	}
@@ -138,12 +138,12 @@ func setGBytesPerSec(l Labels, key string, bytesPerSecond float64) {
 
 // Build merges report and bench labels. A degraded link found by either wins.
 func Build(r *detector.Report, b *bench.Result) Labels {
-	out := FromReport(r)
-	bl := FromBench(b)
+	out := fromReport(r)
+	bl := fromBench(b)
 	if out[KeyLinkDegraded] == "true" {
 		delete(bl, KeyLinkDegraded)
 	}
-	l, _ := Merge(out, bl).Labels() // Labels never fail
+	l, _ := merge(out, bl).Labels() // Labels never fail
 	return l
 }
 

@@ -68,7 +68,7 @@ func TestFromReport(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got := FromReport(&tc.report)
+			got := fromReport(&tc.report)
 			require.Equal(t, tc.want, got)
 			requireValid(t, got)
 		})
@@ -166,7 +166,7 @@ func TestFromBench(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got := FromBench(tc.in)
+			got := fromBench(tc.in)
 			require.Equal(t, tc.want, got)
 			requireValid(t, got)
 		})
@@ -214,7 +214,7 @@ func TestStabilize(t *testing.T) {
 
 func TestMergeLaterWins(t *testing.T) {
 	t.Parallel()
-	got, err := Merge(Labels{"a": "1", "b": "1"}, Labels{"b": "2"}).Labels()
+	got, err := merge(Labels{"a": "1", "b": "1"}, Labels{"b": "2"}).Labels()
 	require.NoError(t, err)
 	require.Equal(t, Labels{"a": "1", "b": "2"}, got)
 	require.Equal(t, "a=1\nb=2\n", got.String())
