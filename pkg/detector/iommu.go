@@ -1,7 +1,6 @@
 package detector
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,17 +43,12 @@ func (f *IOMMUFacts) Mode(pciAddress string) string {
 }
 
 // iommuFacts reads the IOMMU groups and the groups of accs (each device's iommu_group link names its group;
-// only the link's last element is used, so it never leads out of the host root). It returns nil when sys/kernel/iommu_groups is absent (no IOMMU support in the kernel,
-// or sys not mounted) or unreadable.
+// only the link's last element is used, so it never leads out of the host root). It returns nil when
+// sys/kernel/iommu_groups is absent (no IOMMU support in the kernel, or sys not mounted) or unreadable.
 func (p *probe) iommuFacts(accs []Accelerator) *IOMMUFacts {
 	dir := filepath.Join(p.host.Sys, "kernel", "iommu_groups")
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		if isAbsent(err) {
-			p.absent("iommu", dir)
-		} else {
-			p.fail("iommu", fmt.Errorf("list %s: %w", dir, unwrapPathError(err)))
-		}
+	entries, ok := p.list("iommu", dir)
+	if !ok {
 		return nil
 	}
 	f := &IOMMUFacts{Groups: len(entries)}

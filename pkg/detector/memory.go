@@ -2,7 +2,6 @@ package detector
 
 import (
 	"fmt"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -153,13 +152,8 @@ func (p *probe) iommu() bool {
 		filepath.Join(p.host.Sys, "class", "iommu"),
 		filepath.Join(p.host.Sys, "kernel", "iommu_groups"),
 	} {
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			if isAbsent(err) {
-				p.absent("iommu", dir)
-			} else {
-				p.fail("iommu", fmt.Errorf("list %s: %w", dir, unwrapPathError(err)))
-			}
+		entries, ok := p.list("iommu", dir)
+		if !ok {
 			continue
 		}
 		if len(entries) > 0 {
