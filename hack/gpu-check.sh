@@ -101,7 +101,7 @@ except Exception as e:  # no PyTorch: still report the links
     raise SystemExit(0)
 result["torch"] = torch.__version__
 
-def median_gbps(fn, copy, stream):
+def median_gbytes_per_sec(fn, copy, stream):
     for _ in range(warmup):
         fn(copy)
     torch.cuda.synchronize()
@@ -145,14 +145,14 @@ for dev in range(torch.cuda.device_count()):
     # Repeat the pinned copies until nvidia-smi has answered at least once while they ran.
     deadline = time.time() + 10
     while True:
-        r["pinnedH2D"] = median_gbps(timed_events, lambda: gpu.copy_(pinned, non_blocking=True), stream)
-        r["pinnedD2H"] = median_gbps(timed_events, lambda: pinned.copy_(gpu, non_blocking=True), stream)
+        r["pinnedH2D"] = median_gbytes_per_sec(timed_events, lambda: gpu.copy_(pinned, non_blocking=True), stream)
+        r["pinnedD2H"] = median_gbytes_per_sec(timed_events, lambda: pinned.copy_(gpu, non_blocking=True), stream)
         if links or time.time() > deadline:
             break
     stop_sampling.set()
     sampler.join(timeout=30)
-    r["pageableH2D"] = median_gbps(timed_wall, lambda: gpu.copy_(pageable, non_blocking=True), stream)
-    r["pageableD2H"] = median_gbps(timed_wall, lambda: pageable.copy_(gpu, non_blocking=True), stream)
+    r["pageableH2D"] = median_gbytes_per_sec(timed_wall, lambda: gpu.copy_(pageable, non_blocking=True), stream)
+    r["pageableD2H"] = median_gbytes_per_sec(timed_wall, lambda: pageable.copy_(gpu, non_blocking=True), stream)
     if links:
         r["linkUnderLoad"] = {"gen": max(as_int(l["gen"]) for l in links), "width": max(as_int(l["width"]) for l in links)}
     result["gpus"].append(r)

@@ -165,11 +165,11 @@ func TestProbeBenchAgainstFakeDriver(t *testing.T) {
 	require.Zero(t, code, stderr)
 	got := parseLabels(t, out)
 	require.Equal(t, "ok", got[labeler.KeyBench], stderr)
-	require.Equal(t, "24", got[labeler.KeyH2DGbps])
-	require.Equal(t, "20", got[labeler.KeyD2HGbps])
+	require.Equal(t, "24", got[labeler.KeyH2DGBytesPerSec])
+	require.Equal(t, "20", got[labeler.KeyD2HGBytesPerSec])
 	// Pageable copies are timed by the wall clock (as in the real check), so a loaded machine can only make
 	// them look slower; their accuracy is pkg/bench's test. Here: present, and never above the emulated rate.
-	pageable, err := strconv.Atoi(got[labeler.KeyPageableH2DGbps])
+	pageable, err := strconv.Atoi(got[labeler.KeyPageableH2DGBytesPerSec])
 	require.NoError(t, err)
 	require.InDelta(t, 8, pageable, 2.0)
 	require.Equal(t, "true", got[labeler.KeyAvailable])
@@ -186,7 +186,7 @@ func TestProbeBenchAgainstFakeDriver(t *testing.T) {
 			require.Equal(t, exitBenchFailed, code, "the daemon survives, and says the check failed: %s", stderr)
 			got := parseLabels(t, out)
 			require.Equal(t, "failed", got[labeler.KeyBench], stderr)
-			require.NotContains(t, got, labeler.KeyH2DGbps)
+			require.NotContains(t, got, labeler.KeyH2DGBytesPerSec)
 		})
 	}
 

@@ -161,7 +161,7 @@ func progressPrinter(w io.Writer) func(bench.GPUResult) {
 		case g.State == bench.StateOK && !g.Cached:
 			fmt.Fprintf(w, "bench: GPU %d (%s) pinned h2d %.1f GB/s, d2h %.1f GB/s; pageable h2d %.1f GB/s, d2h %.1f GB/s\n",
 				g.Index, g.PCIAddress, g.PinnedH2D/1e9, g.PinnedD2H/1e9, g.PageableH2D/1e9, g.PageableD2H/1e9)
-		case g.Cached:
+		case g.Cached && g.State != bench.StateFailed:
 			fmt.Fprintf(w, "bench: GPU %d (%s) using stored result from %s\n", g.Index, g.PCIAddress, g.MeasuredAt.Format("2006-01-02 15:04:05"))
 		default:
 			fmt.Fprintf(w, "bench: GPU %d (%s) %s: %s\n", g.Index, g.PCIAddress, g.State, g.Reason)

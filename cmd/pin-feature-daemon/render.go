@@ -133,7 +133,7 @@ func renderBench(w io.Writer, b *bench.Result) error {
 			eff = fmt.Sprintf("%.0f%%", 100*g.Efficiency)
 		}
 		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Index, orDash(g.PCIAddress), g.State,
-			gbps(g.PinnedH2D), gbps(g.PinnedD2H), gbps(g.PageableH2D), gbps(g.PageableD2H), eff,
+			gbytesPerSec(g.PinnedH2D), gbytesPerSec(g.PinnedD2H), gbytesPerSec(g.PageableH2D), gbytesPerSec(g.PageableD2H), eff,
 			capString(g.LinkUnderLoad)+degradedNote(g.Degraded), pinString(&g), orDash(note))
 	}
 	ew.err = firstErr(ew.err, tw.Flush())
@@ -198,7 +198,7 @@ func degradedNote(d bool) string {
 	return ""
 }
 
-func gbps(v float64) string {
+func gbytesPerSec(v float64) string {
 	if v <= 0 {
 		return "-"
 	}

@@ -30,9 +30,9 @@ type Encoding struct {
 // The line codes of PCIe. Gen1-2 use 8b/10b, Gen3-5 128b/130b. Gen6 and Gen7 signal PAM4 in FLIT mode: each
 // 256-byte FLIT carries 242 bytes of TLP and DLLP payload (the rest is CRC and FEC).
 var (
-	Enc8b10b    = Encoding{Name: "8b/10b", Efficiency: 8.0 / 10}
-	Enc128b130b = Encoding{Name: "128b/130b", Efficiency: 128.0 / 130}
-	EncPAM4FLIT = Encoding{Name: "PAM4 FLIT", Efficiency: 242.0 / 256}
+	enc8b10b    = Encoding{Name: "8b/10b", Efficiency: 8.0 / 10}
+	enc128b130b = Encoding{Name: "128b/130b", Efficiency: 128.0 / 130}
+	encPAM4FLIT = Encoding{Name: "PAM4 FLIT", Efficiency: 242.0 / 256}
 )
 
 // Generation is one PCIe generation.
@@ -52,28 +52,28 @@ func (g Generation) LaneBytesPerSecond() float64 {
 
 // generations lists PCIe 1.0 to 7.0, index gen-1.
 var generations = [...]Generation{
-	{Gen: 1, GTs: 2.5, Encoding: Enc8b10b},
-	{Gen: 2, GTs: 5, Encoding: Enc8b10b},
-	{Gen: 3, GTs: 8, Encoding: Enc128b130b},
-	{Gen: 4, GTs: 16, Encoding: Enc128b130b},
-	{Gen: 5, GTs: 32, Encoding: Enc128b130b},
-	{Gen: 6, GTs: 64, Encoding: EncPAM4FLIT},
-	{Gen: 7, GTs: 128, Encoding: EncPAM4FLIT},
+	{Gen: 1, GTs: 2.5, Encoding: enc8b10b},
+	{Gen: 2, GTs: 5, Encoding: enc8b10b},
+	{Gen: 3, GTs: 8, Encoding: enc128b130b},
+	{Gen: 4, GTs: 16, Encoding: enc128b130b},
+	{Gen: 5, GTs: 32, Encoding: enc128b130b},
+	{Gen: 6, GTs: 64, Encoding: encPAM4FLIT},
+	{Gen: 7, GTs: 128, Encoding: encPAM4FLIT},
 }
 
 // Generations returns the known generations, oldest first.
 func Generations() []Generation { return generations[:] }
 
-// Lookup returns generation gen, false when it is no known generation.
-func Lookup(gen int) (Generation, bool) {
+// lookup returns generation gen, false when it is no known generation.
+func lookup(gen int) (Generation, bool) {
 	if gen < 1 || gen > len(generations) {
 		return Generation{}, false
 	}
 	return generations[gen-1], true
 }
 
-// GenFromGTs returns the generation whose transfer rate is gts, 0 when none is.
-func GenFromGTs(gts float64) int {
+// genFromGTs returns the generation whose transfer rate is gts, 0 when none is.
+func genFromGTs(gts float64) int {
 	for _, g := range generations {
 		if math.Abs(gts-g.GTs) < 0.01 {
 			return g.Gen
@@ -86,7 +86,7 @@ func GenFromGTs(gts float64) int {
 // lanes, in bytes per second; 0 when either is unknown (0 or not a generation). Gen3 x16 is 15.75e9, Gen4 x16
 // 31.5e9, Gen5 x16 63.0e9.
 func BytesPerSecond(gen, width int) float64 {
-	g, ok := Lookup(gen)
+	g, ok := lookup(gen)
 	if !ok || width <= 0 {
 		return 0
 	}
@@ -120,7 +120,7 @@ func ParseSpeed(s string) (gts float64, gen int, err error) {
 	if err != nil || num == "" || strings.ContainsAny(num, "eExXpP_") || v <= 0 || v > maxGTs || math.IsNaN(v) {
 		return 0, 0, malformed("link speed %q has no valid rate", truncate(s))
 	}
-	return v, GenFromGTs(v), nil
+	return v, genFromGTs(v), nil
 }
 
 // unknownWidth is the kernel's PCIE_LNK_WIDTH_UNKNOWN.

@@ -52,11 +52,11 @@ func TestGenerationsRoundTrip(t *testing.T) {
 		bw := BytesPerSecond(g.Gen, 1)
 		require.Greater(t, bw, prev, "gen %d must be faster per lane than gen %d", g.Gen, g.Gen-1)
 		prev = bw
-		got, ok := Lookup(g.Gen)
+		got, ok := lookup(g.Gen)
 		require.True(t, ok)
 		require.Equal(t, g, got)
 	}
-	_, ok := Lookup(0)
+	_, ok := lookup(0)
 	require.False(t, ok)
 }
 

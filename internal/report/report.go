@@ -292,8 +292,8 @@ func buildRow(node *corev1.Node, p *published, opts Options) (Row, bool) {
 	row.HostLink = labels[labeler.KeyHostLink]
 	row.PCIeGen = atoi(labels[labeler.KeyPCIeGen])
 	row.PCIeWidth = atoi(labels[labeler.KeyPCIeWidth])
-	row.H2D = intLabel(labels[labeler.KeyH2DGbps])
-	row.D2H = intLabel(labels[labeler.KeyD2HGbps])
+	row.H2D = intLabel(labels[labeler.KeyH2DGBytesPerSec])
+	row.D2H = intLabel(labels[labeler.KeyD2HGBytesPerSec])
 	row.Bench = labels[labeler.KeyBench]
 	row.Link = linkName(row.HostLink, row.PCIeGen, row.PCIeWidth)
 	row.DerivedEfficiency = derivedEfficiency(row.H2D, row.PCIeGen, row.PCIeWidth)

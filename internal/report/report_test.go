@@ -33,7 +33,7 @@ func pcieLabels(gen, width, h2d int) map[string]string {
 	return map[string]string{
 		labeler.KeyAvailable: "true", labeler.KeyPlatform: "cuda", labeler.KeyHostLink: "pcie",
 		labeler.KeyPCIeGen: strconv.Itoa(gen), labeler.KeyPCIeWidth: strconv.Itoa(width),
-		labeler.KeyH2DGbps: strconv.Itoa(h2d), labeler.KeyD2HGbps: strconv.Itoa(h2d + 1), labeler.KeyBench: "ok",
+		labeler.KeyH2DGBytesPerSec: strconv.Itoa(h2d), labeler.KeyD2HGBytesPerSec: strconv.Itoa(h2d + 1), labeler.KeyBench: "ok",
 	}
 }
 
@@ -152,7 +152,7 @@ func TestBuild(t *testing.T) {
 			name: "unmeasured nodes join their group without a median; C2C groups apart from PCIe",
 			in: Input{Nodes: []corev1.Node{
 				node("c1", "NVIDIA-GH200-480GB", map[string]string{labeler.KeyAvailable: "true", labeler.KeyPlatform: "cuda",
-					labeler.KeyHostLink: "nvlink-c2c", labeler.KeyH2DGbps: "380", labeler.KeyBench: "ok"}),
+					labeler.KeyHostLink: "nvlink-c2c", labeler.KeyH2DGBytesPerSec: "380", labeler.KeyBench: "ok"}),
 				node("f1", h100, map[string]string{labeler.KeyAvailable: "true", labeler.KeyPlatform: "cuda",
 					labeler.KeyHostLink: "pcie", labeler.KeyPCIeGen: "5", labeler.KeyPCIeWidth: "16", labeler.KeyBench: "failed"}),
 			}},

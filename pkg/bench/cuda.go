@@ -7,11 +7,11 @@ import (
 	"unsafe"
 )
 
-// ErrNoDriver marks a driver library that could not be loaded: the node has no usable CUDA driver.
-var ErrNoDriver = errors.New("no CUDA driver")
+// errNoDriver marks a driver library that could not be loaded: the node has no usable CUDA driver.
+var errNoDriver = errors.New("no CUDA driver")
 
-// CUDAError is a CUresult other than CUDA_SUCCESS returned by a driver call.
-type CUDAError struct {
+// cudaError is a CUresult other than CUDA_SUCCESS returned by a driver call.
+type cudaError struct {
 	// Call is the driver function, e.g. "cuMemHostAlloc".
 	Call string
 	// Code is the CUresult and Name its name from cuGetErrorName ("CUDA_ERROR_OUT_OF_MEMORY"), or "" when the
@@ -20,7 +20,7 @@ type CUDAError struct {
 	Name string
 }
 
-func (e *CUDAError) Error() string {
+func (e *cudaError) Error() string {
 	if e.Name == "" {
 		return fmt.Sprintf("%s: CUresult %d", e.Call, e.Code)
 	}

@@ -105,14 +105,14 @@ type cudaLib struct {
 
 // openDriver loads the driver library at path (a file name is searched like any dlopen name) with
 // RTLD_NOW|RTLD_LOCAL and resolves the driver API. A library that cannot be loaded yields an error wrapping
-// ErrNoDriver; one that lacks a required entry point yields an error naming it.
+// errNoDriver; one that lacks a required entry point yields an error naming it.
 func openDriver(path string) (cudaDriver, error) {
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	var errbuf [512]C.char
 	h := C.pfd_dlopen(cpath, &errbuf[0], C.size_t(len(errbuf)))
 	if h == nil {
-		return nil, fmt.Errorf("%w: dlopen %s: %s", ErrNoDriver, path, C.GoString(&errbuf[0]))
+		return nil, fmt.Errorf("%w: dlopen %s: %s", errNoDriver, path, C.GoString(&errbuf[0]))
 	}
 	l := &cudaLib{path: path}
 	for i, s := range cudaSymbols {
@@ -143,7 +143,7 @@ func (l *cudaLib) check(fn int, r C.CUresult) error {
 	if r == 0 {
 		return nil
 	}
-	e := &CUDAError{Call: l.names[fn], Code: int(r)}
+	e := &cudaError{Call: l.names[fn], Code: int(r)}
 	if f := l.fn[fnGetErrorName]; f != nil {
 		var name *C.char
 		if C.pfd_cuGetErrorName(f, r, &name) == 0 && name != nil {

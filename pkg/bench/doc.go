@@ -6,7 +6,7 @@
 // Use:
 //
 //	r := bench.NewRunner(bench.Options{StateDir: bench.DefaultStateDir, ...}.WithReport(report))
-//	res := r.Run(ctx, bench.TargetsFromReport(report)) // or bench.ReportRunner{Runner: r}.Run(ctx, report)
+//	res := r.Run(ctx, bench.targetsFromReport(report)) // or bench.ReportRunner{Runner: r}.Run(ctx, report)
 //
 // and make the binary's hidden subcommand bench.ChildSubcommand call bench.ChildMain(ctx, os.Stdin, os.Stdout)
 // and exit with its code (the tests' TestMain does the same).
@@ -15,7 +15,7 @@
 // RTLD_NOW|RTLD_LOCAL and resolves the entry points with prototypes of its own, so no CUDA header is needed to
 // build. The _v2 names are used; an unversioned name is a fallback only where it has the same ABI
 // (cuCtxDestroy, cuMemHostRegister, cuStreamDestroy, cuEventDestroy): cuMemAlloc, cuMemcpy* and friends are
-// the pre-3.2 32-bit ABI, and a driver without their _v2 is refused. Every CUresult becomes a *CUDAError
+// the pre-3.2 32-bit ABI, and a driver without their _v2 is refused. Every CUresult becomes a *cudaError
 // naming the call and the code (cuGetErrorName).
 //
 // Per GPU the child locks its thread and sets the thread's CPU affinity to the GPU's local CPUs before any
@@ -33,6 +33,12 @@
 // compute processes is skipped unless forced and keeps its last stored result; the child is killed at the
 // timeout; results are stored atomically, keyed by GPU (UUID and PCI address), driver version and boot id.
 //
+// Trust: every GPU result, fresh or stored, is judged (trust.go) before it is recorded: a figure that is not a
+// finite positive number, above the link's theoretical rate × 1.05 or above 2 TB/s fails that GPU as
+// implausible and is cleared. GPUResult.Trusted says whether a GPU's figures may be published; the Result's
+// state is ok when every GPU's are, partial when only some are. Whether a node label may then claim a figure
+// is the label schema's rule (pkg/labeler), not this package's.
+//
 // Child protocol: the parent writes one JSON request to the child's stdin; the child writes one event per
 // line to stdout, each prefixed "pfd-bench-event " (driver, phase, gpu, fatal, done), as they happen, so GPUs
 // finished before a hang or crash keep their results.
@@ -41,7 +47,7 @@
 //
 //   - options.go: Options, their defaults and WithReport; the request (options and targets) one check runs.
 //   - runner.go: Runner, Run and ReportRunner: one check from selection to the summed-up Result.
-//   - target.go: Target, a GPU as the inventory describes it, and TargetsFromReport.
+//   - target.go: Target, a GPU as the inventory describes it, and targetsFromReport.
 //   - select.go: choosing GPUs (the --gpu selector) and deciding per GPU whether to reuse its stored
 //     result, skip it as busy, skip it for lack of memory, or measure it with a buffer capped by the
 //     host's and the device's free memory.
@@ -56,7 +62,8 @@
 //   - cuda.go, cuda_cgo.go, cuda_nocgo.go: the driver API behind the cudaDriver interface, and the shim.
 //   - state.go: the state store: load, lookup, put, save (atomically, with renameio), keyed by GPU,
 //     driver version and boot id; it knows nothing of the Runner.
-//   - result.go: Result and GPUResult, what the package returns.
+//   - result.go: Result and GPUResult, what the package returns; trust.go: whether a GPU's figures can be
+//     true (judge) and may be published (Trusted).
 //
 // The tests load a fake libcuda.so.1 built from internal/fakecuda.
 //

@@ -109,7 +109,7 @@ func (m *measurement) run() {
 // fail marks the result failed with err and returns false, for steps that end the measurement.
 func (m *measurement) fail(err error) bool {
 	m.res.State = StateFailed
-	m.res.Reason = err.Error()
+	m.res.Reason, m.res.Cause = err.Error(), CauseError
 	return false
 }
 
@@ -170,6 +170,7 @@ func (m *measurement) setup() bool {
 	if m.size < min(minBufferBytes, m.cfg.BufferBytes) || m.size <= 0 {
 		m.res.State = StateSkipped
 		m.res.Reason = fmt.Sprintf("not enough free device memory for the check: %d bytes free", free)
+		m.res.Cause = CauseNoMemory
 		return false
 	}
 	m.res.BufferBytes = m.size
@@ -280,11 +281,15 @@ func (m *measurement) registerTrial(p unsafe.Pointer) error {
 	return errors.Join(err, drv.MemHostUnregister(p))
 }
 
-// linkVerdict sets the efficiency (pinned H2D over the theoretical rate of the weakest hop's capability,
-// else of the link seen under load) and whether the link ran below its capability under load.
+// linkVerdict sets the efficiency (pinned H2D over the theoretical rate of the GPU's host link: NVLink-C2C's
+// for a C2C-attached GPU, else the weakest PCIe hop's capability, else the PCIe link seen under load) and
+// whether the link ran below its capability under load.
 func (m *measurement) linkVerdict() {
 	res, t := &m.res, &m.t
 	res.TheoreticalBytesPerSecond = theoreticalBytesPerSecond(t.Capability)
+	if t.HostLink == detector.HostLinkNVLinkC2C {
+		res.TheoreticalBytesPerSecond = detector.NVLinkC2CBytesPerSecond
+	}
 	if res.TheoreticalBytesPerSecond == 0 {
 		res.TheoreticalBytesPerSecond = theoreticalBytesPerSecond(res.LinkUnderLoad)
 	}

@@ -12,15 +12,31 @@ type State string
 // The states of a check.
 const (
 	StateOK       State = "ok"
+	StatePartial  State = "partial"
 	StateSkipped  State = "skipped"
 	StateFailed   State = "failed"
 	StateDisabled State = "disabled"
 )
 
+// Cause is why a GPU was skipped or failed, in one word (a bounded metric label; Reason has the detail).
+type Cause string
+
+// The causes.
+const (
+	CauseBusy        Cause = "busy"        // compute processes on the GPU
+	CauseNoMemory    Cause = "no-memory"   // too little free host, cgroup or device memory for the buffers
+	CauseImplausible Cause = "implausible" // figures the link cannot carry (trust.go)
+	CauseError       Cause = "error"       // a driver call failed, or the child hung or crashed
+)
+
+// States lists every state a check can end in (the values of the pinmemory.bench label).
+var States = []State{StateOK, StatePartial, StateSkipped, StateFailed, StateDisabled}
+
 // Result is the outcome of one DMA check over the node's GPUs.
 type Result struct {
-	// State is ok when at least one GPU was measured (now or from the state file) and none failed,
-	// failed when the check or any GPU failed, skipped when every GPU was skipped, disabled when off.
+	// State is ok when every GPU has trusted figures (GPUResult.Trusted: measured now or reused from the state
+	// file, and believable), partial when some have and others failed or were skipped, failed when none has
+	// and the check or a GPU failed, skipped when every GPU was skipped, disabled when off.
 	State State `json:"state"`
 	// Error says why the whole check failed or was skipped (no CUDA driver, child killed at timeout, ...).
 	Error string `json:"error,omitempty"`
@@ -39,10 +55,12 @@ type GPUResult struct {
 	UUID       string `json:"uuid,omitempty"`
 	PCIAddress string `json:"pciAddress,omitempty"`
 	Model      string `json:"model,omitempty"`
-	// State is ok, skipped (busy GPU, kept its last figures if any) or failed.
+	// State is ok, skipped (busy GPU, kept its last figures if any) or failed (including figures that failed
+	// the plausibility judgement of trust.go, which are then cleared).
 	State State `json:"state"`
-	// Reason explains skipped or failed.
+	// Reason explains skipped or failed, and Cause says the same in one word for metrics.
 	Reason string `json:"reason,omitempty"`
+	Cause  Cause  `json:"cause,omitempty"`
 	// Cached is true when the figures come from the state file rather than this run.
 	Cached bool `json:"cached"`
 	// MeasuredAt is when the figures were measured.

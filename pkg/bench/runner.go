@@ -50,7 +50,7 @@ type ReportRunner struct{ Runner *Runner }
 // facts (Options.WithReport).
 func (a ReportRunner) Run(ctx context.Context, rep *detector.Report) *Result {
 	r := a.Runner
-	return r.run(ctx, request{Options: r.opts.WithReport(rep), Targets: TargetsFromReport(rep)})
+	return r.run(ctx, request{Options: r.opts.WithReport(rep), Targets: targetsFromReport(rep)})
 }
 
 // run is one check: select the GPUs, answer those that need no measurement (select.go), measure the
@@ -109,8 +109,10 @@ func (c *check) decideAll(state *stateFile) *childRequest {
 	return req
 }
 
-// set records g as the result of the i-th selected GPU and tells Options.Progress.
+// set records g, judged (trust.go), as the result of the i-th selected GPU and tells Options.Progress. Fresh
+// and stored figures alike are judged, so an implausible figure is neither published nor stored.
 func (c *check) set(i int, g GPUResult) {
+	g = judge(g)
 	c.res.GPUs[i] = g
 	if c.Progress != nil {
 		c.Progress(g)
@@ -168,7 +170,8 @@ func asked(req *childRequest, idx int) bool {
 
 // unfinished is the failed result of a GPU the child did not finish, with why and in which phase.
 func unfinished(t Target, cr childResult) GPUResult {
-	g := GPUResult{Index: t.Index, UUID: t.UUID, PCIAddress: t.PCIAddress, Model: t.Model, State: StateFailed}
+	g := GPUResult{Index: t.Index, UUID: t.UUID, PCIAddress: t.PCIAddress, Model: t.Model, State: StateFailed,
+		Cause: CauseError}
 	g.Reason = "bench child finished without measuring this GPU"
 	if cr.err != nil {
 		g.Reason = cr.err.Error()
@@ -187,26 +190,39 @@ func summarize(res *Result) {
 		return
 	}
 	for _, g := range res.GPUs {
-		if g.State == res.State && g.Reason != "" {
+		if g.State != StateOK && g.Reason != "" && (g.State == res.State || res.State == StatePartial) {
 			res.Error = fmt.Sprintf("gpu %d: %s", g.Index, g.Reason)
 			return
 		}
 	}
 }
 
-// overallState is failed when any GPU failed, ok when some GPU has an ok result, skipped otherwise.
+// overallState sums the GPUs up: ok when every GPU has trusted figures (GPUResult.Trusted) and some were
+// measured or reused this run, partial when some have and some do not, failed when none has and one failed,
+// skipped otherwise (every GPU skipped; busy GPUs may still hold their stored figures).
 func overallState(res *Result) State {
-	ok := false
-	for _, g := range res.GPUs {
+	trusted, failed, skipped := 0, false, 0
+	for i := range res.GPUs {
+		g := &res.GPUs[i]
+		if g.Trusted() {
+			trusted++
+		}
 		switch g.State {
 		case StateFailed:
-			return StateFailed
-		case StateOK:
-			ok = true
+			failed = true
+		case StateSkipped:
+			skipped++
 		}
 	}
-	if ok {
+	switch {
+	case trusted == len(res.GPUs) && skipped == len(res.GPUs):
+		return StateSkipped
+	case trusted == len(res.GPUs):
 		return StateOK
+	case trusted > 0:
+		return StatePartial
+	case failed:
+		return StateFailed
 	}
 	return StateSkipped
 }

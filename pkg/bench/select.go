@@ -60,6 +60,7 @@ func decide(o Options, t *Target, last *stateEntry, now time.Time) (GPUResult, i
 		}
 		g.State = StateSkipped
 		g.Reason = fmt.Sprintf("busy: %d compute processes on the GPU (--bench-force measures it anyway)", t.ComputeProcesses)
+		g.Cause = CauseBusy
 		return g, 0
 	case last != nil && o.MaxAge > 0 && now.Sub(last.Result.MeasuredAt) < o.MaxAge:
 		g = cachedResult(last, t)
@@ -69,6 +70,7 @@ func decide(o Options, t *Target, last *stateEntry, now time.Time) (GPUResult, i
 	size := bufferBytes(o, t)
 	if size < min(minBufferBytes, roundDownMiB(o.BufferBytes)) || size <= 0 {
 		g.State = StateSkipped
+		g.Cause = CauseNoMemory
 		g.Reason = fmt.Sprintf("not enough free memory for the check (buffer capped to %d bytes; host available %d, cgroup headroom %d, device free %d)",
 			size, o.HostMemAvailable, o.CgroupHeadroom, t.MemoryFreeBytes)
 		return g, 0
@@ -84,7 +86,7 @@ func cachedResult(e *stateEntry, t *Target) GPUResult {
 		g.Model = t.Model
 	}
 	g.Cached = true
-	g.Reason = ""
+	g.Reason, g.Cause = "", ""
 	return g
 }
 

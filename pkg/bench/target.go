@@ -20,6 +20,9 @@ type Target struct {
 	// Capability is the weakest max generation and width along the GPU's path to the root port, the rate the
 	// efficiency is computed against (nil: not PCIe, or unknown).
 	Capability *detector.LinkCapability `json:"capability,omitempty"`
+	// HostLink is how the GPU reaches host memory (detector.HostLinkPCIe or HostLinkNVLinkC2C); a C2C-attached
+	// GPU's copies are measured against the C2C link, never its PCIe link.
+	HostLink string `json:"hostLink,omitempty"`
 	// UpstreamPCIAddresses are the bridge and switch ports above the GPU; their links are sampled with the
 	// GPU's own while copying.
 	UpstreamPCIAddresses []string `json:"upstreamPCIAddresses,omitempty"`
@@ -32,8 +35,8 @@ type Target struct {
 	MemoryFreeBytes uint64 `json:"memoryFreeBytes,omitempty"`
 }
 
-// TargetsFromReport returns the report's CUDA GPUs as targets, in inventory order.
-func TargetsFromReport(r *detector.Report) []Target {
+// targetsFromReport returns the report's CUDA GPUs as targets, in inventory order.
+func targetsFromReport(r *detector.Report) []Target {
 	if r == nil {
 		return nil
 	}
@@ -49,6 +52,7 @@ func TargetsFromReport(r *detector.Report) []Target {
 			Model:      a.Model,
 			NUMANode:   a.NUMANode,
 			LocalCPUs:  a.LocalCPUs,
+			HostLink:   a.HostLink,
 		}
 		if a.Capability != nil {
 			c := *a.Capability

@@ -61,6 +61,29 @@ func TestGen7Efficiency(t *testing.T) {
 	require.InDelta(t, g.PinnedH2D/g.TheoreticalBytesPerSecond, g.Efficiency, 1e-9)
 }
 
+// A GPU attached over NVLink-C2C (GH200) copies far faster than any PCIe link: it is measured against the C2C
+// link, so 400 GB/s is a trusted figure with its efficiency, not an implausible one.
+func TestC2CEfficiency(t *testing.T) {
+	t.Parallel()
+	ts := fakeTargets(1)
+	ts[0].Capability, ts[0].HostLink = nil, detector.HostLinkNVLinkC2C
+	o := testOptions(t, fakeCUDA(t, fakeDefault...), "FAKECUDA_H2D_GBPS=400", "FAKECUDA_D2H_GBPS=380",
+		"FAKECUDA_PAGEABLE_H2D_GBPS=60", "FAKECUDA_PAGEABLE_D2H_GBPS=50", "FAKECUDA_COPY_BYTES_MAX=65536")
+	res := NewRunner(o).Run(context.Background(), ts)
+	require.Equal(t, StateOK, res.State, res.Error)
+	g := res.GPUs[0]
+	require.True(t, g.Trusted(), "%s: %s", g.State, g.Reason)
+	require.Equal(t, detector.NVLinkC2CBytesPerSecond, g.TheoreticalBytesPerSecond)
+	require.InDelta(t, 400.0/450, g.Efficiency, 0.05)
+	require.False(t, g.Degraded, "a C2C GPU's PCIe link is never judged")
+
+	// The same figures over a Gen5 x16 PCIe path are physically impossible: rejected.
+	ts[0].Capability, ts[0].HostLink = &detector.LinkCapability{Gen: 5, Width: 16}, detector.HostLinkPCIe
+	res = NewRunner(o).Run(context.Background(), ts)
+	require.False(t, res.GPUs[0].Trusted())
+	require.Equal(t, CauseImplausible, res.GPUs[0].Cause)
+}
+
 func TestPinThreadToCPUs(t *testing.T) {
 	t.Parallel()
 	// Never unlocked: the thread whose affinity changes exits with the test's goroutine.
@@ -150,7 +173,7 @@ func TestTargetsFromReport(t *testing.T) {
 		{Index: 1, Platform: detector.PlatformXPU, PCIAddress: "0000:3b:00.0"},
 		{Index: 2, Platform: detector.PlatformCUDA, PCIAddress: "0000:5b:00.0", NUMANode: -1},
 	}}
-	got := TargetsFromReport(rep)
+	got := targetsFromReport(rep)
 	require.Equal(t, []Target{
 		{
 			Index: 0, UUID: "GPU-a", PCIAddress: "0000:1b:00.0", Model: "H100", NUMANode: 1, LocalCPUs: "16-31",
@@ -162,7 +185,7 @@ func TestTargetsFromReport(t *testing.T) {
 	}, got)
 	got[0].Capability.Gen = 1
 	require.Equal(t, 5, rep.Accelerators[0].Capability.Gen, "targets do not alias the report")
-	require.Nil(t, TargetsFromReport(nil))
+	require.Nil(t, targetsFromReport(nil))
 }
 
 func TestOptionsWithReport(t *testing.T) {
@@ -239,7 +262,7 @@ func TestStateFile(t *testing.T) {
 func TestShimInProcess(t *testing.T) {
 	t.Parallel()
 	_, err := openDriver(filepath.Join(t.TempDir(), "libcuda.so.1"))
-	require.ErrorIs(t, err, ErrNoDriver)
+	require.ErrorIs(t, err, errNoDriver)
 	require.ErrorContains(t, err, "no CUDA driver: dlopen ")
 
 	drv, err := openDriver(fakeCUDA(t, fakeDefault...))
@@ -248,9 +271,9 @@ func TestShimInProcess(t *testing.T) {
 	defer runtime.UnlockOSThread()
 
 	_, err = drv.MemAlloc(mib)
-	var ce *CUDAError
+	var ce *cudaError
 	require.ErrorAs(t, err, &ce)
-	require.Equal(t, &CUDAError{Call: "cuMemAlloc_v2", Code: 3, Name: "CUDA_ERROR_NOT_INITIALIZED"}, ce)
+	require.Equal(t, &cudaError{Call: "cuMemAlloc_v2", Code: 3, Name: "CUDA_ERROR_NOT_INITIALIZED"}, ce)
 
 	require.NoError(t, drv.Init())
 	dev, err := drv.DeviceByPCIBusID("00000000:1B:00.0")
@@ -295,7 +318,7 @@ func TestShimInProcess(t *testing.T) {
 	require.Equal(t, "cuMemHostUnregister: CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED (713)", err.Error())
 	err = drv.MemcpyHtoDAsync(d, src, n+1, s)
 	require.Equal(t, "cuMemcpyHtoDAsync_v2: CUDA_ERROR_INVALID_VALUE (1)", err.Error(), "the copy overruns the device buffer")
-	require.False(t, errors.Is(err, ErrNoDriver))
+	require.False(t, errors.Is(err, errNoDriver))
 }
 
 func TestBandwidth(t *testing.T) {
@@ -320,7 +343,7 @@ func TestBandwidth(t *testing.T) {
 	require.GreaterOrEqual(t, time.Since(start), 30*time.Millisecond, "the warm-up runs for at least 30ms")
 	require.Greater(t, copies, 7, "more warm-up copies than asked for")
 
-	_, err = bandwidth(8*mib, cfg, 0, sleepy, func() error { return &CUDAError{Call: "cuMemcpyHtoDAsync_v2", Code: 700} })
+	_, err = bandwidth(8*mib, cfg, 0, sleepy, func() error { return &cudaError{Call: "cuMemcpyHtoDAsync_v2", Code: 700} })
 	require.EqualError(t, err, "cuMemcpyHtoDAsync_v2: CUresult 700")
 	_, err = bandwidth(8*mib, cfg, 0, func(f func() error) (time.Duration, error) { return 0, f() }, copyFn)
 	require.ErrorContains(t, err, "timed at 0s")

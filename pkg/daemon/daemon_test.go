@@ -129,8 +129,8 @@ func TestRunOnceVerdictAndLabels(t *testing.T) {
 			name: "pinning fails on every GPU", bencher: &fakeBencher{h2d: []float64{1e9}, pin: false},
 			want: labeler.Labels{"pinmemory.available": "false", "pinmemory.reason": "pin-failed", "pinmemory.platform": "cuda",
 				"pinmemory.host-link": "pcie", "pinmemory.pcie.gen": "5", "pinmemory.pcie.width": "16",
-				"pinmemory.link-degraded": "false", "pinmemory.bench": "ok",
-				"pinmemory.h2d-gbps": "1", "pinmemory.d2h-gbps": "1", "pinmemory.pageable-h2d-gbps": "0"},
+				"pinmemory.link-degraded": "false", "pinmemory.bench": "ok", "pinmemory.register": "failed",
+				"pinmemory.h2d-gbytes-per-sec": "1", "pinmemory.d2h-gbytes-per-sec": "1", "pinmemory.pageable-h2d-gbytes-per-sec": "0"},
 		},
 	}
 	for _, tc := range tests {
@@ -157,13 +157,13 @@ func TestHysteresisAcrossPassesAndRestarts(t *testing.T) {
 
 	require.NoError(t, d.RunOnce(ctx))
 	held, writes := out.state()
-	require.Equal(t, "55", held["pinmemory.h2d-gbps"])
+	require.Equal(t, "55", held["pinmemory.h2d-gbytes-per-sec"])
 	require.Equal(t, 1, writes)
 
 	require.NoError(t, d.RunOnce(ctx)) // 52: within 10%
 	require.NoError(t, d.RunOnce(ctx)) // 57: within 10%
 	held, writes = out.state()
-	require.Equal(t, "55", held["pinmemory.h2d-gbps"])
+	require.Equal(t, "55", held["pinmemory.h2d-gbytes-per-sec"])
 	require.Equal(t, 1, writes, "noise must not rewrite the node")
 
 	// A restarted daemon reads the published labels back and keeps the baseline.
@@ -174,7 +174,7 @@ func TestHysteresisAcrossPassesAndRestarts(t *testing.T) {
 
 	require.NoError(t, d.RunOnce(ctx)) // 30: a real change
 	held, writes = out.state()
-	require.Equal(t, "30", held["pinmemory.h2d-gbps"])
+	require.Equal(t, "30", held["pinmemory.h2d-gbytes-per-sec"])
 	require.Equal(t, 2, writes)
 }
 

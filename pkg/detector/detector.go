@@ -28,7 +28,7 @@ type Options struct {
 	// PinPlatforms lists the platforms where pinned memory counts as available. nil means
 	// DefaultPinPlatforms(); an empty, non-nil slice means none.
 	PinPlatforms []Platform
-	// MlockTrialBytes is the size of the mlock trial; 0 or less means DefaultMlockTrialBytes.
+	// MlockTrialBytes is the size of the mlock trial; 0 or less means defaultMlockTrialBytes.
 	MlockTrialBytes int
 }
 
@@ -46,7 +46,7 @@ func ParsePlatforms(csv string) ([]Platform, error) {
 	if strings.TrimSpace(csv) == "" {
 		return out, nil
 	}
-	known := append(slices.Clone(PlatformPrecedence), PlatformCPU)
+	known := append(slices.Clone(platformPrecedence), PlatformCPU)
 	for _, f := range strings.Split(csv, ",") {
 		p := Platform(strings.ToLower(strings.TrimSpace(f)))
 		if !slices.Contains(known, p) {
@@ -116,13 +116,13 @@ func New(opts Options) *Detector {
 	d := &Detector{opts: opts, sys: opts.System, pinPlatforms: opts.PinPlatforms}
 	d.opts.Host = opts.Host.withDefaults()
 	if d.sys == nil {
-		d.sys = NewSystem()
+		d.sys = newSystem()
 	}
 	if d.pinPlatforms == nil {
 		d.pinPlatforms = DefaultPinPlatforms()
 	}
 	if d.opts.MlockTrialBytes <= 0 {
-		d.opts.MlockTrialBytes = DefaultMlockTrialBytes
+		d.opts.MlockTrialBytes = defaultMlockTrialBytes
 	}
 	switch {
 	case opts.NVML != nil:
@@ -199,6 +199,7 @@ func (d *Detector) Probe(ctx context.Context) (r *Report) {
 		},
 		func() { d.enrichNVML(p, r) },
 		func() { p.memoryFacts(&r.Memory) },
+		func() { r.Memory.IOMMUGroups = p.iommuFacts(r.Accelerators) },
 	}
 	p.checkRoots()
 	for _, step := range steps {

@@ -97,11 +97,8 @@ func (p *probe) kfdTopology() map[pciAddr]kfdNode {
 	}
 	p.kfd = map[pciAddr]kfdNode{}
 	dir := filepath.Join(p.host.Sys, "class", "kfd", "kfd", "topology", "nodes")
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		if !isAbsent(err) {
-			p.fail("kfd", fmt.Errorf("list %s: %w", dir, unwrapPathError(err)))
-		}
+	entries, ok := p.list("kfd", dir)
+	if !ok {
 		return p.kfd
 	}
 	for _, e := range entries {

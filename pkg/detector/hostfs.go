@@ -105,6 +105,21 @@ func (c *collector) read(fact, path string) ([]byte, bool) {
 	return data, true
 }
 
+// list lists a host directory for a fact. It returns ok=false when the directory is absent (logged at V(4),
+// not an error) or cannot be listed (recorded as the fact's error).
+func (c *collector) list(fact, dir string) ([]os.DirEntry, bool) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if isAbsent(err) {
+			klog.V(4).InfoS("Probe fact absent", "fact", fact, "path", dir)
+		} else {
+			c.fail(fact, fmt.Errorf("list %s: %w", dir, unwrapPathError(err)))
+		}
+		return nil, false
+	}
+	return entries, true
+}
+
 // readString is read with the content trimmed of surrounding whitespace.
 func (c *collector) readString(fact, path string) (string, bool) {
 	data, ok := c.read(fact, path)

@@ -2,7 +2,6 @@ package detector
 
 import (
 	"fmt"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -10,8 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultMlockTrialBytes is the buffer the mlock trial locks when Options.MlockTrialBytes is not set.
-const DefaultMlockTrialBytes = 1 << 20
+// defaultMlockTrialBytes is the buffer the mlock trial locks when Options.MlockTrialBytes is not set.
+const defaultMlockTrialBytes = 1 << 20
 
 // memoryFacts fills Report.Memory.
 func (p *probe) memoryFacts(m *MemoryFacts) {
@@ -153,13 +152,8 @@ func (p *probe) iommu() bool {
 		filepath.Join(p.host.Sys, "class", "iommu"),
 		filepath.Join(p.host.Sys, "kernel", "iommu_groups"),
 	} {
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			if isAbsent(err) {
-				p.absent("iommu", dir)
-			} else {
-				p.fail("iommu", fmt.Errorf("list %s: %w", dir, unwrapPathError(err)))
-			}
+		entries, ok := p.list("iommu", dir)
+		if !ok {
 			continue
 		}
 		if len(entries) > 0 {

@@ -130,7 +130,7 @@ func TestMemoryFacts(t *testing.T) {
 			check: func(t *testing.T, m MemoryFacts) {
 				require.Equal(t, &Limit{Bytes: 65536}, m.MemlockSoft)
 				require.Equal(t, &Limit{Unlimited: true}, m.MemlockHard)
-				require.Equal(t, &MlockTrial{Bytes: DefaultMlockTrialBytes, OK: false, Errno: "EPERM"}, m.MlockTrial)
+				require.Equal(t, &MlockTrial{Bytes: defaultMlockTrialBytes, OK: false, Errno: "EPERM"}, m.MlockTrial)
 				require.Equal(t, uint64(1<<26), m.ShmBytes)
 			},
 		},
@@ -186,7 +186,7 @@ func TestRealSystem(t *testing.T) {
 		t.Skip("linux system calls")
 	}
 	t.Parallel()
-	sys := NewSystem()
+	sys := newSystem()
 	soft, hard, err := sys.MemlockLimit()
 	require.NoError(t, err)
 	require.LessOrEqual(t, soft, hard)

@@ -11,13 +11,16 @@ import (
 	"strings"
 
 	"k8s.io/utils/cpuset"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 )
 
 // The parsers in this file read the kernel's text formats. Each one accepts any input without panicking and
 // returns an error that says what was wrong; none of them touches the filesystem.
 
-// errMalformed is wrapped by every parse error, so callers can tell bad content from I/O failures.
-var errMalformed = errors.New("malformed")
+// errMalformed is wrapped by every parse error, so callers can tell bad content from I/O failures. It is
+// internal/pcie's, whose link speed and width parsers the probe uses too: one "malformed" for every host file.
+var errMalformed = pcie.ErrMalformed
 
 func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errMalformed, fmt.Sprintf(format, args...))
@@ -346,6 +349,16 @@ func NormalizePCIAddress(s string) (string, error) {
 		return "", err
 	}
 	return a.String(), nil
+}
+
+// NVMLPCIBusID spells a PCI address as NVML and dcgm-exporter's pci_bus_id label do: upper-case hex, 8-digit
+// domain ("00000000:2A:00.0").
+func NVMLPCIBusID(s string) (string, error) {
+	a, err := parsePCIAddress(s)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%08X:%02X:%02X.%X", a.Domain, a.Bus, a.Device, a.Function), nil
 }
 
 func isHex(s string) bool {

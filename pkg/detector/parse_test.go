@@ -266,6 +266,23 @@ func TestNormalizePCIAddress(t *testing.T) {
 	}
 }
 
+func TestNVMLPCIBusID(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"0000:2a:00.0":     "00000000:2A:00.0",
+		"00000000:2A:00.0": "00000000:2A:00.0",
+		"0009:01:00.0":     "00000009:01:00.0",
+		"10000:e1:00.0":    "00010000:E1:00.0",
+		"2a:1f.7":          "00000000:2A:1F.7",
+	} {
+		got, err := NVMLPCIBusID(in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, got, in)
+	}
+	_, err := NVMLPCIBusID("pci0000:00")
+	require.ErrorIs(t, err, errMalformed)
+}
+
 func TestParseHexIDAndNUMA(t *testing.T) {
 	t.Parallel()
 	v, err := parseHexID("0x10de\n", 16)

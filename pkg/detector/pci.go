@@ -35,11 +35,8 @@ func (p *probe) readDevNodes() devNodes {
 		kfd: exists(filepath.Join(p.host.Dev, "kfd")),
 		dxg: exists(filepath.Join(p.host.Dev, "dxg")),
 	}
-	entries, err := os.ReadDir(p.host.Dev)
-	if err != nil {
-		if !isAbsent(err) {
-			p.fail("dev", fmt.Errorf("list %s: %w", p.host.Dev, unwrapPathError(err)))
-		}
+	entries, ok := p.list("dev", p.host.Dev)
+	if !ok {
 		return n
 	}
 	for _, e := range entries {

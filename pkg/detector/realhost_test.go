@@ -47,7 +47,7 @@ func TestProbeRealHost(t *testing.T) {
 		require.LessOrEqual(t, r.Memory.MemlockSoft.Bytes, r.Memory.MemlockHard.Bytes)
 	}
 	require.NotNil(t, r.Memory.MlockTrial)
-	require.Equal(t, DefaultMlockTrialBytes, r.Memory.MlockTrial.Bytes)
+	require.Equal(t, defaultMlockTrialBytes, r.Memory.MlockTrial.Bytes)
 	require.Equal(t, r.Memory.MlockTrial.OK, r.Memory.MlockTrial.Errno == "")
 	if r.Memory.TransparentHugePages != "" { // kernels without THP have no such file
 		require.Contains(t, []string{"always", "madvise", "never"}, r.Memory.TransparentHugePages)

@@ -14,8 +14,8 @@ const (
 	PlatformCPU    Platform = "cpu"
 )
 
-// PlatformPrecedence lists the accelerator platforms from the one that wins to the one that loses.
-var PlatformPrecedence = []Platform{PlatformCUDA, PlatformROCm, PlatformXPU, PlatformHPU, PlatformNeuron, PlatformTPU}
+// platformPrecedence lists the accelerator platforms from the one that wins to the one that loses.
+var platformPrecedence = []Platform{PlatformCUDA, PlatformROCm, PlatformXPU, PlatformHPU, PlatformNeuron, PlatformTPU}
 
 // Reasons for pinmemory.available=false, in the order they are checked.
 const (
@@ -34,6 +34,11 @@ const (
 	HostLinkNVLinkC2C = "nvlink-c2c"
 )
 
+// NVLinkC2CBytesPerSecond is the per-direction bandwidth of the NVLink-C2C link between a Grace CPU and its
+// Hopper or Blackwell GPU (GH200, GB200): NVIDIA gives 900 GB/s for both directions together, 450 GB/s each
+// way. It is what a C2C-attached GPU's copies are measured against; its PCIe link carries no host traffic.
+const NVLinkC2CBytesPerSecond = 450e9
+
 // Report is everything one probe found out about a node. It is a plain value: it holds no handles and
 // can be marshalled to JSON as it is (the `probe -o json` output).
 type Report struct {
@@ -43,7 +48,7 @@ type Report struct {
 	KernelRelease string `json:"kernelRelease,omitempty"`
 	// BootID is proc/sys/kernel/random/boot_id; it changes on every reboot.
 	BootID string `json:"bootID,omitempty"`
-	// Platform is the node's accelerator platform: the first of PlatformPrecedence present, or cpu.
+	// Platform is the node's accelerator platform: the first of platformPrecedence present, or cpu.
 	Platform Platform `json:"platform"`
 	// Platforms lists every accelerator platform found, in precedence order.
 	Platforms []Platform `json:"platforms,omitempty"`
@@ -239,6 +244,8 @@ type MemoryFacts struct {
 	TransparentHugePages string `json:"transparentHugePages,omitempty"`
 	// IOMMU is true when sys/class/iommu has entries (or sys/kernel/iommu_groups is not empty).
 	IOMMU bool `json:"iommu"`
+	// IOMMUGroups is the IOMMU mode of the node's groups and of the accelerators' own (iommu.go).
+	IOMMUGroups *IOMMUFacts `json:"iommuGroups,omitempty"`
 	// ShmBytes is the size of /dev/shm (0 when not mounted).
 	ShmBytes uint64 `json:"shmBytes,omitempty"`
 }

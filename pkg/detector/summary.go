@@ -43,7 +43,7 @@ func choosePlatform(accs []Accelerator, wslCUDA bool) ([]Platform, Platform) {
 	}
 	var platforms []Platform
 	chosen := Platform("")
-	for _, pl := range PlatformPrecedence {
+	for _, pl := range platformPrecedence {
 		if !present[pl] {
 			continue
 		}

@@ -13,8 +13,8 @@ import (
 // realSystem makes the real system calls.
 type realSystem struct{}
 
-// NewSystem returns the System that makes the real system calls.
-func NewSystem() System { return realSystem{} }
+// newSystem returns the System that makes the real system calls.
+func newSystem() System { return realSystem{} }
 
 func (realSystem) MemlockLimit() (soft, hard uint64, err error) {
 	var rl unix.Rlimit

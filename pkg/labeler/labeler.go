@@ -18,22 +18,22 @@ const Prefix = "feature.node.kubernetes.io/"
 // KeyPrefix is the part every key of ours starts with.
 const KeyPrefix = "pinmemory."
 
-// Labels is a set of label keys (without Prefix) and values. It is itself a Labeler.
+// Labels is a set of label keys (without Prefix) and values. It is itself a source.
 type Labels map[string]string
 
-// Labeler is anything that yields labels.
-type Labeler interface {
+// source is anything that yields labels.
+type source interface {
 	Labels() (Labels, error)
 }
 
 // Labels returns the labels themselves.
 func (l Labels) Labels() (Labels, error) { return l, nil }
 
-// Merge returns a Labeler whose labels are the union of ls; a later labeler wins on a shared key.
+// merge returns a source whose labels are the union of ls; a later source wins on a shared key.
 // The first error stops the merge.
-func Merge(ls ...Labeler) Labeler { return merged(ls) }
+func merge(ls ...source) source { return merged(ls) }
 
-type merged []Labeler
+type merged []source
 
 func (m merged) Labels() (Labels, error) {
 	out := Labels{}

@@ -2,6 +2,7 @@ package labeler
 
 import (
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
@@ -10,29 +11,30 @@ import (
 
 // The label keys of the design contract (without Prefix).
 const (
-	KeyAvailable       = "pinmemory.available"
-	KeyReason          = "pinmemory.reason"
-	KeyPlatform        = "pinmemory.platform"
-	KeyWSL             = "pinmemory.wsl"
-	KeyVirtualized     = "pinmemory.virtualized"
-	KeyMemlock         = "pinmemory.memlock"
-	KeyHostLink        = "pinmemory.host-link"
-	KeyPCIeGen         = "pinmemory.pcie.gen"
-	KeyPCIeWidth       = "pinmemory.pcie.width"
-	KeyLinkDegraded    = "pinmemory.link-degraded"
-	KeyH2DGbps         = "pinmemory.h2d-gbps"
-	KeyD2HGbps         = "pinmemory.d2h-gbps"
-	KeyPageableH2DGbps = "pinmemory.pageable-h2d-gbps"
-	KeyBench           = "pinmemory.bench"
-	KeyCC              = "pinmemory.cc"
+	KeyAvailable               = "pinmemory.available"
+	KeyReason                  = "pinmemory.reason"
+	KeyPlatform                = "pinmemory.platform"
+	KeyWSL                     = "pinmemory.wsl"
+	KeyVirtualized             = "pinmemory.virtualized"
+	KeyMemlock                 = "pinmemory.memlock"
+	KeyHostLink                = "pinmemory.host-link"
+	KeyPCIeGen                 = "pinmemory.pcie.gen"
+	KeyPCIeWidth               = "pinmemory.pcie.width"
+	KeyLinkDegraded            = "pinmemory.link-degraded"
+	KeyH2DGBytesPerSec         = "pinmemory.h2d-gbytes-per-sec"
+	KeyD2HGBytesPerSec         = "pinmemory.d2h-gbytes-per-sec"
+	KeyPageableH2DGBytesPerSec = "pinmemory.pageable-h2d-gbytes-per-sec"
+	KeyBench                   = "pinmemory.bench"
+	KeyRegister                = "pinmemory.register"
+	KeyCC                      = "pinmemory.cc"
 )
 
 // bandwidthKeys are the integer bandwidth labels that hysteresis applies to.
-var bandwidthKeys = []string{KeyH2DGbps, KeyD2HGbps, KeyPageableH2DGbps}
+var bandwidthKeys = []string{KeyH2DGBytesPerSec, KeyD2HGBytesPerSec, KeyPageableH2DGBytesPerSec}
 
-// FromReport returns the labels that need no DMA check: availability, platform, WSL, virtual machine, memlock, host link,
-// PCIe capability, link degradation and confidential computing.
-func FromReport(r *detector.Report) Labels {
+// fromReport returns the labels that need no DMA check: availability, platform, WSL, virtual machine, memlock,
+// host link, PCIe capability, link degradation and confidential computing.
+func fromReport(r *detector.Report) Labels {
 	l := Labels{
 		KeyAvailable: strconv.FormatBool(r.Verdict.Available),
 		KeyPlatform:  string(r.Platform),
@@ -71,41 +73,63 @@ func FromReport(r *detector.Report) Labels {
 	return l
 }
 
-// FromBench returns the DMA-check labels: the state, and for the weakest GPU the pinned H2D and D2H and the
-// pageable H2D bandwidth in whole GB/s (each figure is the minimum over the GPUs that have one, rounded down,
-// so that a `Gt N` affinity never promises more than was measured). A link that ran below its capability
-// under load sets link-degraded. A nil result yields no labels (the check was not asked for).
-func FromBench(b *bench.Result) Labels {
+// fromBench returns the DMA-check labels: the state; the pinned H2D and D2H and the pageable H2D bandwidth of
+// the weakest GPU in whole GB/s; whether cuMemHostRegister worked; and link-degraded when a link ran below
+// its capability under load. A nil result yields no labels (the check was not asked for).
+//
+// A bandwidth label claims the node's weakest GPU, so it is published only when every GPU of the check has
+// trusted figures (bench.GPUResult.Trusted: measured now or stored, and plausible); with one GPU failed or
+// skipped the minimum of the others would promise more than the node has, and the labels are left out
+// (pinmemory.bench says partial). The pageable label likewise needs a pageable figure from every GPU. Each
+// figure is the minimum over the GPUs, rounded down, so that a `Gt N` affinity never promises more than was
+// measured.
+func fromBench(b *bench.Result) Labels {
 	if b == nil {
 		return Labels{}
 	}
 	l := Labels{KeyBench: string(b.State)}
+	if reg := registerValue(b); reg != "" {
+		l[KeyRegister] = reg
+	}
+	for i := range b.GPUs {
+		if b.GPUs[i].Degraded {
+			l[KeyLinkDegraded] = "true"
+		}
+	}
+	if len(b.GPUs) == 0 || slices.ContainsFunc(b.GPUs, func(g bench.GPUResult) bool { return !g.Trusted() }) {
+		return l
+	}
 	h2d, d2h, pageable := math.Inf(1), math.Inf(1), math.Inf(1)
-	degraded := false
 	for i := range b.GPUs {
 		g := &b.GPUs[i]
-		if g.Degraded {
-			degraded = true
-		}
-		if !g.Measured() {
-			continue
-		}
 		h2d = min(h2d, g.PinnedH2D)
 		d2h = min(d2h, g.PinnedD2H)
-		if g.PageableH2D > 0 {
-			pageable = min(pageable, g.PageableH2D)
-		}
+		pageable = min(pageable, g.PageableH2D) // 0 (not measured) on any GPU leaves the label out
 	}
-	setGbps(l, KeyH2DGbps, h2d)
-	setGbps(l, KeyD2HGbps, d2h)
-	setGbps(l, KeyPageableH2DGbps, pageable)
-	if degraded {
-		l[KeyLinkDegraded] = "true"
-	}
+	setGBytesPerSec(l, KeyH2DGBytesPerSec, h2d)
+	setGBytesPerSec(l, KeyD2HGBytesPerSec, d2h)
+	setGBytesPerSec(l, KeyPageableH2DGBytesPerSec, pageable)
 	return l
 }
 
-func setGbps(l Labels, key string, bytesPerSecond float64) {
+// registerValue is the pinmemory.register value: failed when cuMemHostRegister of ordinary memory failed on
+// some GPU where the check got as far as pinning, ok when it worked on all of them, "" when it was tried on none.
+func registerValue(b *bench.Result) string {
+	v := ""
+	for i := range b.GPUs {
+		g := &b.GPUs[i]
+		if !g.PinTried {
+			continue
+		}
+		if !g.HostRegisterOK {
+			return "failed"
+		}
+		v = "ok"
+	}
+	return v
+}
+
+func setGBytesPerSec(l Labels, key string, bytesPerSecond float64) {
 	if math.IsInf(bytesPerSecond, 0) || math.IsNaN(bytesPerSecond) || bytesPerSecond <= 0 {
 		return
 	}
@@ -114,12 +138,12 @@ func setGbps(l Labels, key string, bytesPerSecond float64) {
 
 // Build merges report and bench labels. A degraded link found by either wins.
 func Build(r *detector.Report, b *bench.Result) Labels {
-	out := FromReport(r)
-	bl := FromBench(b)
+	out := fromReport(r)
+	bl := fromBench(b)
 	if out[KeyLinkDegraded] == "true" {
 		delete(bl, KeyLinkDegraded)
 	}
-	l, _ := Merge(out, bl).Labels() // Labels never fail
+	l, _ := merge(out, bl).Labels() // Labels never fail
 	return l
 }
 

@@ -68,7 +68,7 @@ func TestFromReport(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got := FromReport(&tc.report)
+			got := fromReport(&tc.report)
 			require.Equal(t, tc.want, got)
 			requireValid(t, got)
 		})
@@ -89,28 +89,84 @@ func TestFromBench(t *testing.T) {
 		{
 			name: "weakest figure of each kind, rounded down",
 			in:   &bench.Result{State: bench.StateOK, GPUs: []bench.GPUResult{fast, slow}},
-			want: Labels{KeyBench: "ok", KeyH2DGbps: "24", KeyD2HGbps: "26", KeyPageableH2DGbps: "9"},
+			want: Labels{KeyBench: "ok", KeyH2DGBytesPerSec: "24", KeyD2HGBytesPerSec: "26", KeyPageableH2DGBytesPerSec: "9"},
 		},
 		{
-			name: "a failed GPU adds no figure, a cached one does",
-			in: &bench.Result{State: bench.StateFailed, GPUs: []bench.GPUResult{
-				{State: bench.StateFailed, Reason: "cuMemAlloc_v2: CUDA_ERROR_OUT_OF_MEMORY"},
-				func() bench.GPUResult { g := fast; g.State, g.Cached = bench.StateSkipped, true; return g }(),
+			name: "a busy GPU's stored figures count",
+			in: &bench.Result{State: bench.StateOK, GPUs: []bench.GPUResult{
+				slow, func() bench.GPUResult { g := fast; g.State, g.Cached = bench.StateSkipped, true; return g }(),
 			}},
-			want: Labels{KeyBench: "failed", KeyH2DGbps: "55", KeyD2HGbps: "52", KeyPageableH2DGbps: "20"},
+			want: Labels{KeyBench: "ok", KeyH2DGBytesPerSec: "24", KeyD2HGBytesPerSec: "26", KeyPageableH2DGBytesPerSec: "9"},
+		},
+		{
+			name: "partial: one GPU failed, so no figure claims the node",
+			in: &bench.Result{State: bench.StatePartial, GPUs: []bench.GPUResult{
+				{State: bench.StateFailed, Reason: "cuMemAlloc_v2: CUDA_ERROR_OUT_OF_MEMORY"}, fast,
+			}},
+			want: Labels{KeyBench: "partial"},
+		},
+		{
+			name: "partial: one GPU busy without stored figures",
+			in: &bench.Result{State: bench.StatePartial, GPUs: []bench.GPUResult{
+				slow, {State: bench.StateSkipped, Reason: "busy: 1 compute processes on the GPU"},
+			}},
+			want: Labels{KeyBench: "partial"},
+		},
+		{
+			name: "a failed GPU's figures are not trusted",
+			in: &bench.Result{State: bench.StateFailed, GPUs: []bench.GPUResult{
+				func() bench.GPUResult {
+					g := fast
+					g.State, g.Reason = bench.StateFailed, "pageable copy failed"
+					return g
+				}(),
+			}},
+			want: Labels{KeyBench: "failed"},
+		},
+		{
+			name: "pageable only when every GPU has a pageable figure",
+			in: &bench.Result{State: bench.StateOK, GPUs: []bench.GPUResult{
+				fast, func() bench.GPUResult { g := slow; g.PageableH2D = 0; return g }(),
+			}},
+			want: Labels{KeyBench: "ok", KeyH2DGBytesPerSec: "24", KeyD2HGBytesPerSec: "26"},
+		},
+		{
+			name: "register ok where every GPU that pinned registered",
+			in: &bench.Result{State: bench.StatePartial, GPUs: []bench.GPUResult{
+				func() bench.GPUResult {
+					g := fast
+					g.PinTried, g.HostAllocOK, g.HostRegisterOK = true, true, true
+					return g
+				}(),
+				{State: bench.StateFailed, Reason: "cuCtxCreate failed"},
+			}},
+			want: Labels{KeyBench: "partial", KeyRegister: "ok"},
+		},
+		{
+			name: "register failed on one GPU",
+			in: &bench.Result{State: bench.StateOK, GPUs: []bench.GPUResult{
+				func() bench.GPUResult {
+					g := fast
+					g.PinTried, g.HostAllocOK, g.HostRegisterOK = true, true, true
+					return g
+				}(),
+				func() bench.GPUResult { g := slow; g.PinTried, g.HostAllocOK = true, true; return g }(),
+			}},
+			want: Labels{KeyBench: "ok", KeyRegister: "failed", KeyH2DGBytesPerSec: "24", KeyD2HGBytesPerSec: "26",
+				KeyPageableH2DGBytesPerSec: "9"},
 		},
 		{
 			name: "degraded under load",
 			in: &bench.Result{State: bench.StateOK, GPUs: []bench.GPUResult{
 				func() bench.GPUResult { g := slow; g.Degraded = true; return g }(),
 			}},
-			want: Labels{KeyBench: "ok", KeyH2DGbps: "24", KeyD2HGbps: "26", KeyPageableH2DGbps: "9", KeyLinkDegraded: "true"},
+			want: Labels{KeyBench: "ok", KeyH2DGBytesPerSec: "24", KeyD2HGBytesPerSec: "26", KeyPageableH2DGBytesPerSec: "9", KeyLinkDegraded: "true"},
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got := FromBench(tc.in)
+			got := fromBench(tc.in)
 			require.Equal(t, tc.want, got)
 			requireValid(t, got)
 		})
@@ -134,19 +190,19 @@ func TestStabilize(t *testing.T) {
 		published, next Labels
 		want            Labels
 	}{
-		{name: "nothing published", published: nil, next: Labels{KeyH2DGbps: "55"}, want: Labels{KeyH2DGbps: "55"}},
-		{name: "within margin keeps published", published: Labels{KeyH2DGbps: "55", KeyD2HGbps: "50"},
-			next: Labels{KeyH2DGbps: "52", KeyD2HGbps: "55"}, want: Labels{KeyH2DGbps: "55", KeyD2HGbps: "50"}},
-		{name: "beyond margin takes new", published: Labels{KeyH2DGbps: "55"},
-			next: Labels{KeyH2DGbps: "24"}, want: Labels{KeyH2DGbps: "24"}},
-		{name: "small values move by whole steps", published: Labels{KeyPageableH2DGbps: "1"},
-			next: Labels{KeyPageableH2DGbps: "2"}, want: Labels{KeyPageableH2DGbps: "2"}},
-		{name: "removed keys stay removed", published: Labels{KeyH2DGbps: "55", KeyBench: "ok"},
+		{name: "nothing published", published: nil, next: Labels{KeyH2DGBytesPerSec: "55"}, want: Labels{KeyH2DGBytesPerSec: "55"}},
+		{name: "within margin keeps published", published: Labels{KeyH2DGBytesPerSec: "55", KeyD2HGBytesPerSec: "50"},
+			next: Labels{KeyH2DGBytesPerSec: "52", KeyD2HGBytesPerSec: "55"}, want: Labels{KeyH2DGBytesPerSec: "55", KeyD2HGBytesPerSec: "50"}},
+		{name: "beyond margin takes new", published: Labels{KeyH2DGBytesPerSec: "55"},
+			next: Labels{KeyH2DGBytesPerSec: "24"}, want: Labels{KeyH2DGBytesPerSec: "24"}},
+		{name: "small values move by whole steps", published: Labels{KeyPageableH2DGBytesPerSec: "1"},
+			next: Labels{KeyPageableH2DGBytesPerSec: "2"}, want: Labels{KeyPageableH2DGBytesPerSec: "2"}},
+		{name: "removed keys stay removed", published: Labels{KeyH2DGBytesPerSec: "55", KeyBench: "ok"},
 			next: Labels{KeyBench: "failed"}, want: Labels{KeyBench: "failed"}},
 		{name: "other keys are never held back", published: Labels{KeyPCIeGen: "5"},
 			next: Labels{KeyPCIeGen: "4"}, want: Labels{KeyPCIeGen: "4"}},
-		{name: "garbage published value is replaced", published: Labels{KeyH2DGbps: "fast"},
-			next: Labels{KeyH2DGbps: "55"}, want: Labels{KeyH2DGbps: "55"}},
+		{name: "garbage published value is replaced", published: Labels{KeyH2DGBytesPerSec: "fast"},
+			next: Labels{KeyH2DGBytesPerSec: "55"}, want: Labels{KeyH2DGBytesPerSec: "55"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -158,7 +214,7 @@ func TestStabilize(t *testing.T) {
 
 func TestMergeLaterWins(t *testing.T) {
 	t.Parallel()
-	got, err := Merge(Labels{"a": "1", "b": "1"}, Labels{"b": "2"}).Labels()
+	got, err := merge(Labels{"a": "1", "b": "1"}, Labels{"b": "2"}).Labels()
 	require.NoError(t, err)
 	require.Equal(t, Labels{"a": "1", "b": "2"}, got)
 	require.Equal(t, "a=1\nb=2\n", got.String())

@@ -1,6 +1,7 @@
 // Package metrics exports what the detector and the DMA check found as Prometheus metrics in base units
-// (bytes, bytes per second, seconds), on one registry of the daemon's own. GPU series carry the labels DCGM
-// exporter users know (gpu, uuid, pci_bus_id, model). It only reads Reports and bench Results; it never probes.
+// (bytes, bytes per second, seconds), on one registry of the daemon's own. GPU series carry dcgm-exporter's label
+// names and forms (gpu, UUID, pci_bus_id as NVML spells it, modelName, Hostname; see gpuLabels), so that PromQL
+// joins them with DCGM_FI_* series. It only reads Reports and bench Results; it never probes.
 package metrics
 
 import (
@@ -22,7 +23,13 @@ type BuildInfo struct {
 	Version, Revision, GoVersion string
 }
 
-var gpuLabels = []string{"gpu", "uuid", "pci_bus_id", "model"}
+// gpuLabels are dcgm-exporter's names for a GPU: gpu is NVML's index (the inventory index where NVML does not
+// know the device), UUID NVML's UUID, pci_bus_id NVML's spelling ("00000000:2A:00.0"), modelName NVML's name
+// (else the built-in model table's), Hostname the node's hostname.
+var gpuLabels = []string{"gpu", "UUID", "pci_bus_id", "modelName", "Hostname"}
+
+// withGPU returns gpuLabels followed by extra label names.
+func withGPU(extra ...string) []string { return append(append([]string{}, gpuLabels...), extra...) }
 
 var (
 	descAvailable = prometheus.NewDesc("pinmemory_available",
@@ -34,26 +41,38 @@ var (
 		"RLIMIT_MEMLOCK of the daemon (what containers on this node inherit); +Inf when unlimited.",
 		[]string{"kind"}, nil)
 	descDegraded = prometheus.NewDesc("pinmemory_link_degraded",
-		"1 when some accelerator's PCIe link trained below what both its ends support (or ran slow under load).",
-		nil, nil)
+		"1 when the accelerator's PCIe path trained narrower than both ends of a link support, or its link ran below its capability under load (what sets the pinmemory.link-degraded label).",
+		gpuLabels, nil)
 	descBandwidth = prometheus.NewDesc("pinmemory_dma_bandwidth_bytes_per_second",
-		"Measured host-device copy bandwidth (median of samples).",
-		append(append([]string{}, gpuLabels...), "direction", "memory"), nil)
+		"Measured host-device copy bandwidth (median of samples); only figures the check trusts.",
+		withGPU("direction", "memory"), nil)
 	descEfficiency = prometheus.NewDesc("pinmemory_dma_link_efficiency_ratio",
-		"Measured pinned host-to-device bandwidth divided by the theoretical rate of the weakest PCIe hop.",
+		"Measured pinned host-to-device bandwidth divided by the theoretical rate of the host link: NVLink-C2C for GH200/GB200, else the weakest PCIe hop.",
 		gpuLabels, nil)
 	descGen = prometheus.NewDesc("pinmemory_pcie_link_generation",
 		"PCIe generation of the accelerator's link: current (as sysfs reports it, low when idle) or max capability of the path.",
-		append(append([]string{}, gpuLabels...), "state"), nil)
+		withGPU("state"), nil)
 	descWidth = prometheus.NewDesc("pinmemory_pcie_link_width",
 		"PCIe lane count of the accelerator's link: current or max capability of the path.",
-		append(append([]string{}, gpuLabels...), "state"), nil)
+		withGPU("state"), nil)
+	descGPUBench = prometheus.NewDesc("pinmemory_bench_gpu_info",
+		"Always 1; the state (ok, skipped, failed) of the GPU's last DMA check and, unless ok, the cause (busy, no-memory, implausible, error).",
+		withGPU("state", "cause"), nil)
+	descRegister = prometheus.NewDesc("pinmemory_host_register_success",
+		"1 when cuMemHostRegister of ordinary host memory (and a copy from it) worked on the GPU, 0 when it failed; absent where the check did not get as far as pinning.",
+		gpuLabels, nil)
+	descIOMMU = prometheus.NewDesc("pinmemory_iommu_info",
+		"Always 1; mode is the type of the accelerator's IOMMU group (identity, DMA, DMA-FQ, unmanaged, blocked).",
+		withGPU("mode"), nil)
+	descIOMMUGroups = prometheus.NewDesc("pinmemory_iommu_groups",
+		"IOMMU groups on the node by type (mode); absent when the kernel has no IOMMU groups directory.",
+		[]string{"mode"}, nil)
 	descBenchDuration = prometheus.NewDesc("pinmemory_bench_duration_seconds",
 		"Wall time of the last DMA check run.", nil, nil)
 	descBenchSuccess = prometheus.NewDesc("pinmemory_bench_last_success_timestamp_seconds",
 		"Unix time of the newest successful DMA measurement.", nil, nil)
 	descBenchState = prometheus.NewDesc("pinmemory_bench_state",
-		"1 for the state of the last DMA check (ok, skipped, failed, disabled), 0 for the others.",
+		"1 for the state of the last DMA check (ok, partial, skipped, failed, disabled), 0 for the others.",
 		[]string{"state"}, nil)
 )
 
@@ -93,7 +112,7 @@ func New(info BuildInfo) *Metrics {
 	buildInfo.Set(1)
 	m.Registry.MustRegister(m.benchRuns, m.probeErrors, m.publishErrors, buildInfo, (*snapshot)(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, s := range []bench.State{bench.StateOK, bench.StateSkipped, bench.StateFailed, bench.StateDisabled} {
+	for _, s := range bench.States {
 		m.benchRuns.WithLabelValues(string(s))
 	}
 	// The error counters exist at zero from the start, so rate() and alerts see a series on a healthy node.
@@ -161,7 +180,8 @@ type snapshot Metrics
 
 func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAvailable, descInfo, descMemlock, descDegraded, descBandwidth,
-		descEfficiency, descGen, descWidth, descBenchDuration, descBenchSuccess, descBenchState} {
+		descEfficiency, descGen, descWidth, descBenchDuration, descBenchSuccess, descBenchState, descGPUBench,
+		descRegister, descIOMMU, descIOMMUGroups} {
 		ch <- d
 	}
 }
@@ -170,12 +190,14 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 	s.mu.Lock()
 	r, b := s.report, s.bench
 	s.mu.Unlock()
+	ids := identities(r, b)
 	if r != nil {
-		collectReport(ch, r)
+		collectReport(ch, r, ids)
 	}
 	if b != nil {
-		collectBench(ch, b)
+		collectBench(ch, b, ids)
 	}
+	collectDegraded(ch, r, b, ids)
 }
 
 func boolValue(b bool) float64 {
@@ -189,7 +211,55 @@ func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ..
 	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 }
 
-func collectReport(ch chan<- prometheus.Metric, r *detector.Report) {
+// gpuID is one GPU's gpuLabels values.
+type gpuID []string
+
+// with returns the GPU's label values followed by extra values.
+func (id gpuID) with(extra ...string) []string { return append(append([]string{}, id...), extra...) }
+
+// identities names every GPU of the report and of the bench result by inventory index: from the report's
+// accelerator (NVML's index, UUID, bus id and name where NVML knows it), else from the bench's own record.
+func identities(r *detector.Report, b *bench.Result) map[int]gpuID {
+	ids := map[int]gpuID{}
+	host := ""
+	if r != nil {
+		host = r.Hostname
+		for i := range r.Accelerators {
+			a := &r.Accelerators[i]
+			idx, uuid, model := a.Index, "", a.Model
+			if n := a.NVML; n != nil {
+				idx, uuid = n.Index, n.UUID
+				if n.Name != "" {
+					model = n.Name
+				}
+			}
+			busID := a.PCIAddress
+			if a.NVML != nil && a.NVML.PCIBusID != "" {
+				busID = a.NVML.PCIBusID
+			}
+			ids[a.Index] = gpuID{strconv.Itoa(idx), uuid, nvmlBusID(busID), model, host}
+		}
+	}
+	if b != nil {
+		for i := range b.GPUs {
+			g := &b.GPUs[i]
+			if _, ok := ids[g.Index]; !ok {
+				ids[g.Index] = gpuID{strconv.Itoa(g.Index), g.UUID, nvmlBusID(g.PCIAddress), g.Model, host}
+			}
+		}
+	}
+	return ids
+}
+
+// nvmlBusID is addr in NVML's spelling, or addr as it is when it does not parse ("" stays "").
+func nvmlBusID(addr string) string {
+	if s, err := detector.NVMLPCIBusID(addr); err == nil {
+		return s
+	}
+	return addr
+}
+
+func collectReport(ch chan<- prometheus.Metric, r *detector.Report, ids map[int]gpuID) {
 	gauge(ch, descAvailable, boolValue(r.Verdict.Available))
 	gauge(ch, descInfo, 1, string(r.Platform), r.HostLink, r.Verdict.Reason)
 	for kind, l := range map[string]*detector.Limit{"soft": r.Memory.MemlockSoft, "hard": r.Memory.MemlockHard} {
@@ -202,37 +272,35 @@ func collectReport(ch chan<- prometheus.Metric, r *detector.Report) {
 		}
 		gauge(ch, descMemlock, v, kind)
 	}
-	if r.PCIe != nil {
-		gauge(ch, descDegraded, boolValue(r.LinkDegraded))
+	iommu := r.Memory.IOMMUGroups
+	if iommu != nil {
+		for mode, n := range iommu.GroupsByMode {
+			gauge(ch, descIOMMUGroups, float64(n), mode)
+		}
 	}
 	for i := range r.Accelerators {
 		a := &r.Accelerators[i]
-		ids := accelLabels(a)
+		id := ids[a.Index]
 		if a.Link != nil {
 			if a.Link.CurrentGen > 0 {
-				gauge(ch, descGen, float64(a.Link.CurrentGen), append(ids, "current")...)
+				gauge(ch, descGen, float64(a.Link.CurrentGen), id.with("current")...)
 			}
 			if a.Link.CurrentWidth > 0 {
-				gauge(ch, descWidth, float64(a.Link.CurrentWidth), append(ids, "current")...)
+				gauge(ch, descWidth, float64(a.Link.CurrentWidth), id.with("current")...)
 			}
 		}
 		if a.Capability != nil {
-			gauge(ch, descGen, float64(a.Capability.Gen), append(ids, "max")...)
-			gauge(ch, descWidth, float64(a.Capability.Width), append(ids, "max")...)
+			gauge(ch, descGen, float64(a.Capability.Gen), id.with("max")...)
+			gauge(ch, descWidth, float64(a.Capability.Width), id.with("max")...)
+		}
+		if mode := iommu.Mode(a.PCIAddress); mode != "" {
+			gauge(ch, descIOMMU, 1, id.with(mode)...)
 		}
 	}
 }
 
-func accelLabels(a *detector.Accelerator) []string {
-	uuid := ""
-	if a.NVML != nil {
-		uuid = a.NVML.UUID
-	}
-	return []string{strconv.Itoa(a.Index), uuid, a.PCIAddress, a.Model}
-}
-
-func collectBench(ch chan<- prometheus.Metric, b *bench.Result) {
-	for _, st := range []bench.State{bench.StateOK, bench.StateSkipped, bench.StateFailed, bench.StateDisabled} {
+func collectBench(ch chan<- prometheus.Metric, b *bench.Result, ids map[int]gpuID) {
+	for _, st := range bench.States {
 		gauge(ch, descBenchState, boolValue(b.State == st), string(st))
 	}
 	if b.Duration > 0 {
@@ -241,13 +309,17 @@ func collectBench(ch chan<- prometheus.Metric, b *bench.Result) {
 	var newest time.Time
 	for i := range b.GPUs {
 		g := &b.GPUs[i]
-		if !g.Measured() {
+		id := ids[g.Index]
+		gauge(ch, descGPUBench, 1, id.with(string(g.State), string(gpuCause(g)))...)
+		if g.PinTried {
+			gauge(ch, descRegister, boolValue(g.HostRegisterOK), id...)
+		}
+		if !g.Trusted() {
 			continue
 		}
 		if g.MeasuredAt.After(newest) {
 			newest = g.MeasuredAt
 		}
-		ids := []string{strconv.Itoa(g.Index), g.UUID, g.PCIAddress, g.Model}
 		for _, f := range []struct {
 			dir, mem string
 			v        float64
@@ -256,14 +328,48 @@ func collectBench(ch chan<- prometheus.Metric, b *bench.Result) {
 			{"h2d", "pageable", g.PageableH2D}, {"d2h", "pageable", g.PageableD2H},
 		} {
 			if f.v > 0 {
-				gauge(ch, descBandwidth, f.v, append(ids, f.dir, f.mem)...)
+				gauge(ch, descBandwidth, f.v, id.with(f.dir, f.mem)...)
 			}
 		}
 		if g.Efficiency > 0 {
-			gauge(ch, descEfficiency, g.Efficiency, ids...)
+			gauge(ch, descEfficiency, g.Efficiency, id...)
 		}
 	}
 	if !newest.IsZero() {
 		gauge(ch, descBenchSuccess, float64(newest.UnixNano())/1e9)
+	}
+}
+
+// gpuCause is the cause label of a GPU's check: "" when ok, error for a failure that names none.
+func gpuCause(g *bench.GPUResult) bench.Cause {
+	switch {
+	case g.State == bench.StateOK:
+		return ""
+	case g.Cause == "" && g.State == bench.StateFailed:
+		return bench.CauseError
+	}
+	return g.Cause
+}
+
+// collectDegraded emits pinmemory_link_degraded for every accelerator with a PCIe link and every GPU the check
+// considered: 1 when the detector found the path trained narrow or the check saw the link slow under load, the
+// same two findings that set the pinmemory.link-degraded label.
+func collectDegraded(ch chan<- prometheus.Metric, r *detector.Report, b *bench.Result, ids map[int]gpuID) {
+	degraded := map[int]bool{}
+	if r != nil {
+		for i := range r.Accelerators {
+			if a := &r.Accelerators[i]; a.Link != nil || a.Capability != nil {
+				degraded[a.Index] = degraded[a.Index] || a.Degraded
+			}
+		}
+	}
+	if b != nil {
+		for i := range b.GPUs {
+			g := &b.GPUs[i]
+			degraded[g.Index] = degraded[g.Index] || g.Degraded
+		}
+	}
+	for idx, d := range degraded {
+		gauge(ch, descDegraded, boolValue(d), ids[idx]...)
 	}
 }

@@ -1,11 +1,14 @@
 package metrics
 
 import (
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
@@ -14,21 +17,27 @@ import (
 
 func testReport() *detector.Report {
 	return &detector.Report{
+		Hostname: "gpu-node-1",
 		Platform: detector.PlatformCUDA, HostLink: detector.HostLinkPCIe,
 		PCIe:    &detector.LinkCapability{Gen: 5, Width: 16},
 		Verdict: detector.Verdict{Available: true},
 		Memory: detector.MemoryFacts{
 			MemlockSoft: &detector.Limit{Bytes: 64 << 10}, MemlockHard: &detector.Limit{Unlimited: true},
+			IOMMUGroups: &detector.IOMMUFacts{Groups: 3, GroupsByMode: map[string]int{"DMA-FQ": 3},
+				Accelerators: []detector.AcceleratorIOMMU{{PCIAddress: "0000:1b:00.0", Group: "17", Mode: "DMA-FQ"}}},
 		},
 		Accelerators: []detector.Accelerator{{
 			Index: 0, PCIAddress: "0000:1b:00.0", Model: "NVIDIA H100 80GB HBM3",
 			Link:       &detector.PCIeLink{CurrentGen: 1, CurrentWidth: 16, MaxGen: 5, MaxWidth: 16},
 			Capability: &detector.LinkCapability{Gen: 5, Width: 16},
-			NVML:       &detector.NVMLDevice{UUID: "GPU-1"},
+			NVML: &detector.NVMLDevice{Index: 0, UUID: "GPU-1", PCIBusID: "00000000:1B:00.0",
+				Name: "NVIDIA H100 80GB HBM3"},
 		}},
 		Errors: []detector.FactError{{Fact: "pci/0000:1b:00.0/numa_node", Error: "x"}, {Fact: "memlock", Error: "y"}},
 	}
 }
+
+var camelCase = regexp.MustCompile(`[a-z][A-Z]`)
 
 func TestMetricsExposition(t *testing.T) {
 	t.Parallel()
@@ -37,14 +46,16 @@ func TestMetricsExposition(t *testing.T) {
 	m.ObserveBench(&bench.Result{State: bench.StateOK, Duration: 1500 * time.Millisecond, GPUs: []bench.GPUResult{{
 		Index: 0, UUID: "GPU-1", PCIAddress: "0000:1b:00.0", Model: "NVIDIA H100 80GB HBM3", State: bench.StateOK,
 		MeasuredAt: time.Unix(1700000000, 0), PinnedH2D: 55e9, PinnedD2H: 53e9, PageableH2D: 20e9, PageableD2H: 18e9,
-		Efficiency: 0.873,
+		Efficiency: 0.873, PinTried: true, HostAllocOK: true, HostRegisterOK: true, Degraded: true,
 	}}}, true)
 	m.PublishFailed("nodefeature")
 
+	// The labels of dcgm-exporter's series for the same GPU (sorted by name, as the exposition sorts them).
 	const (
+		pre  = `Hostname="gpu-node-1",UUID="GPU-1"`
 		gpu  = `gpu="0"`
-		rest = `model="NVIDIA H100 80GB HBM3",pci_bus_id="0000:1b:00.0"`
-		ids  = gpu + "," + rest + `,uuid="GPU-1"`
+		rest = `modelName="NVIDIA H100 80GB HBM3",pci_bus_id="00000000:1B:00.0"`
+		ids  = pre + "," + gpu + "," + rest
 	)
 	want := `
 # HELP pinmemory_available 1 when an inference engine on this node can use pinned host memory, else 0.
@@ -54,16 +65,16 @@ pinmemory_available 1
 # TYPE pinmemory_memlock_limit_bytes gauge
 pinmemory_memlock_limit_bytes{kind="hard"} +Inf
 pinmemory_memlock_limit_bytes{kind="soft"} 65536
-# HELP pinmemory_dma_bandwidth_bytes_per_second Measured host-device copy bandwidth (median of samples).
+# HELP pinmemory_dma_bandwidth_bytes_per_second Measured host-device copy bandwidth (median of samples); only figures the check trusts.
 # TYPE pinmemory_dma_bandwidth_bytes_per_second gauge
-pinmemory_dma_bandwidth_bytes_per_second{direction="d2h",` + gpu + `,memory="pageable",` + rest + `,uuid="GPU-1"} 1.8e+10
-pinmemory_dma_bandwidth_bytes_per_second{direction="d2h",` + gpu + `,memory="pinned",` + rest + `,uuid="GPU-1"} 5.3e+10
-pinmemory_dma_bandwidth_bytes_per_second{direction="h2d",` + gpu + `,memory="pageable",` + rest + `,uuid="GPU-1"} 2e+10
-pinmemory_dma_bandwidth_bytes_per_second{direction="h2d",` + gpu + `,memory="pinned",` + rest + `,uuid="GPU-1"} 5.5e+10
+pinmemory_dma_bandwidth_bytes_per_second{` + pre + `,direction="d2h",` + gpu + `,memory="pageable",` + rest + `} 1.8e+10
+pinmemory_dma_bandwidth_bytes_per_second{` + pre + `,direction="d2h",` + gpu + `,memory="pinned",` + rest + `} 5.3e+10
+pinmemory_dma_bandwidth_bytes_per_second{` + pre + `,direction="h2d",` + gpu + `,memory="pageable",` + rest + `} 2e+10
+pinmemory_dma_bandwidth_bytes_per_second{` + pre + `,direction="h2d",` + gpu + `,memory="pinned",` + rest + `} 5.5e+10
 # HELP pinmemory_pcie_link_generation PCIe generation of the accelerator's link: current (as sysfs reports it, low when idle) or max capability of the path.
 # TYPE pinmemory_pcie_link_generation gauge
-pinmemory_pcie_link_generation{` + gpu + "," + rest + `,state="current",uuid="GPU-1"} 1
-pinmemory_pcie_link_generation{` + gpu + "," + rest + `,state="max",uuid="GPU-1"} 5
+pinmemory_pcie_link_generation{` + ids + `,state="current"} 1
+pinmemory_pcie_link_generation{` + ids + `,state="max"} 5
 # HELP pinmemory_probe_errors_total Facts that could not be read, by probe.
 # TYPE pinmemory_probe_errors_total counter
 pinmemory_probe_errors_total{probe="bootID"} 0
@@ -90,6 +101,7 @@ pinmemory_publish_errors_total{output="nodefeature"} 1
 pinmemory_bench_runs_total{result="disabled"} 0
 pinmemory_bench_runs_total{result="failed"} 0
 pinmemory_bench_runs_total{result="ok"} 1
+pinmemory_bench_runs_total{result="partial"} 0
 pinmemory_bench_runs_total{result="skipped"} 0
 # HELP pinmemory_bench_last_success_timestamp_seconds Unix time of the newest successful DMA measurement.
 # TYPE pinmemory_bench_last_success_timestamp_seconds gauge
@@ -97,18 +109,52 @@ pinmemory_bench_last_success_timestamp_seconds 1.7e+09
 # HELP pinmemory_bench_duration_seconds Wall time of the last DMA check run.
 # TYPE pinmemory_bench_duration_seconds gauge
 pinmemory_bench_duration_seconds 1.5
-# HELP pinmemory_dma_link_efficiency_ratio Measured pinned host-to-device bandwidth divided by the theoretical rate of the weakest PCIe hop.
+# HELP pinmemory_dma_link_efficiency_ratio Measured pinned host-to-device bandwidth divided by the theoretical rate of the host link: NVLink-C2C for GH200/GB200, else the weakest PCIe hop.
 # TYPE pinmemory_dma_link_efficiency_ratio gauge
 pinmemory_dma_link_efficiency_ratio{` + ids + `} 0.873
+# HELP pinmemory_link_degraded 1 when the accelerator's PCIe path trained narrower than both ends of a link support, or its link ran below its capability under load (what sets the pinmemory.link-degraded label).
+# TYPE pinmemory_link_degraded gauge
+pinmemory_link_degraded{` + ids + `} 1
+# HELP pinmemory_host_register_success 1 when cuMemHostRegister of ordinary host memory (and a copy from it) worked on the GPU, 0 when it failed; absent where the check did not get as far as pinning.
+# TYPE pinmemory_host_register_success gauge
+pinmemory_host_register_success{` + ids + `} 1
+# HELP pinmemory_bench_gpu_info Always 1; the state (ok, skipped, failed) of the GPU's last DMA check and, unless ok, the cause (busy, no-memory, implausible, error).
+# TYPE pinmemory_bench_gpu_info gauge
+pinmemory_bench_gpu_info{` + pre + `,cause="",` + gpu + "," + rest + `,state="ok"} 1
+# HELP pinmemory_iommu_info Always 1; mode is the type of the accelerator's IOMMU group (identity, DMA, DMA-FQ, unmanaged, blocked).
+# TYPE pinmemory_iommu_info gauge
+pinmemory_iommu_info{` + pre + "," + gpu + `,mode="DMA-FQ",` + rest + `} 1
+# HELP pinmemory_iommu_groups IOMMU groups on the node by type (mode); absent when the kernel has no IOMMU groups directory.
+# TYPE pinmemory_iommu_groups gauge
+pinmemory_iommu_groups{mode="DMA-FQ"} 3
 `
 	require.NoError(t, testutil.GatherAndCompare(m.Registry, strings.NewReader(want),
 		"pinmemory_available", "pinmemory_memlock_limit_bytes", "pinmemory_dma_bandwidth_bytes_per_second",
 		"pinmemory_pcie_link_generation", "pinmemory_probe_errors_total", "pinmemory_publish_errors_total",
 		"pinmemory_bench_runs_total", "pinmemory_bench_last_success_timestamp_seconds",
-		"pinmemory_bench_duration_seconds", "pinmemory_dma_link_efficiency_ratio"))
+		"pinmemory_bench_duration_seconds", "pinmemory_dma_link_efficiency_ratio", "pinmemory_link_degraded",
+		"pinmemory_host_register_success", "pinmemory_bench_gpu_info", "pinmemory_iommu_info", "pinmemory_iommu_groups"))
 
 	problems, err := testutil.GatherAndLint(m.Registry)
 	require.NoError(t, err)
+	// modelName is camelCase on purpose: it is dcgm-exporter's label name, and a join needs the same name. It
+	// must be the only camelCase label name.
+	mfs, err := m.Registry.Gather()
+	require.NoError(t, err)
+	camel := map[string]bool{}
+	for _, mf := range mfs {
+		for _, mt := range mf.GetMetric() {
+			for _, lp := range mt.GetLabel() {
+				if camelCase.MatchString(lp.GetName()) {
+					camel[lp.GetName()] = true
+				}
+			}
+		}
+	}
+	require.Equal(t, map[string]bool{"modelName": true}, camel)
+	problems = slices.DeleteFunc(problems, func(p promlint.Problem) bool {
+		return strings.Contains(p.Text, "label names should be written in 'snake_case' not 'camelCase'")
+	})
 	require.Empty(t, problems, "metric names and help must pass the promlint checks promtool uses")
 }
 
@@ -132,4 +178,43 @@ func TestProbeName(t *testing.T) {
 	for in, want := range map[string]string{"pci/0000:1b:00.0/x": "pci", "memlock": "memlock", "": "unknown"} {
 		require.Equal(t, want, probeName(in))
 	}
+}
+
+// TestLinkDegradedPerGPU: each GPU's series is 1 when either finding (the detector's idle width, the check's
+// slow link under load) says so, as the label does; a GPU whose figures the check failed has no bandwidth.
+func TestLinkDegradedPerGPU(t *testing.T) {
+	t.Parallel()
+	r := testReport()
+	second := r.Accelerators[0]
+	second.Index, second.PCIAddress, second.NVML = 1, "0000:2b:00.0", nil
+	r.Accelerators = append(r.Accelerators, second)
+	third := second
+	third.Index, third.PCIAddress, third.Degraded = 2, "0000:3b:00.0", true
+	r.Accelerators = append(r.Accelerators, third)
+	m := New(BuildInfo{})
+	m.ObserveReport(r)
+	m.ObserveBench(&bench.Result{State: bench.StatePartial, GPUs: []bench.GPUResult{
+		{Index: 0, State: bench.StateOK, PinnedH2D: 55e9, PinnedD2H: 53e9},
+		{Index: 1, State: bench.StateFailed, Cause: bench.CauseImplausible, Reason: "implausible measurement: ...",
+			Degraded: true},
+		{Index: 2, State: bench.StateSkipped, Cause: bench.CauseBusy},
+	}}, true)
+	const host = `Hostname="gpu-node-1"`
+	want := `
+# HELP pinmemory_link_degraded 1 when the accelerator's PCIe path trained narrower than both ends of a link support, or its link ran below its capability under load (what sets the pinmemory.link-degraded label).
+# TYPE pinmemory_link_degraded gauge
+pinmemory_link_degraded{` + host + `,UUID="GPU-1",gpu="0",modelName="NVIDIA H100 80GB HBM3",pci_bus_id="00000000:1B:00.0"} 0
+pinmemory_link_degraded{` + host + `,UUID="",gpu="1",modelName="NVIDIA H100 80GB HBM3",pci_bus_id="00000000:2B:00.0"} 1
+pinmemory_link_degraded{` + host + `,UUID="",gpu="2",modelName="NVIDIA H100 80GB HBM3",pci_bus_id="00000000:3B:00.0"} 1
+# HELP pinmemory_bench_gpu_info Always 1; the state (ok, skipped, failed) of the GPU's last DMA check and, unless ok, the cause (busy, no-memory, implausible, error).
+# TYPE pinmemory_bench_gpu_info gauge
+pinmemory_bench_gpu_info{` + host + `,UUID="GPU-1",cause="",gpu="0",modelName="NVIDIA H100 80GB HBM3",pci_bus_id="00000000:1B:00.0",state="ok"} 1
+pinmemory_bench_gpu_info{` + host + `,UUID="",cause="implausible",gpu="1",modelName="NVIDIA H100 80GB HBM3",pci_bus_id="00000000:2B:00.0",state="failed"} 1
+pinmemory_bench_gpu_info{` + host + `,UUID="",cause="busy",gpu="2",modelName="NVIDIA H100 80GB HBM3",pci_bus_id="00000000:3B:00.0",state="skipped"} 1
+`
+	require.NoError(t, testutil.GatherAndCompare(m.Registry, strings.NewReader(want),
+		"pinmemory_link_degraded", "pinmemory_bench_gpu_info"))
+	n, err := testutil.GatherAndCount(m.Registry, "pinmemory_dma_bandwidth_bytes_per_second")
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "only GPU 0's pinned figures")
 }

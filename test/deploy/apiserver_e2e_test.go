@@ -114,9 +114,9 @@ func TestChartOnAPIServer(t *testing.T) {
 		for _, want := range []string{
 			"STATUS: deployed",
 			"feature.node.kubernetes.io/pinmemory.available: \"true\"",
-			"- key: feature.node.kubernetes.io/pinmemory.h2d-gbps\n                  operator: Gt\n                  values: [\"40\"]",
+			"- key: feature.node.kubernetes.io/pinmemory.h2d-gbytes-per-sec\n                  operator: Gt\n                  values: [\"40\"]",
 			"kubectl -n helm-e2e rollout status daemonset/helm-e2e-pin-feature-daemon",
-			"pinmemory.inference-ready=true where h2d-gbps > 40",
+			"pinmemory.inference-ready=true where h2d-gbytes-per-sec > 40",
 		} {
 			require.Contains(t, out, want, "helm install output")
 		}
@@ -158,9 +158,9 @@ func TestChartOnAPIServer(t *testing.T) {
 func testNodeFeatureRule(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, dyn dynamic.Interface,
 	kc kubernetes.Interface, mapper meta.RESTMapper) {
 	nodeLabels := map[string]map[string]string{
-		"fast":  {"pinmemory.available": "true", "pinmemory.h2d-gbps": "52", "pinmemory.bench": "ok"},
-		"slow":  {"pinmemory.available": "true", "pinmemory.h2d-gbps": "30", "pinmemory.bench": "ok"},
-		"nopin": {"pinmemory.available": "false", "pinmemory.reason": "platform", "pinmemory.h2d-gbps": "52"},
+		"fast":  {"pinmemory.available": "true", "pinmemory.h2d-gbytes-per-sec": "52", "pinmemory.bench": "ok"},
+		"slow":  {"pinmemory.available": "true", "pinmemory.h2d-gbytes-per-sec": "30", "pinmemory.bench": "ok"},
+		"nopin": {"pinmemory.available": "false", "pinmemory.reason": "platform", "pinmemory.h2d-gbytes-per-sec": "52"},
 	}
 	publish := map[string]func(t *testing.T, node string, labels map[string]string){
 		"nodefeature": func(t *testing.T, node string, labels map[string]string) {
@@ -189,7 +189,7 @@ func testNodeFeatureRule(ctx context.Context, t *testing.T, cp *controlplane.Con
 
 	// Both rules first, then the nodes: a node must not be labelled by the other output's rule either.
 	for _, output := range []string{"nodefeature", "file"} {
-		rendered := mustRenderRelease(t, "rule-"+output, "", "output="+output, "nodeFeatureRule.enabled=true", "nodeFeatureRule.minH2DGbps=40")
+		rendered := mustRenderRelease(t, "rule-"+output, "", "output="+output, "nodeFeatureRule.enabled=true", "nodeFeatureRule.minH2DGBytesPerSec=40")
 		require.NoError(t, apply(ctx, dyn, mapper, findObject(t, decodeObjects(t, rendered), "NodeFeatureRule"), false))
 	}
 	for _, output := range []string{"nodefeature", "file"} {
@@ -220,7 +220,7 @@ func testNodeFeatureRule(ctx context.Context, t *testing.T, cp *controlplane.Con
 				}
 				for _, labels := range got {
 					// nfd-master has processed a node once the daemon's labels are on it.
-					if labels["feature.node.kubernetes.io/pinmemory.h2d-gbps"] == "" {
+					if labels["feature.node.kubernetes.io/pinmemory.h2d-gbytes-per-sec"] == "" {
 						return false, nil
 					}
 				}
@@ -426,8 +426,8 @@ func testNodeLabelPolicy(ctx context.Context, t *testing.T, cp *controlplane.Con
 				b, err := json.Marshal(map[string]any{
 					"apiVersion": "v1", "kind": "Node",
 					"metadata": map[string]any{"name": "node-a", "labels": map[string]any{
-						"feature.node.kubernetes.io/pinmemory.available": "true",
-						"feature.node.kubernetes.io/pinmemory.h2d-gbps":  "52",
+						"feature.node.kubernetes.io/pinmemory.available":          "true",
+						"feature.node.kubernetes.io/pinmemory.h2d-gbytes-per-sec": "52",
 					}},
 				})
 				require.NoError(t, err)
@@ -517,8 +517,8 @@ func testNodeLabelPolicy(ctx context.Context, t *testing.T, cp *controlplane.Con
 	require.NoError(t, err)
 	require.Equal(t, map[string]string{
 		"example.com/rack": "r1",
-		"feature.node.kubernetes.io/pinmemory.available": "true",
-		"feature.node.kubernetes.io/pinmemory.h2d-gbps":  "52",
+		"feature.node.kubernetes.io/pinmemory.available":          "true",
+		"feature.node.kubernetes.io/pinmemory.h2d-gbytes-per-sec": "52",
 	}, got.Labels, "node-a after the allowed and denied changes")
 	require.False(t, got.Spec.Unschedulable)
 }

@@ -652,7 +652,7 @@ func TestNodeFeatureRule(t *testing.T) {
 	} {
 		t.Run(tc.output, func(t *testing.T) {
 			t.Parallel()
-			objs := decodeObjects(t, mustRender(t, "", "output="+tc.output, "nodeFeatureRule.enabled=true", "nodeFeatureRule.minH2DGbps=35"))
+			objs := decodeObjects(t, mustRender(t, "", "output="+tc.output, "nodeFeatureRule.enabled=true", "nodeFeatureRule.minH2DGBytesPerSec=35"))
 			rule := findObject(t, objs, "NodeFeatureRule")
 			rules := nested[[]any](t, rule.Object, "spec", "rules")
 			require.Len(t, rules, 1)
@@ -664,7 +664,7 @@ func TestNodeFeatureRule(t *testing.T) {
 			require.Equal(t, tc.feature, mf["feature"])
 			exprs := mf["matchExpressions"].(map[string]any)
 			require.Equal(t, map[string]any{"op": "IsTrue"}, exprs["pinmemory.available"])
-			require.Equal(t, map[string]any{"op": "Gt", "value": []any{"35"}}, exprs["pinmemory.h2d-gbps"])
+			require.Equal(t, map[string]any{"op": "Gt", "value": []any{"35"}}, exprs["pinmemory.h2d-gbytes-per-sec"])
 		})
 	}
 }

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pinmemory/pin-feature-daemon/internal/fakecuda"
@@ -203,13 +205,80 @@ func exportedMetrics(t testing.TB, body string) map[string]bool {
 	return names
 }
 
+// exportedLabels returns the label names of each metric of a Prometheus text exposition.
+func exportedLabels(t testing.TB, body string) map[string]map[string]bool {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	require.NoError(t, err)
+	out := map[string]map[string]bool{}
+	for name, f := range fams {
+		out[name] = map[string]bool{}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				out[name][l.GetName()] = true
+			}
+		}
+	}
+	return out
+}
+
+// targetLabels are the labels Prometheus adds to every series of the daemon: the ServiceMonitor's node
+// relabeling, the Prometheus Operator's target labels, and the cluster external label of a multi-cluster
+// Prometheus (Thanos, Mimir) that the dashboard's cluster variable selects on.
+var targetLabels = []string{"node", "job", "instance", "namespace", "pod", "service", "endpoint", "container", "cluster"}
+
+// requireDashboardLabels fails when a dashboard query matches on, groups by or asks for a label that none of
+// its metrics exports (a renamed label, such as uuid -> UUID, leaves such a query empty without an error), or
+// when a table transformation names a column no series of the panel has.
+func requireDashboardLabels(t *testing.T, dashboard string, queries []dashboardQuery, labels map[string]map[string]bool) {
+	t.Helper()
+	known := func(exprs []string, label string) bool {
+		if slices.Contains(targetLabels, label) {
+			return true
+		}
+		for _, expr := range exprs {
+			names, _ := metricNames(expr)
+			if len(names) == 0 { // label_values(label): any metric
+				for _, ls := range labels {
+					if ls[label] {
+						return true
+					}
+				}
+			}
+			for _, n := range names {
+				if labels[n][label] {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, q := range queries {
+		for _, l := range labelNames(q.expr) {
+			if !known([]string{q.expr}, l) {
+				t.Errorf("%s: %q uses label %q, which none of its metrics exports", q.where, q.expr, l)
+			}
+		}
+	}
+	column := regexp.MustCompile(`^(Time|Value|Value #[A-Za-z0-9_]+|__name__)$`) // Grafana names columns by refId
+	for _, p := range dashboardTableFields(t, dashboard) {
+		for _, f := range p.fields {
+			if !column.MatchString(f) && !known(p.exprs, f) {
+				t.Errorf("%s: a transformation names column %q, which no series of the panel has", p.where, f)
+			}
+		}
+	}
+}
+
 // TestDashboardMetricsExported runs the real daemon on a GPU fixture node with the chart's default arguments
 // (the host-specific ones overridden), its real DMA check running against the fake CUDA driver, and fails when
 // a dashboard query names a metric the /metrics endpoint does not export.
 func TestDashboardMetricsExported(t *testing.T) {
 	t.Parallel()
 	fx := findGPUFixture(t)
-	queries := dashboardQueries(t, filepath.Join(repoRoot(t), "deploy", "grafana", "pin-feature-daemon.json"))
+	dashboard := filepath.Join(repoRoot(t), "deploy", "grafana", "pin-feature-daemon.json")
+	queries := dashboardQueries(t, dashboard)
 	require.NotEmpty(t, queries)
 	used := map[string][]string{} // metric -> where
 	for _, q := range queries {
@@ -246,6 +315,7 @@ func TestDashboardMetricsExported(t *testing.T) {
 
 	// The DMA check may finish after the first readiness: scrape until every used metric is there.
 	var exported map[string]bool
+	var labels map[string]map[string]bool
 	var missing []string
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -253,6 +323,7 @@ func TestDashboardMetricsExported(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, code)
 		exported = exportedMetrics(t, body)
+		labels = exportedLabels(t, body)
 		missing = missing[:0]
 		for n := range used {
 			if !exported[n] {
@@ -268,6 +339,7 @@ func TestDashboardMetricsExported(t *testing.T) {
 	for _, n := range missing {
 		t.Errorf("the dashboard queries %s (in %s), which the daemon does not export", n, strings.Join(used[n], "; "))
 	}
+	requireDashboardLabels(t, dashboard, queries, labels)
 	// The scrape really is the daemon's, with the Go and process collectors.
 	require.True(t, exported["pin_feature_daemon_build_info"], "no build info in the scrape")
 	require.True(t, exported["go_goroutines"], "no Go collector in the scrape")

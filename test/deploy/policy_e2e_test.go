@@ -159,7 +159,7 @@ func TestNodeBoundWrites(t *testing.T) {
 		{
 			name: "node B: update",
 			do: func() error {
-				return updateNodeFeature(ctx, cp, nfA, nodeFeatureName(nodeB), setLabel("pinmemory.h2d-gbps", "999"))
+				return updateNodeFeature(ctx, cp, nfA, nodeFeatureName(nodeB), setLabel("pinmemory.h2d-gbytes-per-sec", "999"))
 			},
 			wantErr: wrongObject + "node-b-pin-feature-daemon",
 		},
@@ -229,7 +229,7 @@ func TestNodeBoundWrites(t *testing.T) {
 		{
 			name: "node A: update",
 			do: func() error {
-				return updateNodeFeature(ctx, cp, nfA, nodeFeatureName(nodeA), setLabel("pinmemory.h2d-gbps", "55"))
+				return updateNodeFeature(ctx, cp, nfA, nodeFeatureName(nodeA), setLabel("pinmemory.h2d-gbytes-per-sec", "55"))
 			},
 		},
 		{
@@ -292,14 +292,14 @@ func TestNodeBoundWrites(t *testing.T) {
 		{
 			name: "a token bound to no pod names no node",
 			do: func() error {
-				return updateNodeFeature(ctx, cp, nfdclientset.NewForConfigOrDie(unbound), nodeFeatureName(nodeA), setLabel("pinmemory.h2d-gbps", "1"))
+				return updateNodeFeature(ctx, cp, nfdclientset.NewForConfigOrDie(unbound), nodeFeatureName(nodeA), setLabel("pinmemory.h2d-gbytes-per-sec", "1"))
 			},
 			wantErr: "may write only the NodeFeature of the node its pod runs on (its token names no node), not node-a-pin-feature-daemon",
 		},
 		{
 			name: "node B's own daemon still updates it",
 			do: func() error {
-				return updateNodeFeature(ctx, cp, nfB, nodeFeatureName(nodeB), setLabel("pinmemory.h2d-gbps", "50"))
+				return updateNodeFeature(ctx, cp, nfB, nodeFeatureName(nodeB), setLabel("pinmemory.h2d-gbytes-per-sec", "50"))
 			},
 		},
 
@@ -389,7 +389,7 @@ func TestNodeBoundWrites(t *testing.T) {
 	nf, err := cp.NFDClientset.NfdV1alpha1().NodeFeatures(namespace).Get(ctx, nodeFeatureName(nodeB), metav1.GetOptions{})
 	require.NoError(t, err)
 	require.Equal(t, nodeB, nf.Labels[nfdv1alpha1.NodeFeatureObjNodeNameLabel])
-	require.Equal(t, "50", nf.Spec.Labels["pinmemory.h2d-gbps"])
+	require.Equal(t, "50", nf.Spec.Labels["pinmemory.h2d-gbytes-per-sec"])
 	require.NotContains(t, nf.Spec.Labels, "pci-10de.present")
 	require.NotContains(t, nf.Spec.Features.Flags, "pinmemory.extra")
 	list, err := cp.NFDClientset.NfdV1alpha1().NodeFeatures(namespace).List(ctx, metav1.ListOptions{

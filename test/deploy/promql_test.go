@@ -71,7 +71,59 @@ type dashboardPanel struct {
 		RefID string `json:"refId"`
 		Expr  string `json:"expr"`
 	} `json:"targets"`
+	Transformations []struct {
+		ID      string `json:"id"`
+		Options struct {
+			ExcludeByName map[string]any `json:"excludeByName"`
+			RenameByName  map[string]any `json:"renameByName"`
+			IndexByName   map[string]any `json:"indexByName"`
+		} `json:"options"`
+	} `json:"transformations"`
 	Panels []dashboardPanel `json:"panels"`
+}
+
+// dashboardFields is a panel's queries and the field names its transformations name (table columns: the
+// series' label names, Time, Value, Value #A...).
+type dashboardFields struct {
+	where  string
+	exprs  []string
+	fields []string
+}
+
+// dashboardTableFields returns every panel whose transformations name fields.
+func dashboardTableFields(t testing.TB, path string) []dashboardFields {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var dash struct {
+		Panels []dashboardPanel `json:"panels"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &dash), "parse %s", path)
+	var out []dashboardFields
+	var walk func([]dashboardPanel)
+	walk = func(ps []dashboardPanel) {
+		for _, p := range ps {
+			f := dashboardFields{where: fmt.Sprintf("panel %q", p.Title)}
+			for _, tg := range p.Targets {
+				f.exprs = append(f.exprs, tg.Expr)
+			}
+			for _, tr := range p.Transformations {
+				for _, m := range []map[string]any{tr.Options.ExcludeByName, tr.Options.RenameByName, tr.Options.IndexByName} {
+					for k := range m {
+						f.fields = append(f.fields, k)
+					}
+				}
+			}
+			if len(f.fields) > 0 {
+				slices.Sort(f.fields)
+				f.fields = slices.Compact(f.fields)
+				out = append(out, f)
+			}
+			walk(p.Panels)
+		}
+	}
+	walk(dash.Panels)
+	return out
 }
 
 var (
@@ -84,6 +136,9 @@ var (
 	ranges          = regexp.MustCompile(`\[[^\[\]]*\]`)
 	labelLists      = regexp.MustCompile(`\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)`)
 	token           = regexp.MustCompile(`[0-9][0-9A-Za-z_.]*|[A-Za-z_:][A-Za-z0-9_:]*`)
+	matcherLabel    = regexp.MustCompile(`([A-Za-z_]\w*)\s*(?:=~|!~|!=|=)`)
+	labelListArgs   = regexp.MustCompile(`\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^()]*)\)`)
+	labelValuesName = regexp.MustCompile(`^\s*label_values\((?:.*,)?\s*([A-Za-z_]\w*)\s*\)\s*$`)
 	promqlKeywords  = []string{"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset",
 		"and", "or", "unless", "atan2", "inf", "nan", "Inf", "NaN", "start", "end"}
 )
@@ -122,6 +177,50 @@ func metricNames(expr string) ([]string, error) {
 	}
 	slices.Sort(names)
 	return slices.Compact(names), nil
+}
+
+// labelNames returns the label names a PromQL expression (or a label_values() variable query) matches on,
+// groups by or asks for, __name__ excepted.
+func labelNames(expr string) []string {
+	var names []string
+	if m := labelValuesName.FindStringSubmatch(expr); m != nil {
+		names = append(names, m[1])
+	}
+	s := stringLit.ReplaceAllString(expr, `""`)
+	s = grafanaVar.ReplaceAllString(s, "5m")
+	for _, m := range matchers.FindAllString(s, -1) {
+		for _, mm := range matcherLabel.FindAllStringSubmatch(m, -1) {
+			if mm[1] != "__name__" {
+				names = append(names, mm[1])
+			}
+		}
+	}
+	for _, m := range labelListArgs.FindAllStringSubmatch(s, -1) {
+		for _, f := range strings.Split(m[1], ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				names = append(names, f)
+			}
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+func TestLabelNames(t *testing.T) {
+	t.Parallel()
+	for expr, want := range map[string][]string{
+		`pinmemory_available{node=~"$node"}`: {"node"},
+		`min by (node) (pinmemory_dma_bandwidth_bytes_per_second{node=~"$node", gpu=~"$gpu", direction="h2d", memory="pinned"})`: {
+			"direction", "gpu", "memory", "node"},
+		"a{memory=\"pinned\"}\n/ ignoring (memory) group_left (modelName)\nb offset 5m": {"memory", "modelName"},
+		`a * on (UUID, Hostname) group_left DCGM_FI_DEV_PCIE_LINK_GEN{x!~"a=b"}`:        {"Hostname", "UUID", "x"},
+		`label_values(pinmemory_dma_bandwidth_bytes_per_second{node=~"$node"}, gpu)`:    {"gpu", "node"},
+		`label_values(node)`:                   {"node"},
+		`{__name__="pinmemory_link_degraded"}`: nil,
+		`up`:                                   nil,
+	} {
+		require.Equal(t, want, labelNames(expr), expr)
+	}
 }
 
 func TestMetricNames(t *testing.T) {

@@ -31,14 +31,14 @@ func TestPublishAndSchedule(t *testing.T) {
 			name: "gpu-fast", fixture: "dgx-2gpu-switch",
 			env: fakeGPU(24.5, 22.5, "0000:18:00.0", "0000:9d:00.0"),
 			want: map[string]string{"pinmemory.available": "true", "pinmemory.platform": "cuda", "pinmemory.bench": "ok",
-				"pinmemory.h2d-gbps": "24", "pinmemory.d2h-gbps": "22",
+				"pinmemory.h2d-gbytes-per-sec": "24", "pinmemory.d2h-gbytes-per-sec": "22",
 				"pinmemory.pcie.gen": "5", "pinmemory.pcie.width": "16"},
 		},
 		{
 			name: "gpu-slow", fixture: "gpu-gen3-uplink",
 			env: fakeGPU(6.5, 6.5, "0000:03:00.0"),
 			want: map[string]string{"pinmemory.available": "true", "pinmemory.platform": "cuda", "pinmemory.bench": "ok",
-				"pinmemory.h2d-gbps": "6", "pinmemory.d2h-gbps": "6", "pinmemory.pcie.gen": "3"},
+				"pinmemory.h2d-gbytes-per-sec": "6", "pinmemory.d2h-gbytes-per-sec": "6", "pinmemory.pcie.gen": "3"},
 		},
 		{
 			name: "wsl-node", fixture: "wsl2",
@@ -81,7 +81,7 @@ func TestPublishAndSchedule(t *testing.T) {
 		}
 		// Pageable copies are wall-clock timed, so a loaded machine only makes them look slower: the label is
 		// there and never above the emulated pageable rate (a third of pinned: 8.2 GB/s on gpu-fast).
-		pageable, err := strconv.Atoi(nodeLabels(ctx, t, "gpu-fast")[prefix+"pinmemory.pageable-h2d-gbps"])
+		pageable, err := strconv.Atoi(nodeLabels(ctx, t, "gpu-fast")[prefix+"pinmemory.pageable-h2d-gbytes-per-sec"])
 		require.NoError(t, err)
 		require.InDelta(t, 6, pageable, 2.0)
 	})
@@ -109,7 +109,7 @@ func TestPublishAndSchedule(t *testing.T) {
 			pod := createPod(ctx, t, "fast-"+string(rune('a'+i)), &corev1.PodSpec{Affinity: &corev1.Affinity{
 				NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
 					NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
-						Key: prefix + "pinmemory.h2d-gbps", Operator: corev1.NodeSelectorOpGt, Values: []string{"12"},
+						Key: prefix + "pinmemory.h2d-gbytes-per-sec", Operator: corev1.NodeSelectorOpGt, Values: []string{"12"},
 					}}}},
 				}},
 			}})
@@ -125,10 +125,11 @@ func TestAPIServerOutage(t *testing.T) {
 	ctx := context.Background()
 	createNode(ctx, t, "outage-a", nil)
 	createNode(ctx, t, "outage-b", nil)
-	running := startDaemon(t, fakeGPU(20.5, 20.5, "0000:03:00.0"), "--node-name", "outage-a", "--namespace", cp.Namespace,
+	// The fixture's path is Gen3 x16 (15.75 GB/s): a faster emulated rate would be failed as implausible.
+	running := startDaemon(t, fakeGPU(14.5, 14.5, "0000:03:00.0"), "--node-name", "outage-a", "--namespace", cp.Namespace,
 		"--host-root", fixture("gpu-gen3-uplink"), "--state-dir", t.TempDir(), "--interval", "3s", "--interval-jitter", "0")
 	running.waitStatus("/readyz", 200, waitLong)
-	waitNodeLabels(ctx, t, "outage-a", map[string]string{prefix + "pinmemory.h2d-gbps": "20"})
+	waitNodeLabels(ctx, t, "outage-a", map[string]string{prefix + "pinmemory.h2d-gbytes-per-sec": "14"})
 
 	require.NoError(t, cp.StopAPIServer())
 	apiUp := false
@@ -156,10 +157,10 @@ func TestAPIServerOutage(t *testing.T) {
 	late.waitStatus("/readyz", 200, 30*time.Second)
 	nf, err := cp.NFDClientset.NfdV1alpha1().NodeFeatures(cp.Namespace).Get(ctx, output.NodeFeatureName("outage-b"), metav1.GetOptions{})
 	require.NoError(t, err)
-	require.Equal(t, "10", nf.Spec.Labels["pinmemory.h2d-gbps"])
+	require.Equal(t, "10", nf.Spec.Labels["pinmemory.h2d-gbytes-per-sec"])
 	t.Logf("both daemons published again %s after the API server returned", time.Since(back).Round(time.Millisecond))
 	require.Less(t, time.Since(back), 30*time.Second)
-	waitNodeLabels(ctx, t, "outage-b", map[string]string{prefix + "pinmemory.h2d-gbps": "10"})
+	waitNodeLabels(ctx, t, "outage-b", map[string]string{prefix + "pinmemory.h2d-gbytes-per-sec": "10"})
 }
 
 // TestRestartKeepsLabels restarts the daemon (SIGTERM, start again) while watching the node: its labels never
@@ -172,7 +173,7 @@ func TestRestartKeepsLabels(t *testing.T) {
 		"--state-dir", state}
 	env := fakeGPU(8.5, 8.5, "0000:03:00.0")
 	first := startDaemon(t, env, args...)
-	key := prefix + "pinmemory.h2d-gbps"
+	key := prefix + "pinmemory.h2d-gbytes-per-sec"
 	waitNodeLabels(ctx, t, "restart", map[string]string{key: "8"})
 
 	watchCtx, stopWatch := context.WithCancel(ctx)

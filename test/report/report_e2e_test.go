@@ -53,8 +53,8 @@ func cudaPCIe(gen, width, h2d int) labeler.Labels {
 		labeler.KeyPCIeGen: strconv.Itoa(gen), labeler.KeyPCIeWidth: strconv.Itoa(width), labeler.KeyLinkDegraded: "false",
 		labeler.KeyBench: "ok", labeler.KeyMemlock: "unlimited"}
 	if h2d > 0 {
-		l[labeler.KeyH2DGbps], l[labeler.KeyD2HGbps] = strconv.Itoa(h2d), strconv.Itoa(h2d+1)
-		l[labeler.KeyPageableH2DGbps] = strconv.Itoa(h2d / 3)
+		l[labeler.KeyH2DGBytesPerSec], l[labeler.KeyD2HGBytesPerSec] = strconv.Itoa(h2d), strconv.Itoa(h2d+1)
+		l[labeler.KeyPageableH2DGBytesPerSec] = strconv.Itoa(h2d / 3)
 	}
 	return l
 }
@@ -97,7 +97,7 @@ func fleet() []simNode {
 		}
 		f = append(f, simNode{name: fmt.Sprintf("gh200-%02d", i), model: gh200, gpus: true, via: "node",
 			labels: labeler.Labels{labeler.KeyAvailable: "true", labeler.KeyPlatform: "cuda", labeler.KeyHostLink: "nvlink-c2c",
-				labeler.KeyH2DGbps: strconv.Itoa(h2d), labeler.KeyD2HGbps: strconv.Itoa(h2d - 20), labeler.KeyBench: "ok"},
+				labeler.KeyH2DGBytesPerSec: strconv.Itoa(h2d), labeler.KeyD2HGBytesPerSec: strconv.Itoa(h2d - 20), labeler.KeyBench: "ok"},
 			outlier: i == 2, stale: i == 5})
 	}
 	for i := range 3 {
@@ -274,10 +274,10 @@ func TestReport(t *testing.T) {
 		require.NoError(t, err)
 		_, kubeconfig, err := cp.UserConfig("reader")
 		require.NoError(t, err)
-		h2dKey := labeler.Prefix + labeler.KeyH2DGbps
+		h2dKey := labeler.Prefix + labeler.KeyH2DGBytesPerSec
 		require.Eventually(t, func() bool {
 			nodes, err := cp.Clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: h2dKey})
-			return err == nil && len(nodes.Items) == len(namesOf(f, func(n *simNode) bool { return n.labels[labeler.KeyH2DGbps] != "" }))
+			return err == nil && len(nodes.Items) == len(namesOf(f, func(n *simNode) bool { return n.labels[labeler.KeyH2DGBytesPerSec] != "" }))
 		}, time.Minute, 200*time.Millisecond, "nfd-master merges every NodeFeature into its Node")
 
 		var stdout, stderr bytes.Buffer

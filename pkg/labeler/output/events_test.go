@@ -44,7 +44,7 @@ func TestLabelEvents(t *testing.T) {
 		wantMsg   []string // substrings of the messages, in order
 	}{
 		{name: "first pass, nothing published", prev: nil, cur: with(gpuOK, "pinmemory.available", "false")},
-		{name: "no change", prev: gpuOK, cur: with(gpuOK, "pinmemory.h2d-gbps", "55")},
+		{name: "no change", prev: gpuOK, cur: with(gpuOK, "pinmemory.h2d-gbytes-per-sec", "55")},
 		{
 			name: "became unavailable", prev: gpuOK,
 			cur:     with(gpuOK, "pinmemory.available", "false", "pinmemory.reason", "pin-failed"),

@@ -90,9 +90,9 @@ func TestFileOutputWritesFeatureFile(t *testing.T) {
 			name:   "sorted labels under expiry",
 			now:    fileT0,
 			expiry: 3 * time.Hour,
-			labels: labeler.Labels{"pinmemory.platform": "cuda", "pinmemory.available": "true", "pinmemory.h2d-gbps": "55"},
+			labels: labeler.Labels{"pinmemory.platform": "cuda", "pinmemory.available": "true", "pinmemory.h2d-gbytes-per-sec": "55"},
 			want: "# +expiry-time=2026-03-04T08:06:07Z\n" +
-				"pinmemory.available=true\npinmemory.h2d-gbps=55\npinmemory.platform=cuda\n",
+				"pinmemory.available=true\npinmemory.h2d-gbytes-per-sec=55\npinmemory.platform=cuda\n",
 		},
 		{
 			name:   "expiry rounded up to whole seconds, in UTC",

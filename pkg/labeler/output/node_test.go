@@ -70,17 +70,17 @@ func TestNodeOutputPublish(t *testing.T) {
 		{
 			name: "first apply, then steady state",
 			steps: []step{
-				{labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55"}, true},
-				{labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55"}, false},
-				{labeler.Labels{"pinmemory.h2d-gbps": "55", "pinmemory.available": "true"}, false},
+				{labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbytes-per-sec": "55"}, true},
+				{labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbytes-per-sec": "55"}, false},
+				{labeler.Labels{"pinmemory.h2d-gbytes-per-sec": "55", "pinmemory.available": "true"}, false},
 			},
 		},
 		{
 			name: "changed value and removed key",
 			steps: []step{
-				{labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55", "pinmemory.bench": "ok"}, true},
-				{labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "48"}, true},
-				{labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "48"}, false},
+				{labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbytes-per-sec": "55", "pinmemory.bench": "ok"}, true},
+				{labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbytes-per-sec": "48"}, true},
+				{labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbytes-per-sec": "48"}, false},
 			},
 		},
 		{
@@ -282,16 +282,16 @@ func TestNodeOutputErrors(t *testing.T) {
 func TestNodeOutputPublishedOnlyOurKeys(t *testing.T) {
 	t.Parallel()
 	cs := fake.NewClientset(testNodeObj(map[string]string{
-		labeler.Prefix + "pinmemory.available": "true",
-		labeler.Prefix + "pinmemory.h2d-gbps":  "55",
-		labeler.Prefix + "cpu-cpuid.AVX512F":   "true",
-		"pinmemory.available":                  "bogus",
-		"kubernetes.io/hostname":               pubTestNode,
+		labeler.Prefix + "pinmemory.available":          "true",
+		labeler.Prefix + "pinmemory.h2d-gbytes-per-sec": "55",
+		labeler.Prefix + "cpu-cpuid.AVX512F":            "true",
+		"pinmemory.available":                           "bogus",
+		"kubernetes.io/hostname":                        pubTestNode,
 	}))
 	o := newTestNodeOutput(t, cs)
 	got, err := o.Published(context.Background())
 	require.NoError(t, err)
-	require.Equal(t, labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55"}, got)
+	require.Equal(t, labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbytes-per-sec": "55"}, got)
 
 	cs2 := fake.NewClientset(testNodeObj(map[string]string{"kubernetes.io/hostname": pubTestNode}))
 	got, err = newTestNodeOutput(t, cs2).Published(context.Background())

@@ -24,13 +24,13 @@ import (
 // nodeFeatureNameSuffix tells our NodeFeature apart from nfd-worker's, which is named after the node alone.
 const nodeFeatureNameSuffix = "-" + FieldManager
 
-// LabelsFeature is the attribute feature under which the nodefeature output publishes its labels a second
+// labelsFeature is the attribute feature under which the nodefeature output publishes its labels a second
 // time, for NodeFeatureRules: nfd-master matches rules against the features of a node's NodeFeature objects
 // (all of them merged), never against their spec.labels. Rules name a feature "<domain>.<feature>" in lower
 // case (nfd-master lowercases the name it looks up); the elements are the label names without the
 // feature.node.kubernetes.io/ prefix, as in nfd-worker's local.label feature of the file output, so that a
 // rule for one output differs from one for the other only in the feature it names.
-const LabelsFeature = "pinmemory.labels"
+const labelsFeature = "pinmemory.labels"
 
 // managedByLabel marks the objects the daemon writes, so that they can be listed (and cleaned up) together.
 const managedByLabel = "app.kubernetes.io/managed-by"
@@ -57,7 +57,7 @@ func NodeFeatureName(nodeName string) string {
 
 // nodeFeatureOutput keeps one NodeFeature object (nfd.k8s-sigs.io/v1alpha1) whose spec.labels are ours;
 // nfd-master turns them into node labels under feature.node.kubernetes.io/. The same labels are the elements
-// of the attribute feature LabelsFeature, which NodeFeatureRules can match.
+// of the attribute feature labelsFeature, which NodeFeatureRules can match.
 type nodeFeatureOutput struct {
 	client    NodeFeatureClient
 	namespace string
@@ -71,7 +71,7 @@ type nodeFeatureOutput struct {
 
 // NewNodeFeature returns an Output that keeps the NodeFeature namespace/NodeFeatureName(nodeName),
 // labelled nfd.node.kubernetes.io/node-name=nodeName, with spec.labels and the elements of the attribute
-// feature LabelsFeature equal to the labels (other features of the object are left alone). It creates the
+// feature labelsFeature equal to the labels (other features of the object are left alone). It creates the
 // object when missing and updates it only when its spec.labels, that feature, node-name label or owner
 // references differ, so a steady state costs one GET per Publish and no write. owner must be nil or a DaemonSet (see
 // ResolveOwner); a Pod is refused, because the object and the node's labels would go with every restart.
@@ -173,13 +173,13 @@ func (o *nodeFeatureOutput) create(ctx context.Context, labels labeler.Labels) e
 	return nil
 }
 
-// setLabelsFeature sets the attribute feature LabelsFeature to the labels, leaving other features as they are.
+// setLabelsFeature sets the attribute feature labelsFeature to the labels, leaving other features as they are.
 // The elements are never nil, so that an empty set is stored as {} rather than dropped.
 func setLabelsFeature(f *nfdv1alpha1.Features, labels labeler.Labels) {
 	if f.Attributes == nil {
 		f.Attributes = map[string]nfdv1alpha1.AttributeFeatureSet{}
 	}
-	f.Attributes[LabelsFeature] = nfdv1alpha1.NewAttributeFeatures(maps.Clone(labels))
+	f.Attributes[labelsFeature] = nfdv1alpha1.NewAttributeFeatures(maps.Clone(labels))
 }
 
 // objectLabels returns the object's labels with ours set and everybody else's kept.

@@ -82,7 +82,7 @@ func existingNF(mutate func(*nfdv1alpha1.NodeFeature)) *nfdv1alpha1.NodeFeature 
 		Spec: nfdv1alpha1.NodeFeatureSpec{Labels: map[string]string{"pinmemory.available": "true"}},
 	}
 	nf.Spec.Features.Attributes = map[string]nfdv1alpha1.AttributeFeatureSet{
-		LabelsFeature: nfdv1alpha1.NewAttributeFeatures(map[string]string{"pinmemory.available": "true"}),
+		labelsFeature: nfdv1alpha1.NewAttributeFeatures(map[string]string{"pinmemory.available": "true"}),
 	}
 	if mutate != nil {
 		mutate(nf)
@@ -167,7 +167,7 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 		{
 			name:        "create when missing, owned by the DaemonSet",
 			owner:       pubTestDSOwner,
-			labels:      labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55"},
+			labels:      labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbytes-per-sec": "55"},
 			wantChanged: true,
 			wantVerbs:   []string{"get", "create"},
 			wantOwners:  []metav1.OwnerReference{*pubTestDSOwner},
@@ -255,7 +255,7 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 				nf.Spec.Features.Flags = map[string]nfdv1alpha1.FlagFeatureSet{"x.flags": nfdv1alpha1.NewFlagFeatures("a")}
 			}),
 			owner:       pubTestDSOwner,
-			labels:      labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "52"},
+			labels:      labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbytes-per-sec": "52"},
 			wantChanged: true,
 			wantVerbs:   []string{"get", "update"},
 			wantOwners:  []metav1.OwnerReference{*pubTestDSOwner},
@@ -274,7 +274,7 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 		{
 			name: "labels equal but feature edited: update",
 			existing: existingNF(func(nf *nfdv1alpha1.NodeFeature) {
-				nf.Spec.Features.Attributes[LabelsFeature] = nfdv1alpha1.NewAttributeFeatures(map[string]string{"pinmemory.available": "false"})
+				nf.Spec.Features.Attributes[labelsFeature] = nfdv1alpha1.NewAttributeFeatures(map[string]string{"pinmemory.available": "false"})
 			}),
 			owner:       pubTestDSOwner,
 			labels:      labeler.Labels{"pinmemory.available": "true"},
@@ -311,8 +311,8 @@ func TestNodeFeatureOutputPublish(t *testing.T) {
 				require.Nil(t, r.BlockOwnerDeletion, "the GC must never wait on us")
 			}
 			// The labels again, as the feature NodeFeatureRules match; every other feature as it was.
-			require.Equal(t, map[string]string(tc.labels), nonNilMap(nf.Spec.Features.Attributes[LabelsFeature].Elements))
-			require.NotNil(t, nf.Spec.Features.Attributes[LabelsFeature].Elements, "an empty set is {}, not null")
+			require.Equal(t, map[string]string(tc.labels), nonNilMap(nf.Spec.Features.Attributes[labelsFeature].Elements))
+			require.NotNil(t, nf.Spec.Features.Attributes[labelsFeature].Elements, "an empty set is {}, not null")
 			if tc.existing != nil {
 				wantFeatures := tc.existing.Spec.Features.DeepCopy()
 				setLabelsFeature(wantFeatures, tc.labels)
@@ -345,7 +345,7 @@ func TestNodeFeatureOutputSteadyStateWrites(t *testing.T) {
 	t.Parallel()
 	cs := newNFDFake()
 	o := newTestNodeFeatureOutput(t, cs, pubTestDSOwner)
-	labels := labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbps": "55", "pinmemory.bench": "ok"}
+	labels := labeler.Labels{"pinmemory.available": "true", "pinmemory.h2d-gbytes-per-sec": "55", "pinmemory.bench": "ok"}
 	for range 20 {
 		_, err := o.Publish(context.Background(), labels)
 		require.NoError(t, err)
@@ -455,7 +455,7 @@ func TestNodeFeatureOutputRetries(t *testing.T) {
 			require.Equal(t, tc.wantChanged, changed)
 			nf := getNF(t, cs)
 			require.Equal(t, map[string]string(labels), nf.Spec.Labels)
-			require.Equal(t, map[string]string(labels), nf.Spec.Features.Attributes[LabelsFeature].Elements)
+			require.Equal(t, map[string]string(labels), nf.Spec.Features.Attributes[labelsFeature].Elements)
 		})
 	}
 }
@@ -488,7 +488,7 @@ func TestNodeFeatureOutputPublished(t *testing.T) {
 		{name: "labels", existing: existingNF(nil), want: labeler.Labels{"pinmemory.available": "true"}},
 		{name: "object without labels", existing: existingNF(func(nf *nfdv1alpha1.NodeFeature) { nf.Spec.Labels = nil }), want: labeler.Labels{}},
 		{name: "labels, not the feature", existing: existingNF(func(nf *nfdv1alpha1.NodeFeature) {
-			nf.Spec.Features.Attributes[LabelsFeature] = nfdv1alpha1.NewAttributeFeatures(map[string]string{"pinmemory.available": "false"})
+			nf.Spec.Features.Attributes[labelsFeature] = nfdv1alpha1.NewAttributeFeatures(map[string]string{"pinmemory.available": "false"})
 		}), want: labeler.Labels{"pinmemory.available": "true"}},
 		{name: "api error", getErr: apierrors.NewForbidden(schema.GroupResource{Resource: "nodefeatures"}, "x", nil), wantErr: "get NodeFeature " + pubTestNS + "/"},
 	}
