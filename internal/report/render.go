@@ -44,14 +44,14 @@ func writeTable(w io.Writer, r *Report) error {
 	fmt.Fprintln(tw, "GROUP (GPU MODEL, LINK)\tNODES\tMEASURED\tMEDIAN H2D\tOUTLIER BELOW\tOUTLIERS\tSTALE\tMISSING")
 	for _, g := range r.Groups {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%d\t%d\t%d\n", g.Name, g.Nodes, g.Measured,
-			gbps(g.MedianH2D), gbps(g.OutlierBelow), len(g.Outliers), len(g.Stale), len(g.Missing))
+			oneDecimal(g.MedianH2D), oneDecimal(g.OutlierBelow), len(g.Outliers), len(g.Stale), len(g.Missing))
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "NODE\tPLATFORM\tGPU MODEL\tLINK\tH2D\tD2H\tEFF*\tBENCH\tAGE\tSTATUS")
 	for i := range r.Nodes {
 		n := &r.Nodes[i]
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Node, dash(n.Platform), dash(n.GPUModel),
-			n.Link, intGbps(n.H2D), intGbps(n.D2H), ratio(n.DerivedEfficiency), dash(n.Bench), age(n.AgeSeconds), n.Status())
+			n.Link, intOrDash(n.H2D), intOrDash(n.D2H), ratio(n.DerivedEfficiency), dash(n.Bench), age(n.AgeSeconds), n.Status())
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -82,8 +82,8 @@ func notes(ns []string) string {
 
 // csvHeader is the CSV's first line; one node a line follows, numbers unformatted, empty when unknown.
 var csvHeader = []string{"node", "group", "source", "available", "reason", "platform", "gpu_model", "host_link",
-	"pcie_gen", "pcie_width", "pinned_h2d_gbps", "pinned_d2h_gbps", "derived_efficiency", "bench",
-	"labels_written", "age_seconds", "group_median_h2d_gbps", "outlier", "stale", "missing"}
+	"pcie_gen", "pcie_width", "pinned_h2d_gbytes_per_sec", "pinned_d2h_gbytes_per_sec", "derived_efficiency", "bench",
+	"labels_written", "age_seconds", "group_median_h2d_gbytes_per_sec", "outlier", "stale", "missing"}
 
 func writeCSV(w io.Writer, r *Report) error {
 	medians := map[string]*float64{}
@@ -119,14 +119,14 @@ func dash(s string) string {
 	return s
 }
 
-func gbps(v *float64) string {
+func oneDecimal(v *float64) string {
 	if v == nil {
 		return "-"
 	}
 	return strconv.FormatFloat(*v, 'f', 1, 64)
 }
 
-func intGbps(v *int) string {
+func intOrDash(v *int) string {
 	if v == nil {
 		return "-"
 	}

@@ -119,8 +119,8 @@ type Group struct {
 	// Measured counts the nodes with a pinned H2D label; the median is over them.
 	Measured int `json:"measured"`
 	// MedianH2D and OutlierBelow are in GB/s (1e9 bytes); absent when no node of the group is measured.
-	MedianH2D    *float64 `json:"medianH2DGBps,omitempty"`
-	OutlierBelow *float64 `json:"outlierBelowGBps,omitempty"`
+	MedianH2D    *float64 `json:"medianH2DGBytesPerSec,omitempty"`
+	OutlierBelow *float64 `json:"outlierBelowGBytesPerSec,omitempty"`
 	Outliers     []string `json:"outliers"`
 	Stale        []string `json:"stale"`
 	Missing      []string `json:"missing"`
@@ -141,8 +141,8 @@ type Row struct {
 	// Link is HostLink with the PCIe generation and width, as the table shows it ("pcie gen5 x16").
 	Link string `json:"link"`
 	// H2D and D2H are the pinned bandwidth labels, whole GB/s (1e9 bytes) rounded down by the daemon.
-	H2D *int `json:"pinnedH2DGBps,omitempty"`
-	D2H *int `json:"pinnedD2HGBps,omitempty"`
+	H2D *int `json:"pinnedH2DGBytesPerSec,omitempty"`
+	D2H *int `json:"pinnedD2HGBytesPerSec,omitempty"`
 	// DerivedEfficiency is H2D over the theoretical per-direction rate of the labelled PCIe generation and
 	// width (internal/pcie). No label carries an efficiency (the daemon exports it only as the metric
 	// pinmemory_dma_link_efficiency_ratio), so the report derives it; absent without PCIe labels or H2D.

@@ -352,7 +352,7 @@ func TestWrite(t *testing.T) {
 			require.NoError(t, json.Unmarshal([]byte(out), &raw))
 			first := raw["nodes"].([]any)[1].(map[string]any)
 			require.Equal(t, "a1", first["node"])
-			require.EqualValues(t, 55, first["pinnedH2DGBps"])
+			require.EqualValues(t, 55, first["pinnedH2DGBytesPerSec"])
 			require.EqualValues(t, 3600, first["ageSeconds"])
 		}},
 		{FormatCSV, func(t *testing.T, out string) {
@@ -366,16 +366,16 @@ func TestWrite(t *testing.T) {
 			}
 			a3 := recs[4]
 			require.Equal(t, "a3", a3[col["node"]])
-			require.Equal(t, "31", a3[col["pinned_h2d_gbps"]])
+			require.Equal(t, "31", a3[col["pinned_h2d_gbytes_per_sec"]])
 			require.Equal(t, "0.492", a3[col["derived_efficiency"]])
-			require.Equal(t, "55.0", a3[col["group_median_h2d_gbps"]])
+			require.Equal(t, "55.0", a3[col["group_median_h2d_gbytes_per_sec"]])
 			require.Equal(t, "true", a3[col["outlier"]])
 			require.Equal(t, "false", a3[col["stale"]])
 			require.Equal(t, "7200", a3[col["age_seconds"]])
 			require.Equal(t, "2026-11-29T10:00:00Z", a3[col["labels_written"]])
 			m1 := recs[1]
 			require.Equal(t, []string{"m1", "none", "", "", "true"},
-				[]string{m1[col["node"]], m1[col["source"]], m1[col["pinned_h2d_gbps"]], m1[col["age_seconds"]], m1[col["missing"]]})
+				[]string{m1[col["node"]], m1[col["source"]], m1[col["pinned_h2d_gbytes_per_sec"]], m1[col["age_seconds"]], m1[col["missing"]]})
 		}},
 	}
 	for _, tc := range tests {
