@@ -20,6 +20,18 @@ func TestExitCodes(t *testing.T) {
 	for _, d := range []string{"proc", "sys"} {
 		require.NoError(t, os.Mkdir(filepath.Join(noPCI, d), 0o755))
 	}
+	// A kubeconfig whose API server does not listen: the report cannot read the fleet.
+	nowhere := filepath.Join(t.TempDir(), "kubeconfig")
+	require.NoError(t, os.WriteFile(nowhere, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`), 0o600))
+	report := func(extra ...string) []string {
+		return append([]string{"report", "--kubeconfig", nowhere, "--request-timeout", "5s"}, extra...)
+	}
 	probe := func(extra ...string) []string {
 		return append([]string{"probe", "--nvml-library", "none", "--state-dir="}, extra...)
 	}
@@ -51,6 +63,13 @@ func TestExitCodes(t *testing.T) {
 		{"unready after zero", []string{"run", "--output", "stdout", "--unready-after-failures", "0"}, exitUsage, []string{"--unready-after-failures must be between 1"}, ""},
 		{"relative driver file", []string{"run", "--output", "stdout", "--wait-for-driver-file", "run/x"}, exitUsage, []string{"--wait-for-driver-file must be an absolute path"}, ""},
 		{"max connections zero", []string{"run", "--output", "stdout", "--web.max-connections", "0"}, exitUsage, []string{"--web.max-connections must be between"}, ""},
+		{"report format unknown", report("-o", "yaml"), exitUsage, []string{"-o must be one of table, json, csv, got \"yaml\""}, ""},
+		{"report ratio zero", report("--outlier-ratio", "0"), exitUsage, []string{"outlier ratio must be in (0, 1], got 0"}, ""},
+		{"report ratio NaN", report("--outlier-ratio", "NaN"), exitUsage, []string{"outlier ratio must be in (0, 1], got NaN"}, ""},
+		{"report stale-after negative", report("--stale-after", "-1h"), exitUsage, []string{"stale-after must not be negative"}, ""},
+		{"report bad selector", report("--selector", "a b"), exitUsage, []string{"--selector:"}, ""},
+		{"report kubeconfig missing", []string{"report", "--kubeconfig", "/nonexistent/kubeconfig"}, exitFailure, []string{"load kubernetes client config"}, ""},
+		{"report API server unreachable", report(), exitFailure, []string{"list nodes:"}, ""},
 		{"host root does not exist", probe("--host-root", "/nonexistent", "-o", "labels"), exitFailure, []string{"probe failed", "host root /nonexistent/proc"}, ""},
 		{"sys/bus/pci missing", probe("--host-root", noPCI, "-o", "labels"), exitFailure, []string{"probe failed", "pci: list " + noPCI}, ""},
 		{"good probe", probe("--host-root", gpuNode, "-o", "json"), exitOK, nil, "\x00"},

@@ -54,6 +54,7 @@ func commands() []command {
 		{"probe", "Probe this machine once and print what it offers (no Kubernetes needed).", probeCommand},
 		{"bench", "Run only the DMA bandwidth check on this machine's GPUs.", benchCommand},
 		{"run", "The DaemonSet's job: probe, measure and publish labels and metrics until stopped.", runCommand},
+		{"report", "Report the cluster's nodes from their labels: groups, outliers, stale and missing nodes.", reportCommand},
 		{"version", "Print the version.", versionCommand},
 	}
 }

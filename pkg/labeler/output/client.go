@@ -47,6 +47,15 @@ type NodeFeatureClient interface {
 	UpdateNodeFeature(ctx context.Context, obj *nfdv1alpha1.NodeFeature) (*nfdv1alpha1.NodeFeature, error)
 }
 
+// FleetLister lists what the daemons of a cluster published (the report command): Nodes with their labels,
+// and NodeFeature objects.
+type FleetLister interface {
+	// ListNodes returns the Nodes that match the label selector ("" for all).
+	ListNodes(ctx context.Context, selector string) ([]corev1.Node, error)
+	// ListNodeFeatures returns the NodeFeatures of every namespace.
+	ListNodeFeatures(ctx context.Context) ([]nfdv1alpha1.NodeFeature, error)
+}
+
 // Client is the daemon's Kubernetes client: plain REST calls on Nodes, Pods and Events (core/v1) and on
 // NodeFeatures (nfd.k8s-sigs.io/v1alpha1), encoded with a scheme that holds only those two groups.
 // client-go's generated clientset would do the same calls, but linking it (and its scheme, which registers
@@ -63,6 +72,7 @@ var (
 	_ EventClient       = (*Client)(nil)
 	_ PodClient         = (*Client)(nil)
 	_ NodeFeatureClient = (*Client)(nil)
+	_ FleetLister       = (*Client)(nil)
 )
 
 // NewClient returns a Client for cfg, with an HTTP client of its own.
@@ -193,6 +203,45 @@ func (c *Client) UpdateNodeFeature(ctx context.Context, obj *nfdv1alpha1.NodeFea
 	err := c.nfd.Put().Namespace(obj.Namespace).Resource("nodefeatures").Name(obj.Name).
 		VersionedParams(&metav1.UpdateOptions{FieldManager: FieldManager}, c.params).Body(obj).Do(ctx).Into(out)
 	return result(out, err)
+}
+
+// listPageSize bounds each page of a list, so that a fleet of thousands of Nodes is read in a few requests
+// of bounded size rather than one that the API server must hold in memory whole.
+const listPageSize = 500
+
+// ListNodes returns the Nodes matching the label selector, page by page.
+func (c *Client) ListNodes(ctx context.Context, selector string) ([]corev1.Node, error) {
+	var out []corev1.Node
+	opts := metav1.ListOptions{LabelSelector: selector, Limit: listPageSize}
+	for {
+		page := &corev1.NodeList{}
+		err := c.core.Get().Resource("nodes").VersionedParams(&opts, c.params).Do(ctx).Into(page)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page.Items...)
+		if opts.Continue = page.Continue; opts.Continue == "" {
+			return out, nil
+		}
+	}
+}
+
+// ListNodeFeatures returns the NodeFeatures of every namespace, page by page. Where the API server has no
+// NodeFeature resource (NFD's CRDs not installed), the error is a NotFound.
+func (c *Client) ListNodeFeatures(ctx context.Context) ([]nfdv1alpha1.NodeFeature, error) {
+	var out []nfdv1alpha1.NodeFeature
+	opts := metav1.ListOptions{Limit: listPageSize}
+	for {
+		page := &nfdv1alpha1.NodeFeatureList{}
+		err := c.nfd.Get().Resource("nodefeatures").VersionedParams(&opts, c.params).Do(ctx).Into(page)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page.Items...)
+		if opts.Continue = page.Continue; opts.Continue == "" {
+			return out, nil
+		}
+	}
 }
 
 // result returns obj, or nil with the error of a failed request.

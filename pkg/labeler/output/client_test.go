@@ -188,6 +188,38 @@ func TestClientRequests(t *testing.T) {
 	}
 }
 
+// TestClientLists: the report's list calls follow continue tokens until the last page, with the selector on
+// every page, and a missing NodeFeature resource is a NotFound.
+func TestClientLists(t *testing.T) {
+	t.Parallel()
+	nodePage := func(name, cont string) *corev1.NodeList {
+		return &corev1.NodeList{TypeMeta: metav1.TypeMeta{Kind: "NodeList", APIVersion: "v1"},
+			ListMeta: metav1.ListMeta{Continue: cont}, Items: []corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: name}}}}
+	}
+	c, seen := newAPIServer(t, func(r *http.Request) apiReply {
+		switch {
+		case r.URL.Path == "/api/v1/nodes" && r.URL.Query().Get("continue") == "":
+			return ok(nodePage("a", "next"))
+		case r.URL.Path == "/api/v1/nodes":
+			return ok(nodePage("b", ""))
+		case r.URL.Path == "/apis/nfd.k8s-sigs.io/v1alpha1/nodefeatures":
+			return statusReply(http.StatusNotFound, metav1.StatusReasonNotFound)
+		}
+		return statusReply(http.StatusBadRequest, metav1.StatusReasonBadRequest)
+	})
+	ctx := context.Background()
+	nodes, err := c.ListNodes(ctx, "gpu=yes")
+	require.NoError(t, err)
+	require.Equal(t, []string{"a", "b"}, []string{nodes[0].Name, nodes[1].Name})
+	reqs := seen()
+	require.Len(t, reqs, 2)
+	require.Equal(t, "labelSelector=gpu%3Dyes&limit=500", reqs[0].Query)
+	require.Equal(t, "continue=next&labelSelector=gpu%3Dyes&limit=500", reqs[1].Query)
+
+	_, err = c.ListNodeFeatures(ctx)
+	require.True(t, apierrors.IsNotFound(err), "%v", err)
+}
+
 // TestClientErrors: a Status reply becomes client-go's error type, so the outputs' NotFound handling and
 // retries work as with a clientset, and a failed call returns no object.
 func TestClientErrors(t *testing.T) {
