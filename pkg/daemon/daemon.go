@@ -88,8 +88,9 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Prober == nil || cfg.Output == nil || cfg.Metrics == nil {
 		return nil, errors.New("daemon: prober, output and metrics are required")
 	}
-	// Written so that NaN fails too: a NaN jitter made the loop spin.
-	if !(cfg.Interval > 0) || !(cfg.Jitter >= 0 && cfg.Jitter < 1) || !(cfg.Hysteresis >= 0 && cfg.Hysteresis < 1) {
+	// fraction is false for NaN too: a NaN jitter made the loop spin.
+	fraction := func(f float64) bool { return f >= 0 && f < 1 }
+	if cfg.Interval <= 0 || !fraction(cfg.Jitter) || !fraction(cfg.Hysteresis) {
 		return nil, fmt.Errorf("daemon: interval must be positive, jitter and hysteresis in [0, 1); got %s, %g, %g",
 			cfg.Interval, cfg.Jitter, cfg.Hysteresis)
 	}

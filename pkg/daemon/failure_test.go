@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"math"
+	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -220,7 +221,7 @@ func TestPassRetryBackoff(t *testing.T) {
 func scrape(t *testing.T, m *metrics.Metrics) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	b, err := io.ReadAll(rec.Body)
 	require.NoError(t, err)
 	return string(b)

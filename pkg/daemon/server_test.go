@@ -216,7 +216,10 @@ func TestConnectionCapNeverClosesABusyConnection(t *testing.T) {
 			}
 			capped := srv.ln.(*cappedListener)
 			require.Eventually(t, func() bool { return capped.busy() == 2 }, 10*time.Second, time.Millisecond)
-			_, err = client.Get(url + "/readyz")
+			resp, err := client.Get(url + "/readyz")
+			if err == nil {
+				_ = resp.Body.Close()
+			}
 			require.Error(t, err, "a third connection is refused while both are busy")
 			close(release)
 			require.Equal(t, http.StatusOK, <-codes)

@@ -569,7 +569,7 @@ var fixtures = map[string]func() *tree{
 				numa: "0", cpus: "0-31", link: link(gen4, 16, gen4, 16), driver: "amdgpu"},
 		)
 		t.kfdNode(0, kfdProps{cpuCores: 16, simds: 8, gfxTarget: 100306, vendor: 0x1002, device: 0x164e,
-			location: 0x10<<8 | 0<<3 | 0, renderMinor: 128})
+			location: 0x10 << 8 /* bus 10, device 0, function 0 */, renderMinor: 128})
 		t.devNode("kfd", "dri/card0", "dri/renderD128")
 		return t
 	},
