@@ -168,7 +168,7 @@ func (d *Detector) Probe(ctx context.Context) (r *Report) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	r = &Report{Platform: PlatformCPU, Accelerators: []Accelerator{}}
-	p := &probe{host: d.opts.Host, sys: d.sys, mlockBytes: d.opts.MlockTrialBytes}
+	p := &probe{collector: collector{roots: d.opts.Host.roots()}, host: d.opts.Host, sys: d.sys, mlockBytes: d.opts.MlockTrialBytes}
 	defer func() {
 		if v := recover(); v != nil {
 			klog.ErrorS(fmt.Errorf("%v", v), "Probe panicked", "stack", string(debug.Stack()))

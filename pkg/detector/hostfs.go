@@ -3,7 +3,6 @@ package detector
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -51,22 +50,8 @@ func (h HostFS) withDefaults() HostFS {
 }
 
 // maxFileSize caps how much of one host file is read: every file the detector reads is a few KiB at most, and
-// a broken tree must not make a probe read gigabytes.
+// a broken tree must not make a probe read gigabytes. A bigger file is an error (hostread.go).
 const maxFileSize = 1 << 20
-
-// readHostFile reads a small host file. Absence is reported as an error satisfying fs.ErrNotExist.
-func readHostFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = f.Close() }()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return data, nil
-}
 
 // isAbsent says whether err means "the fact is not there" rather than "reading it failed".
 func isAbsent(err error) bool {
@@ -75,7 +60,8 @@ func isAbsent(err error) bool {
 
 // collector gathers fact errors of one probe.
 type collector struct {
-	errs []FactError
+	errs  []FactError
+	roots []hostRoot // where reads are confined (hostread.go); nil: nowhere
 }
 
 // fail records that fact could not be read.
@@ -87,7 +73,7 @@ func (c *collector) fail(fact string, err error) {
 // read reads a host file for a fact. It returns ok=false when the file is absent (logged at V(4), not an
 // error) or unreadable (recorded as the fact's error).
 func (c *collector) read(fact, path string) ([]byte, bool) {
-	data, err := readHostFile(path)
+	data, err := c.readFile(path)
 	if err != nil {
 		if isAbsent(err) {
 			klog.V(4).InfoS("Probe fact absent", "fact", fact, "path", path)

@@ -2,7 +2,6 @@ package detector
 
 import (
 	"fmt"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -153,7 +152,7 @@ func (p *probe) iommu() bool {
 		filepath.Join(p.host.Sys, "class", "iommu"),
 		filepath.Join(p.host.Sys, "kernel", "iommu_groups"),
 	} {
-		entries, err := os.ReadDir(dir)
+		entries, err := p.listDir(dir)
 		if err != nil {
 			if isAbsent(err) {
 				p.absent("iommu", dir)
