@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"k8s.io/klog/v2"
 )
@@ -30,6 +31,8 @@ type Options struct {
 	PinPlatforms []Platform
 	// MlockTrialBytes is the size of the mlock trial; 0 or less means DefaultMlockTrialBytes.
 	MlockTrialBytes int
+	// Timeout is the deadline of one probe pass (deadline.go); 0 means none.
+	Timeout time.Duration
 }
 
 // DefaultPinPlatforms is the seed engine's rule: pinned memory is available on cuda and rocm only (false on
@@ -106,6 +109,9 @@ type Detector struct {
 	nvml     NVML // nil when disabled
 	nvmlUp   bool
 	disabled string // why NVML is not used, when nvml is nil
+
+	stuckMu sync.Mutex
+	stuck   *passTracker // an abandoned pass that has not finished (deadline.go)
 }
 
 // New returns a Detector. It loads nothing yet: NVML is initialised by the first Probe.
@@ -135,8 +141,12 @@ func New(opts Options) *Detector {
 // PinPlatforms is the pin policy the Detector decides with.
 func (d *Detector) PinPlatforms() []Platform { return slices.Clone(d.pinPlatforms) }
 
-// Close shuts NVML down if a probe initialised it.
+// Close shuts NVML down if a probe initialised it. With a pass stuck past its deadline it leaves NVML alone
+// rather than wait for that pass.
 func (d *Detector) Close() error {
+	if t := d.stuckPass(); t != nil {
+		return fmt.Errorf("nvml not shut down: a probe pass is stuck in %s", t.where())
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.nvmlUp {
@@ -161,14 +171,13 @@ func (p *probe) absent(fact, path string) {
 	klog.V(4).InfoS("Probe fact absent", "fact", fact, "path", path)
 }
 
-// Probe finds out what the node offers. It never returns nil and never panics: facts that cannot be read are
-// listed in Report.Errors and everything else is still filled in. A cancelled ctx stops the probe between
-// steps (recorded as the "probe" fact's error).
-func (d *Detector) Probe(ctx context.Context) (r *Report) {
+// probePass is one pass of Probe (deadline.go), telling t where it is.
+func (d *Detector) probePass(ctx context.Context, t *passTracker) (r *Report) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	r = &Report{Platform: PlatformCPU, Accelerators: []Accelerator{}}
-	p := &probe{collector: collector{roots: d.opts.Host.roots()}, host: d.opts.Host, sys: d.sys, mlockBytes: d.opts.MlockTrialBytes}
+	p := &probe{collector: collector{roots: d.opts.Host.roots(), at: t}, host: d.opts.Host, sys: d.sys,
+		mlockBytes: d.opts.MlockTrialBytes}
 	defer func() {
 		if v := recover(); v != nil {
 			klog.ErrorS(fmt.Errorf("%v", v), "Probe panicked", "stack", string(debug.Stack()))
@@ -177,22 +186,26 @@ func (d *Detector) Probe(ctx context.Context) (r *Report) {
 		d.finish(r, p)
 	}()
 
-	steps := []func(){
-		func() { p.identity(r) },
-		func() {
+	steps := []struct {
+		name string
+		run  func()
+	}{
+		{"identity", func() { p.identity(r) }},
+		{"pci", func() {
 			nodes := p.readDevNodes()
 			r.WSL = r.WSL || nodes.dxg
 			r.Accelerators = append(r.Accelerators, p.scanPCI(nodes)...)
-		},
-		func() { d.enrichNVML(p, r) },
-		func() { p.memoryFacts(&r.Memory) },
+		}},
+		{"nvml", func() { d.enrichNVML(p, r) }},
+		{"memory", func() { p.memoryFacts(&r.Memory) }},
 	}
 	for _, step := range steps {
 		if err := ctx.Err(); err != nil {
 			p.fail("probe", fmt.Errorf("probe stopped: %w", err))
 			break
 		}
-		step()
+		t.enter(step.name)
+		step.run()
 	}
 	return r
 }

@@ -61,7 +61,8 @@ func isAbsent(err error) bool {
 // collector gathers fact errors of one probe.
 type collector struct {
 	errs  []FactError
-	roots []hostRoot // where reads are confined (hostread.go); nil: nowhere
+	roots []hostRoot   // where reads are confined (hostread.go); nil: nowhere
+	at    *passTracker // where the pass is, for the deadline's message (deadline.go); may be nil
 }
 
 // fail records that fact could not be read.

@@ -206,6 +206,7 @@ func fileKind(m fs.FileMode) string {
 
 // readFile resolves path inside the host roots (when the collector has them) and reads it.
 func (c *collector) readFile(path string) ([]byte, error) {
+	c.at.reading(path)
 	resolved, err := c.resolve(path)
 	if err != nil {
 		return nil, err
@@ -223,6 +224,7 @@ func (c *collector) resolve(path string) (string, error) {
 
 // listDir lists a host directory, resolved inside the host roots.
 func (c *collector) listDir(path string) ([]os.DirEntry, error) {
+	c.at.reading(path)
 	resolved, err := c.resolve(path)
 	if err != nil {
 		return nil, err
