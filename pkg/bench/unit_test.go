@@ -188,19 +188,6 @@ func TestOptionsWithReport(t *testing.T) {
 	}
 }
 
-func TestStderrSummary(t *testing.T) {
-	t.Parallel()
-	require.Equal(t, ": SIGSEGV: segmentation violation",
-		stderrSummary("I1127 log line\nfakecuda: crashing in x\nSIGSEGV: segmentation violation\nPC=0x0 m=0\n\ngoroutine 1 [running]:\n"))
-	require.Equal(t, ": last words", stderrSummary("first\nlast words\n\n"))
-	require.Empty(t, stderrSummary(""))
-
-	b := &outputBuffer{max: 8}
-	_, _ = b.Write([]byte("0123456789"))
-	_, _ = b.Write([]byte("abcdefghij"))
-	require.Equal(t, "01234567\n[...]\ncdefghij", b.String())
-}
-
 func TestStateFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

@@ -1,4 +1,4 @@
-package bench
+package childproc
 
 import (
 	"regexp"
@@ -10,9 +10,9 @@ import (
 
 var crashLine = regexp.MustCompile(`^(panic: |fatal error: |SIG[A-Z]+: |signal [A-Z]+)`)
 
-// stderrSummary picks the line of the child's stderr that says why it died: a Go crash header, else the
-// last line.
-func stderrSummary(s string) string {
+// StderrSummary picks the line of the child's stderr that says why it died, as ": <line>": a Go crash header,
+// else the last line ("" when there is none).
+func StderrSummary(s string) string {
 	var last string
 	for _, l := range strings.Split(s, "\n") {
 		l = strings.TrimSpace(l)
@@ -36,33 +36,33 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// outputBuffer keeps the head and the tail of what is written to it: a Go crash report starts with the
+// OutputBuffer keeps the head and the tail of what is written to it: a Go crash report starts with the
 // line that says why, and its goroutine dump can be long.
-type outputBuffer struct {
+type OutputBuffer struct {
 	mu         sync.Mutex
 	head, tail []byte
-	max        int // of each
+	Max        int // of each
 	dropped    bool
 }
 
-func (b *outputBuffer) Write(p []byte) (int, error) {
+func (b *OutputBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n := len(p)
-	if room := b.max - len(b.head); room > 0 {
+	if room := b.Max - len(b.head); room > 0 {
 		k := min(room, len(p))
 		b.head = append(b.head, p[:k]...)
 		p = p[k:]
 	}
 	b.tail = append(b.tail, p...)
-	if over := len(b.tail) - b.max; over > 0 {
+	if over := len(b.tail) - b.Max; over > 0 {
 		b.tail = append(b.tail[:0], b.tail[over:]...)
 		b.dropped = true
 	}
 	return n, nil
 }
 
-func (b *outputBuffer) String() string {
+func (b *OutputBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.dropped {
