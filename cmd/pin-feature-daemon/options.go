@@ -81,7 +81,7 @@ func (o *probeOptions) hostFS() detector.HostFS {
 func (o *probeOptions) detectorOptions() detector.Options {
 	return detector.Options{
 		Host: o.hostFS(), NVMLLibrary: o.NVMLLibrary, PinPlatforms: o.pinPlatforms, MlockTrialBytes: o.mlockTrialBytes,
-		Timeout: o.ProbeTimeout,
+		Timeout: o.ProbeTimeout, NVMLChild: nvmlChild(),
 	}
 }
 

@@ -33,6 +33,10 @@ type Options struct {
 	MlockTrialBytes int
 	// Timeout is the deadline of one probe pass (deadline.go); 0 means none.
 	Timeout time.Duration
+	// NVMLChild, when set, runs NVML in a child process started this way, whose hidden subcommand calls
+	// NVMLChildMain (nvmlchild.go): a hang or crash in NVML then cannot take the caller down. nil loads
+	// NVMLLibrary in-process.
+	NVMLChild *ChildCommand
 }
 
 // DefaultPinPlatforms is the seed engine's rule: pinned memory is available on cuda and rocm only (false on
@@ -133,7 +137,7 @@ func New(opts Options) *Detector {
 	case opts.NVMLLibrary == "" || opts.NVMLLibrary == "none":
 		d.disabled = "nvml disabled"
 	default:
-		d.nvml = NewNVML(opts.NVMLLibrary)
+		d.nvml = newNVML(d.opts)
 	}
 	return d
 }
@@ -283,10 +287,13 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 		r.Driver.NVMLError = d.disabled
 		return
 	}
-	if !d.nvmlUp {
+	if !d.nvmlUp || nvmlPerPass(d.nvml) {
 		if err := d.nvml.Init(); err != nil {
 			klog.V(2).InfoS("NVML not available", "library", d.opts.NVMLLibrary, "err", err)
 			r.Driver.NVMLError = err.Error()
+			if errors.Is(err, ErrNVMLBroken) {
+				p.fail("nvml", err) // a wrong library, a crash or a hang is a fault, not "no NVML"
+			}
 			return
 		}
 		d.nvmlUp = true
