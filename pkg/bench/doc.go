@@ -56,7 +56,10 @@
 //     affinity of the measuring thread.
 //   - cuda.go, cuda_cgo.go, cuda_nocgo.go: the driver API behind the cudaDriver interface, and the shim.
 //   - state.go: the state store: load, lookup, put, save (atomically, with renameio), keyed by GPU,
-//     driver version and boot id; it knows nothing of the Runner.
+//     driver version and boot id; it knows nothing of the Runner. statelock.go: the flock'ed
+//     read-modify-write of a save (two benches keep each other's entries) and the size-capped, non-blocking
+//     read; statevalid.go: every stored value checked (finite, in physical range, sane times, short
+//     printable strings) before it is used.
 //   - result.go: Result and GPUResult, what the package returns.
 //
 // The tests load a fake libcuda.so.1 built from internal/fakecuda.

@@ -43,13 +43,20 @@
 //     GPUs are matched to sysfs by normalised PCI address (NormalizePCIAddress). When sysfs has no NVIDIA GPU
 //     (WSL) the NVML devices are the inventory, with capability and degradation from NVML's max/current link.
 //     A library that does not load sets Driver.NVMLError only; NOT_SUPPORTED and symbols missing from older
-//     drivers are absence; any other failed call is that fact's FactError ("nvml/<index>/<fact>").
+//     drivers are absence; any other failed call is that fact's FactError ("nvml/<index>/<fact>"). With
+//     Options.NVMLChild (the CLI) NVML runs in a child process each pass (nvmlchild.go): a library that is not
+//     NVML, a crash or a hang (killed at half the pass deadline) is the "nvml" fact's error.
 //     HostLink is nvlink-c2c when a GPU reports C2C mode, else pcie when there is any accelerator.
 //   - Memory: RLIMIT_MEMLOCK and an mlock trial (System), proc/meminfo, the process's cgroup (proc/self/cgroup;
 //     the v1 memory controller when mounted, else the v2 entry; the limit is the smallest on the path to the
 //     hierarchy root), the transparent-hugepage mode, IOMMU presence (sys/class/iommu or
 //     sys/kernel/iommu_groups not empty) and the size of dev/shm.
 //   - Identity: hostname (proc/sys/kernel/hostname, else etc/hostname), kernel release, boot id.
+//
+// Host files are read safely (hostread.go): paths resolve inside their HostFS root (no link leads out), only
+// regular files are read (a FIFO never blocks the probe), at most 1 MiB each. A pass has a deadline
+// (Options.Timeout, deadline.go): a pass stuck in a driver is abandoned with the "probe" fact's error naming
+// the step and path.
 //
 // Missing files are absence (logged at V(4)); unreadable or malformed ones become a FactError whose Fact names
 // what was lost ("pci/0000:18:00.0/max_link_speed", "meminfo", "cgroup", "thp", "memlock", "mlock", "shm",
