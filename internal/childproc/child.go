@@ -11,8 +11,8 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// WatchdogGrace is how long after the parent's timeout a child gives up by itself.
-const WatchdogGrace = 5 * time.Second
+// watchdogGrace is how long after the parent's timeout a child gives up by itself.
+const watchdogGrace = 5 * time.Second
 
 // Writer writes a child's events, one whole line at a time, from any goroutine.
 type Writer struct {
@@ -36,13 +36,13 @@ func (w *Writer) Emit(ev any) {
 	}
 }
 
-// Watchdog exits the child process with status 3 WatchdogGrace after the parent's timeout (0: never) and
+// Watchdog exits the child process with status 3 watchdogGrace after the parent's timeout (0: never) and
 // returns its stop. The parent kills the child at the timeout; this only matters when the parent is gone.
 func Watchdog(timeout time.Duration) (stop func()) {
 	if timeout <= 0 {
 		return func() {}
 	}
-	t := time.AfterFunc(timeout+WatchdogGrace, func() {
+	t := time.AfterFunc(timeout+watchdogGrace, func() {
 		klog.ErrorS(nil, "Child process ran past its timeout, exiting", "timeout", timeout)
 		klog.Flush()
 		os.Exit(3)

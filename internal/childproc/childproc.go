@@ -137,7 +137,7 @@ func Run(ctx context.Context, s Spec, onEvent func(json.RawMessage)) (Outcome, e
 }
 
 // start starts the child with its request on stdin, exec's cancellation at tctx's end wired to s.Kill.
-func start(tctx context.Context, s *Spec) (*exec.Cmd, io.Reader, *OutputBuffer, error) {
+func start(tctx context.Context, s *Spec) (*exec.Cmd, io.Reader, *outputBuffer, error) {
 	exe := s.Executable
 	if exe == "" {
 		var err error
@@ -152,7 +152,7 @@ func start(tctx context.Context, s *Spec) (*exec.Cmd, io.Reader, *OutputBuffer, 
 	cmd := exec.CommandContext(tctx, exe, s.Args...)
 	cmd.Env = s.Env
 	cmd.Stdin = bytes.NewReader(in)
-	stderr := &OutputBuffer{Max: 16 << 10}
+	stderr := &outputBuffer{max: 16 << 10}
 	cmd.Stderr = stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	kill := s.Kill

@@ -127,7 +127,7 @@ func TestStderrSummary(t *testing.T) {
 	require.Empty(t, StderrSummary(""))
 	require.Equal(t, ": "+strings.Repeat("x", 300)+"...", StderrSummary(strings.Repeat("x", 400)))
 
-	b := &OutputBuffer{Max: 8}
+	b := &outputBuffer{max: 8}
 	_, _ = b.Write([]byte("0123456789"))
 	_, _ = b.Write([]byte("abcdefghij"))
 	require.Equal(t, "01234567\n[...]\ncdefghij", b.String())

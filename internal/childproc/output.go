@@ -36,33 +36,33 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// OutputBuffer keeps the head and the tail of what is written to it: a Go crash report starts with the
+// outputBuffer keeps the head and the tail of what is written to it: a Go crash report starts with the
 // line that says why, and its goroutine dump can be long.
-type OutputBuffer struct {
+type outputBuffer struct {
 	mu         sync.Mutex
 	head, tail []byte
-	Max        int // of each
+	max        int // of each
 	dropped    bool
 }
 
-func (b *OutputBuffer) Write(p []byte) (int, error) {
+func (b *outputBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n := len(p)
-	if room := b.Max - len(b.head); room > 0 {
+	if room := b.max - len(b.head); room > 0 {
 		k := min(room, len(p))
 		b.head = append(b.head, p[:k]...)
 		p = p[k:]
 	}
 	b.tail = append(b.tail, p...)
-	if over := len(b.tail) - b.Max; over > 0 {
+	if over := len(b.tail) - b.max; over > 0 {
 		b.tail = append(b.tail[:0], b.tail[over:]...)
 		b.dropped = true
 	}
 	return n, nil
 }
 
-func (b *OutputBuffer) String() string {
+func (b *outputBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.dropped {

@@ -291,7 +291,7 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 		if err := d.nvml.Init(); err != nil {
 			klog.V(2).InfoS("NVML not available", "library", d.opts.NVMLLibrary, "err", err)
 			r.Driver.NVMLError = err.Error()
-			if errors.Is(err, ErrNVMLBroken) {
+			if errors.Is(err, errNVMLBroken) {
 				p.fail("nvml", err) // a wrong library, a crash or a hang is a fault, not "no NVML"
 			}
 			return

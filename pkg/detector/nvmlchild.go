@@ -30,8 +30,8 @@ import (
 // NVMLChildSubcommand is the hidden subcommand whose process runs NVMLChildMain.
 const NVMLChildSubcommand = "__nvml-child"
 
-// DefaultNVMLTimeout bounds one NVML child (initialising NVML on a node with many GPUs takes seconds).
-const DefaultNVMLTimeout = 30 * time.Second
+// defaultNVMLTimeout bounds one NVML child (initialising NVML on a node with many GPUs takes seconds).
+const defaultNVMLTimeout = 30 * time.Second
 
 const nvmlEventPrefix = "pfd-nvml-event "
 
@@ -51,9 +51,9 @@ var requiredNVMLSymbols = []string{
 	"nvmlDeviceGetUUID", "nvmlDeviceGetName", "nvmlDeviceGetMemoryInfo",
 }
 
-// ErrNVMLBroken is wrapped by NVML failures that are faults rather than "no NVML here": a library without the
+// errNVMLBroken is wrapped by NVML failures that are faults rather than "no NVML here": a library without the
 // NVML symbols, a child that crashed or hung. The detector records them as the "nvml" fact's error too.
-var ErrNVMLBroken = errors.New("nvml broken")
+var errNVMLBroken = errors.New("nvml broken")
 
 // newNVML returns the NVML a Detector uses for o's library: in a child process when o.NVMLChild is set.
 func newNVML(o Options) NVML {
@@ -62,7 +62,7 @@ func newNVML(o Options) NVML {
 	}
 	// Half the pass deadline at most: a hung NVML is then the "nvml" fact's error and the pass keeps the
 	// other facts, rather than the whole pass running into its deadline.
-	timeout := DefaultNVMLTimeout
+	timeout := defaultNVMLTimeout
 	if o.Timeout > 0 {
 		timeout = min(timeout, o.Timeout/2)
 	}
@@ -252,7 +252,7 @@ type nvmlChildRequest struct {
 type nvmlChildEvent struct {
 	Snapshot *nvmlSnapshot `json:"snapshot,omitempty"`
 	Error    string        `json:"error,omitempty"`
-	// Broken marks an Error that is a fault (ErrNVMLBroken), not NVML being absent.
+	// Broken marks an Error that is a fault (errNVMLBroken), not NVML being absent.
 	Broken bool `json:"broken,omitempty"`
 }
 
@@ -290,12 +290,12 @@ func (c *childNVML) Init() error {
 	return brokenErr{errors.New("nvml child exited without an answer")}
 }
 
-// brokenErr is an NVML fault: its message as is, and errors.Is(err, ErrNVMLBroken).
+// brokenErr is an NVML fault: its message as is, and errors.Is(err, errNVMLBroken).
 type brokenErr struct{ err error }
 
 func (e brokenErr) Error() string        { return e.err.Error() }
 func (e brokenErr) Unwrap() error        { return e.err }
-func (e brokenErr) Is(target error) bool { return target == ErrNVMLBroken }
+func (e brokenErr) Is(target error) bool { return target == errNVMLBroken }
 
 func (c *childNVML) Shutdown() error {
 	c.snap = nil
