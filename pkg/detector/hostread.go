@@ -231,3 +231,11 @@ func (c *collector) listDir(path string) ([]os.DirEntry, error) {
 	}
 	return os.ReadDir(resolved)
 }
+
+// ReadFile reads a small host file under one of h's roots the way the probe does: resolved inside its root,
+// regular files only (never blocking on a FIFO), at most 1 MiB. Absence is an error satisfying
+// fs.ErrNotExist. The bench's link sampler reads sysfs through it.
+func (h HostFS) ReadFile(path string) ([]byte, error) {
+	c := collector{roots: h.roots()}
+	return c.readFile(path)
+}
