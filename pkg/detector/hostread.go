@@ -239,3 +239,16 @@ func (h HostFS) ReadFile(path string) ([]byte, error) {
 	c := collector{roots: h.roots()}
 	return c.readFile(path)
 }
+
+// shmSize is the size of the filesystem at dev/shm, resolved inside the host roots first (statfs follows
+// links). An absent dev/shm is left to the System to say so.
+func (p *probe) shmSize(shm string) (uint64, error) {
+	resolved, err := p.resolve(shm)
+	switch {
+	case isAbsent(err):
+		resolved = shm
+	case err != nil:
+		return 0, err
+	}
+	return p.sys.FilesystemSize(resolved)
+}

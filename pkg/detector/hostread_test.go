@@ -82,11 +82,17 @@ func TestProbeNeverLeavesHostRoot(t *testing.T) {
 	tr.links["proc/sys/kernel/hostname"] = up + "etc/hostname"
 	tr.links["proc/sys/kernel/osrelease"] = "/etc/hostname"
 	tr.links["etc/hostname"] = "/proc/sys/kernel/hostname"
+	tr.links["dev/shm"] = "/tmp"
+	tr.files["proc/self/cgroup"] = "0::/../../kubepods\n" // cleaned to /kubepods, a link leading out
+	tr.links["sys/fs/cgroup/kubepods"] = "../../../../../../../../../../sys/fs/cgroup"
 	r := probeTree(t, tr)
 	errs := factErrors(r)
 	require.Contains(t, errs["pci/0000:00:02.0/vendor"], "leads out of")
 	require.Contains(t, errs["hostname"], "points outside etc")
 	require.Contains(t, errs["osrelease"], "points outside proc")
+	require.Contains(t, errs["shm"], "points outside dev")
+	require.Contains(t, errs["cgroup"], "leads out of")
+	require.Nil(t, r.Memory.Cgroup)
 	require.Empty(t, r.Hostname)
 	out, err := json.Marshal(r)
 	require.NoError(t, err)
