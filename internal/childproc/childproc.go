@@ -52,7 +52,8 @@ type Spec struct {
 	// Timeout is the hard limit: the child is killed after it. It must be positive.
 	Timeout time.Duration
 	// KillGrace is how long after the kill the child may take to exit before it is abandoned (0:
-	// DefaultKillGrace); WaitDelay bounds the wait for its output pipes after it exited (0: KillGrace).
+	// DefaultKillGrace). WaitDelay is exec.Cmd's: once it has passed after the timeout (or after the child
+	// exited) exec closes the output pipes and SIGKILLs the child once more; 0 means never.
 	KillGrace, WaitDelay time.Duration
 	// Kill stops the child at the timeout; nil means SIGKILL. Tests replace it.
 	Kill func(*os.Process) error
@@ -161,9 +162,6 @@ func start(tctx context.Context, s *Spec) (*exec.Cmd, io.Reader, *outputBuffer, 
 	}
 	cmd.Cancel = func() error { return kill(cmd.Process) }
 	cmd.WaitDelay = s.WaitDelay
-	if cmd.WaitDelay <= 0 {
-		cmd.WaitDelay = s.killGrace()
-	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%s stdout: %w", s.Name, err)

@@ -91,7 +91,7 @@ func TestRun(t *testing.T) {
 func TestRunAbandonsUnkillable(t *testing.T) {
 	t.Parallel()
 	s := spec("hang", 0, 200*time.Millisecond)
-	s.KillGrace = 200 * time.Millisecond
+	s.KillGrace, s.WaitDelay = 200*time.Millisecond, 0 // no second kill from exec either
 	var victim *os.Process
 	s.Kill = func(p *os.Process) error { victim = p; return nil } // the kill does not take
 	out, err := Run(context.Background(), s, func(json.RawMessage) {})

@@ -261,7 +261,7 @@ func (c *childNVML) Init() error {
 	spec := childproc.Spec{
 		Name: "nvml child", Executable: c.cmd.Executable, Args: c.cmd.Args,
 		Request: nvmlChildRequest{Library: c.library, Timeout: c.timeout},
-		Prefix:  nvmlEventPrefix, Timeout: c.timeout,
+		Prefix:  nvmlEventPrefix, Timeout: c.timeout, WaitDelay: childproc.DefaultKillGrace,
 	}
 	var ev nvmlChildEvent
 	got := false
