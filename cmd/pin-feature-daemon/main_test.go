@@ -14,6 +14,7 @@ import (
 
 	"github.com/pinmemory/pin-feature-daemon/internal/fakecuda"
 	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
@@ -21,7 +22,7 @@ var update = flag.Bool("update", false, "rewrite the golden label files")
 
 // TestMain makes the test binary the daemon's own bench child, as the real binary is.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == bench.ChildSubcommand {
+	if len(os.Args) > 1 && (os.Args[1] == bench.ChildSubcommand || os.Args[1] == detector.NVMLChildSubcommand) {
 		os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())

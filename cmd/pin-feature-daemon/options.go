@@ -25,6 +25,7 @@ type probeOptions struct {
 	NVMLLibrary    string
 	PinPlatforms   string
 	MlockTrialSize string
+	ProbeTimeout   time.Duration
 
 	pinPlatforms    []detector.Platform
 	mlockTrialBytes int
@@ -39,6 +40,7 @@ func (o *probeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NVMLLibrary, "nvml-library", "libnvidia-ml.so.1", `NVML library for GPU enrichment; "none" disables NVML.`)
 	fs.StringVar(&o.PinPlatforms, "pin-platforms", "cuda,rocm", "Comma-separated platforms on which pinned memory counts as available (cuda, rocm, xpu, hpu, neuron, tpu, cpu).")
 	fs.StringVar(&o.MlockTrialSize, "mlock-trial-size", "1Mi", "Size of the buffer the probe tries to mlock (a Kubernetes quantity).")
+	fs.DurationVar(&o.ProbeTimeout, "probe-timeout", detector.DefaultTimeout, "Deadline of one probe pass; a pass stuck past it (a hung driver) fails, naming the step.")
 }
 
 func (o *probeOptions) Validate() error {
@@ -56,6 +58,9 @@ func (o *probeOptions) Validate() error {
 		errs = append(errs, fmt.Errorf("--mlock-trial-size: %w", err))
 	}
 	o.mlockTrialBytes = int(n)
+	if o.ProbeTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--probe-timeout must be positive, got %s", o.ProbeTimeout))
+	}
 	return errors.Join(errs...)
 }
 
@@ -76,6 +81,7 @@ func (o *probeOptions) hostFS() detector.HostFS {
 func (o *probeOptions) detectorOptions() detector.Options {
 	return detector.Options{
 		Host: o.hostFS(), NVMLLibrary: o.NVMLLibrary, PinPlatforms: o.pinPlatforms, MlockTrialBytes: o.mlockTrialBytes,
+		Timeout: o.ProbeTimeout, NVMLChild: nvmlChild(),
 	}
 }
 

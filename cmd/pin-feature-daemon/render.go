@@ -45,13 +45,13 @@ func renderProbe(w io.Writer, r *detector.Report, b *bench.Result, labels labele
 	} else if r.Driver.NVMLError != "" {
 		driver += ": " + r.Driver.NVMLError
 	}
-	row("driver", driver)
+	row("driver", safe(driver))
 	m := r.Memory
 	row("memlock (soft/hard)", limitString(m.MemlockSoft)+" / "+limitString(m.MemlockHard))
 	if t := m.MlockTrial; t != nil {
 		res := "ok"
 		if !t.OK {
-			res = "failed: " + t.Errno
+			res = "failed: " + safe(t.Errno)
 		}
 		row("mlock trial", fmt.Sprintf("%s: %s", bytesString(uint64(t.Bytes)), res))
 	}
@@ -97,12 +97,12 @@ func renderProbe(w io.Writer, r *detector.Report, b *bench.Result, labels labele
 	if len(r.Errors) > 0 {
 		ew.printf("\nFacts not read:\n")
 		for _, e := range r.Errors {
-			ew.printf("  %s: %s\n", e.Fact, e.Error)
+			ew.printf("  %s: %s\n", safe(e.Fact), safe(e.Error))
 		}
 	}
 	ew.printf("\nLabels (feature.node.kubernetes.io/...):\n")
 	for _, k := range labels.Keys() {
-		ew.printf("  %s=%s\n", k, labels[k])
+		ew.printf("  %s=%s\n", safe(k), safe(labels[k]))
 	}
 	return ew.err
 }
@@ -112,7 +112,7 @@ func renderBench(w io.Writer, b *bench.Result) error {
 	ew := &errWriter{w: w}
 	head := "DMA check: " + string(b.State)
 	if b.Error != "" {
-		head += " (" + b.Error + ")"
+		head += " (" + safe(b.Error) + ")"
 	}
 	if b.Duration > 0 {
 		head += fmt.Sprintf(" in %.2fs", b.Duration.Seconds())
@@ -250,9 +250,10 @@ func yesNo(b bool) string {
 	return "no"
 }
 
+// orDash is s made safe for a terminal, or "-" when empty.
 func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return safe(s)
 }

@@ -6,14 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"time"
 
-	"k8s.io/klog/v2"
+	"github.com/pinmemory/pin-feature-daemon/internal/childproc"
 )
-
-// childWatchdogGrace is how long after the parent's timeout the child gives up by itself.
-const childWatchdogGrace = 5 * time.Second
 
 // ChildMain is the body of the hidden bench subcommand, run in a child process of the daemon: it reads the
 // request from stdin, loads the CUDA driver, measures each GPU in turn and writes events to stdout. It
@@ -21,13 +16,13 @@ const childWatchdogGrace = 5 * time.Second
 // exit the process by itself when the parent's timeout has long passed. Call it only in a process of
 // its own: it loads the CUDA driver and creates contexts.
 func ChildMain(ctx context.Context, stdin io.Reader, stdout io.Writer) int {
-	w := &eventWriter{out: stdout}
+	w := newEventWriter(stdout)
 	var req childRequest
 	if err := json.NewDecoder(bufio.NewReader(stdin)).Decode(&req); err != nil {
 		w.fatal(fmt.Errorf("read bench request: %w", err))
 		return 2
 	}
-	defer startWatchdog(req.Timeout)()
+	defer childproc.Watchdog(req.Timeout)()
 
 	drv, version, err := loadDriver(req.CUDALibrary)
 	if err != nil {
@@ -49,20 +44,6 @@ func ChildMain(ctx context.Context, stdin io.Reader, stdout io.Writer) int {
 	}
 	w.emit(childEvent{Event: eventDone})
 	return 0
-}
-
-// startWatchdog exits the process a little after the parent's timeout (0: none) and returns its stop. The
-// parent kills the child at the timeout; this only matters when the parent is gone.
-func startWatchdog(timeout time.Duration) (stop func()) {
-	if timeout <= 0 {
-		return func() {}
-	}
-	t := time.AfterFunc(timeout+childWatchdogGrace, func() {
-		klog.ErrorS(nil, "Bench child ran past its timeout, exiting", "timeout", timeout)
-		klog.Flush()
-		os.Exit(3)
-	})
-	return func() { t.Stop() }
 }
 
 // loadDriver opens and initialises the driver library and returns it with its version.

@@ -53,15 +53,19 @@
 //     host's and the device's free memory.
 //   - protocol.go: the child protocol both sides speak (request, events, ChildSubcommand).
 //   - child.go: the child side, ChildMain: read the request, load the driver, measure each GPU, report.
-//   - spawn.go: the parent side: start the child, read its events, kill it at the timeout, abandon it
-//     when it does not die, and say why it failed; childoutput.go keeps and triages its stderr.
+//   - spawn.go: the parent side: run the child through internal/childproc (which starts it, reads its
+//     event lines, kills it at the timeout, abandons it when it does not die and keeps its stderr), take
+//     its events, and say why it failed.
 //   - measure.go: one GPU's measurement in named steps (setup, pinned phase, pageable phase, register
 //     trial, link verdict) with phase timing; timing.go times copies and takes the median.
 //   - link.go: reading and sampling the PCIe link from sysfs, theoretical rates; affinity.go: the CPU
 //     affinity of the measuring thread.
 //   - cuda.go, cuda_cgo.go, cuda_nocgo.go: the driver API behind the cudaDriver interface, and the shim.
 //   - state.go: the state store: load, lookup, put, save (atomically, with renameio), keyed by GPU,
-//     driver version and boot id; it knows nothing of the Runner.
+//     driver version and boot id; it knows nothing of the Runner. statelock.go: the flock'ed
+//     read-modify-write of a save (two benches keep each other's entries) and the size-capped, non-blocking
+//     read; statevalid.go: every stored value checked (finite, in physical range, sane times, short
+//     printable strings) before it is used.
 //   - result.go: Result and GPUResult, what the package returns; trust.go: whether a GPU's figures can be
 //     true (judge) and may be published (Trusted).
 //

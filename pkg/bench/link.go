@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -19,14 +18,16 @@ func theoreticalBytesPerSecond(c *detector.LinkCapability) float64 {
 }
 
 // readLink reads the current generation and width of the PCI device at addr under sysRoot; false when either
-// is unreadable, malformed or unknown.
+// is unreadable, malformed or unknown. Reads go through detector.HostFS.ReadFile: inside sysRoot, regular
+// files only, size-capped.
 func readLink(sysRoot, addr string) (detector.LinkCapability, bool) {
+	host := detector.HostFS{Sys: sysRoot}
 	dir := filepath.Join(sysRoot, "bus", "pci", "devices", addr)
-	speed, err := os.ReadFile(filepath.Join(dir, "current_link_speed"))
+	speed, err := host.ReadFile(filepath.Join(dir, "current_link_speed"))
 	if err != nil {
 		return detector.LinkCapability{}, false
 	}
-	width, err := os.ReadFile(filepath.Join(dir, "current_link_width"))
+	width, err := host.ReadFile(filepath.Join(dir, "current_link_width"))
 	if err != nil {
 		return detector.LinkCapability{}, false
 	}

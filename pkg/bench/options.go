@@ -5,6 +5,7 @@ import (
 
 	"k8s.io/utils/clock"
 
+	"github.com/pinmemory/pin-feature-daemon/internal/childproc"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
@@ -26,7 +27,7 @@ const (
 	// defaultSampleInterval is how often the PCIe link is read while the pinned copies run.
 	defaultSampleInterval = 5 * time.Millisecond
 	// defaultKillGrace is how long a killed child may take to exit before it is abandoned.
-	defaultKillGrace = 10 * time.Second
+	defaultKillGrace = childproc.DefaultKillGrace
 )
 
 // Options configure a Runner. Zero values take the defaults (given with each field), except StateDir.

@@ -1,21 +1,18 @@
 package bench
 
 import (
-	"encoding/json"
-	"fmt"
 	"io"
-	"sync"
 	"time"
 
-	"k8s.io/klog/v2"
+	"github.com/pinmemory/pin-feature-daemon/internal/childproc"
 )
 
 // ChildSubcommand is the hidden subcommand that runs ChildMain; Options.ChildArgs defaults to it.
 const ChildSubcommand = "__bench-child"
 
-// The child protocol, shared by the parent (spawn.go) and the child (child.go). The parent writes one
-// childRequest as JSON to the child's stdin; the child writes events to stdout, one a line, each line
-// protocolPrefix followed by a childEvent in JSON. Lines without the prefix (anything a driver library
+// The child protocol, shared by the parent (spawn.go) and the child (child.go), on internal/childproc's
+// framing. The parent writes one childRequest as JSON to the child's stdin; the child writes events to
+// stdout, one a line, each line protocolPrefix followed by a childEvent in JSON. Lines without the prefix (anything a driver library
 // might print) are ignored. Events arrive as they happen, so the parent keeps every GPU finished before a
 // hang or crash.
 const protocolPrefix = "pfd-bench-event "
@@ -54,24 +51,16 @@ type childEvent struct {
 	Error         string     `json:"error,omitempty"`
 }
 
-// eventWriter writes the child's events, one whole line at a time, from any goroutine.
+// eventWriter writes the child's events (childproc.Writer with the bench's prefix).
 type eventWriter struct {
-	mu  sync.Mutex
-	out io.Writer
+	w childproc.Writer
 }
 
-func (w *eventWriter) emit(ev childEvent) {
-	b, err := json.Marshal(ev)
-	if err != nil {
-		klog.ErrorS(err, "Encode bench event", "event", ev.Event)
-		return
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if _, err := fmt.Fprintf(w.out, "%s%s\n", protocolPrefix, b); err != nil {
-		klog.ErrorS(err, "Write bench event", "event", ev.Event)
-	}
+func newEventWriter(out io.Writer) *eventWriter {
+	return &eventWriter{w: childproc.Writer{Prefix: protocolPrefix, Out: out}}
 }
+
+func (w *eventWriter) emit(ev childEvent) { w.w.Emit(ev) }
 
 // fatal emits a fatal event with err's message.
 func (w *eventWriter) fatal(err error) {

@@ -64,12 +64,16 @@ func (r *Runner) run(ctx context.Context, req request) *Result {
 		c.res.State, c.res.Error = noSelection(req.Targets, req.GPU)
 		return c.res
 	}
-	state := openState(req.StateDir, req.BootID)
+	state := openState(req.StateDir, req.BootID, req.Clock.Now())
 	toMeasure := c.decideAll(state)
 	if len(toMeasure.GPUs) > 0 {
 		r.measureInChild(ctx, c, toMeasure)
-		if state.putMeasured(c.sel, c.res, req.DriverVersion, req.BootID) {
-			if err := state.save(req.StateDir); err != nil {
+		if state != nil {
+			// Under the lock, on the file as it is now: another bench may have saved since openState.
+			err := updateState(req.StateDir, req.Clock.Now(), func(s *stateFile) bool {
+				return s.putMeasured(c.sel, c.res, req.DriverVersion, req.BootID)
+			})
+			if err != nil {
 				klog.ErrorS(err, "Saving bench results failed; the next start measures again")
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/google/renameio/v2"
 	"k8s.io/klog/v2"
@@ -102,7 +103,7 @@ func (s *stateFile) putMeasured(targets []Target, res *Result, driverVersion, bo
 
 // openState returns the stored state in dir, or nil when persistence is off: no state dir, or no boot id
 // to key it by. A state file that cannot be read is logged and starts empty.
-func openState(dir, bootID string) *stateFile {
+func openState(dir, bootID string, now time.Time) *stateFile {
 	if dir == "" {
 		return nil
 	}
@@ -110,19 +111,25 @@ func openState(dir, bootID string) *stateFile {
 		klog.InfoS("Not keeping bench results: the boot id is unknown", "stateDir", dir)
 		return nil
 	}
-	s, err := loadState(dir)
+	s, err := loadState(dir, now)
 	if err != nil {
-		klog.ErrorS(err, "Ignoring bench state file")
+		logStateProblem(err)
 	}
 	return s
 }
 
-// loadState reads the state file in dir. A missing file is an empty state; so is a corrupt or foreign one,
-// which is reported so that the caller can log it (it is rewritten on the next save).
-func loadState(dir string) (*stateFile, error) {
+// logStateProblem logs why (part of) the state file was not used.
+func logStateProblem(err error) {
+	klog.ErrorS(err, "Ignoring (part of) the bench state file")
+}
+
+// loadState reads the state file in dir. A missing file is an empty state; so is a corrupt, oversized or
+// foreign one, which is reported so that the caller can log it (it is rewritten on the next save). Entries
+// whose values fail validation (statevalid.go) are dropped and reported; the others are kept.
+func loadState(dir string, now time.Time) (*stateFile, error) {
 	s := &stateFile{Version: stateVersion}
 	path := filepath.Join(dir, stateFileName)
-	b, err := os.ReadFile(path)
+	b, err := readStateFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return s, nil
 	}
@@ -136,7 +143,11 @@ func loadState(dir string) (*stateFile, error) {
 	if f.Version != stateVersion {
 		return s, fmt.Errorf("bench state %s has version %d, want %d", path, f.Version, stateVersion)
 	}
-	return &f, nil
+	s.Entries, err = f.validEntries(now)
+	if err != nil {
+		return s, fmt.Errorf("bench state %s: %w", path, err)
+	}
+	return s, nil
 }
 
 // save writes the state file into dir atomically (renameio: a temporary file in dir, synced, then renamed

@@ -12,9 +12,10 @@ const (
 	// linkRateTolerance is how far above the theoretical rate of the GPU's link a figure may be before it is
 	// not believed: the rate is a hard limit of the wire, and 5% leaves room for clock and timer error.
 	linkRateTolerance = 1.05
-	// maxPlausibleBytesPerSecond bounds every figure when the link rate is unknown (and always): no host link
-	// moves 2 TB/s per direction (NVLink-C2C on GH200 is about 450 GB/s, PCIe Gen6 x16 about 121 GB/s).
-	maxPlausibleBytesPerSecond = 2e12
+	// MaxPlausibleBytesPerSecond bounds every figure when the link rate is unknown (and always): no host link
+	// moves 2 TB/s per direction (NVLink-C2C on GH200 is about 450 GB/s, PCIe Gen6 x16 about 121 GB/s). The
+	// state file's validation and the label schema use it too: a corrupt 1e30 is never a figure.
+	MaxPlausibleBytesPerSecond = 2e12
 )
 
 // Trusted reports whether the GPU has pinned figures that may be published: measured (fresh or from the
@@ -22,7 +23,7 @@ const (
 func (g *GPUResult) Trusted() bool { return g.State != StateFailed && g.Measured() }
 
 // judge fails g when one of its figures cannot be true: not a finite positive number, above
-// maxPlausibleBytesPerSecond, or above the theoretical rate of its link × linkRateTolerance (a broken or fake
+// MaxPlausibleBytesPerSecond, or above the theoretical rate of its link × linkRateTolerance (a broken or fake
 // driver, a timer that lies, or a link capability read wrong). The figures of a failed judgement are cleared,
 // so that neither labels nor metrics ever show them (the reason quotes them), and so is the under-load link
 // verdict taken during those copies. Pageable faster than pinned is
@@ -42,7 +43,7 @@ func judge(g GPUResult) GPUResult {
 
 // implausible says what is wrong with g's figures, "" when nothing is. A figure of 0 is one not measured.
 func implausible(g *GPUResult) string {
-	limit, limitName := maxPlausibleBytesPerSecond, "the 2 TB/s any host link stays below"
+	limit, limitName := MaxPlausibleBytesPerSecond, "the 2 TB/s any host link stays below"
 	if r := g.TheoreticalBytesPerSecond; r > 0 && !math.IsInf(r, 0) && r*linkRateTolerance < limit {
 		limit = r * linkRateTolerance
 		limitName = fmt.Sprintf("the link's %.2f GB/s × %.2f", r/1e9, linkRateTolerance)

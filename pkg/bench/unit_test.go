@@ -211,32 +211,23 @@ func TestOptionsWithReport(t *testing.T) {
 	}
 }
 
-func TestStderrSummary(t *testing.T) {
-	t.Parallel()
-	require.Equal(t, ": SIGSEGV: segmentation violation",
-		stderrSummary("I1127 log line\nfakecuda: crashing in x\nSIGSEGV: segmentation violation\nPC=0x0 m=0\n\ngoroutine 1 [running]:\n"))
-	require.Equal(t, ": last words", stderrSummary("first\nlast words\n\n"))
-	require.Empty(t, stderrSummary(""))
-
-	b := &outputBuffer{max: 8}
-	_, _ = b.Write([]byte("0123456789"))
-	_, _ = b.Write([]byte("abcdefghij"))
-	require.Equal(t, "01234567\n[...]\ncdefghij", b.String())
-}
-
 func TestStateFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s, err := loadState(dir)
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	s, err := loadState(dir, now)
 	require.NoError(t, err, "a missing file is an empty state")
 	a, b := fakeTargets(2)[0], fakeTargets(2)[1]
-	s.put(stateEntry{UUID: a.UUID, PCIAddress: a.PCIAddress, DriverVersion: "1", BootID: "x", Result: GPUResult{PinnedH2D: 1}}, &a)
-	s.put(stateEntry{UUID: b.UUID, PCIAddress: b.PCIAddress, DriverVersion: "1", BootID: "x", Result: GPUResult{PinnedH2D: 2}}, &b)
-	s.put(stateEntry{UUID: a.UUID, PCIAddress: a.PCIAddress, DriverVersion: "1", BootID: "x", Result: GPUResult{PinnedH2D: 3}}, &a)
+	res := func(h2d float64) GPUResult {
+		return GPUResult{State: StateOK, PinnedH2D: h2d, PinnedD2H: h2d, MeasuredAt: now}
+	}
+	s.put(stateEntry{UUID: a.UUID, PCIAddress: a.PCIAddress, DriverVersion: "1", BootID: "x", Result: res(1)}, &a)
+	s.put(stateEntry{UUID: b.UUID, PCIAddress: b.PCIAddress, DriverVersion: "1", BootID: "x", Result: res(2)}, &b)
+	s.put(stateEntry{UUID: a.UUID, PCIAddress: a.PCIAddress, DriverVersion: "1", BootID: "x", Result: res(3)}, &a)
 	require.Len(t, s.Entries, 2, "an entry is replaced, not added")
 	require.NoError(t, s.save(dir))
 
-	s, err = loadState(dir)
+	s, err = loadState(dir, now)
 	require.NoError(t, err)
 	require.Equal(t, 3.0, s.lookup(&a, "1", "x").Result.PinnedH2D)
 	require.Equal(t, 2.0, s.lookup(&b, "1", "x").Result.PinnedH2D)
@@ -249,7 +240,7 @@ func TestStateFile(t *testing.T) {
 	noUUID.UUID = ""
 	require.NotNil(t, s.lookup(&noUUID, "1", "x"), "the PCI address alone identifies a GPU without NVML")
 
-	s.put(stateEntry{UUID: a.UUID, PCIAddress: a.PCIAddress, DriverVersion: "1", BootID: "z", Result: GPUResult{PinnedH2D: 4}}, &a)
+	s.put(stateEntry{UUID: a.UUID, PCIAddress: a.PCIAddress, DriverVersion: "1", BootID: "z", Result: res(4)}, &a)
 	require.Len(t, s.Entries, 1, "entries of an older boot are dropped")
 
 	matches, err := filepath.Glob(filepath.Join(dir, ".*"))

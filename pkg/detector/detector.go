@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"k8s.io/klog/v2"
 )
@@ -30,6 +31,12 @@ type Options struct {
 	PinPlatforms []Platform
 	// MlockTrialBytes is the size of the mlock trial; 0 or less means defaultMlockTrialBytes.
 	MlockTrialBytes int
+	// Timeout is the deadline of one probe pass (deadline.go); 0 means none.
+	Timeout time.Duration
+	// NVMLChild, when set, runs NVML in a child process started this way, whose hidden subcommand calls
+	// NVMLChildMain (nvmlchild.go): a hang or crash in NVML then cannot take the caller down. nil loads
+	// NVMLLibrary in-process.
+	NVMLChild *ChildCommand
 }
 
 // DefaultPinPlatforms is the seed engine's rule: pinned memory is available on cuda and rocm only (false on
@@ -109,6 +116,9 @@ type Detector struct {
 	nvml     NVML // nil when disabled
 	nvmlUp   bool
 	disabled string // why NVML is not used, when nvml is nil
+
+	stuckMu sync.Mutex
+	stuck   *passTracker // an abandoned pass that has not finished (deadline.go)
 }
 
 // New returns a Detector. It loads nothing yet: NVML is initialised by the first Probe.
@@ -130,7 +140,7 @@ func New(opts Options) *Detector {
 	case opts.NVMLLibrary == "" || opts.NVMLLibrary == "none":
 		d.disabled = "nvml disabled"
 	default:
-		d.nvml = NewNVML(opts.NVMLLibrary)
+		d.nvml = newNVML(d.opts)
 	}
 	return d
 }
@@ -138,8 +148,12 @@ func New(opts Options) *Detector {
 // PinPlatforms is the pin policy the Detector decides with.
 func (d *Detector) PinPlatforms() []Platform { return slices.Clone(d.pinPlatforms) }
 
-// Close shuts NVML down if a probe initialised it.
+// Close shuts NVML down if a probe initialised it. With a pass stuck past its deadline it leaves NVML alone
+// rather than wait for that pass.
 func (d *Detector) Close() error {
+	if t := d.stuckPass(); t != nil {
+		return fmt.Errorf("nvml not shut down: a probe pass is stuck in %s", t.where())
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.nvmlUp {
@@ -166,15 +180,16 @@ func (p *probe) absent(fact, path string) {
 	klog.V(4).InfoS("Probe fact absent", "fact", fact, "path", path)
 }
 
-// Probe finds out what the node offers. It never returns nil and never panics: facts that cannot be read are
-// listed in Report.Errors and everything else is still filled in. A pass that cannot be trusted as a whole
-// (a host root or the PCI bus unreadable, a panic, or ctx cancelled between steps) is listed in Report.Fatal
-// and makes Report.Err non-nil.
-func (d *Detector) Probe(ctx context.Context) (r *Report) {
+// probePass is one pass of Probe (deadline.go), telling t where it is. It never panics: facts that cannot be
+// read are listed in Report.Errors and everything else is still filled in. A pass that cannot be trusted as a
+// whole (a host root or the PCI bus unreadable, a panic, or ctx cancelled between steps) is listed in
+// Report.Fatal and makes Report.Err non-nil.
+func (d *Detector) probePass(ctx context.Context, t *passTracker) (r *Report) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	r = &Report{Platform: PlatformCPU, Accelerators: []Accelerator{}}
-	p := &probe{host: d.opts.Host, sys: d.sys, mlockBytes: d.opts.MlockTrialBytes}
+	p := &probe{collector: collector{roots: d.opts.Host.roots(), at: t}, host: d.opts.Host, sys: d.sys,
+		mlockBytes: d.opts.MlockTrialBytes}
 	defer func() {
 		if v := recover(); v != nil {
 			klog.ErrorS(fmt.Errorf("%v", v), "Probe panicked", "stack", string(debug.Stack()))
@@ -183,9 +198,12 @@ func (d *Detector) Probe(ctx context.Context) (r *Report) {
 		d.finish(r, p)
 	}()
 
-	steps := []func(){
-		func() { p.identity(r) },
-		func() {
+	steps := []struct {
+		name string
+		run  func()
+	}{
+		{"identity", func() { p.identity(r) }},
+		{"pci", func() {
 			nodes := p.readDevNodes()
 			r.WSL = r.WSL || nodes.dxg
 			if nodes.dxg {
@@ -196,10 +214,10 @@ func (d *Detector) Probe(ctx context.Context) (r *Report) {
 				v.Hypervisor = "hyperv" // WSL2 is a Hyper-V utility VM
 			}
 			r.Accelerators = append(r.Accelerators, p.scanAccelerators(r, nodes)...)
-		},
-		func() { d.enrichNVML(p, r) },
-		func() { p.memoryFacts(&r.Memory) },
-		func() { r.Memory.IOMMUGroups = p.iommuFacts(r.Accelerators) },
+		}},
+		{"nvml", func() { d.enrichNVML(p, r) }},
+		{"memory", func() { p.memoryFacts(&r.Memory) }},
+		{"iommu", func() { r.Memory.IOMMUGroups = p.iommuFacts(r.Accelerators) }},
 	}
 	p.checkRoots()
 	for _, step := range steps {
@@ -207,7 +225,8 @@ func (d *Detector) Probe(ctx context.Context) (r *Report) {
 			p.failPass("probe", fmt.Errorf("probe stopped: %w", err))
 			break
 		}
-		step()
+		t.enter(step.name)
+		step.run()
 	}
 	return r
 }
@@ -275,10 +294,13 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 		r.Driver.NVMLError = d.disabled
 		return
 	}
-	if !d.nvmlUp {
+	if !d.nvmlUp || nvmlPerPass(d.nvml) {
 		if err := d.nvml.Init(); err != nil {
 			klog.V(2).InfoS("NVML not available", "library", d.opts.NVMLLibrary, "err", err)
 			r.Driver.NVMLError = err.Error()
+			if errors.Is(err, errNVMLBroken) {
+				p.fail("nvml", err) // a wrong library, a crash or a hang is a fault, not "no NVML"
+			}
 			return
 		}
 		d.nvmlUp = true

@@ -59,7 +59,9 @@
 //     GPUs are matched to sysfs by normalised PCI address (NormalizePCIAddress). When sysfs has no NVIDIA GPU
 //     (WSL) the NVML devices are the inventory, with capability and degradation from NVML's max/current link.
 //     A library that does not load sets Driver.NVMLError only; NOT_SUPPORTED and symbols missing from older
-//     drivers are absence; any other failed call is that fact's FactError ("nvml/<index>/<fact>").
+//     drivers are absence; any other failed call is that fact's FactError ("nvml/<index>/<fact>"). With
+//     Options.NVMLChild (the CLI) NVML runs in a child process each pass (nvmlchild.go): a library that is not
+//     NVML, a crash or a hang (killed at half the pass deadline) is the "nvml" fact's error.
 //     HostLink is pcie when any accelerator the labels describe reaches host memory over PCIe, else nvlink-c2c.
 //     The summary (HostLink, PCIe, LinkDegraded) describes the node platform's accelerators that have their
 //     driver (all of the platform's when none has).
@@ -68,6 +70,11 @@
 //     hierarchy root), the transparent-hugepage mode, IOMMU presence (sys/class/iommu or
 //     sys/kernel/iommu_groups not empty) and the size of dev/shm.
 //   - Identity: hostname (proc/sys/kernel/hostname, else etc/hostname), kernel release, boot id.
+//
+// Host files are read safely (hostread.go): paths resolve inside their HostFS root (no link leads out), only
+// regular files are read (a FIFO never blocks the probe), at most 1 MiB each. A pass has a deadline
+// (Options.Timeout, deadline.go): a pass stuck in a driver is abandoned with the "probe" fact's error naming
+// the step and path.
 //
 // Missing files are absence (logged at V(4)); unreadable or malformed ones become a FactError whose Fact names
 // what was lost ("pci/0000:18:00.0/max_link_speed", "meminfo", "cgroup", "thp", "memlock", "mlock", "shm",

@@ -3,7 +3,6 @@ package detector
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -56,22 +55,8 @@ func (h HostFS) withDefaults() HostFS {
 }
 
 // maxFileSize caps how much of one host file is read: every file the detector reads is a few KiB at most, and
-// a broken tree must not make a probe read gigabytes.
+// a broken tree must not make a probe read gigabytes. A bigger file is an error (hostread.go).
 const maxFileSize = 1 << 20
-
-// readHostFile reads a small host file. Absence is reported as an error satisfying fs.ErrNotExist.
-func readHostFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = f.Close() }()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return data, nil
-}
 
 // isAbsent says whether err means "the fact is not there" rather than "reading it failed".
 func isAbsent(err error) bool {
@@ -82,6 +67,8 @@ func isAbsent(err error) bool {
 type collector struct {
 	errs  []FactError
 	fatal []FactError
+	roots []hostRoot   // where reads are confined (hostread.go); nil: nowhere
+	at    *passTracker // where the pass is, for the deadline's message (deadline.go); may be nil
 }
 
 // fail records that fact could not be read.
@@ -93,7 +80,7 @@ func (c *collector) fail(fact string, err error) {
 // read reads a host file for a fact. It returns ok=false when the file is absent (logged at V(4), not an
 // error) or unreadable (recorded as the fact's error).
 func (c *collector) read(fact, path string) ([]byte, bool) {
-	data, err := readHostFile(path)
+	data, err := c.readFile(path)
 	if err != nil {
 		if isAbsent(err) {
 			klog.V(4).InfoS("Probe fact absent", "fact", fact, "path", path)
@@ -108,7 +95,7 @@ func (c *collector) read(fact, path string) ([]byte, bool) {
 // list lists a host directory for a fact. It returns ok=false when the directory is absent (logged at V(4),
 // not an error) or cannot be listed (recorded as the fact's error).
 func (c *collector) list(fact, dir string) ([]os.DirEntry, bool) {
-	entries, err := os.ReadDir(dir)
+	entries, err := c.listDir(dir)
 	if err != nil {
 		if isAbsent(err) {
 			klog.V(4).InfoS("Probe fact absent", "fact", fact, "path", dir)

@@ -26,7 +26,7 @@ func (p *probe) memoryFacts(m *MemoryFacts) {
 	}
 	m.IOMMU = p.iommu()
 	shm := filepath.Join(p.host.Dev, "shm")
-	if size, err := p.sys.FilesystemSize(shm); err != nil {
+	if size, err := p.shmSize(shm); err != nil {
 		if isAbsent(err) {
 			p.absent("shm", shm)
 		} else {
@@ -117,8 +117,12 @@ func (p *probe) cgroupMemory() *CgroupMemory {
 func (p *probe) cgroupMemoryAt(version int, mount, cgPath, limitFile, usageFile string) *CgroupMemory {
 	cg := &CgroupMemory{Version: version, Path: cgPath, Limit: Limit{Unlimited: true}}
 	leaf := filepath.Join(mount, filepath.FromSlash(cgPath))
-	if !exists(leaf) {
-		p.absent("cgroup", leaf)
+	if _, err := p.resolve(leaf); err != nil { // a cgroup path from proc/self/cgroup must not lead out
+		if isAbsent(err) {
+			p.absent("cgroup", leaf)
+		} else {
+			p.fail("cgroup", err)
+		}
 		return nil
 	}
 	for dir := cgPath; ; dir = path.Dir(dir) {

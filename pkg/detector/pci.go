@@ -155,7 +155,7 @@ func classify(vendor, device uint16, class uint32, nodes devNodes) Platform {
 // scanPCI lists the accelerators in sys/bus/pci/devices.
 func (p *probe) scanPCI(nodes devNodes) []Accelerator {
 	busDir := filepath.Join(p.host.Sys, "bus", "pci", "devices")
-	entries, err := os.ReadDir(busDir)
+	entries, err := p.listDir(busDir)
 	if err != nil {
 		// Absent or unreadable, the bus listing is no answer: it fails the pass (an empty one is an answer).
 		p.failPass("pci", fmt.Errorf("list %s: %w", busDir, unwrapPathError(err)))
@@ -338,23 +338,20 @@ func (p *probe) upstreamHops(dir string) []PCIeHop {
 	return hops
 }
 
-// resolveDeviceDir follows the sys/bus/pci/devices/<BDF> link into the sys/devices tree. A relative link is
-// resolved lexically under Host.Sys; an absolute one ("/sys/devices/...") is re-rooted at Host.Sys, so a tree
-// under --host-root is never left for the real /sys. linked is false for an entry that is no link (a flattened
-// tree: nothing to walk up).
+// resolveDeviceDir follows the sys/bus/pci/devices/<BDF> link into the sys/devices tree, inside Host.Sys
+// (resolveInRoot: a relative link may not climb above it, an absolute one "/sys/devices/..." is re-rooted at
+// it), so a tree under --host-root is never left, for the real /sys or anything else. linked is false for an
+// entry that is no link (a flattened tree: nothing to walk up).
 func (p *probe) resolveDeviceDir(entry string) (dir string, linked bool, err error) {
-	target, err := os.Readlink(entry)
-	if err != nil {
+	fi, err := os.Lstat(entry)
+	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
 		return entry, false, nil //nolint:nilerr // not a symlink: a flattened tree, nothing to walk up
 	}
-	if filepath.IsAbs(target) {
-		rest, ok := strings.CutPrefix(filepath.Clean(target), "/sys/")
-		if !ok {
-			return "", false, fmt.Errorf("link %s points outside sys: %s", entry, target)
-		}
-		return filepath.Join(p.host.Sys, rest), true, nil
+	dir, err = resolveHostPath([]hostRoot{{dir: filepath.Clean(p.host.Sys), mount: "/sys"}}, entry)
+	if err != nil {
+		return "", false, err
 	}
-	return filepath.Join(filepath.Dir(entry), target), true, nil
+	return dir, true, nil
 }
 
 // minPositive is the smaller of a and b, ignoring zeros (unknown).

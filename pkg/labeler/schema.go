@@ -130,8 +130,9 @@ func registerValue(b *bench.Result) string {
 }
 
 func setGBytesPerSec(l Labels, key string, bytesPerSecond float64) {
-	if math.IsInf(bytesPerSecond, 0) || math.IsNaN(bytesPerSecond) || bytesPerSecond <= 0 {
-		return
+	if math.IsInf(bytesPerSecond, 0) || math.IsNaN(bytesPerSecond) || bytesPerSecond <= 0 ||
+		bytesPerSecond > bench.MaxPlausibleBytesPerSecond {
+		return // no figure rather than a wrong one (int64 of 1e21 is -9223372036854775808)
 	}
 	l[key] = strconv.FormatInt(int64(math.Floor(bytesPerSecond/1e9)), 10)
 }

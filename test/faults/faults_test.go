@@ -176,7 +176,7 @@ func TestSIGTERMMidPass(t *testing.T) {
 			t.Parallel()
 			d := start(t, env, append(tc.args, "-v", "2")...)
 			require.Eventually(t, func() bool {
-				return d.hasChild() && strings.Contains(d.stderr.String(), "Started bench child")
+				return d.hasChild() && strings.Contains(d.stderr.String(), `"Started child process" name="bench child"`)
 			}, 30*time.Second, 10*time.Millisecond, "the bench child never started: %s", d.stderr.String())
 			sent := time.Now()
 			d.signal(t, syscall.SIGTERM)

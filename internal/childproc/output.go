@@ -1,4 +1,4 @@
-package bench
+package childproc
 
 import (
 	"regexp"
@@ -10,9 +10,9 @@ import (
 
 var crashLine = regexp.MustCompile(`^(panic: |fatal error: |SIG[A-Z]+: |signal [A-Z]+)`)
 
-// stderrSummary picks the line of the child's stderr that says why it died: a Go crash header, else the
-// last line.
-func stderrSummary(s string) string {
+// StderrSummary picks the line of the child's stderr that says why it died, as ": <line>": a Go crash header,
+// else the last line ("" when there is none).
+func StderrSummary(s string) string {
 	var last string
 	for _, l := range strings.Split(s, "\n") {
 		l = strings.TrimSpace(l)
