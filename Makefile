@@ -47,9 +47,10 @@ tools: helm ## Build the test tools (kube-apiserver, etcd, nfd-master, kube-sche
 e2e: tools ## End-to-end tests against a real kube-apiserver, etcd, nfd-master and kube-scheduler
 	$(GO_TEST) -tags e2e -timeout 30m ./test/...
 
-vet: ## go vet
+vet: ## go vet, and exportcheck (no exported name that only its own package uses)
 	go vet ./...
 	go vet -tags e2e ./test/...
+	go run ./hack/exportcheck
 
 exports: ## List exported names that only their own package uses (hack/exportcheck); fails when there is one
 	go run ./hack/exportcheck

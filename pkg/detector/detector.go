@@ -22,7 +22,7 @@ type Options struct {
 	// NVML, unless NVML is set.
 	NVMLLibrary string
 	// NVML, when set, is used instead of loading NVMLLibrary (tests wrap go-nvml's mock with
-	// NewNVMLFromInterface).
+	// nvmlFromInterface).
 	NVML NVML
 	// System makes the RLIMIT_MEMLOCK, mlock and statfs calls; nil means the real ones.
 	System System
@@ -310,7 +310,7 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 		if err == nil {
 			return true
 		}
-		if errors.Is(err, ErrNotSupported) {
+		if errors.Is(err, errNotSupported) {
 			p.absent(fact, "nvml")
 		} else {
 			p.fail(fact, err)

@@ -9,12 +9,12 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 )
 
-// ErrNotSupported is wrapped by NVML errors that mean "this GPU or driver does not have that fact"
+// errNotSupported is wrapped by NVML errors that mean "this GPU or driver does not have that fact"
 // (NVML_ERROR_NOT_SUPPORTED, a symbol missing from an older driver). The detector treats it as absence.
-var ErrNotSupported = errors.New("not supported")
+var errNotSupported = errors.New("not supported")
 
 // NVML is the narrow part of the NVIDIA Management Library the detector uses (GFD's resource.Manager is the
-// model). NewNVML implements it on the real go-nvml; NewNVMLFromInterface wraps any nvml.Interface, such as
+// model). goNVMLLibrary implements it on the real go-nvml; nvmlFromInterface wraps any nvml.Interface, such as
 // go-nvml's pkg/nvml/mock.
 type NVML interface {
 	Init() error
@@ -29,7 +29,7 @@ type NVML interface {
 	Device(index int) (NVMLGPU, error)
 }
 
-// NVMLGPU is one GPU as NVML sees it. Every method may return an error wrapping ErrNotSupported.
+// NVMLGPU is one GPU as NVML sees it. Every method may return an error wrapping errNotSupported.
 type NVMLGPU interface {
 	// PCIBusID is NVML's bus id ("00000000:2A:00.0"); NormalizePCIAddress turns it into sysfs form.
 	PCIBusID() (string, error)
@@ -49,19 +49,19 @@ type NVMLGPU interface {
 	C2CMode() (bool, error)
 }
 
-// NVMLReturnError is a failed NVML call.
-type NVMLReturnError struct {
+// nvmlReturnError is a failed NVML call.
+type nvmlReturnError struct {
 	Op     string
 	Return nvml.Return
 }
 
-func (e *NVMLReturnError) Error() string {
+func (e *nvmlReturnError) Error() string {
 	return fmt.Sprintf("nvml %s: %s", e.Op, nvml.ErrorString(e.Return))
 }
 
-// Is makes errors.Is(err, ErrNotSupported) true for NOT_SUPPORTED and FUNCTION_NOT_FOUND.
-func (e *NVMLReturnError) Is(target error) bool {
-	return target == ErrNotSupported &&
+// Is makes errors.Is(err, errNotSupported) true for NOT_SUPPORTED and FUNCTION_NOT_FOUND.
+func (e *nvmlReturnError) Is(target error) bool {
+	return target == errNotSupported &&
 		(e.Return == nvml.ERROR_NOT_SUPPORTED || e.Return == nvml.ERROR_FUNCTION_NOT_FOUND)
 }
 
@@ -80,19 +80,19 @@ type goNVML struct {
 	real bool
 }
 
-// NewNVML returns NVML backed by go-nvml loading libraryPath (libnvidia-ml.so.1 when empty). Nothing is loaded
+// goNVMLLibrary returns NVML backed by go-nvml loading libraryPath (libnvidia-ml.so.1 when empty). Nothing is loaded
 // until Init; a missing library makes Init fail with NVML_ERROR_LIBRARY_NOT_FOUND.
-func NewNVML(libraryPath string) NVML {
+func goNVMLLibrary(libraryPath string) NVML {
 	if libraryPath == "" {
 		libraryPath = "libnvidia-ml.so.1"
 	}
 	return &goNVML{lib: nvml.New(nvml.WithLibraryPath(libraryPath)), real: true}
 }
 
-// NewNVMLFromInterface wraps an nvml.Interface, e.g. a go-nvml mock. Every method the detector uses must be
+// nvmlFromInterface wraps an nvml.Interface, e.g. a go-nvml mock. Every method the detector uses must be
 // set on the mock or the fact it gives comes back as an error. C2C mode is read through NVML field values
 // (FI_DEV_C2C_LINK_COUNT and FI_DEV_C2C_LINK_GET_STATUS), which mocks can answer through GetFieldValuesFunc.
-func NewNVMLFromInterface(lib nvml.Interface) NVML {
+func nvmlFromInterface(lib nvml.Interface) NVML {
 	return &goNVML{lib: lib}
 }
 
@@ -106,7 +106,7 @@ func call[T any](op string, f func() (T, nvml.Return)) (v T, err error) {
 	}()
 	v, ret := f()
 	if ret != nvml.SUCCESS {
-		return v, &NVMLReturnError{Op: op, Return: ret}
+		return v, &nvmlReturnError{Op: op, Return: ret}
 	}
 	return v, nil
 }
@@ -144,7 +144,7 @@ func (g *goNVML) CUDADriverVersion() (int, error) {
 
 func (g *goNVML) ConfidentialComputing() (bool, error) {
 	if !g.hasSymbol(symConfComputeState) {
-		return false, &NVMLReturnError{Op: "get confidential computing state", Return: nvml.ERROR_FUNCTION_NOT_FOUND}
+		return false, &nvmlReturnError{Op: "get confidential computing state", Return: nvml.ERROR_FUNCTION_NOT_FOUND}
 	}
 	st, err := call("get confidential computing state", g.lib.SystemGetConfComputeState)
 	if err != nil {
@@ -246,7 +246,7 @@ func (d *goNVMLDevice) C2CMode() (bool, error) {
 		if err == nil {
 			return info.IsC2cEnabled != 0, nil
 		}
-		if !errors.Is(err, ErrNotSupported) {
+		if !errors.Is(err, errNotSupported) {
 			return false, err
 		}
 	}
@@ -274,7 +274,7 @@ func (d *goNVMLDevice) C2CMode() (bool, error) {
 // fieldValue decodes an integer NVML field value.
 func fieldValue(v nvml.FieldValue) (uint64, error) {
 	if r := nvml.Return(v.NvmlReturn); r != nvml.SUCCESS {
-		return 0, &NVMLReturnError{Op: fmt.Sprintf("get field %d", v.FieldId), Return: r}
+		return 0, &nvmlReturnError{Op: fmt.Sprintf("get field %d", v.FieldId), Return: r}
 	}
 	le := binary.LittleEndian
 	switch nvml.ValueType(v.ValueType) {

@@ -231,7 +231,7 @@ func TestNVMLEnrichment(t *testing.T) {
 			if tc.mutate != nil {
 				tc.mutate(f, lib)
 			}
-			r := probeFixture(t, tc.node, NewNVMLFromInterface(lib))
+			r := probeFixture(t, tc.node, nvmlFromInterface(lib))
 			errs := factErrors(r)
 			require.Len(t, errs, len(tc.errors), "errors: %v", r.Errors)
 			for fact, substr := range tc.errors {
@@ -246,7 +246,7 @@ func TestNVMLLifecycle(t *testing.T) {
 	t.Parallel()
 	f := &fakeNVML{initErr: nvml.ERROR_DRIVER_NOT_LOADED, gpus: dgxGPUs()}
 	lib := f.mock()
-	d := New(Options{Host: NewHostFS(filepath.Join(fixtureRoot, "dgx-2gpu-switch")), NVML: NewNVMLFromInterface(lib),
+	d := New(Options{Host: NewHostFS(filepath.Join(fixtureRoot, "dgx-2gpu-switch")), NVML: nvmlFromInterface(lib),
 		System: podSystem})
 
 	r := d.Probe(context.Background())
@@ -298,16 +298,16 @@ func TestNVMLAdapterNeverCallsC2CHandlerOnMocks(t *testing.T) {
 	g.c2cFieldsUnsupported = true
 	dev.dev = g.mock()
 	_, err = dev.C2CMode()
-	require.ErrorIs(t, err, ErrNotSupported)
+	require.ErrorIs(t, err, errNotSupported)
 }
 
 func TestNVMLReturnError(t *testing.T) {
 	t.Parallel()
-	require.ErrorIs(t, &NVMLReturnError{Op: "x", Return: nvml.ERROR_NOT_SUPPORTED}, ErrNotSupported)
-	require.ErrorIs(t, &NVMLReturnError{Op: "x", Return: nvml.ERROR_FUNCTION_NOT_FOUND}, ErrNotSupported)
-	require.False(t, errors.Is(&NVMLReturnError{Op: "x", Return: nvml.ERROR_UNKNOWN}, ErrNotSupported))
+	require.ErrorIs(t, &nvmlReturnError{Op: "x", Return: nvml.ERROR_NOT_SUPPORTED}, errNotSupported)
+	require.ErrorIs(t, &nvmlReturnError{Op: "x", Return: nvml.ERROR_FUNCTION_NOT_FOUND}, errNotSupported)
+	require.False(t, errors.Is(&nvmlReturnError{Op: "x", Return: nvml.ERROR_UNKNOWN}, errNotSupported))
 	require.Equal(t, "nvml get uuid: ERROR_NO_PERMISSION",
-		(&NVMLReturnError{Op: "get uuid", Return: nvml.ERROR_NO_PERMISSION}).Error())
+		(&nvmlReturnError{Op: "get uuid", Return: nvml.ERROR_NO_PERMISSION}).Error())
 }
 
 func TestFieldValue(t *testing.T) {

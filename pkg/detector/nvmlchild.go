@@ -58,7 +58,7 @@ var errNVMLBroken = errors.New("nvml broken")
 // newNVML returns the NVML a Detector uses for o's library: in a child process when o.NVMLChild is set.
 func newNVML(o Options) NVML {
 	if o.NVMLChild == nil {
-		return NewNVML(o.NVMLLibrary)
+		return goNVMLLibrary(o.NVMLLibrary)
 	}
 	// Half the pass deadline at most: a hung NVML is then the "nvml" fact's error and the pass keeps the
 	// other facts, rather than the whole pass running into its deadline.
@@ -77,14 +77,14 @@ type nvmlErr struct {
 
 func (e *nvmlErr) Error() string { return e.Msg }
 
-// Is keeps errors.Is(err, ErrNotSupported) across the boundary.
-func (e *nvmlErr) Is(target error) bool { return target == ErrNotSupported && e.NotSupported }
+// Is keeps errors.Is(err, errNotSupported) across the boundary.
+func (e *nvmlErr) Is(target error) bool { return target == errNotSupported && e.NotSupported }
 
 func toNVMLErr(err error) *nvmlErr {
 	if err == nil {
 		return nil
 	}
-	return &nvmlErr{Msg: err.Error(), NotSupported: errors.Is(err, ErrNotSupported)}
+	return &nvmlErr{Msg: err.Error(), NotSupported: errors.Is(err, errNotSupported)}
 }
 
 // fact is one NVML answer: a value or an error.
@@ -318,7 +318,7 @@ func NVMLChildMain(stdin io.Reader, stdout io.Writer) int {
 		w.Emit(nvmlChildEvent{Error: err.Error(), Broken: true})
 		return 1
 	}
-	n := NewNVML(req.Library)
+	n := goNVMLLibrary(req.Library)
 	if err := n.Init(); err != nil {
 		w.Emit(nvmlChildEvent{Error: err.Error()})
 		return 1

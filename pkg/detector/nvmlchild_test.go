@@ -102,14 +102,14 @@ func TestNVMLSnapshotRoundTrip(t *testing.T) {
 	t.Parallel()
 	gpus := dgxGPUs()
 	gpus[1].fail = map[string]nvml.Return{"uuid": nvml.ERROR_NOT_SUPPORTED, "name": nvml.ERROR_UNKNOWN}
-	direct := NewNVMLFromInterface((&fakeNVML{gpus: gpus}).mock())
+	direct := nvmlFromInterface((&fakeNVML{gpus: gpus}).mock())
 	require.NoError(t, direct.Init())
 	b, err := json.Marshal(takeNVMLSnapshot(direct))
 	require.NoError(t, err)
 	var snap nvmlSnapshot
 	require.NoError(t, json.Unmarshal(b, &snap))
 
-	want := probeFixture(t, "dgx-2gpu-switch", NewNVMLFromInterface((&fakeNVML{gpus: gpus}).mock()))
+	want := probeFixture(t, "dgx-2gpu-switch", nvmlFromInterface((&fakeNVML{gpus: gpus}).mock()))
 	got := probeFixture(t, "dgx-2gpu-switch", &snapshotNVML{snap: &snap})
 	require.Equal(t, want, got)
 }

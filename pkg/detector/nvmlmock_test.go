@@ -146,7 +146,7 @@ func (f *fakeNVML) mock() *mock.Interface {
 }
 
 // nvml returns the detector's NVML over the mock.
-func (f *fakeNVML) nvml() NVML { return NewNVMLFromInterface(f.mock()) }
+func (f *fakeNVML) nvml() NVML { return nvmlFromInterface(f.mock()) }
 
 // noNVML is a node where libnvidia-ml.so.1 does not load.
 var noNVML = &fakeNVML{initErr: nvml.ERROR_LIBRARY_NOT_FOUND}
