@@ -17,7 +17,7 @@ CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2
 GO_TEST    ?= go test -count=1
 RUN_ARGS   ?= -o table
 
-.PHONY: all build run test unit helm e2e tools lint vet exports bench fuzz manifests helm-lint image clean help
+.PHONY: all build run test unit helm e2e tools lint vet exports bench fuzz manifests helm-lint image image-docker clean help
 
 all: build
 
@@ -69,8 +69,11 @@ helm-lint: helm ## helm lint --strict the chart with each test value set
 	for f in test/deploy/testdata/values/*.yaml; do \
 	  $(TOOLS_DIR)/bin/helm lint --strict deploy/helm/pin-feature-daemon --namespace pin-feature-daemon --values $$f; done
 
-image: ## Build the container image (needs docker or podman)
-	@test -n "$(CONTAINER_ENGINE)" || { echo "make image: no docker or podman on this machine" >&2; exit 1; }
+image: ## Build the linux/amd64+arm64 image without a container engine: _output/image/{oci,pin-feature-daemon.tar}
+	IMAGE=$(IMAGE) VERSION=$(VERSION) REVISION=$(REVISION) hack/build-image.sh
+
+image-docker: ## Build the image from the Dockerfile with docker or podman (the same binary on distroless)
+	@test -n "$(CONTAINER_ENGINE)" || { echo "make image-docker: no docker or podman on this machine" >&2; exit 1; }
 	$(CONTAINER_ENGINE) build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
 
 clean: ## Remove build outputs (keeps the tools cache)
