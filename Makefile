@@ -41,7 +41,7 @@ helm: ## Build helm and fetch the ServiceMonitor CRD into $(TOOLS_DIR) (the char
 tools: helm ## Build the test tools (kube-apiserver, etcd, nfd-master, kube-scheduler, helm) into $(TOOLS_DIR)
 	hack/build-controlplane.sh
 
-e2e: tools ## End-to-end tests against a real kube-apiserver, etcd, nfd-master and kube-scheduler
+e2e: tools image ## End-to-end tests: a real control plane, and a kubelet with containerd running the built image
 	$(GO_TEST) -tags e2e -timeout 30m ./test/...
 
 vet: ## go vet
