@@ -87,6 +87,18 @@ binary() {
     BIN="${dir}/usr/bin/pin-feature-daemon" VERSION="${VERSION}" REVISION="${REVISION}" >&2
 }
 
+# check_libraries fails unless the glibc tree holds the binary's ELF interpreter and every library it needs,
+# so that an image whose binary cannot start on its architecture is never written (nothing here runs arm64).
+check_libraries() {
+  local bin=$1 glibc=$2 interp lib
+  interp=$(readelf -l "${bin}" | sed -n 's/.*interpreter: \(.*\)]$/\1/p')
+  [[ -n ${interp} && ( -L ${glibc}${interp} || -e ${glibc}${interp} ) ]] ||
+    die "${bin}: interpreter ${interp:-none} is not in ${glibc}"
+  for lib in $(readelf -d "${bin}" | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p'); do
+    [[ -n $(find "${glibc}" -name "${lib}" -print -quit) ]] || die "${bin} needs ${lib}, which libc6 does not hold"
+  done
+}
+
 # label prints the value of one org.opencontainers.image.* LABEL of the Dockerfile.
 label() {
   sed -n "s/.*org\.opencontainers\.image\.$1=\"\([^\"]*\)\".*/\1/p" Dockerfile | head -1
@@ -94,6 +106,7 @@ label() {
 
 main() {
   command -v dpkg-deb >/dev/null || die "dpkg-deb is not on PATH"
+  command -v readelf >/dev/null || die "readelf is not on PATH (Debian: binutils)"
   rm -rf "${OUT_DIR}/rootfs"
   local layers=() platform arch root
   for platform in ${PLATFORMS}; do
@@ -101,6 +114,7 @@ main() {
     root=${OUT_DIR}/rootfs/${arch}
     glibc_tree "$(libc6_deb "${arch}")" "${root}/glibc"
     binary "${arch}" "${root}/pin-feature-daemon"
+    check_libraries "${root}/pin-feature-daemon/usr/bin/pin-feature-daemon" "${root}/glibc"
     layers+=(--layer "${platform}=${root}/glibc" --layer "${platform}=${root}/pin-feature-daemon")
   done
   local created k labels=()

@@ -33,53 +33,68 @@ const (
 
 // TestKubeletRunsChart makes this machine a node and follows the chart from helm install to node labels and back.
 func TestKubeletRunsChart(t *testing.T) {
+	n := startNode(t)
+	helmInstall(t, n.cp, n.imageRef, filepath.Join(n.dir, "daemon-state"))
+	pod := waitDaemonPodReady(t, n.cp)
+	n.step("DaemonSet pod " + pod + " is ready")
+
+	want := plainLabels(t)
+	got := waitNodeLabels(t, n.cp, func(l map[string]string) bool { return len(l) > 0 })
+	require.Equal(t, want, got, "node labels from the pod differ from the plain binary's probe")
+	n.step(fmt.Sprintf("nfd-master labelled the node with %d labels, equal to the plain binary's: %v", len(got), got))
+
+	runSelectedPod(t, n.cp, got)
+	n.step("a pod selecting those labels was scheduled and started")
+
+	helmRun(t, n.cp, "uninstall", release, "--namespace", chartNS, "--wait", "--timeout", "2m")
+	waitNodeLabels(t, n.cp, func(l map[string]string) bool { return len(l) == 0 })
+	n.step("helm uninstall removed the labels")
+}
+
+// testNode is this machine made a node: containerd with the images, the control plane, a Ready kubelet.
+type testNode struct {
+	dir      string
+	imageRef string
+	cp       *controlplane.ControlPlane
+	rt       *containerd
+	kubelet  *kubelet
+	step     func(string)
+}
+
+func startNode(t *testing.T) *testNode {
 	requireNodePrerequisites(t)
 	imageTar, imageRef := imageLayout(t)
 	started := time.Now()
-	step := func(what string) { t.Logf("%6.1fs %s", time.Since(started).Seconds(), what) }
+	n := &testNode{imageRef: imageRef, step: func(what string) { t.Logf("%6.1fs %s", time.Since(started).Seconds(), what) }}
 
 	// One short directory: unix socket paths are limited to 108 bytes.
-	dir, err := os.MkdirTemp("", "pfd-node-")
+	var err error
+	n.dir, err = os.MkdirTemp("", "pfd-node-")
 	require.NoError(t, err)
 	t.Cleanup(func() {
-		unmountUnder(t, dir)
+		unmountUnder(t, n.dir)
 		if !t.Failed() {
-			_ = os.RemoveAll(dir)
+			_ = os.RemoveAll(n.dir)
 		} else {
-			t.Logf("kept %s for the logs", dir)
+			t.Logf("kept %s for the logs", n.dir)
 		}
 	})
 
-	pauseTar := buildPauseImage(t, dir)
-	rt := startContainerd(t, filepath.Join(dir, "containerd"))
-	t.Cleanup(func() { rt.cleanup(t) })
-	rt.importImage(t, pauseTar)
-	rt.importImage(t, imageTar)
-	step("containerd runs; pause and daemon images imported")
+	pauseTar := buildPauseImage(t, n.dir)
+	n.rt = startContainerd(t, filepath.Join(n.dir, "containerd"))
+	t.Cleanup(func() { n.rt.cleanup(t) })
+	n.rt.importImage(t, pauseTar)
+	n.rt.importImage(t, imageTar)
+	n.step("containerd runs; pause and daemon images imported")
 
-	cp := startControlPlane(t, dir)
-	step("control plane runs (etcd, apiserver, controller-manager, scheduler, nfd-master)")
-	k := startKubelet(t, cp, rt, filepath.Join(dir, "kubelet"))
+	n.cp = startControlPlane(t, n.dir)
+	n.step("control plane runs (etcd, apiserver, controller-manager, scheduler, nfd-master)")
+	n.kubelet = startKubelet(t, n.cp, n.rt, filepath.Join(n.dir, "kubelet"))
 	// Registered after containerd's cleanup, so it runs first: pods go, then kubelet, then containerd.
-	t.Cleanup(func() { k.cleanup(t, cp) })
-	waitNodeReady(t, cp)
-	step("kubelet registered " + nodeName + " and it is Ready")
-
-	helmInstall(t, cp, imageRef, filepath.Join(dir, "daemon-state"))
-	pod := waitDaemonPodReady(t, cp)
-	step("DaemonSet pod " + pod + " is ready")
-
-	want := plainLabels(t)
-	got := waitNodeLabels(t, cp, func(l map[string]string) bool { return len(l) > 0 })
-	require.Equal(t, want, got, "node labels from the pod differ from the plain binary's probe")
-	step(fmt.Sprintf("nfd-master labelled the node with %d labels, equal to the plain binary's: %v", len(got), got))
-
-	runSelectedPod(t, cp, got)
-	step("a pod selecting those labels was scheduled and started")
-
-	helmRun(t, cp, "uninstall", release, "--namespace", chartNS, "--wait", "--timeout", "2m")
-	waitNodeLabels(t, cp, func(l map[string]string) bool { return len(l) == 0 })
-	step("helm uninstall removed the labels")
+	t.Cleanup(func() { n.kubelet.cleanup(t, n.cp) })
+	waitNodeReady(t, n.cp)
+	n.step("kubelet registered " + nodeName + " and it is Ready")
+	return n
 }
 
 func startControlPlane(t *testing.T, dir string) *controlplane.ControlPlane {
@@ -202,17 +217,28 @@ func waitNodeReady(t *testing.T, cp *controlplane.ControlPlane) {
 // default selector; KUBERNETES_SERVICE_PORT points the in-cluster client at the API server's real port behind
 // the Service's address (there is no kube-proxy).
 func helmInstall(t *testing.T, cp *controlplane.ControlPlane, imageRef, stateDir string) {
-	repo, tag, ok := strings.Cut(imageRef[strings.LastIndex(imageRef, "/")+1:], ":")
+	args := append([]string{"install", release, chartDir(t), "--namespace", chartNS, "--create-namespace", "--wait=false"},
+		chartValues(t, cp, imageRef, stateDir)...)
+	helmRun(t, cp, args...)
+}
+
+func chartDir(t testing.TB) string {
+	return filepath.Join(repoRoot(t), "deploy", "helm", "pin-feature-daemon")
+}
+
+// chartValues are the helm flags of every install and render in this package.
+func chartValues(t testing.TB, cp *controlplane.ControlPlane, imageRef, stateDir string) []string {
+	slash := strings.LastIndex(imageRef, "/")
+	repo, tag, ok := strings.Cut(imageRef[slash+1:], ":")
 	require.True(t, ok, "image reference %s has no tag", imageRef)
-	repo = imageRef[:strings.LastIndex(imageRef, "/")+1] + repo
-	chart := filepath.Join(repoRoot(t), "deploy", "helm", "pin-feature-daemon")
-	helmRun(t, cp, "install", release, chart, "--namespace", chartNS, "--create-namespace",
-		"--set", "image.repository="+repo, "--set", "image.tag="+tag, "--set", "image.pullPolicy=Never",
-		"--set", "stateDir="+stateDir,
+	return []string{
+		"--set", "image.repository=" + imageRef[:slash+1] + repo, "--set", "image.tag=" + tag,
+		"--set", "image.pullPolicy=Never",
+		"--set", "stateDir=" + stateDir,
 		"--set-json", "nodeSelector={}",
 		"--set-json", fmt.Sprintf(`extraEnv=[{"name":"KUBERNETES_SERVICE_HOST","value":%q},{"name":"KUBERNETES_SERVICE_PORT","value":"%d"}]`,
 			podGateway, cp.APIServerPort),
-		"--wait=false")
+	}
 }
 
 func helmRun(t *testing.T, cp *controlplane.ControlPlane, args ...string) string {
