@@ -32,8 +32,9 @@ run: build ## Probe this machine once (no cluster needed) and print the report; 
 
 test: unit e2e ## Every test: unit, fuzz seeds, e2e on a real control plane, chart checks
 
-unit: helm ## Unit tests (fixture nodes, fake libcuda, fake clientsets) and the chart checks
+unit: helm ## Unit tests (fixture nodes, fake libcuda, fake clientsets), the chart checks and the image writer
 	$(GO_TEST) ./...
+	cd hack/tools/image && GOWORK=off $(GO_TEST) ./...
 
 helm: ## Build helm and fetch the ServiceMonitor CRD into $(TOOLS_DIR) (the chart checks need them)
 	hack/build-helm.sh
@@ -47,6 +48,7 @@ e2e: tools image ## End-to-end tests: a real control plane, and a kubelet with c
 vet: ## go vet
 	go vet ./...
 	go vet -tags e2e ./test/...
+	cd hack/tools/image && GOWORK=off go vet ./...
 
 exports: ## List exported names that only their own package uses (hack/exportcheck); fails when there is one
 	go run ./hack/exportcheck

@@ -4,7 +4,7 @@
 //  1. a skeleton layer shared by every platform (/etc/passwd and /etc/group with root, nobody and nonroot,
 //     /etc/nsswitch.conf, /tmp, /home/nonroot), what a distroless-style non-root base holds besides its libraries;
 //  2. one layer per --layer directory given for the platform (hack/build-image.sh passes the glibc files extracted
-//     from Debian's libc6 package and then the daemon binary).
+//     from Debian's libc6 package and then the daemon binary); the directory's base name goes into the history.
 //
 // Every tar entry is written in path order with uid/gid 0 (unless it is the non-root user's home), normalised
 // modes and the --epoch time, and the configs carry the same time, so the same inputs give the same digests.
