@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,10 +68,12 @@ func startNode(t *testing.T) *testNode {
 	started := time.Now()
 	n := &testNode{imageRef: imageRef, step: func(what string) { t.Logf("%6.1fs %s", time.Since(started).Seconds(), what) }}
 
+	sweepDeadRuns(t)
 	// One short directory: unix socket paths are limited to 108 bytes.
 	var err error
 	n.dir, err = os.MkdirTemp("", "pfd-node-")
 	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(n.dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644))
 	t.Cleanup(func() {
 		unmountUnder(t, n.dir)
 		if !t.Failed() {

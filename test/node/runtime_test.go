@@ -192,6 +192,7 @@ func (c *containerd) cleanup(t *testing.T) {
 		ctr("containers", "delete", id)
 	}
 	c.proc.stop(t)
+	killContainers(c.dir)
 	for _, pid := range pidsMentioning(c.socket) {
 		t.Logf("killing leftover shim %d", pid)
 		_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -199,6 +200,16 @@ func (c *containerd) cleanup(t *testing.T) {
 	_ = exec.CommandContext(context.Background(), "ip", "link", "del", cniBridge).Run()
 	for _, cg := range c.newCgroups {
 		_ = os.Remove(cg) // only an empty cgroup can be removed
+	}
+}
+
+// killContainers kills and deletes every container left in the runc root of the containerd in dir; a container's
+// processes outlive its shim (they are reparented), so killing shims alone would leave them running.
+func killContainers(dir string) {
+	root := filepath.Join(dir, "runc", "k8s.io")
+	out, _ := exec.CommandContext(context.Background(), "runc", "--root", root, "list", "-q").Output()
+	for _, id := range strings.Fields(string(out)) {
+		_ = exec.CommandContext(context.Background(), "runc", "--root", root, "delete", "--force", id).Run()
 	}
 }
 
@@ -217,6 +228,39 @@ func pidsMentioning(s string) []int {
 		}
 	}
 	return pids
+}
+
+// sweepDeadRuns cleans up after test binaries that died without running their cleanups (go test -timeout panics,
+// SIGKILL): their processes died with them (Pdeathsig), but containerd's shims, the mounts under their directory,
+// the bridge and the directory remain. A directory whose owner.pid still runs belongs to a live run and is left.
+func sweepDeadRuns(t *testing.T) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "pfd-node-*"))
+	for _, dir := range dirs {
+		data, err := os.ReadFile(filepath.Join(dir, "owner.pid"))
+		if err != nil {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscanf(string(data), "%d", &pid); err != nil || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		t.Logf("cleaning up %s, left by the dead test process %d", dir, pid)
+		killContainers(filepath.Join(dir, "containerd"))
+		for _, shim := range pidsMentioning(dir) {
+			_ = syscall.Kill(shim, syscall.SIGKILL)
+		}
+		time.Sleep(500 * time.Millisecond)
+		unmountUnder(t, dir)
+		_ = exec.CommandContext(context.Background(), "ip", "link", "del", cniBridge).Run()
+		if err := os.RemoveAll(dir); err != nil {
+			t.Logf("remove %s: %v", dir, err)
+		}
+		// containerd's parent cgroup, if the dead run created it; only an empty one can be removed.
+		cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/k8s.io")
+		for _, cg := range cgroups {
+			_ = os.Remove(cg)
+		}
+	}
 }
 
 // unmountUnder lazily unmounts every mount point below dir, deepest first (kubelet's volumes, containerd's
