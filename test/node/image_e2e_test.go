@@ -4,8 +4,10 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,15 +35,19 @@ func TestImageProbeInChartPodSpec(t *testing.T) {
 		return createErr == nil
 	}), "create the probe pod: %v", createErr)
 
-	var last string
+	var last, containerID string
 	require.True(t, waitFor(podWaitLimit, func() bool {
 		p, err := n.cp.Clientset.CoreV1().Pods("default").Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil {
 			return false
 		}
 		last = podState(p)
+		if len(p.Status.ContainerStatuses) == 1 {
+			containerID = p.Status.ContainerStatuses[0].ContainerID
+		}
 		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
 	}), "the probe pod did not finish: %s", last)
+	requireRuntimeSpec(t, n.rt, containerID, &spec.Containers[0], spec.SecurityContext)
 	out := containerLog(t, n.kubelet.dir, "default", pod.Name, spec.Containers[0].Name)
 	require.Contains(t, last, "phase=Succeeded", "the probe pod failed; its output:\n%s", out)
 
@@ -52,7 +58,7 @@ func TestImageProbeInChartPodSpec(t *testing.T) {
 		got[k] = v
 	}
 	require.Equal(t, plainLabels(t), got, "labels probed in the image differ from the plain binary's")
-	n.step("probe -o labels in the chart's pod spec printed the plain binary's labels: " + strings.Join(strings.Fields(out), " "))
+	n.step("runc ran the rendered user, read-only root, no capabilities, seccomp and mounts; probe -o labels printed the plain binary's labels: " + strings.Join(strings.Fields(out), " "))
 }
 
 // renderedPodSpec is the DaemonSet's pod template from `helm template`, made a one-shot pod on the test node:
@@ -89,6 +95,56 @@ func renderedPodSpec(t *testing.T, n *testNode) *corev1.PodSpec {
 	}
 	c.Args = probe
 	return spec
+}
+
+// requireRuntimeSpec checks that the OCI spec containerd gave runc carries the rendered security settings and
+// mounts: the user, a read-only root, no capabilities, no new privileges, a seccomp filter, and every volume mount
+// (read-only where the chart says so).
+func requireRuntimeSpec(t *testing.T, rt *containerd, containerID string, c *corev1.Container, pod *corev1.PodSecurityContext) {
+	id, ok := strings.CutPrefix(containerID, "containerd://")
+	require.True(t, ok, "container ID %q", containerID)
+	var info struct {
+		Spec struct {
+			Root    struct{ Readonly bool }
+			Process struct {
+				User            struct{ UID int64 }
+				NoNewPrivileges bool
+				Capabilities    map[string][]string
+			}
+			Mounts []struct {
+				Destination string
+				Options     []string
+			}
+			Linux struct {
+				Seccomp *struct{ DefaultAction string }
+			}
+		}
+	}
+	out := run(t, "", "ctr", "--address", rt.socket, "-n", "k8s.io", "containers", "info", id)
+	require.NoError(t, json.Unmarshal([]byte(out), &info))
+	sc := c.SecurityContext
+	require.NotNil(t, sc)
+	spec := info.Spec
+	require.Equal(t, ptr.Deref(sc.ReadOnlyRootFilesystem, false), spec.Root.Readonly, "read-only root")
+	if pod != nil && pod.RunAsUser != nil {
+		require.Equal(t, *pod.RunAsUser, spec.Process.User.UID, "user")
+	}
+	require.Equal(t, !ptr.Deref(sc.AllowPrivilegeEscalation, true), spec.Process.NoNewPrivileges, "no new privileges")
+	if sc.Capabilities != nil && len(sc.Capabilities.Drop) == 1 && sc.Capabilities.Drop[0] == "ALL" {
+		for set, caps := range spec.Process.Capabilities {
+			require.Empty(t, caps, "%s capabilities with drop: [ALL]", set)
+		}
+	}
+	require.NotNil(t, spec.Linux.Seccomp, "no seccomp filter")
+	mounts := map[string][]string{}
+	for _, m := range spec.Mounts {
+		mounts[m.Destination] = m.Options
+	}
+	for _, vm := range c.VolumeMounts {
+		opts, ok := mounts[vm.MountPath]
+		require.True(t, ok, "volume mount %s is not in the runtime spec", vm.MountPath)
+		require.Equal(t, vm.ReadOnly, slices.Contains(opts, "ro"), "mount %s options %v", vm.MountPath, opts)
+	}
 }
 
 // containerLog reads a container's stdout from the kubelet's pod log directory (CRI format: time stream tag text).
