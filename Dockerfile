@@ -1,6 +1,15 @@
 # syntax=docker/dockerfile:1
 #
-# The pin-feature-daemon image: `make image` (docker or podman). The binary is built with cgo (the DMA check
+# The pin-feature-daemon image for people with docker or podman: `make image-docker`.
+#
+# `make image` (hack/build-image.sh) builds the released image without a container engine: the same `make build`
+# binary for linux/amd64 and linux/arm64 (cross-compiled with gcc-aarch64-linux-gnu), on a base assembled from
+# Debian bookworm's libc6 package plus distroless' passwd/group (user nonroot, 65532), written reproducibly by
+# hack/tools/image. Both run the binary as 65532 with the same entrypoint, command, port and labels; the labels'
+# static values live here and hack/build-image.sh reads them from this file. The one difference: distroless/base
+# also carries CA certificates and tzdata, which the daemon does not use.
+#
+# The binary is built with cgo (the DMA check
 # dlopens libcuda.so.1 from a small C shim) by the same `make build` recipe as a local build, on the same
 # Debian release (bookworm, glibc 2.36) as the runtime base, so every glibc symbol it needs is there.
 #

@@ -17,7 +17,7 @@ CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2
 GO_TEST    ?= go test -count=1
 RUN_ARGS   ?= -o table
 
-.PHONY: all build run test unit helm promtool e2e tools lint vet exports bench fuzz footprint manifests helm-lint image clean help
+.PHONY: all build run test unit helm promtool e2e tools lint vet exports bench fuzz footprint manifests helm-lint image image-docker clean help
 
 all: build
 
@@ -32,8 +32,9 @@ run: build ## Probe this machine once (no cluster needed) and print the report; 
 
 test: unit e2e ## Every test: unit, fuzz seeds, e2e on a real control plane, chart checks
 
-unit: helm promtool ## Unit tests (fixture nodes, fake libcuda, fake clientsets) and the chart checks
+unit: helm promtool ## Unit tests (fixture nodes, fake libcuda, fake clientsets), the chart and alert checks and the image writer
 	$(GO_TEST) ./...
+	cd hack/tools/image && GOWORK=off $(GO_TEST) ./...
 
 helm: ## Build helm and fetch the ServiceMonitor CRD into $(TOOLS_DIR) (the chart checks need them)
 	hack/build-helm.sh
@@ -44,13 +45,14 @@ promtool: ## Build promtool into $(TOOLS_DIR) (the chart's alert rules are unit-
 tools: helm ## Build the test tools (kube-apiserver, etcd, nfd-master, kube-scheduler, helm) into $(TOOLS_DIR)
 	hack/build-controlplane.sh
 
-e2e: tools ## End-to-end tests against a real kube-apiserver, etcd, nfd-master and kube-scheduler
+e2e: tools image ## End-to-end tests: a real control plane, and a kubelet with containerd running the built image
 	$(GO_TEST) -tags e2e -timeout 30m ./test/...
 
 vet: ## go vet, and exportcheck (no exported name that only its own package uses)
 	go vet ./...
 	go vet -tags e2e ./test/...
 	go run ./hack/exportcheck
+	cd hack/tools/image && GOWORK=off go vet ./...
 
 exports: ## List exported names that only their own package uses (hack/exportcheck); fails when there is one
 	go run ./hack/exportcheck
@@ -76,8 +78,11 @@ helm-lint: helm ## helm lint --strict the chart with each test value set
 	for f in test/deploy/testdata/values/*.yaml; do \
 	  $(TOOLS_DIR)/bin/helm lint --strict deploy/helm/pin-feature-daemon --namespace pin-feature-daemon --values $$f; done
 
-image: ## Build the container image (needs docker or podman)
-	@test -n "$(CONTAINER_ENGINE)" || { echo "make image: no docker or podman on this machine" >&2; exit 1; }
+image: ## Build the linux/amd64+arm64 image without a container engine: _output/image/{oci,pin-feature-daemon.tar}
+	IMAGE=$(IMAGE) VERSION=$(VERSION) REVISION=$(REVISION) hack/build-image.sh
+
+image-docker: ## Build the image from the Dockerfile with docker or podman (the same binary on distroless)
+	@test -n "$(CONTAINER_ENGINE)" || { echo "make image-docker: no docker or podman on this machine" >&2; exit 1; }
 	$(CONTAINER_ENGINE) build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
 
 clean: ## Remove build outputs (keeps the tools cache)

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane that the end-to-end tests run:
-# kube-apiserver, kube-scheduler, etcd and nfd-master, each from its own Go
-# module at a pinned version, plus NFD's CRDs; and nfd-worker of the same NFD
+# kube-apiserver, kube-scheduler, etcd and nfd-master, and the parts that make
+# a node of this machine (kube-controller-manager, kubelet), each from its own
+# Go module at a pinned version, plus NFD's CRDs; and nfd-worker of the same NFD
 # release, the yardstick of hack/footprint.sh. Everything lands in a cache
 # directory outside git:
 #
 #   ${PFD_TOOLS_DIR:-<repo>/.cache/tools}/bin/{kube-apiserver,kube-scheduler,etcd,nfd-master,nfd-worker}
+#   ${PFD_TOOLS_DIR:-<repo>/.cache/tools}/bin/{kube-controller-manager,kubelet}
 #   ${PFD_TOOLS_DIR:-<repo>/.cache/tools}/crds/nfd-api-crds.yaml
 #
 # The versions are pinned twice on purpose: below (what we want) and in the
 # committed go.mod/go.sum of hack/tools/controlplane (kube-apiserver,
-# kube-scheduler, etcd) and hack/tools/controlplane/nfd (nfd-master,
-# nfd-worker). A normal
+# kube-scheduler, etcd), hack/tools/controlplane/node (kube-controller-manager,
+# kubelet: a module of their own, so that their extra dependencies do not change
+# the go.sum, and so force a rebuild, of the other three) and
+# hack/tools/controlplane/nfd (nfd-master, nfd-worker). A normal
 # run checks that both agree and builds; `--sync` rewrites the go.mod files
 # from the versions below (the staging-module replaces are generated from
 # k8s.io/kubernetes' own go.mod, so none is missed) and must be followed by a
@@ -32,6 +36,7 @@ NFD_VERSION=v0.19.0
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KUBE_MOD_DIR=${REPO_ROOT}/hack/tools/controlplane
+NODE_MOD_DIR=${KUBE_MOD_DIR}/node
 NFD_MOD_DIR=${KUBE_MOD_DIR}/nfd
 TOOLS_DIR=${PFD_TOOLS_DIR:-${REPO_ROOT}/.cache/tools}
 BIN_DIR=${TOOLS_DIR}/bin
@@ -49,7 +54,7 @@ for arg in "$@"; do
     --sync) SYNC=true ;;
     --force) FORCE=true ;;
     -h | --help)
-      sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -117,6 +122,17 @@ sync_modules() {
       -tool=k8s.io/kubernetes/cmd/kube-scheduler
     go mod tidy
   )
+  log "syncing hack/tools/controlplane/node/go.mod to k8s.io/kubernetes ${KUBE_VERSION}"
+  (
+    cd "${NODE_MOD_DIR}"
+    # shellcheck disable=SC2001 # the same path on both sides of =>
+    sed "s|.*|& => & ${STAGING_VERSION}|" <<<"${staging}" | write_replaces
+    go mod edit \
+      "-require=k8s.io/kubernetes@${KUBE_VERSION}" \
+      -tool=k8s.io/kubernetes/cmd/kube-controller-manager \
+      -tool=k8s.io/kubernetes/cmd/kubelet
+    go mod tidy
+  )
   log "syncing hack/tools/controlplane/nfd/go.mod to node-feature-discovery ${NFD_VERSION}"
   (
     cd "${NFD_MOD_DIR}"
@@ -140,14 +156,16 @@ sync_modules() {
 # check_modules fails when the committed go.mod files do not pin what this
 # script expects, or miss a staging module of k8s.io/kubernetes.
 check_modules() {
-  local want got missing
+  local want got missing dir
   want=$(staging_modules | sed "s|\$|@${STAGING_VERSION}|")
-  got=$(cd "${KUBE_MOD_DIR}" && go mod edit -json |
-    jq -r '.Replace[]? | select(.Old.Path == .New.Path) | "\(.Old.Path)@\(.New.Version)"' | sort)
-  missing=$(comm -23 <(echo "${want}") <(echo "${got}"))
-  [[ -z ${missing} ]] ||
-    die "hack/tools/controlplane/go.mod lacks staging replaces: ${missing//$'\n'/ } (run hack/build-controlplane.sh --sync)"
-  require_version "${KUBE_MOD_DIR}" k8s.io/kubernetes "${KUBE_VERSION}"
+  for dir in "${KUBE_MOD_DIR}" "${NODE_MOD_DIR}"; do
+    got=$(cd "${dir}" && go mod edit -json |
+      jq -r '.Replace[]? | select(.Old.Path == .New.Path) | "\(.Old.Path)@\(.New.Version)"' | sort)
+    missing=$(comm -23 <(echo "${want}") <(echo "${got}"))
+    [[ -z ${missing} ]] ||
+      die "${dir#"${REPO_ROOT}"/}/go.mod lacks staging replaces: ${missing//$'\n'/ } (run hack/build-controlplane.sh --sync)"
+    require_version "${dir}" k8s.io/kubernetes "${KUBE_VERSION}"
+  done
   require_version "${KUBE_MOD_DIR}" go.etcd.io/etcd/server/v3 "${ETCD_VERSION}"
   require_version "${NFD_MOD_DIR}" sigs.k8s.io/node-feature-discovery "${NFD_VERSION}"
   require_version "${NFD_MOD_DIR}" sigs.k8s.io/node-feature-discovery/api/nfd "${NFD_VERSION}"
@@ -234,6 +252,11 @@ main() {
     kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler \
     etcd=./etcd
 
+  build_group "${NODE_MOD_DIR}" \
+    "kubernetes=${KUBE_VERSION} staging=${STAGING_VERSION}" "${kube_ldflags}" \
+    kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
+    kubelet=k8s.io/kubernetes/cmd/kubelet
+
   build_group "${NFD_MOD_DIR}" "nfd=${NFD_VERSION}" \
     "-s -w -X sigs.k8s.io/node-feature-discovery/pkg/version.version=${NFD_VERSION}" \
     nfd-master=sigs.k8s.io/node-feature-discovery/cmd/nfd-master \
@@ -248,10 +271,10 @@ main() {
   fi
 
   local b
-  for b in kube-apiserver kube-scheduler etcd nfd-master nfd-worker; do
+  for b in kube-apiserver kube-scheduler etcd nfd-master nfd-worker kube-controller-manager kubelet; do
     [[ -x ${BIN_DIR}/${b} ]] || die "${BIN_DIR}/${b} was not built"
   done
-  log "ready: $("${BIN_DIR}/kube-apiserver" --version), $("${BIN_DIR}/etcd" --version | head -1), $("${BIN_DIR}/nfd-master" -version 2>&1 | tail -1)"
+  log "ready: $("${BIN_DIR}/kube-apiserver" --version), $("${BIN_DIR}/kubelet" --version), $("${BIN_DIR}/etcd" --version | head -1), $("${BIN_DIR}/nfd-master" -version 2>&1 | tail -1)"
 }
 
 main

@@ -26,6 +26,10 @@ const (
 	KubeAPIServer = "kube-apiserver"
 	KubeScheduler = "kube-scheduler"
 	NFDMaster     = "nfd-master"
+	// KubeControllerManager runs only with Options.WithControllerManager;
+	// Kubelet is not run by this package, but built beside the others.
+	KubeControllerManager = "kube-controller-manager"
+	Kubelet               = "kubelet"
 )
 
 // Binaries lists every binary Start needs, in start order.

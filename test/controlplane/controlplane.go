@@ -61,6 +61,12 @@ type Options struct {
 	// WithoutScheduler and WithoutNFDMaster leave those processes out.
 	WithoutScheduler bool
 	WithoutNFDMaster bool
+	// WithControllerManager runs kube-controller-manager too (DaemonSet,
+	// garbage collector, service accounts and their root CA), for tests that
+	// add a kubelet; the API server then admits Pods through ServiceAccount
+	// admission, as a real cluster does. BinDir must hold it.
+	WithControllerManager      bool
+	ExtraControllerManagerArgs []string
 	// ExtraAPIServerArgs, ExtraSchedulerArgs and ExtraNFDMasterArgs are
 	// appended to the generated command lines (a later flag wins).
 	ExtraAPIServerArgs []string
@@ -84,6 +90,11 @@ type ControlPlane struct {
 	ControlPlaneNode string
 	// BinDir holds the binaries that run.
 	BinDir string
+	// CAPath is the plane's CA certificate, which signed every serving and
+	// client certificate (a kubelet's clientCAFile).
+	CAPath string
+	// APIServerPort is the port kube-apiserver serves on.
+	APIServerPort int
 	// LogDir holds etcd.log, kube-apiserver.log, kube-scheduler.log and
 	// nfd-master.log.
 	LogDir string
@@ -177,11 +188,12 @@ func prepare(opts Options) (*ControlPlane, error) {
 }
 
 func (cp *ControlPlane) start(ctx context.Context, opts Options) error {
-	ports, err := freePorts(5)
+	ports, err := freePorts(6)
 	if err != nil {
 		return err
 	}
 	etcdClient, etcdPeer, apiPort, schedPort, nfdPort := ports[0], ports[1], ports[2], ports[3], ports[4]
+	cp.APIServerPort, cp.CAPath = apiPort, cp.pki.caPath
 	verbosity := "--v=" + strconv.Itoa(opts.Verbosity)
 
 	// etcd
@@ -245,11 +257,7 @@ func (cp *ControlPlane) start(ctx context.Context, opts Options) error {
 		"--service-account-signing-key-file=" + saKey,
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--authorization-mode=Node,RBAC",
-		// No controller-manager runs: nothing creates the default
-		// ServiceAccounts that ServiceAccount admission requires of every
-		// Pod, and nothing removes the not-ready taint that
-		// TaintNodesByCondition puts on every new Node once it is Ready.
-		"--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
+		disabledAdmission(opts),
 		// The chart's DaemonSet is privileged; dry-runs must be admitted.
 		"--allow-privileged=true",
 		// Endpoints may not hold a loopback address; nothing needs the
@@ -290,6 +298,13 @@ func (cp *ControlPlane) start(ctx context.Context, opts Options) error {
 	}
 
 	var waits []func() error
+	if opts.WithControllerManager {
+		wait, err := cp.startControllerManager(ctx, opts, saKey, ports[5])
+		if err != nil {
+			return err
+		}
+		waits = append(waits, wait)
+	}
 	if !opts.WithoutNFDMaster {
 		kubeconfig, _, err := cp.writeUserKubeconfig("nfd-master", "system:masters")
 		if err != nil {
@@ -352,6 +367,54 @@ func (cp *ControlPlane) start(ctx context.Context, opts Options) error {
 		}
 	}
 	return nil
+}
+
+// disabledAdmission is the API server's --disable-admission-plugins flag.
+// Without a controller-manager nothing creates the default ServiceAccounts
+// that ServiceAccount admission requires of every Pod; and nothing removes
+// the not-ready taint that TaintNodesByCondition puts on every new Node.
+func disabledAdmission(opts Options) string {
+	if opts.WithControllerManager {
+		return "--disable-admission-plugins=TaintNodesByCondition"
+	}
+	return "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition"
+}
+
+// startControllerManager starts kube-controller-manager as the user the
+// bootstrap RBAC policy is written for, signing service-account tokens with
+// the API server's key, and returns a wait for its health endpoint.
+func (cp *ControlPlane) startControllerManager(ctx context.Context, opts Options, saKey string, port int) (func() error, error) {
+	kubeconfig, _, err := cp.writeUserKubeconfig("system:kube-controller-manager")
+	if err != nil {
+		return nil, err
+	}
+	cert, key, err := cp.pki.servingFiles("kube-controller-manager")
+	if err != nil {
+		return nil, err
+	}
+	kcm := cp.newProcess(KubeControllerManager, nil, append([]string{
+		"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig,
+		"--authorization-kubeconfig=" + kubeconfig,
+		"--service-account-private-key-file=" + saKey,
+		"--root-ca-file=" + cp.pki.caPath,
+		"--use-service-account-credentials=true",
+		"--leader-elect=false",
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(port),
+		"--tls-cert-file=" + cert,
+		"--tls-private-key-file=" + key,
+		"--v=" + strconv.Itoa(opts.Verbosity),
+	}, opts.ExtraControllerManagerArgs...)...)
+	if err := kcm.start(); err != nil {
+		return nil, err
+	}
+	client, err := cp.caHTTPClient()
+	if err != nil {
+		return nil, err
+	}
+	url := "https://127.0.0.1:" + strconv.Itoa(port) + "/healthz"
+	return func() error { return waitHealthy(ctx, kcm, httpGetOK(client, url)) }, nil
 }
 
 // newProcess registers a process whose binary is in BinDir and whose log is

@@ -11,6 +11,7 @@
 //
 // It is test support only: the product must never import it, and it must not
 // download or build anything itself (a missing binary is an error that names
-// the build script). There is no kubelet and no controller-manager, so Pods
-// are bound by the scheduler but never run, and nothing garbage-collects.
+// the build script). There is no kubelet, and no controller-manager unless
+// Options.WithControllerManager asks for one, so Pods are bound by the
+// scheduler but never run; test/node adds a kubelet.
 package controlplane
