@@ -48,8 +48,9 @@ func TestImageProbeInChartPodSpec(t *testing.T) {
 		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
 	}), "the probe pod did not finish: %s", last)
 	requireRuntimeSpec(t, n.rt, containerID, &spec.Containers[0], spec.SecurityContext)
-	out := containerLog(t, n.kubelet.dir, "default", pod.Name, spec.Containers[0].Name)
-	require.Contains(t, last, "phase=Succeeded", "the probe pod failed; its output:\n%s", out)
+	out := containerLog(t, n.kubelet.dir, "default", pod.Name, spec.Containers[0].Name, "stdout")
+	require.Contains(t, last, "phase=Succeeded", "the probe pod failed; its output:\n%s\nits stderr:\n%s", out,
+		containerLog(t, n.kubelet.dir, "default", pod.Name, spec.Containers[0].Name, "stderr"))
 
 	got := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
@@ -87,7 +88,8 @@ func renderedPodSpec(t *testing.T, n *testNode) *corev1.PodSpec {
 	c.LivenessProbe, c.ReadinessProbe = nil, nil
 	probe := []string{"probe", "-o", "labels", "--bench", "--state-dir="}
 	for _, a := range c.Args {
-		for _, keep := range []string{"--host-root=", "--pin-platforms=", "--mlock-trial-size=", "--cuda-library=", "--nvml-library="} {
+		for _, keep := range []string{"--host-root=", "--path.", "--probe-timeout=", "--pin-platforms=", "--mlock-trial-size=",
+			"--cuda-library=", "--nvml-library="} {
 			if strings.HasPrefix(a, keep) {
 				probe = append(probe, a)
 			}
@@ -147,8 +149,9 @@ func requireRuntimeSpec(t *testing.T, rt *containerd, containerID string, c *cor
 	}
 }
 
-// containerLog reads a container's stdout from the kubelet's pod log directory (CRI format: time stream tag text).
-func containerLog(t *testing.T, kubeletDir, namespace, pod, container string) string {
+// containerLog reads a container's stream (stdout or stderr) from the kubelet's pod log directory (CRI format:
+// time stream tag text).
+func containerLog(t *testing.T, kubeletDir, namespace, pod, container, stream string) string {
 	files, err := filepath.Glob(filepath.Join(kubeletDir, "pod-logs", namespace+"_"+pod+"_*", container, "*.log"))
 	require.NoError(t, err)
 	require.NotEmpty(t, files, "no log of %s/%s under %s", pod, container, kubeletDir)
@@ -157,7 +160,7 @@ func containerLog(t *testing.T, kubeletDir, namespace, pod, container string) st
 	var b strings.Builder
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.SplitN(line, " ", 4)
-		if len(f) == 4 && f[1] == "stdout" {
+		if len(f) == 4 && f[1] == stream {
 			b.WriteString(f[3])
 			if f[2] == "F" {
 				b.WriteString("\n")
