@@ -104,8 +104,9 @@ func (s *linkSampler) sample() {
 	s.samples++
 }
 
-// Stop ends sampling (after one last sample) and returns the link under load: the weakest hop's best
-// generation and width, nil when no hop could be read. Calling it again returns the same.
+// Stop ends sampling (after one last sample) and returns the link under load: the best generation and width
+// of the hop whose best carried the least per-direction bandwidth (both from that one hop), nil when no hop
+// could be read. Calling it again returns the same.
 func (s *linkSampler) Stop() (*detector.LinkCapability, int) {
 	s.once.Do(func() {
 		close(s.stop)
@@ -121,21 +122,19 @@ func (s *linkSampler) Stop() (*detector.LinkCapability, int) {
 		if !s.seen[i] {
 			continue
 		}
-		if out == nil {
-			c := s.best[i]
+		if c := s.best[i]; out == nil || pcie.BytesPerSecond(c.Gen, c.Width) < pcie.BytesPerSecond(out.Gen, out.Width) {
 			out = &c
-			continue
 		}
-		out.Gen = min(out.Gen, s.best[i].Gen)
-		out.Width = min(out.Width, s.best[i].Width)
 	}
 	return out, s.samples
 }
 
-// belowCapability reports whether a link under load ran slower or narrower than the capability.
+// belowCapability reports whether the weakest link under load carried less than the capability's link: both
+// are one real link each, compared by per-direction bandwidth (a Gen5 x8 port under a Gen3 x16 uplink is the
+// uplink's 15.75 GB/s, not a "Gen3 x8" that exists nowhere).
 func belowCapability(under, capability *detector.LinkCapability) bool {
 	if under == nil || capability == nil {
 		return false
 	}
-	return under.Gen < capability.Gen || under.Width < capability.Width
+	return pcie.BytesPerSecond(under.Gen, under.Width) < pcie.BytesPerSecond(capability.Gen, capability.Width)
 }

@@ -155,6 +155,17 @@ func TestLinkSampler(t *testing.T) {
 	again, _ := s.Stop()
 	require.Equal(t, got, again, "Stop is idempotent")
 
+	// The weakest hop is one hop: an x16 GPU in an x8 port of a Gen5 switch whose uplink trains Gen3 x16 runs at
+	// the uplink's Gen3 x16 (15.75 GB/s), not at a "Gen3 x8" no hop has, and matches that capability.
+	writeLink(t, root, "0000:2b:00.0", "32.0 GT/s PCIe", 16)
+	writeLink(t, root, "0000:2a:00.0", "32.0 GT/s PCIe", 8)
+	writeLink(t, root, "0000:20:01.0", "8.0 GT/s PCIe", 16)
+	got, _ = startLinkSampler(root, []string{"0000:2b:00.0", "0000:2a:00.0", "0000:20:01.0"}, time.Millisecond).Stop()
+	require.Equal(t, &detector.LinkCapability{Gen: 3, Width: 16}, got)
+	require.False(t, belowCapability(got, &detector.LinkCapability{Gen: 3, Width: 16}))
+	require.True(t, belowCapability(&detector.LinkCapability{Gen: 3, Width: 8}, &detector.LinkCapability{Gen: 3, Width: 16}))
+	require.True(t, belowCapability(&detector.LinkCapability{Gen: 4, Width: 16}, &detector.LinkCapability{Gen: 5, Width: 16}))
+
 	got, _ = startLinkSampler(root, nil, time.Millisecond).Stop()
 	require.Nil(t, got)
 	got, _ = startLinkSampler(filepath.Join(root, "missing"), []string{"0000:1b:00.0"}, time.Millisecond).Stop()
