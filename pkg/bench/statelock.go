@@ -3,13 +3,13 @@ package bench
 import (
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/smallfile"
 )
 
 // stateLockName is the lock file beside the state file. The lock is a separate file because the state file
@@ -73,26 +73,8 @@ func updateState(dir string, now time.Time, change func(*stateFile) bool) error 
 	return s.save(dir)
 }
 
-// readStateFile reads path, refusing non-regular files and files over maxStateFileSize.
+// readStateFile reads path, refusing non-regular files (a FIFO must not hang the daemon) and files over
+// maxStateFileSize.
 func readStateFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = f.Close() }()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("not a regular file (%s): %w", st.Mode().Type(), fs.ErrInvalid)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxStateFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxStateFileSize {
-		return nil, fmt.Errorf("larger than %d bytes", maxStateFileSize)
-	}
-	return b, nil
+	return smallfile.Read(path, maxStateFileSize)
 }

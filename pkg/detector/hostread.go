@@ -1,16 +1,14 @@
 package detector
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"github.com/pinmemory/pin-feature-daemon/internal/smallfile"
 )
 
 // Reading host files safely. Every path the detector reads lies under one of the HostFS roots, and three things
@@ -35,9 +33,6 @@ import (
 
 // maxLinks bounds the links followed for one path (Linux's own limit is 40).
 const maxLinks = 40
-
-// errNotRegular is the error for a host file that is a FIFO, socket, device or directory.
-var errNotRegular = errors.New("not a regular file")
 
 // hostRoot is one HostFS root: dir on this machine, mount the path it stands for on the host ("/sys").
 type hostRoot struct {
@@ -163,45 +158,7 @@ func splitPath(p string) []string {
 // readHostFile reads a small regular host file at an already resolved path, without blocking on FIFOs,
 // sockets or devices (see the top of this file). Absence is an error satisfying fs.ErrNotExist.
 func readHostFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = f.Close() }()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("stat: %w", err)
-	}
-	if st.IsDir() {
-		return nil, syscall.EISDIR
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w (%s): not read, it could block", errNotRegular, fileKind(st.Mode()))
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("larger than %d bytes", maxFileSize)
-	}
-	return data, nil
-}
-
-// fileKind names a non-regular file's type for an error message.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "named pipe"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	case m&fs.ModeCharDevice != 0:
-		return "character device"
-	case m&fs.ModeDevice != 0:
-		return "block device"
-	default:
-		return m.Type().String()
-	}
+	return smallfile.Read(path, maxFileSize)
 }
 
 // readFile resolves path inside the host roots (when the collector has them) and reads it.
