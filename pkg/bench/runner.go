@@ -64,6 +64,7 @@ func (r *Runner) run(ctx context.Context, req request) *Result {
 		c.res.State, c.res.Error = noSelection(req.Targets, req.GPU)
 		return c.res
 	}
+	c.res.SharedUplinks = sharedUplinks(c.sel)
 	state := openState(req.StateDir, req.BootID, req.Clock.Now())
 	toMeasure := c.decideAll(state)
 	if len(toMeasure.GPUs) > 0 {
