@@ -106,3 +106,21 @@ func TestSetConcurrent(t *testing.T) {
 	a.ConcurrentH2D, b.ConcurrentH2D = 10e9, 11e9
 	require.Equal(t, 21e9, aggregateConcurrent([]GPUResult{a, b}))
 }
+
+func TestConsistentConcurrent(t *testing.T) {
+	g := func(cached bool) GPUResult { return GPUResult{Cached: cached, ConcurrentH2D: 10e9} }
+	for _, tc := range []struct {
+		name string
+		gpus []GPUResult
+		want float64
+	}{
+		{"all fresh", []GPUResult{g(false), g(false)}, 10e9},
+		{"all stored", []GPUResult{g(true), g(true)}, 10e9},
+		{"mixed", []GPUResult{g(true), g(false)}, 0},
+	} {
+		consistentConcurrent(tc.gpus)
+		for _, r := range tc.gpus {
+			require.Equal(t, tc.want, r.ConcurrentH2D, tc.name)
+		}
+	}
+}

@@ -33,8 +33,8 @@
 // of them at once (concurrent.go): a goroutine per GPU, locked to its thread with the GPU's local CPU
 // affinity, its own context and NUMA-local pinned buffer (at most 64 MiB), in rounds started together behind
 // a barrier, timed with events; a short warm-up, then the median of at most 5 samples is
-// GPUResult.ConcurrentH2D, and their sum Result.ConcurrentH2D. It is judged like the other figures and never
-// stored (it depends on which GPUs ran together). Result.SharedUplinks (uplink.go) names the upstream ports
+// GPUResult.ConcurrentH2D, and their sum Result.ConcurrentH2D. It is judged like the other figures and stored
+// with them; a check that mixes stored and fresh GPUs clears it (they did not run together). Result.SharedUplinks (uplink.go) names the upstream ports
 // that GPUs share, from the PCIe paths the detector walked.
 //
 // Safety: the buffer is capped by MemAvailable, the cgroup's headroom and the GPU's free memory; a GPU with

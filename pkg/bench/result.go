@@ -80,8 +80,8 @@ type GPUResult struct {
 	PageableH2D float64 `json:"pageableH2DBytesPerSecond,omitempty"`
 	PageableD2H float64 `json:"pageableD2HBytesPerSecond,omitempty"`
 	// ConcurrentH2D is the pinned host-to-device rate of this GPU while every GPU measured in the same run
-	// copied at once (bytes per second, median); 0 when that phase did not run. It is never stored: it
-	// depends on which GPUs ran together.
+	// copied at once (bytes per second, median); 0 when that phase did not run. It is stored with the other
+	// figures, and cleared when a check mixes stored and fresh GPUs (they did not run together).
 	ConcurrentH2D float64 `json:"concurrentH2DBytesPerSecond,omitempty"`
 	// HostAllocOK says cuMemHostAlloc worked; HostRegisterOK says cuMemHostRegister of ordinary memory worked.
 	// PinTried is true when the check got as far as trying to pin (a CUDA context was created on the GPU).

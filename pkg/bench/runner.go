@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -79,6 +80,7 @@ func (r *Runner) run(ctx context.Context, req request) *Result {
 			}
 		}
 	}
+	consistentConcurrent(c.res.GPUs)
 	c.res.ConcurrentH2D = aggregateConcurrent(c.res.GPUs)
 	summarize(c.res)
 	klog.V(1).InfoS("DMA check finished", "state", c.res.State, "gpus", len(c.res.GPUs), "measured", len(toMeasure.GPUs),
@@ -272,4 +274,17 @@ func aggregateConcurrent(gpus []GPUResult) float64 {
 		sum += gpus[i].ConcurrentH2D
 	}
 	return sum
+}
+
+// consistentConcurrent clears the concurrent figures when some GPUs were measured in this run and others
+// reused from the state file: the fresh ones were measured with fewer GPUs copying than the node has, and
+// the stored ones in another run, so neither says what all of them get together.
+func consistentConcurrent(gpus []GPUResult) {
+	cached := slices.ContainsFunc(gpus, func(g GPUResult) bool { return g.Cached })
+	fresh := slices.ContainsFunc(gpus, func(g GPUResult) bool { return !g.Cached })
+	if cached && fresh {
+		for i := range gpus {
+			gpus[i].ConcurrentH2D = 0
+		}
+	}
 }

@@ -88,7 +88,6 @@ func (s *stateFile) putMeasured(targets []Target, res *Result, driverVersion, bo
 		}
 		t := &targets[i]
 		g.Reason = ""
-		g.ConcurrentH2D = 0 // it depends on which GPUs ran together: never reused
 		s.put(stateEntry{
 			UUID:              t.UUID,
 			PCIAddress:        t.PCIAddress,
