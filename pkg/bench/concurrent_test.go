@@ -124,3 +124,39 @@ func TestConsistentConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentStored: a check that reuses every GPU's stored figures keeps their concurrent figures (a
+// restart does not drop the node's concurrent label); one that mixes stored and fresh GPUs clears them.
+func TestConcurrentStored(t *testing.T) {
+	lib := fakeCUDA(t, fakeDefault...)
+	t.Run("all stored", func(t *testing.T) {
+		o := testOptions(t, lib, "FAKECUDA_DEVICES=2", "FAKECUDA_COPY_BYTES_MAX=1048576",
+			"FAKECUDA_UPLINK_GBPS=24", "FAKECUDA_UPLINK_DEVICES=0,1")
+		o.StateDir = t.TempDir()
+		first := NewRunner(o).Run(context.Background(), fakeTargets(2))
+		require.Equal(t, StateOK, first.State, first.Error)
+		require.Positive(t, first.ConcurrentH2D)
+		again := NewRunner(o).Run(context.Background(), fakeTargets(2))
+		require.Equal(t, StateOK, again.State, again.Error)
+		for i, g := range again.GPUs {
+			require.True(t, g.Cached)
+			require.Equal(t, first.GPUs[i].ConcurrentH2D, g.ConcurrentH2D)
+		}
+		require.Equal(t, first.ConcurrentH2D, again.ConcurrentH2D)
+	})
+	t.Run("stored and fresh", func(t *testing.T) {
+		o := testOptions(t, lib, "FAKECUDA_DEVICES=3", "FAKECUDA_COPY_BYTES_MAX=1048576")
+		o.StateDir = t.TempDir()
+		o.GPU = "0"
+		require.Equal(t, StateOK, NewRunner(o).Run(context.Background(), fakeTargets(3)).State)
+		o.GPU = ""
+		mixed := NewRunner(o).Run(context.Background(), fakeTargets(3))
+		require.Equal(t, StateOK, mixed.State, mixed.Error)
+		require.True(t, mixed.GPUs[0].Cached)
+		require.False(t, mixed.GPUs[1].Cached)
+		for _, g := range mixed.GPUs {
+			require.Zero(t, g.ConcurrentH2D, "gpu %d", g.Index)
+		}
+		require.Zero(t, mixed.ConcurrentH2D)
+	})
+}
