@@ -11,7 +11,8 @@ import (
 )
 
 // ChildMain is the body of the hidden bench subcommand, run in a child process of the daemon: it reads the
-// request from stdin, loads the CUDA driver, measures each GPU in turn and writes events to stdout. It
+// request from stdin, loads the CUDA driver, measures each GPU in turn, then (two or more measured OK)
+// all of them at once, and writes events to stdout. It
 // returns the process exit code (0: finished; 1: the driver could not be used; 2: bad request). It may
 // exit the process by itself when the parent's timeout has long passed. Call it only in a process of
 // its own: it loads the CUDA driver and creates contexts.
@@ -31,16 +32,29 @@ func ChildMain(ctx context.Context, stdin io.Reader, stdout io.Writer) int {
 	}
 	w.emit(childEvent{Event: eventDriver, DriverVersion: version})
 
-	for _, g := range req.GPUs {
+	results := make([]GPUResult, len(req.GPUs))
+	for i, g := range req.GPUs {
 		if ctx.Err() != nil {
 			w.fatal(fmt.Errorf("bench child stopped: %w", context.Cause(ctx)))
 			return 1
 		}
 		idx := g.Target.Index
-		res := measureGPU(drv, g.Target, req.measureConfig(g), func(p string) {
+		results[i] = measureGPU(drv, g.Target, req.measureConfig(g), func(p string) {
 			w.emit(childEvent{Event: eventPhase, Index: idx, Phase: p})
 		})
-		w.emit(childEvent{Event: eventGPU, Index: idx, GPU: &res})
+		w.emit(childEvent{Event: eventGPU, Index: idx, GPU: &results[i]})
+	}
+	if cg := concurrentGPUs(&req, results); cg != nil && ctx.Err() == nil {
+		for _, g := range cg {
+			w.emit(childEvent{Event: eventPhase, Index: g.Target.Index, Phase: "concurrent-h2d"})
+		}
+		for _, f := range measureConcurrent(drv, cg, req.Samples) {
+			ev := childEvent{Event: eventConcurrent, Index: f.Index, BytesPerSecond: f.H2D, Duration: f.Duration}
+			if f.Err != nil {
+				ev.Error = f.Err.Error()
+			}
+			w.emit(ev)
+		}
 	}
 	w.emit(childEvent{Event: eventDone})
 	return 0

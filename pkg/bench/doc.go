@@ -29,6 +29,14 @@
 // degraded. Link strings and rates (Gen1-7) come from internal/pcie, the local CPU list is parsed by
 // detector.ParseCPUList: the package keeps no rate table or cpulist parser of its own.
 //
+// Concurrent phase: when two or more GPUs were measured OK, the same child then copies host->device on all
+// of them at once (concurrent.go): a goroutine per GPU, locked to its thread with the GPU's local CPU
+// affinity, its own context and NUMA-local pinned buffer (at most 64 MiB), in rounds started together behind
+// a barrier, timed with events; a short warm-up, then the median of at most 5 samples is
+// GPUResult.ConcurrentH2D, and their sum Result.ConcurrentH2D. It is judged like the other figures and stored
+// with them; a check that mixes stored and fresh GPUs clears it (they did not run together). Result.SharedUplinks (uplink.go) names the upstream ports
+// that GPUs share, from the PCIe paths the detector walked.
+//
 // Safety: the buffer is capped by MemAvailable, the cgroup's headroom and the GPU's free memory; a GPU with
 // compute processes is skipped unless forced and keeps its last stored result; the child is killed at the
 // timeout; results are stored atomically, keyed by GPU (UUID and PCI address), driver version and boot id.
@@ -40,8 +48,9 @@
 // is the label schema's rule (pkg/labeler), not this package's.
 //
 // Child protocol: the parent writes one JSON request to the child's stdin; the child writes one event per
-// line to stdout, each prefixed "pfd-bench-event " (driver, phase, gpu, fatal, done), as they happen, so GPUs
-// finished before a hang or crash keep their results.
+// line to stdout, each prefixed "pfd-bench-event " (driver, phase, gpu, concurrent, fatal, done), as they
+// happen, so GPUs finished before a hang or crash keep their results. A parent ignores events it does not
+// know, and a request without new fields means what it meant before.
 //
 // Layout, one responsibility per file:
 //
@@ -56,6 +65,7 @@
 //   - spawn.go: the parent side: run the child through internal/childproc (which starts it, reads its
 //     event lines, kills it at the timeout, abandons it when it does not die and keeps its stderr), take
 //     its events, and say why it failed.
+//   - concurrent.go: the concurrent phase; uplink.go: which GPUs share an upstream port.
 //   - measure.go: one GPU's measurement in named steps (setup, pinned phase, pageable phase, register
 //     trial, link verdict) with phase timing; timing.go times copies and takes the median.
 //   - link.go: reading and sampling the PCIe link from sysfs, theoretical rates; affinity.go: the CPU

@@ -23,7 +23,10 @@ const (
 	eventPhase  = "phase"  // GPU Index entered Phase
 	eventGPU    = "gpu"    // GPU's result
 	eventFatal  = "fatal"  // the whole check failed: Error (no driver, cuInit failed)
-	eventDone   = "done"   // the child finished
+	// eventConcurrent is GPU Index's figure of the concurrent phase: BytesPerSecond and Duration, or Error.
+	// It comes after every GPU's eventGPU; a parent that does not know it ignores it.
+	eventConcurrent = "concurrent"
+	eventDone       = "done" // the child finished
 )
 
 type childRequest struct {
@@ -49,6 +52,9 @@ type childEvent struct {
 	Phase         string     `json:"phase,omitempty"`
 	GPU           *GPUResult `json:"gpu,omitempty"`
 	Error         string     `json:"error,omitempty"`
+	// BytesPerSecond and Duration are a concurrent event's figure and the GPU's time in that phase.
+	BytesPerSecond float64       `json:"bytesPerSecond,omitempty"`
+	Duration       time.Duration `json:"duration,omitempty"`
 }
 
 // eventWriter writes the child's events (childproc.Writer with the bench's prefix).

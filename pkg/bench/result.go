@@ -47,6 +47,13 @@ type Result struct {
 	Duration  time.Duration `json:"duration"`
 	// GPUs holds one entry per GPU considered, in the inventory's order.
 	GPUs []GPUResult `json:"gpus"`
+	// SharedUplinks lists the upstream PCIe ports that two or more of the considered GPUs share (from the
+	// PCIe paths the detector walked): GPUs below one port share its link when they copy at the same time.
+	SharedUplinks []SharedUplink `json:"sharedUplinks,omitempty"`
+	// ConcurrentH2D is the node's aggregate pinned host-to-device rate with every measured GPU copying at
+	// once (the sum of GPUResult.ConcurrentH2D), bytes per second; 0 when the concurrent phase did not run
+	// (fewer than two GPUs measured OK in this run) or gave no trusted figure for some GPU.
+	ConcurrentH2D float64 `json:"concurrentH2DBytesPerSecond,omitempty"`
 }
 
 // GPUResult is the DMA check of one GPU.
@@ -72,6 +79,10 @@ type GPUResult struct {
 	PinnedD2H   float64 `json:"pinnedD2HBytesPerSecond,omitempty"`
 	PageableH2D float64 `json:"pageableH2DBytesPerSecond,omitempty"`
 	PageableD2H float64 `json:"pageableD2HBytesPerSecond,omitempty"`
+	// ConcurrentH2D is the pinned host-to-device rate of this GPU while every GPU measured in the same run
+	// copied at once (bytes per second, median); 0 when that phase did not run. It is stored with the other
+	// figures, and cleared when a check mixes stored and fresh GPUs (they did not run together).
+	ConcurrentH2D float64 `json:"concurrentH2DBytesPerSecond,omitempty"`
 	// HostAllocOK says cuMemHostAlloc worked; HostRegisterOK says cuMemHostRegister of ordinary memory worked.
 	// PinTried is true when the check got as far as trying to pin (a CUDA context was created on the GPU).
 	PinTried          bool   `json:"pinTried"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -64,6 +65,7 @@ func (r *Runner) run(ctx context.Context, req request) *Result {
 		c.res.State, c.res.Error = noSelection(req.Targets, req.GPU)
 		return c.res
 	}
+	c.res.SharedUplinks = sharedUplinks(c.sel)
 	state := openState(req.StateDir, req.BootID, req.Clock.Now())
 	toMeasure := c.decideAll(state)
 	if len(toMeasure.GPUs) > 0 {
@@ -78,6 +80,8 @@ func (r *Runner) run(ctx context.Context, req request) *Result {
 			}
 		}
 	}
+	consistentConcurrent(c.res.GPUs)
+	c.res.ConcurrentH2D = aggregateConcurrent(c.res.GPUs)
 	summarize(c.res)
 	klog.V(1).InfoS("DMA check finished", "state", c.res.State, "gpus", len(c.res.GPUs), "measured", len(toMeasure.GPUs),
 		"duration", c.res.Duration, "err", c.res.Error)
@@ -147,6 +151,11 @@ func (r *Runner) measureInChild(ctx context.Context, c *check, req *childRequest
 		g.Cached = false
 		g.MeasuredAt = c.Clock.Now()
 		c.set(slot[g.Index], g)
+	}, OnConcurrent: func(f concurrentFigure) {
+		if !done[f.Index] {
+			return
+		}
+		c.setConcurrent(slot[f.Index], f)
 	}})
 	c.res.Duration = time.Since(started)
 	if cr.driverVersion != 0 {
@@ -229,4 +238,53 @@ func overallState(res *Result) State {
 		return StateFailed
 	}
 	return StateSkipped
+}
+
+// setConcurrent records the concurrent figure f of the i-th selected GPU: only on a GPU whose own figures
+// are trusted, and only a believable figure (trust.go); the phase's time joins the GPU's phases.
+func (c *check) setConcurrent(i int, f concurrentFigure) {
+	g := &c.res.GPUs[i]
+	if f.Duration > 0 {
+		if g.Phases == nil {
+			g.Phases = map[string]time.Duration{}
+		}
+		g.Phases["concurrent-h2d"] = f.Duration
+	}
+	switch {
+	case f.Err != nil:
+		klog.InfoS("Concurrent copy failed", "gpu", f.Index, "err", f.Err)
+	case !g.Trusted():
+	default:
+		if why := plausibleConcurrent(g, f.H2D); why != "" {
+			klog.InfoS("Ignoring implausible concurrent figure", "gpu", f.Index, "why", why)
+			return
+		}
+		g.ConcurrentH2D = f.H2D
+	}
+}
+
+// aggregateConcurrent is the node's concurrent host-to-device rate, the sum of the GPUs' concurrent figures,
+// when every GPU has a trusted one (else 0: a node figure that leaves GPUs out would flatter the node).
+func aggregateConcurrent(gpus []GPUResult) float64 {
+	var sum float64
+	for i := range gpus {
+		if !gpus[i].ConcurrentTrusted() {
+			return 0
+		}
+		sum += gpus[i].ConcurrentH2D
+	}
+	return sum
+}
+
+// consistentConcurrent clears the concurrent figures when some GPUs were measured in this run and others
+// reused from the state file: the fresh ones were measured with fewer GPUs copying than the node has, and
+// the stored ones in another run, so neither says what all of them get together.
+func consistentConcurrent(gpus []GPUResult) {
+	cached := slices.ContainsFunc(gpus, func(g GPUResult) bool { return g.Cached })
+	fresh := slices.ContainsFunc(gpus, func(g GPUResult) bool { return !g.Cached })
+	if cached && fresh {
+		for i := range gpus {
+			gpus[i].ConcurrentH2D = 0
+		}
+	}
 }

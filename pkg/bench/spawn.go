@@ -20,6 +20,8 @@ type spawnRequest struct {
 	Options
 	Child *childRequest
 	OnGPU func(GPUResult)
+	// OnConcurrent takes each concurrent event (nil: ignored).
+	OnConcurrent func(concurrentFigure)
 }
 
 // childResult is what runChild learnt.
@@ -85,6 +87,15 @@ func (s *supervision) handle(ev childEvent) {
 		delete(s.cr.phases, ev.Index) // phases name the GPU in progress only
 		if ev.GPU != nil {
 			s.OnGPU(*ev.GPU)
+		}
+	case eventConcurrent:
+		delete(s.cr.phases, ev.Index)
+		if s.OnConcurrent != nil {
+			f := concurrentFigure{Index: ev.Index, H2D: ev.BytesPerSecond, Duration: ev.Duration}
+			if ev.Error != "" {
+				f.Err = errors.New(ev.Error)
+			}
+			s.OnConcurrent(f)
 		}
 	case eventFatal:
 		s.fatal = ev.Error

@@ -53,7 +53,7 @@ func (g *GPUResult) validateStored(now time.Time) error {
 		return fmt.Errorf("state %q is not %q", g.State, StateOK)
 	}
 	for name, v := range map[string]float64{"pinnedH2D": g.PinnedH2D, "pinnedD2H": g.PinnedD2H,
-		"pageableH2D": g.PageableH2D, "pageableD2H": g.PageableD2H, "theoretical": g.TheoreticalBytesPerSecond} {
+		"pageableH2D": g.PageableH2D, "pageableD2H": g.PageableD2H, "concurrentH2D": g.ConcurrentH2D, "theoretical": g.TheoreticalBytesPerSecond} {
 		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 || v > MaxPlausibleBytesPerSecond {
 			return fmt.Errorf("%s %g bytes/s out of range [0, %g]", name, v, MaxPlausibleBytesPerSecond)
 		}

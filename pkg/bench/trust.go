@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"math"
+	"strings"
 )
 
 // Whether one GPU's figures can be believed is decided here and nowhere else; whether the node's labels may
@@ -63,6 +64,23 @@ func implausible(g *GPUResult) string {
 		case f.v > limit:
 			return fmt.Sprintf("%s %.2f GB/s is above %s", f.name, f.v/1e9, limitName)
 		}
+	}
+	return ""
+}
+
+// ConcurrentTrusted reports whether the GPU has a concurrent figure that may be published: its own figures
+// are trusted and the concurrent phase gave it one (setConcurrent keeps only believable ones).
+func (g *GPUResult) ConcurrentTrusted() bool { return g.Trusted() && g.ConcurrentH2D > 0 }
+
+// plausibleConcurrent says what is wrong with a concurrent figure, "" when nothing is: the same bounds as
+// the one-at-a-time figures (finite, positive, below the link's rate × linkRateTolerance and 2 TB/s).
+func plausibleConcurrent(g *GPUResult, v float64) string {
+	probe := GPUResult{PinnedH2D: v, TheoreticalBytesPerSecond: g.TheoreticalBytesPerSecond}
+	if why := implausible(&probe); why != "" {
+		return strings.Replace(why, "pinned h2d", "concurrent h2d", 1)
+	}
+	if v <= 0 {
+		return "concurrent h2d is 0"
 	}
 	return ""
 }

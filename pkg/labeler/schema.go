@@ -24,13 +24,16 @@ const (
 	KeyH2DGBytesPerSec         = "pinmemory.h2d-gbytes-per-sec"
 	KeyD2HGBytesPerSec         = "pinmemory.d2h-gbytes-per-sec"
 	KeyPageableH2DGBytesPerSec = "pinmemory.pageable-h2d-gbytes-per-sec"
-	KeyBench                   = "pinmemory.bench"
-	KeyRegister                = "pinmemory.register"
-	KeyCC                      = "pinmemory.cc"
+	// KeyConcurrentH2DGBytesPerSec is the weakest GPU's pinned H2D rate while all GPUs copy at once.
+	KeyConcurrentH2DGBytesPerSec = "pinmemory.concurrent-h2d-gbytes-per-sec"
+	KeyBench                     = "pinmemory.bench"
+	KeyRegister                  = "pinmemory.register"
+	KeyCC                        = "pinmemory.cc"
 )
 
 // bandwidthKeys are the integer bandwidth labels that hysteresis applies to.
-var bandwidthKeys = []string{KeyH2DGBytesPerSec, KeyD2HGBytesPerSec, KeyPageableH2DGBytesPerSec}
+var bandwidthKeys = []string{KeyH2DGBytesPerSec, KeyD2HGBytesPerSec, KeyPageableH2DGBytesPerSec,
+	KeyConcurrentH2DGBytesPerSec}
 
 // fromReport returns the labels that need no DMA check: availability, platform, WSL, virtual machine, memlock,
 // host link, PCIe capability, link degradation and confidential computing.
@@ -80,7 +83,8 @@ func fromReport(r *detector.Report) Labels {
 // A bandwidth label claims the node's weakest GPU, so it is published only when every GPU of the check has
 // trusted figures (bench.GPUResult.Trusted: measured now or stored, and plausible); with one GPU failed or
 // skipped the minimum of the others would promise more than the node has, and the labels are left out
-// (pinmemory.bench says partial). The pageable label likewise needs a pageable figure from every GPU. Each
+// (pinmemory.bench says partial). The pageable label likewise needs a pageable figure from every GPU, and the
+// concurrent label a trusted concurrent figure from every GPU (bench.GPUResult.ConcurrentTrusted). Each
 // figure is the minimum over the GPUs, rounded down, so that a `Gt N` affinity never promises more than was
 // measured.
 func fromBench(b *bench.Result) Labels {
@@ -99,16 +103,21 @@ func fromBench(b *bench.Result) Labels {
 	if len(b.GPUs) == 0 || slices.ContainsFunc(b.GPUs, func(g bench.GPUResult) bool { return !g.Trusted() }) {
 		return l
 	}
-	h2d, d2h, pageable := math.Inf(1), math.Inf(1), math.Inf(1)
+	h2d, d2h, pageable, concurrent := math.Inf(1), math.Inf(1), math.Inf(1), math.Inf(1)
 	for i := range b.GPUs {
 		g := &b.GPUs[i]
 		h2d = min(h2d, g.PinnedH2D)
 		d2h = min(d2h, g.PinnedD2H)
 		pageable = min(pageable, g.PageableH2D) // 0 (not measured) on any GPU leaves the label out
+		if !g.ConcurrentTrusted() {
+			concurrent = 0 // leaves the label out
+		}
+		concurrent = min(concurrent, g.ConcurrentH2D)
 	}
 	setGBytesPerSec(l, KeyH2DGBytesPerSec, h2d)
 	setGBytesPerSec(l, KeyD2HGBytesPerSec, d2h)
 	setGBytesPerSec(l, KeyPageableH2DGBytesPerSec, pageable)
+	setGBytesPerSec(l, KeyConcurrentH2DGBytesPerSec, concurrent)
 	return l
 }
 

@@ -131,6 +131,34 @@ func TestFromBench(t *testing.T) {
 			want: Labels{KeyBench: "ok", KeyH2DGBytesPerSec: "24", KeyD2HGBytesPerSec: "26"},
 		},
 		{
+			name: "concurrent: the weakest GPU under concurrency, rounded down",
+			in: &bench.Result{State: bench.StateOK, GPUs: []bench.GPUResult{
+				func() bench.GPUResult { g := fast; g.ConcurrentH2D = 27.9e9; return g }(),
+				func() bench.GPUResult { g := slow; g.ConcurrentH2D = 12.6e9; return g }(),
+			}},
+			want: Labels{KeyBench: "ok", KeyH2DGBytesPerSec: "24", KeyD2HGBytesPerSec: "26",
+				KeyPageableH2DGBytesPerSec: "9", KeyConcurrentH2DGBytesPerSec: "12"},
+		},
+		{
+			name: "concurrent only when every GPU has a concurrent figure",
+			in: &bench.Result{State: bench.StateOK, GPUs: []bench.GPUResult{
+				func() bench.GPUResult { g := fast; g.ConcurrentH2D = 27.9e9; return g }(), slow,
+			}},
+			want: Labels{KeyBench: "ok", KeyH2DGBytesPerSec: "24", KeyD2HGBytesPerSec: "26", KeyPageableH2DGBytesPerSec: "9"},
+		},
+		{
+			name: "concurrent not claimed when some GPU is not trusted",
+			in: &bench.Result{State: bench.StatePartial, GPUs: []bench.GPUResult{
+				func() bench.GPUResult { g := fast; g.ConcurrentH2D = 27.9e9; return g }(),
+				func() bench.GPUResult {
+					g := slow
+					g.ConcurrentH2D, g.State, g.Reason = 12.6e9, bench.StateFailed, "pageable copy failed"
+					return g
+				}(),
+			}},
+			want: Labels{KeyBench: "partial"},
+		},
+		{
 			name: "register ok where every GPU that pinned registered",
 			in: &bench.Result{State: bench.StatePartial, GPUs: []bench.GPUResult{
 				func() bench.GPUResult {
@@ -195,6 +223,8 @@ func TestStabilize(t *testing.T) {
 			next: Labels{KeyH2DGBytesPerSec: "52", KeyD2HGBytesPerSec: "55"}, want: Labels{KeyH2DGBytesPerSec: "55", KeyD2HGBytesPerSec: "50"}},
 		{name: "beyond margin takes new", published: Labels{KeyH2DGBytesPerSec: "55"},
 			next: Labels{KeyH2DGBytesPerSec: "24"}, want: Labels{KeyH2DGBytesPerSec: "24"}},
+		{name: "concurrent label has hysteresis too", published: Labels{KeyConcurrentH2DGBytesPerSec: "12"},
+			next: Labels{KeyConcurrentH2DGBytesPerSec: "13"}, want: Labels{KeyConcurrentH2DGBytesPerSec: "12"}},
 		{name: "small values move by whole steps", published: Labels{KeyPageableH2DGBytesPerSec: "1"},
 			next: Labels{KeyPageableH2DGBytesPerSec: "2"}, want: Labels{KeyPageableH2DGBytesPerSec: "2"}},
 		{name: "removed keys stay removed", published: Labels{KeyH2DGBytesPerSec: "55", KeyBench: "ok"},

@@ -44,8 +44,8 @@ var (
 		"1 when the accelerator's PCIe path trained narrower than both ends of a link support, or its link ran below its capability under load (what sets the pinmemory.link-degraded label).",
 		gpuLabels, nil)
 	descBandwidth = prometheus.NewDesc("pinmemory_dma_bandwidth_bytes_per_second",
-		"Measured host-device copy bandwidth (median of samples); only figures the check trusts.",
-		withGPU("direction", "memory"), nil)
+		"Measured host-device copy bandwidth (median of samples); only figures the check trusts. mode is single (the GPU alone) or concurrent (pinned host-to-device while every measured GPU copies at once).",
+		withGPU("direction", "memory", "mode"), nil)
 	descEfficiency = prometheus.NewDesc("pinmemory_dma_link_efficiency_ratio",
 		"Measured pinned host-to-device bandwidth divided by the theoretical rate of the host link: NVLink-C2C for GH200/GB200, else the weakest PCIe hop.",
 		gpuLabels, nil)
@@ -321,14 +321,15 @@ func collectBench(ch chan<- prometheus.Metric, b *bench.Result, ids map[int]gpuI
 			newest = g.MeasuredAt
 		}
 		for _, f := range []struct {
-			dir, mem string
-			v        float64
+			dir, mem, mode string
+			v              float64
 		}{
-			{"h2d", "pinned", g.PinnedH2D}, {"d2h", "pinned", g.PinnedD2H},
-			{"h2d", "pageable", g.PageableH2D}, {"d2h", "pageable", g.PageableD2H},
+			{"h2d", "pinned", "single", g.PinnedH2D}, {"d2h", "pinned", "single", g.PinnedD2H},
+			{"h2d", "pageable", "single", g.PageableH2D}, {"d2h", "pageable", "single", g.PageableD2H},
+			{"h2d", "pinned", "concurrent", g.ConcurrentH2D},
 		} {
 			if f.v > 0 {
-				gauge(ch, descBandwidth, f.v, id.with(f.dir, f.mem)...)
+				gauge(ch, descBandwidth, f.v, id.with(f.dir, f.mem, f.mode)...)
 			}
 		}
 		if g.Efficiency > 0 {

@@ -46,7 +46,8 @@ func TestMetricsExposition(t *testing.T) {
 	m.ObserveBench(&bench.Result{State: bench.StateOK, Duration: 1500 * time.Millisecond, GPUs: []bench.GPUResult{{
 		Index: 0, UUID: "GPU-1", PCIAddress: "0000:1b:00.0", Model: "NVIDIA H100 80GB HBM3", State: bench.StateOK,
 		MeasuredAt: time.Unix(1700000000, 0), PinnedH2D: 55e9, PinnedD2H: 53e9, PageableH2D: 20e9, PageableD2H: 18e9,
-		Efficiency: 0.873, PinTried: true, HostAllocOK: true, HostRegisterOK: true, Degraded: true,
+		ConcurrentH2D: 27e9,
+		Efficiency:    0.873, PinTried: true, HostAllocOK: true, HostRegisterOK: true, Degraded: true,
 	}}}, true)
 	m.PublishFailed("nodefeature")
 
@@ -65,12 +66,13 @@ pinmemory_available 1
 # TYPE pinmemory_memlock_limit_bytes gauge
 pinmemory_memlock_limit_bytes{kind="hard"} +Inf
 pinmemory_memlock_limit_bytes{kind="soft"} 65536
-# HELP pinmemory_dma_bandwidth_bytes_per_second Measured host-device copy bandwidth (median of samples); only figures the check trusts.
+# HELP pinmemory_dma_bandwidth_bytes_per_second Measured host-device copy bandwidth (median of samples); only figures the check trusts. mode is single (the GPU alone) or concurrent (pinned host-to-device while every measured GPU copies at once).
 # TYPE pinmemory_dma_bandwidth_bytes_per_second gauge
-pinmemory_dma_bandwidth_bytes_per_second{` + pre + `,direction="d2h",` + gpu + `,memory="pageable",` + rest + `} 1.8e+10
-pinmemory_dma_bandwidth_bytes_per_second{` + pre + `,direction="d2h",` + gpu + `,memory="pinned",` + rest + `} 5.3e+10
-pinmemory_dma_bandwidth_bytes_per_second{` + pre + `,direction="h2d",` + gpu + `,memory="pageable",` + rest + `} 2e+10
-pinmemory_dma_bandwidth_bytes_per_second{` + pre + `,direction="h2d",` + gpu + `,memory="pinned",` + rest + `} 5.5e+10
+pinmemory_dma_bandwidth_bytes_per_second{` + pre + `,direction="d2h",` + gpu + `,memory="pageable",mode="single",` + rest + `} 1.8e+10
+pinmemory_dma_bandwidth_bytes_per_second{` + pre + `,direction="d2h",` + gpu + `,memory="pinned",mode="single",` + rest + `} 5.3e+10
+pinmemory_dma_bandwidth_bytes_per_second{` + pre + `,direction="h2d",` + gpu + `,memory="pageable",mode="single",` + rest + `} 2e+10
+pinmemory_dma_bandwidth_bytes_per_second{` + pre + `,direction="h2d",` + gpu + `,memory="pinned",mode="concurrent",` + rest + `} 2.7e+10
+pinmemory_dma_bandwidth_bytes_per_second{` + pre + `,direction="h2d",` + gpu + `,memory="pinned",mode="single",` + rest + `} 5.5e+10
 # HELP pinmemory_pcie_link_generation PCIe generation of the accelerator's link: current (as sysfs reports it, low when idle) or max capability of the path.
 # TYPE pinmemory_pcie_link_generation gauge
 pinmemory_pcie_link_generation{` + ids + `,state="current"} 1

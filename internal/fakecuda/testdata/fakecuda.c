@@ -13,6 +13,16 @@
 //     from or to pageable memory are synchronous (they sleep until their end inside the call), as the
 //     real driver's staged copies are. A host range is pinned when it came from cuMemHostAlloc or was
 //     registered with cuMemHostRegister_v2;
+//   - a shared uplink: the devices of FAKECUDA_UPLINK_DEVICES reach the host through one upstream link of
+//     FAKECUDA_UPLINK_GBPS (per direction, like the device rates). A device is active on the uplink while
+//     it has a live context that has copied at least once. A copy on an uplink device runs at
+//     min(its own rate, uplink rate / k), k the number of uplink devices active at its start (itself
+//     included): an equal share of the uplink among the devices copying together. Counting active
+//     contexts instead of reserving time on an uplink clock keeps the model deterministic whatever the
+//     threads' order (a reservation clock gives the first enqueuer the full rate and the next the rest),
+//     at the price of treating a device that copied once and idles with its context open as busy; the
+//     DMA check measures GPUs one at a time with a context each, and all at once only in its concurrent
+//     phase, so the shares are exact there. The copy is timed on its stream's clock as any other;
 //   - faults: any exported call can be made to fail with a given CUresult, to hang, or to crash.
 //
 // Data is really copied. FAKECUDA_COPY_BYTES_MAX caps how many bytes of each copy are moved (the copy
@@ -37,6 +47,8 @@
 //   FAKECUDA_MEM_BYTES                 device memory size (default 80 GiB)
 //   FAKECUDA_DRIVER_VERSION            cuDriverGetVersion's answer (default 12080)
 //   FAKECUDA_COPY_BYTES_MAX            bytes of data moved per copy at most (default: all)
+//   FAKECUDA_UPLINK_GBPS               rate of the shared uplink in GB/s (default: none)
+//   FAKECUDA_UPLINK_DEVICES=0,1,...    devices behind it (default: none; both must be set to have one)
 //   FAKECUDA_FAIL=call:code[@dev],...  call returns code (e.g. cuMemHostAlloc:2)
 //   FAKECUDA_HANG=call[@dev],...       call never returns
 //   FAKECUDA_CRASH=call[:segv][@dev],... call aborts the process (or dereferences NULL with :segv)
@@ -141,6 +153,7 @@ struct rule {
 struct ctx {
 	uint32_t magic;
 	int dev;
+	int on_uplink; // counted in uplink_active (copied at least once on an uplink device)
 	int64_t null_clock; // the legacy default stream
 };
 
@@ -176,6 +189,9 @@ static size_t copy_max = (size_t)-1;
 static struct rule rules[MAX_RULES];
 static int nrules;
 static struct range *ranges;
+static double uplink_rate;              // bytes per second, 0: no shared uplink
+static int uplink_dev[MAX_DEVICES];     // 1: behind the shared uplink
+static int uplink_active[MAX_DEVICES];  // live contexts that copied, per uplink device (under mu)
 static __thread struct ctx *current;
 
 static int64_t now_ns(void) {
@@ -271,6 +287,17 @@ static void load_config(void) {
 		int i = 0;
 		for (char *tok = strtok_r(copy, ",", &save); tok && i < ndev; tok = strtok_r(NULL, ",", &save), i++)
 			sscanf(tok, "%x:%x:%x.%x", &devs[i].domain, &devs[i].bus, &devs[i].dev, &devs[i].fn);
+		free(copy);
+	}
+	uplink_rate = env_double("FAKECUDA_UPLINK_GBPS", 0) * 1e9;
+	const char *up = getenv("FAKECUDA_UPLINK_DEVICES");
+	if (up && *up) {
+		char *copy = strdup(up), *save = NULL;
+		for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			int i = atoi(tok);
+			if (i >= 0 && i < MAX_DEVICES)
+				uplink_dev[i] = 1;
+		}
 		free(copy);
 	}
 	parse_rules("FAKECUDA_FAIL", RULE_FAIL);
@@ -503,6 +530,12 @@ static CUresult ctx_destroy(void *p) {
 	if (!c || c->magic != MAGIC_CTX)
 		return CUDA_ERROR_INVALID_CONTEXT;
 	c->magic = 0; // kept allocated so that a stale handle is recognised
+	pthread_mutex_lock(&mu);
+	if (c->on_uplink) {
+		uplink_active[c->dev]--;
+		c->on_uplink = 0;
+	}
+	pthread_mutex_unlock(&mu);
 	if (current == c)
 		current = NULL;
 	return CUDA_SUCCESS;
@@ -825,8 +858,20 @@ MAYBE_UNUSED static CUresult copy(int dir, void *dst, const void *src, size_t n,
 	double rate = devs[dev].rate[pinned ? dir : RATE_PAGEABLE_H2D + dir];
 	if (rate <= 0)
 		return CUDA_ERROR_UNKNOWN;
-	int64_t dur = (int64_t)((double)n / rate * 1e9);
 	pthread_mutex_lock(&mu);
+	if (uplink_rate > 0 && uplink_dev[dev]) {
+		if (!current->on_uplink) {
+			current->on_uplink = 1;
+			uplink_active[dev]++;
+		}
+		int k = 0;
+		for (int i = 0; i < ndev; i++)
+			k += uplink_dev[i] && uplink_active[i] > 0;
+		double share = uplink_rate / (k > 0 ? k : 1);
+		if (share < rate)
+			rate = share;
+	}
+	int64_t dur = (int64_t)((double)n / rate * 1e9);
 	int64_t start = max64(*clock, now_ns());
 	int64_t end = start + dur;
 	*clock = end;
