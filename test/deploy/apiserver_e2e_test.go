@@ -565,7 +565,7 @@ func waitForNodePolicy(ctx context.Context, t *testing.T, admin, client kubernet
 // validation, so that an unknown or misplaced field fails.
 func apply(ctx context.Context, dyn dynamic.Interface, mapper meta.RESTMapper, obj *unstructured.Unstructured, dryRun bool) error {
 	gvk := obj.GroupVersionKind()
-	m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	m, err := restMapping(ctx, mapper, gvk)
 	if err != nil {
 		return fmt.Errorf("map %s: %w", gvk, err)
 	}
@@ -591,6 +591,30 @@ func apply(ctx context.Context, dyn dynamic.Interface, mapper meta.RESTMapper, o
 	}
 	_, err = ri.Patch(ctx, obj.GetName(), types.ApplyPatchType, data, opts)
 	return err
+}
+
+// restMapping maps gvk to its resource. A CRD's kind can be missing from discovery for a moment after the CRD
+// reports Established (the API server refreshes its discovery document asynchronously, later on a busy
+// machine), so a kind that does not match yet is looked up again, with discovery re-read, for up to 30 s.
+func restMapping(ctx context.Context, mapper meta.RESTMapper, gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
+	var (
+		m       *meta.RESTMapping
+		lastErr error
+	)
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		m, lastErr = mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if meta.IsNoMatchError(lastErr) {
+			if r, ok := mapper.(meta.ResettableRESTMapper); ok {
+				r.Reset()
+			}
+			return false, nil
+		}
+		return lastErr == nil, lastErr
+	})
+	if err != nil && lastErr != nil {
+		return nil, lastErr
+	}
+	return m, err
 }
 
 // installCRD creates the CustomResourceDefinitions of a file for real and waits until they are served.
