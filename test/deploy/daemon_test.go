@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pinmemory/pin-feature-daemon/internal/fakecuda"
+	"github.com/pinmemory/pin-feature-daemon/internal/testproc"
 )
 
 // TestMain owns the directory the daemon binary and the fake CUDA driver are built into, once per run.
@@ -120,14 +121,14 @@ func freeAddress(t testing.TB) string {
 // runningDaemon is `pin-feature-daemon run` started by a test.
 type runningDaemon struct {
 	addr   string
-	stderr *lockedBuffer
+	stderr *testproc.Buffer
 }
 
 // startDaemon runs the daemon with args (plus --metrics-address on a free port) until the test ends, and
 // waits for /readyz.
 func startDaemon(t *testing.T, env []string, args ...string) *runningDaemon {
 	t.Helper()
-	d := &runningDaemon{addr: freeAddress(t), stderr: &lockedBuffer{}}
+	d := &runningDaemon{addr: freeAddress(t), stderr: &testproc.Buffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, daemonBinary(t), append(args, "--metrics-address="+d.addr)...)
 	cmd.Env = append(os.Environ(), env...)
@@ -401,22 +402,4 @@ func copyTree(t testing.TB, src, dst string) {
 		return os.WriteFile(target, b, 0o644)
 	})
 	require.NoError(t, err, "copy %s to %s", src, dst)
-}
-
-// lockedBuffer is an io.Writer safe for the exec package's copying goroutine and the test reading it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pinmemory/pin-feature-daemon/internal/fakecuda"
+	"github.com/pinmemory/pin-feature-daemon/internal/testproc"
 	"github.com/pinmemory/pin-feature-daemon/test/controlplane"
 )
 
@@ -132,26 +132,9 @@ func waitNodeLabels(ctx context.Context, t *testing.T, name string, want map[str
 type daemon struct {
 	t       *testing.T
 	cmd     *exec.Cmd
-	log     *lockedBuffer
+	log     *testproc.Buffer
 	metrics string
 	done    chan error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func freePort(t *testing.T) int {
@@ -169,7 +152,7 @@ func startDaemon(t *testing.T, env []string, args ...string) *daemon {
 	port := freePort(t)
 	full := append([]string{"run", "--kubeconfig", cp.Kubeconfig, "--metrics-address", "127.0.0.1:" + strconv.Itoa(port),
 		"--nvml-library", "none", "--cuda-library", fakeLib, "--bench-size", "16Mi", "-v", "2"}, args...)
-	d := &daemon{t: t, log: &lockedBuffer{}, metrics: "http://127.0.0.1:" + strconv.Itoa(port), done: make(chan error, 1)}
+	d := &daemon{t: t, log: &testproc.Buffer{}, metrics: "http://127.0.0.1:" + strconv.Itoa(port), done: make(chan error, 1)}
 	d.cmd = exec.Command(daemonBin, full...)
 	d.cmd.Env = append(append(os.Environ(), "FAKECUDA_COPY_BYTES_MAX=1048576"), env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
