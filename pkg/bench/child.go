@@ -61,7 +61,7 @@ func ChildMain(ctx context.Context, stdin io.Reader, stdout io.Writer) int {
 }
 
 // loadDriver opens and initialises the driver library and returns it with its version.
-func loadDriver(path string) (cudaDriver, int, error) {
+func loadDriver(path string) (gpuDriver, int, error) {
 	drv, err := openDriver(path)
 	if err != nil {
 		return nil, 0, err

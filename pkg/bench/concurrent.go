@@ -44,7 +44,7 @@ type concurrentFigure struct {
 // The copies run in rounds behind a barrier: every GPU starts round r when all finished round r-1 (or
 // failed), so a fast GPU never runs its last samples alone. Each round times one copy per GPU with events
 // like the pinned phase; the warm-up rounds are untimed, the figure is the median of the timed ones.
-func measureConcurrent(drv cudaDriver, gpus []concurrentGPU, samples int) []concurrentFigure {
+func measureConcurrent(drv gpuDriver, gpus []concurrentGPU, samples int) []concurrentFigure {
 	samples = max(1, min(samples, concurrentMaxSamples))
 	n := len(gpus)
 	out := make([]concurrentFigure, n)
@@ -90,7 +90,7 @@ func measureConcurrent(drv cudaDriver, gpus []concurrentGPU, samples int) []conc
 // concurrentWorker is one GPU's side of measureConcurrent, on its locked thread: set up, signal done, then
 // for each round copy once (timed or not) and signal done, until rounds is closed; then tear down. After an
 // error it keeps answering the rounds without copying, so the others are not held up.
-func concurrentWorker(drv cudaDriver, g concurrentGPU, rounds <-chan bool, done chan<- struct{}) concurrentFigure {
+func concurrentWorker(drv gpuDriver, g concurrentGPU, rounds <-chan bool, done chan<- struct{}) concurrentFigure {
 	started := time.Now()
 	fig := concurrentFigure{Index: g.Target.Index}
 	var releases []func()
@@ -128,7 +128,7 @@ func concurrentWorker(drv cudaDriver, g concurrentGPU, rounds <-chan bool, done 
 }
 
 // concurrentSetup creates what one GPU copies with in the concurrent phase and returns its timer and copy.
-func concurrentSetup(drv cudaDriver, g concurrentGPU, onRelease func(string, func() error)) (eventTimer, func() error, error) {
+func concurrentSetup(drv gpuDriver, g concurrentGPU, onRelease func(string, func() error)) (eventTimer, func() error, error) {
 	dev, err := findDevice(drv, g.Target)
 	if err != nil {
 		return eventTimer{}, nil, err
@@ -143,21 +143,21 @@ func concurrentSetup(drv cudaDriver, g concurrentGPU, onRelease func(string, fun
 		return eventTimer{}, nil, err
 	}
 	onRelease("free device buffer", func() error { return drv.MemFree(dptr) })
-	stream, err := drv.StreamCreate(cuStreamNonBlocking)
+	stream, err := drv.StreamCreate(streamNonBlocking)
 	if err != nil {
 		return eventTimer{}, nil, err
 	}
 	onRelease("destroy stream", func() error { return drv.StreamDestroy(stream) })
 	timer := eventTimer{drv: drv, stream: stream}
-	for _, ev := range []*cuEvent{&timer.start, &timer.stop} {
-		if *ev, err = drv.EventCreate(cuEventDefault); err != nil {
+	for _, ev := range []*gpuEvent{&timer.start, &timer.stop} {
+		if *ev, err = drv.EventCreate(eventDefault); err != nil {
 			return eventTimer{}, nil, err
 		}
 		e := *ev
 		onRelease("destroy event", func() error { return drv.EventDestroy(e) })
 	}
 	var host unsafe.Pointer
-	if host, err = drv.MemHostAlloc(g.Size, cuMemHostAllocPortable); err != nil {
+	if host, err = drv.MemHostAlloc(g.Size, hostAllocPortable); err != nil {
 		return eventTimer{}, nil, err
 	}
 	onRelease("free pinned buffer", func() error { return drv.MemFreeHost(host) })

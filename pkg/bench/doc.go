@@ -15,7 +15,7 @@
 // RTLD_NOW|RTLD_LOCAL and resolves the entry points with prototypes of its own, so no CUDA header is needed to
 // build. The _v2 names are used; an unversioned name is a fallback only where it has the same ABI
 // (cuCtxDestroy, cuMemHostRegister, cuStreamDestroy, cuEventDestroy): cuMemAlloc, cuMemcpy* and friends are
-// the pre-3.2 32-bit ABI, and a driver without their _v2 is refused. Every CUresult becomes a *cudaError
+// the pre-3.2 32-bit ABI, and a driver without their _v2 is refused. Every CUresult becomes a *driverError
 // naming the call and the code (cuGetErrorName).
 //
 // Per GPU the child locks its thread and sets the thread's CPU affinity to the GPU's local CPUs before any
@@ -70,7 +70,7 @@
 //     trial, link verdict) with phase timing; timing.go times copies and takes the median.
 //   - link.go: reading and sampling the PCIe link from sysfs, theoretical rates; affinity.go: the CPU
 //     affinity of the measuring thread.
-//   - cuda.go, cuda_cgo.go, cuda_nocgo.go: the driver API behind the cudaDriver interface, and the shim.
+//   - cuda.go, cuda_cgo.go, cuda_nocgo.go: the driver API behind the gpuDriver interface, and the shim.
 //   - state.go: the state store: load, lookup, put, save (atomically, with renameio), keyed by GPU,
 //     driver version and boot id; it knows nothing of the Runner. statelock.go: the flock'ed
 //     read-modify-write of a save (two benches keep each other's entries) and the size-capped, non-blocking

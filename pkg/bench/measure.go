@@ -41,7 +41,7 @@ type measureConfig struct {
 // thread carries the CPU affinity and the CUDA context, and it exits with the goroutine, so neither leaks
 // into the rest of the process. phase is told what the measurement is doing (for the parent's messages
 // should the child hang or crash).
-func measureGPU(drv cudaDriver, t Target, cfg measureConfig, phase func(string)) GPUResult {
+func measureGPU(drv gpuDriver, t Target, cfg measureConfig, phase func(string)) GPUResult {
 	ch := make(chan GPUResult, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -53,7 +53,7 @@ func measureGPU(drv cudaDriver, t Target, cfg measureConfig, phase func(string))
 // measureOnThread measures t on the calling thread, which it pins to t's local CPUs, in named steps: setup
 // (device, context, buffers), the pinned copies, the pageable copies, the register trial and the link
 // verdict. Whatever the steps allocated is released before it returns, in reverse order.
-func measureOnThread(drv cudaDriver, t Target, cfg measureConfig, phase func(string)) GPUResult {
+func measureOnThread(drv gpuDriver, t Target, cfg measureConfig, phase func(string)) GPUResult {
 	m := &measurement{drv: drv, t: t, cfg: cfg, clock: newPhaseClock(phase)}
 	m.res = GPUResult{Index: t.Index, UUID: t.UUID, PCIAddress: t.PCIAddress, Model: t.Model, State: StateFailed}
 	m.run()
@@ -64,16 +64,16 @@ func measureOnThread(drv cudaDriver, t Target, cfg measureConfig, phase func(str
 // measurement is one GPU's measurement in progress: what it measures with, what it allocated, and the
 // result so far.
 type measurement struct {
-	drv   cudaDriver
+	drv   gpuDriver
 	t     Target
 	cfg   measureConfig
 	clock *phaseClock
 	res   GPUResult
 
 	size            int64 // bytes per copy, once setup has capped it by the device's free memory
-	dptr            cuDevicePtr
-	stream          cuStream
-	evStart, evStop cuEvent
+	dptr            devicePtr
+	stream          gpuStream
+	evStart, evStop gpuEvent
 	pageable        []byte   // nil when it could not be mapped
 	releases        []func() // run in reverse order when the measurement ends
 }
@@ -191,13 +191,13 @@ func (m *measurement) allocate() error {
 	}
 	dptr := m.dptr
 	m.onRelease("free device buffer", func() error { return drv.MemFree(dptr) })
-	if m.stream, err = drv.StreamCreate(cuStreamNonBlocking); err != nil {
+	if m.stream, err = drv.StreamCreate(streamNonBlocking); err != nil {
 		return err
 	}
 	stream := m.stream
 	m.onRelease("destroy stream", func() error { return drv.StreamDestroy(stream) })
-	for _, ev := range []*cuEvent{&m.evStart, &m.evStop} {
-		if *ev, err = drv.EventCreate(cuEventDefault); err != nil {
+	for _, ev := range []*gpuEvent{&m.evStart, &m.evStop} {
+		if *ev, err = drv.EventCreate(eventDefault); err != nil {
 			return err
 		}
 		e := *ev
@@ -210,7 +210,7 @@ func (m *measurement) allocate() error {
 // figure also warms the GPU up from idle (clocks, link speed) for at least minWarmup.
 func (m *measurement) pinnedPhase() []error {
 	drv, size, dptr, stream := m.drv, m.size, m.dptr, m.stream
-	host, err := drv.MemHostAlloc(size, cuMemHostAllocPortable)
+	host, err := drv.MemHostAlloc(size, hostAllocPortable)
 	if err != nil {
 		return []error{err}
 	}
@@ -270,7 +270,7 @@ func (m *measurement) registerPhase() {
 
 func (m *measurement) registerTrial(p unsafe.Pointer) error {
 	drv := m.drv
-	if err := drv.MemHostRegister(p, m.size, cuMemHostRegisterPortable); err != nil {
+	if err := drv.MemHostRegister(p, m.size, hostRegisterPortable); err != nil {
 		return err
 	}
 	n := min(m.size, registerCopyBytes)
@@ -338,7 +338,7 @@ func (c *phaseClock) close(now time.Time) {
 
 // findDevice returns the CUDA device of t: by PCI bus id when the inventory has one (CUDA's own ordinals
 // follow CUDA_DEVICE_ORDER and CUDA_VISIBLE_DEVICES, not the inventory), else by ordinal.
-func findDevice(drv cudaDriver, t Target) (cuDevice, error) {
+func findDevice(drv gpuDriver, t Target) (gpuDevice, error) {
 	if t.PCIAddress == "" {
 		n, err := drv.DeviceCount()
 		if err != nil {

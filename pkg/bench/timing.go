@@ -10,9 +10,9 @@ import (
 
 // eventTimer times pinned copies with CUDA events on the stream: the device's own clock, free of host jitter.
 type eventTimer struct {
-	drv         cudaDriver
-	stream      cuStream
-	start, stop cuEvent
+	drv         gpuDriver
+	stream      gpuStream
+	start, stop gpuEvent
 }
 
 func (e eventTimer) time(copyFn func() error) (time.Duration, error) {
@@ -34,8 +34,8 @@ func (e eventTimer) time(copyFn func() error) (time.Duration, error) {
 // wallTimer times pageable copies with the monotonic clock: the driver stages them through its bounce buffer
 // on the host, which events on the stream would not see.
 type wallTimer struct {
-	drv    cudaDriver
-	stream cuStream
+	drv    gpuDriver
+	stream gpuStream
 }
 
 func (w wallTimer) time(copyFn func() error) (time.Duration, error) {

@@ -273,9 +273,9 @@ func TestShimInProcess(t *testing.T) {
 	defer runtime.UnlockOSThread()
 
 	_, err = drv.MemAlloc(mib)
-	var ce *cudaError
+	var ce *driverError
 	require.ErrorAs(t, err, &ce)
-	require.Equal(t, &cudaError{Call: "cuMemAlloc_v2", Code: 3, Name: "CUDA_ERROR_NOT_INITIALIZED"}, ce)
+	require.Equal(t, &driverError{Call: "cuMemAlloc_v2", Code: 3, Name: "CUDA_ERROR_NOT_INITIALIZED", Type: "CUresult"}, ce)
 
 	require.NoError(t, drv.Init())
 	dev, err := drv.DeviceByPCIBusID("00000000:1B:00.0")
@@ -298,12 +298,12 @@ func TestShimInProcess(t *testing.T) {
 	d, err := drv.MemAlloc(n)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, drv.MemFree(d)) }()
-	s, err := drv.StreamCreate(cuStreamNonBlocking)
+	s, err := drv.StreamCreate(streamNonBlocking)
 	require.NoError(t, err)
-	src, err := drv.MemHostAlloc(n, cuMemHostAllocPortable)
+	src, err := drv.MemHostAlloc(n, hostAllocPortable)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, drv.MemFreeHost(src)) }()
-	dst, err := drv.MemHostAlloc(n, cuMemHostAllocPortable)
+	dst, err := drv.MemHostAlloc(n, hostAllocPortable)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, drv.MemFreeHost(dst)) }()
 	in := unsafe.Slice((*byte)(src), n)
@@ -345,7 +345,7 @@ func TestBandwidth(t *testing.T) {
 	require.GreaterOrEqual(t, time.Since(start), 30*time.Millisecond, "the warm-up runs for at least 30ms")
 	require.Greater(t, copies, 7, "more warm-up copies than asked for")
 
-	_, err = bandwidth(8*mib, cfg, 0, sleepy, func() error { return &cudaError{Call: "cuMemcpyHtoDAsync_v2", Code: 700} })
+	_, err = bandwidth(8*mib, cfg, 0, sleepy, func() error { return &driverError{Call: "cuMemcpyHtoDAsync_v2", Code: 700, Type: "CUresult"} })
 	require.EqualError(t, err, "cuMemcpyHtoDAsync_v2: CUresult 700")
 	_, err = bandwidth(8*mib, cfg, 0, func(f func() error) (time.Duration, error) { return 0, f() }, copyFn)
 	require.ErrorContains(t, err, "timed at 0s")
