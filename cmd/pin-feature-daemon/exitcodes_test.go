@@ -73,7 +73,7 @@ current-context: c
 		{"host root does not exist", probe("--host-root", "/nonexistent", "-o", "labels"), exitFailure, []string{"probe failed", "host root /nonexistent/proc"}, ""},
 		{"sys/bus/pci missing", probe("--host-root", noPCI, "-o", "labels"), exitFailure, []string{"probe failed", "pci: list " + noPCI}, ""},
 		{"good probe", probe("--host-root", gpuNode, "-o", "json"), exitOK, nil, "\x00"},
-		{"bench of a GPU on a node without GPUs", []string{"bench", "--host-root", filepath.Join(fixtures, "cpu-bmc"), "--nvml-library", "none", "--state-dir=", "--gpu", "0"}, exitFailure, []string{"--gpu 0: no CUDA GPU in the inventory"}, ""},
+		{"bench of a GPU on a node without GPUs", []string{"bench", "--host-root", filepath.Join(fixtures, "cpu-bmc"), "--nvml-library", "none", "--state-dir=", "--gpu", "0"}, exitFailure, []string{"--gpu 0: no CUDA or ROCm GPU in the inventory"}, ""},
 		{"bench of a GPU that does not exist", []string{"bench", "--host-root", gpuNode, "--nvml-library", "none", "--state-dir=", "--gpu", "7"}, exitFailure, []string{`--gpu 7: no GPU matches "7"`}, ""},
 	}
 	for _, tc := range tests {

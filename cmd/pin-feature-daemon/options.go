@@ -22,6 +22,7 @@ type probeOptions struct {
 	SysFS          string
 	DevFS          string
 	CUDALibrary    string
+	HIPLibrary     string
 	NVMLLibrary    string
 	PinPlatforms   string
 	MlockTrialSize string
@@ -37,6 +38,7 @@ func (o *probeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.SysFS, "path.sysfs", "", "sysfs mount point; overrides <host-root>/sys.")
 	fs.StringVar(&o.DevFS, "path.devfs", "", "devfs mount point; overrides <host-root>/dev.")
 	fs.StringVar(&o.CUDALibrary, "cuda-library", bench.DefaultCUDALibrary, "CUDA driver library the DMA check loads with dlopen (never the toolkit's libcuda.so stub).")
+	fs.StringVar(&o.HIPLibrary, "hip-library", bench.DefaultHIPLibrary, "ROCm HIP runtime the DMA check of AMD GPUs loads with dlopen; the default name falls back to libamdhip64.so.{7,6,5} and /opt/rocm/lib/libamdhip64.so.")
 	fs.StringVar(&o.NVMLLibrary, "nvml-library", "libnvidia-ml.so.1", `NVML library for GPU enrichment; "none" disables NVML.`)
 	fs.StringVar(&o.PinPlatforms, "pin-platforms", "cuda,rocm", "Comma-separated platforms on which pinned memory counts as available (cuda, rocm, xpu, hpu, neuron, tpu, cpu).")
 	fs.StringVar(&o.MlockTrialSize, "mlock-trial-size", "1Mi", "Size of the buffer the probe tries to mlock (a Kubernetes quantity).")
@@ -127,7 +129,7 @@ func (o *benchOptions) runnerOptions(p *probeOptions, gpu string) bench.Options 
 		exe = os.Args[0]
 	}
 	return bench.Options{
-		CUDALibrary: p.CUDALibrary, BufferBytes: o.bufferBytes, Timeout: o.Timeout, Force: o.Force,
+		CUDALibrary: p.CUDALibrary, HIPLibrary: p.HIPLibrary, BufferBytes: o.bufferBytes, Timeout: o.Timeout, Force: o.Force,
 		StateDir: o.StateDir, MaxAge: o.MaxAge, GPU: gpu, Executable: exe, ChildArgs: []string{benchChildCommand},
 		SysRoot: p.hostFS().Sys,
 	}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 	"unsafe"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
 // The concurrent phase: after the GPUs were measured one at a time, the child copies host->device on all of
@@ -165,12 +167,13 @@ func concurrentSetup(drv gpuDriver, g concurrentGPU, onRelease func(string, func
 	return timer, func() error { return drv.MemcpyHtoDAsync(dptr, host, size, stream) }, nil
 }
 
-// concurrentGPUs picks the GPUs of the concurrent phase from the one-at-a-time results: those measured OK,
-// with their buffer capped by concurrentBufferBytes. It returns nil when fewer than two are.
-func concurrentGPUs(req *childRequest, results []GPUResult) []concurrentGPU {
+// concurrentGPUs picks the GPUs of platform p for the concurrent phase from the one-at-a-time results: those
+// measured OK, with their buffer capped by concurrentBufferBytes. It returns nil when fewer than two are.
+// GPUs of different runtimes are never measured together: no node runs both at once for one workload.
+func concurrentGPUs(req *childRequest, results []GPUResult, p detector.Platform) []concurrentGPU {
 	var out []concurrentGPU
 	for i, g := range req.GPUs {
-		if r := &results[i]; r.State == StateOK && r.PinnedH2D > 0 && r.BufferBytes > 0 {
+		if r := &results[i]; runtimeOf(g.Target.Platform) == p && r.State == StateOK && r.PinnedH2D > 0 && r.BufferBytes > 0 {
 			out = append(out, concurrentGPU{Target: g.Target, Size: min(r.BufferBytes, concurrentBufferBytes)})
 		}
 	}

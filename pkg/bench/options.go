@@ -12,8 +12,11 @@ import (
 // Defaults of Options that the CLI's flags show.
 const (
 	DefaultCUDALibrary = "libcuda.so.1"
-	DefaultTimeout     = 60 * time.Second
-	DefaultMaxAge      = 24 * time.Hour
+	// DefaultHIPLibrary is ROCm's HIP runtime; when it does not load, the versioned sonames and
+	// /opt/rocm/lib are tried too.
+	DefaultHIPLibrary = "libamdhip64.so"
+	DefaultTimeout    = 60 * time.Second
+	DefaultMaxAge     = 24 * time.Hour
 	// DefaultStateDir is the --state-dir default; Options.StateDir "" disables persistence.
 	DefaultStateDir = "/var/lib/pin-feature-daemon"
 )
@@ -35,6 +38,8 @@ type Options struct {
 	// CUDALibrary is the driver library to dlopen (default libcuda.so.1; never libcuda.so, which may be the
 	// toolkit's stub).
 	CUDALibrary string
+	// HIPLibrary is the HIP runtime the ROCm GPUs are measured with (default libamdhip64.so).
+	HIPLibrary string
 	// BufferBytes is the size of each copy (default 256 MiB). It is capped so that the two host buffers
 	// take at most a quarter of MemAvailable and of the cgroup's headroom, and the device buffer at most half
 	// of the GPU's free memory; a GPU that these caps leave with less than 16 MiB (or less than BufferBytes,
@@ -94,6 +99,9 @@ func (o Options) WithReport(r *detector.Report) Options {
 func (o Options) withDefaults() Options {
 	if o.CUDALibrary == "" {
 		o.CUDALibrary = DefaultCUDALibrary
+	}
+	if o.HIPLibrary == "" {
+		o.HIPLibrary = DefaultHIPLibrary
 	}
 	if o.BufferBytes <= 0 {
 		o.BufferBytes = defaultBufferBytes

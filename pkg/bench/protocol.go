@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pinmemory/pin-feature-daemon/internal/childproc"
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
 // ChildSubcommand is the hidden subcommand that runs ChildMain; Options.ChildArgs defaults to it.
@@ -19,7 +20,7 @@ const protocolPrefix = "pfd-bench-event "
 
 // Event kinds.
 const (
-	eventDriver = "driver" // the driver loaded: DriverVersion
+	eventDriver = "driver" // a runtime loaded: Platform, DriverVersion
 	eventPhase  = "phase"  // GPU Index entered Phase
 	eventGPU    = "gpu"    // GPU's result
 	eventFatal  = "fatal"  // the whole check failed: Error (no driver, cuInit failed)
@@ -31,6 +32,7 @@ const (
 
 type childRequest struct {
 	CUDALibrary    string        `json:"cudaLibrary"`
+	HIPLibrary     string        `json:"hipLibrary,omitempty"`
 	SysRoot        string        `json:"sysRoot"`
 	Samples        int           `json:"samples"`
 	Warmup         int           `json:"warmup"`
@@ -46,12 +48,15 @@ type childGPU struct {
 }
 
 type childEvent struct {
-	Event         string     `json:"event"`
-	DriverVersion int        `json:"driverVersion,omitempty"`
-	Index         int        `json:"index,omitempty"`
-	Phase         string     `json:"phase,omitempty"`
-	GPU           *GPUResult `json:"gpu,omitempty"`
-	Error         string     `json:"error,omitempty"`
+	Event string `json:"event"`
+	// Platform and DriverVersion are a driver event's runtime (cuda when empty) and its version
+	// (cuDriverGetVersion, hipDriverGetVersion).
+	Platform      detector.Platform `json:"platform,omitempty"`
+	DriverVersion int               `json:"driverVersion,omitempty"`
+	Index         int               `json:"index,omitempty"`
+	Phase         string            `json:"phase,omitempty"`
+	GPU           *GPUResult        `json:"gpu,omitempty"`
+	Error         string            `json:"error,omitempty"`
 	// BytesPerSecond and Duration are a concurrent event's figure and the GPU's time in that phase.
 	BytesPerSecond float64       `json:"bytesPerSecond,omitempty"`
 	Duration       time.Duration `json:"duration,omitempty"`

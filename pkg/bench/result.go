@@ -38,10 +38,13 @@ type Result struct {
 	// file, and believable), partial when some have and others failed or were skipped, failed when none has
 	// and the check or a GPU failed, skipped when every GPU was skipped, disabled when off.
 	State State `json:"state"`
-	// Error says why the whole check failed or was skipped (no CUDA driver, child killed at timeout, ...).
+	// Error says why the whole check failed or was skipped (no CUDA driver or HIP runtime, child killed at
+	// timeout, ...).
 	Error string `json:"error,omitempty"`
 	// CUDADriverVersion is cuDriverGetVersion's answer, e.g. 12080.
 	CUDADriverVersion int `json:"cudaDriverVersion,omitempty"`
+	// HIPDriverVersion is hipDriverGetVersion's answer for ROCm GPUs, e.g. 60443483 (6.4.43483).
+	HIPDriverVersion int `json:"hipDriverVersion,omitempty"`
 	// StartedAt and Duration describe the last run (zero when every figure came from the state file).
 	StartedAt time.Time     `json:"startedAt"`
 	Duration  time.Duration `json:"duration"`

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -109,8 +110,9 @@ func (c *check) decideAll(state *stateFile) *childRequest {
 			req.GPUs = append(req.GPUs, childGPU{Target: *t, BufferBytes: size})
 			continue
 		}
-		if g.Cached && g.State == StateOK && c.res.CUDADriverVersion == 0 {
-			c.res.CUDADriverVersion = last.CUDADriverVersion
+		if g.Cached && g.State == StateOK {
+			c.res.CUDADriverVersion = cmp.Or(c.res.CUDADriverVersion, last.CUDADriverVersion)
+			c.res.HIPDriverVersion = cmp.Or(c.res.HIPDriverVersion, last.HIPDriverVersion)
 		}
 		c.set(i, g)
 	}
@@ -134,7 +136,7 @@ func (r *Runner) measureInChild(ctx context.Context, c *check, req *childRequest
 	for i := range c.sel {
 		slot[c.sel[i].Index] = i
 	}
-	req.CUDALibrary = c.CUDALibrary
+	req.CUDALibrary, req.HIPLibrary = c.CUDALibrary, c.HIPLibrary
 	req.SysRoot = c.SysRoot
 	req.Samples, req.Warmup = c.Samples, c.Warmup
 	req.SampleInterval = defaultSampleInterval
@@ -158,8 +160,11 @@ func (r *Runner) measureInChild(ctx context.Context, c *check, req *childRequest
 		c.setConcurrent(slot[f.Index], f)
 	}})
 	c.res.Duration = time.Since(started)
-	if cr.driverVersion != 0 {
-		c.res.CUDADriverVersion = cr.driverVersion
+	if v := cr.driverVersions[detector.PlatformCUDA]; v != 0 {
+		c.res.CUDADriverVersion = v
+	}
+	if v := cr.driverVersions[detector.PlatformROCm]; v != 0 {
+		c.res.HIPDriverVersion = v
 	}
 	if cr.err != nil {
 		c.res.Error = cr.err.Error()

@@ -542,7 +542,7 @@ func TestNoTargetsSpawnsNothing(t *testing.T) {
 	o.Executable = noExecutable
 	res := NewRunner(o).Run(context.Background(), nil)
 	require.Equal(t, StateSkipped, res.State)
-	require.Equal(t, "no CUDA GPU in the inventory", res.Error)
+	require.Equal(t, "no CUDA or ROCm GPU in the inventory", res.Error)
 	require.Empty(t, res.GPUs)
 }
 

@@ -24,7 +24,7 @@ func noSelection(targets []Target, gpu string) (State, string) {
 	if gpu != "" && len(targets) > 0 {
 		return StateFailed, fmt.Sprintf("no GPU matches %q", gpu)
 	}
-	return StateSkipped, "no CUDA GPU in the inventory"
+	return StateSkipped, "no CUDA or ROCm GPU in the inventory"
 }
 
 // matches reports whether the --gpu selector sel picks t: an inventory index, a UUID or a PCI address.

@@ -11,6 +11,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/pinmemory/pin-feature-daemon/internal/childproc"
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
 // spawnRequest is one run of the child process, the parent side of the protocol: the Runner's options
@@ -26,9 +27,9 @@ type spawnRequest struct {
 
 // childResult is what runChild learnt.
 type childResult struct {
-	driverVersion int
-	phases        map[int]string // last phase per GPU index
-	err           error          // why the child did not finish cleanly (nil when it did)
+	driverVersions map[detector.Platform]int // by runtime: cuDriverGetVersion, hipDriverGetVersion
+	phases         map[int]string            // last phase per GPU index
+	err            error                     // why the child did not finish cleanly (nil when it did)
 }
 
 // runChild runs the child process for o (internal/childproc supervises it: timeout, SIGKILL, abandon) and
@@ -36,7 +37,8 @@ type childResult struct {
 // even when the killed child does not exit (a process stuck in the driver in uninterruptible sleep ignores
 // SIGKILL): such a child is abandoned, and reaped if it ever exits.
 func (r *Runner) runChild(ctx context.Context, o spawnRequest) childResult {
-	s := &supervision{spawnRequest: o, killGrace: r.killGrace, cr: childResult{phases: map[int]string{}}}
+	s := &supervision{spawnRequest: o, killGrace: r.killGrace, cr: childResult{phases: map[int]string{},
+		driverVersions: map[detector.Platform]int{}}}
 	exe := o.Executable
 	if exe == "" {
 		var err error
@@ -80,7 +82,7 @@ type supervision struct {
 func (s *supervision) handle(ev childEvent) {
 	switch ev.Event {
 	case eventDriver:
-		s.cr.driverVersion = ev.DriverVersion
+		s.cr.driverVersions[runtimeOf(ev.Platform)] = ev.DriverVersion
 	case eventPhase:
 		s.cr.phases[ev.Index] = ev.Phase
 	case eventGPU:

@@ -32,6 +32,7 @@ type stateEntry struct {
 	DriverVersion     string    `json:"driverVersion"`
 	BootID            string    `json:"bootID"`
 	CUDADriverVersion int       `json:"cudaDriverVersion,omitempty"`
+	HIPDriverVersion  int       `json:"hipDriverVersion,omitempty"`
 	Result            GPUResult `json:"result"`
 }
 
@@ -94,6 +95,7 @@ func (s *stateFile) putMeasured(targets []Target, res *Result, driverVersion, bo
 			DriverVersion:     driverVersion,
 			BootID:            bootID,
 			CUDADriverVersion: res.CUDADriverVersion,
+			HIPDriverVersion:  res.HIPDriverVersion,
 			Result:            g,
 		}, t)
 		changed = true

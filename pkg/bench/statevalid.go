@@ -35,6 +35,9 @@ func (e *stateEntry) validate(now time.Time) error {
 	if e.CUDADriverVersion < 0 || e.CUDADriverVersion > 1_000_000 {
 		return fmt.Errorf("cudaDriverVersion %d out of range", e.CUDADriverVersion)
 	}
+	if e.HIPDriverVersion < 0 || e.HIPDriverVersion > 1_000_000_000 {
+		return fmt.Errorf("hipDriverVersion %d out of range", e.HIPDriverVersion)
+	}
 	return e.Result.validateStored(now)
 }
 

@@ -8,6 +8,9 @@ import (
 type Target struct {
 	// Index is the GPU's position in the inventory (Report.Accelerators).
 	Index int `json:"index"`
+	// Platform is the GPU's platform, which decides the runtime it is measured with: cuda (also when empty)
+	// or rocm.
+	Platform detector.Platform `json:"platform,omitempty"`
 	// UUID is NVML's GPU UUID, "" when NVML is not available. It keys the state file when set.
 	UUID string `json:"uuid,omitempty"`
 	// PCIAddress is the normalised PCI address ("0000:2a:00.0"); the child finds the CUDA device by it.
@@ -35,7 +38,7 @@ type Target struct {
 	MemoryFreeBytes uint64 `json:"memoryFreeBytes,omitempty"`
 }
 
-// targetsFromReport returns the report's CUDA GPUs as targets, in inventory order.
+// targetsFromReport returns the report's CUDA and ROCm GPUs as targets, in inventory order.
 func targetsFromReport(r *detector.Report) []Target {
 	if r == nil {
 		return nil
@@ -43,11 +46,12 @@ func targetsFromReport(r *detector.Report) []Target {
 	var out []Target
 	for i := range r.Accelerators {
 		a := &r.Accelerators[i]
-		if a.Platform != detector.PlatformCUDA {
+		if a.Platform != detector.PlatformCUDA && a.Platform != detector.PlatformROCm {
 			continue
 		}
 		t := Target{
 			Index:      a.Index,
+			Platform:   a.Platform,
 			PCIAddress: a.PCIAddress,
 			Model:      a.Model,
 			NUMANode:   a.NUMANode,

@@ -183,7 +183,7 @@ func TestPassRetryBackoff(t *testing.T) {
 			GPUs: []bench.GPUResult{{State: bench.StateSkipped, Reason: "busy"}}}},
 			[]time.Duration{time.Minute, 2 * time.Minute}},
 		{"node without CUDA GPUs is not retried", &fakeProber{}, &fixedBencher{res: &bench.Result{State: bench.StateSkipped,
-			Error: "no CUDA GPU in the inventory"}}, []time.Duration{10 * time.Minute, 10 * time.Minute}},
+			Error: "no CUDA or ROCm GPU in the inventory"}}, []time.Duration{10 * time.Minute, 10 * time.Minute}},
 		{"probe recovers", &scriptedProber{steps: []func() *detector.Report{failedReport, failedReport, goodReport}}, nil,
 			[]time.Duration{time.Minute, 2 * time.Minute, 10 * time.Minute, 10 * time.Minute}},
 	}
