@@ -15,15 +15,17 @@ var childEnvNames = map[string]bool{"PATH": true, "LD_LIBRARY_PATH": true, "HOME
 //     a node that runs MPS, CUDA_CACHE_*, ...);
 //   - NVIDIA_: the NVIDIA container runtime's settings (NVIDIA_VISIBLE_DEVICES, ...), which describe the
 //     devices the container was given;
-//   - FAKECUDA_: the settings of the test driver (internal/fakecuda), which the real libcuda never
-//     reads.
-var childEnvPrefixes = []string{"CUDA_", "NVIDIA_", "FAKECUDA_"}
+//   - HIP_, ROCR_, HSA_, AMD_: the ROCm runtime's settings (HIP_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES,
+//     HSA_* tuning, AMD_LOG_LEVEL) and the AMD container toolkit's (AMD_VISIBLE_DEVICES);
+//   - FAKECUDA_, FAKEHIP_: the settings of the test libraries (internal/fakecuda), which the real
+//     libraries never read.
+var childEnvPrefixes = []string{"CUDA_", "NVIDIA_", "HIP_", "ROCR_", "HSA_", "AMD_", "FAKECUDA_", "FAKEHIP_"}
 
 // childEnv returns the environment of the bench child: the variables of parent (the daemon's environment,
-// "NAME=value" entries) that the CUDA driver reads, then extra (Options.Env) unfiltered, so that an entry of
+// "NAME=value" entries) that the GPU runtimes read, then extra (Options.Env) unfiltered, so that an entry of
 // extra wins over one of parent with the same name.
 //
-// The child runs the node's driver library, so it gets only what that library needs. Everything else stays
+// The child runs the node's runtime libraries, so it gets only what they need. Everything else stays
 // in the daemon: the API server's address (KUBERNETES_*), the pod's identity, proxy settings and credentials
 // from extraEnv, and variables that change how any program is loaded or run (LD_PRELOAD, LD_AUDIT, GODEBUG).
 func childEnv(parent, extra []string) []string {

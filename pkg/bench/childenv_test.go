@@ -29,6 +29,12 @@ func TestChildEnv(t *testing.T) {
 		"GODEBUG=madvdontneed=1",
 		"TMPDIR=/tmp",
 		"FAKECUDA_DEVICES=2",
+		"ROCR_VISIBLE_DEVICES=0",
+		"HIP_VISIBLE_DEVICES=0",
+		"HSA_ENABLE_SDMA=0",
+		"AMD_LOG_LEVEL=1",
+		"FAKEHIP_DEVICES=1",
+		"HIPPO=not a prefix match",
 		"NOT_AN_ASSIGNMENT",
 		"CUDA=not a prefix match",
 		"MY_CUDA_HOME=/opt/cuda",
@@ -40,7 +46,7 @@ func TestChildEnv(t *testing.T) {
 		want   []string
 	}{
 		{
-			name:   "keeps what the driver reads, in order",
+			name:   "keeps what the runtimes read, in order",
 			parent: daemon,
 			want: []string{
 				"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -52,6 +58,11 @@ func TestChildEnv(t *testing.T) {
 				"CUDA_MPS_PIPE_DIRECTORY=/run/nvidia-mps",
 				"TMPDIR=/tmp",
 				"FAKECUDA_DEVICES=2",
+				"ROCR_VISIBLE_DEVICES=0",
+				"HIP_VISIBLE_DEVICES=0",
+				"HSA_ENABLE_SDMA=0",
+				"AMD_LOG_LEVEL=1",
+				"FAKEHIP_DEVICES=1",
 			},
 		},
 		{

@@ -54,12 +54,12 @@ func (t *Target) matches(sel string) bool {
 func decide(o Options, t *Target, last *stateEntry, now time.Time) (GPUResult, int64) {
 	g := GPUResult{Index: t.Index, UUID: t.UUID, PCIAddress: t.PCIAddress, Model: t.Model}
 	switch {
-	case t.ProcessesKnown && t.ComputeProcesses > 0 && !o.Force:
+	case busy(t) != "" && !o.Force:
 		if last != nil {
 			g = cachedResult(last, t)
 		}
 		g.State = StateSkipped
-		g.Reason = fmt.Sprintf("busy: %d compute processes on the GPU (--bench-force measures it anyway)", t.ComputeProcesses)
+		g.Reason = "busy: " + busy(t) + " (--bench-force measures it anyway)"
 		g.Cause = CauseBusy
 		return g, 0
 	case last != nil && o.MaxAge > 0 && now.Sub(last.Result.MeasuredAt) < o.MaxAge:
@@ -76,6 +76,22 @@ func decide(o Options, t *Target, last *stateEntry, now time.Time) (GPUResult, i
 		return g, 0
 	}
 	return g, size
+}
+
+// busyPercentThreshold is the engine activity (amdgpu's gpu_busy_percent) from which a GPU counts as busy
+// even without a compute process: graphics or video work, or a compute process the KFD list does not show
+// to this container. An idle GPU reads 0; a little headroom keeps one sample of housekeeping from skipping it.
+const busyPercentThreshold = 5
+
+// busy says why t is busy ("" when it is not known to be): compute processes on it, or its engines busy.
+func busy(t *Target) string {
+	switch {
+	case t.ProcessesKnown && t.ComputeProcesses > 0:
+		return fmt.Sprintf("%d compute processes on the GPU", t.ComputeProcesses)
+	case t.BusyPercent != nil && *t.BusyPercent >= busyPercentThreshold:
+		return fmt.Sprintf("the GPU's engines are %d%% busy (gpu_busy_percent)", *t.BusyPercent)
+	}
+	return ""
 }
 
 // cachedResult is the stored result of t, with t's current identity.

@@ -32,9 +32,12 @@ type Target struct {
 	// ProcessesKnown says ComputeProcesses is known (NVML answered). A GPU whose processes are unknown is
 	// measured: there is no way to tell it is busy.
 	ProcessesKnown bool `json:"processesKnown"`
-	// ComputeProcesses is the number of processes with a compute context on the GPU (NVML).
+	// ComputeProcesses is the number of processes with a compute context on the GPU (NVML), or with a queue
+	// or memory on it (ROCm's KFD process list).
 	ComputeProcesses int `json:"computeProcesses"`
-	// MemoryFreeBytes is the GPU's free memory as NVML sees it (0: unknown); it caps the buffer size.
+	// BusyPercent is how busy an AMD GPU's engines are (amdgpu's gpu_busy_percent), nil when unknown.
+	BusyPercent *int `json:"busyPercent,omitempty"`
+	// MemoryFreeBytes is the GPU's free memory as NVML or amdgpu sees it (0: unknown); it caps the buffer size.
 	MemoryFreeBytes uint64 `json:"memoryFreeBytes,omitempty"`
 }
 
