@@ -169,6 +169,36 @@ func TestRenderFailsOnContradictions(t *testing.T) {
 			wantErr: "at '/metrics': additional properties 'servicemonitor' not allowed",
 		},
 		{
+			name:    "relative rocm host path",
+			set:     []string{"rocm.hostPath=relative/path"},
+			wantErr: "at '/rocm/hostPath': 'relative/path' does not match pattern",
+		},
+		{
+			name:    "the host's root as rocm host path",
+			set:     []string{"rocm.hostPath=/"},
+			wantErr: "at '/rocm/hostPath': '/' does not match pattern",
+		},
+		{
+			name:    "rocm CDI devices without CDI",
+			set:     []string{"rocm.cdiDevices=all"},
+			wantErr: "at '/gpuAccess': value must be 'cdi'",
+		},
+		{
+			name:    "rocm CDI device that is not a name",
+			set:     []string{"gpuAccess=cdi", "rocm.cdiDevices=amd.com/gpu=all"},
+			wantErr: "at '/rocm/cdiDevices': 'amd.com/gpu=all' does not match pattern",
+		},
+		{
+			name:    "no NVIDIA device with the env var",
+			set:     []string{"nvidia.visibleDevices="},
+			wantErr: "at '/nvidia/visibleDevices': minLength: got 0, want 1",
+		},
+		{
+			name:    "no NVIDIA device with volume mounts",
+			set:     []string{"gpuAccess=volume-mounts", "nvidia.visibleDevices="},
+			wantErr: "at '/nvidia/visibleDevices': minLength: got 0, want 1",
+		},
+		{
 			name:    "unknown pin platform",
 			set:     []string{"pinPlatforms={cuda,opencl}"},
 			wantErr: "at '/pinPlatforms/1': value must be one of",
@@ -208,6 +238,9 @@ func TestTemplateFailsWithoutSchema(t *testing.T) {
 		{[]string{"podSecurityContext.runAsUser=65532"}, "cannot write the root-owned hostPath directories"},
 		{[]string{"serviceAccount.create=false"}, "serviceAccount.name is required when serviceAccount.create is false"},
 		{[]string{"nodeSelection.acceleratorTerms=null"}, "nodeSelection.acceleratorTerms is empty"},
+		{[]string{"rocm.hostPath=relative/path"}, `rocm.hostPath must be an absolute host directory (not /) or empty, not "relative/path"`},
+		{[]string{"rocm.cdiDevices=all"}, "rocm.cdiDevices needs gpuAccess: cdi"},
+		{[]string{"gpuAccess=volume-mounts", "nvidia.visibleDevices="}, "nvidia.visibleDevices may be empty only with gpuAccess: cdi or none, not volume-mounts"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.wantErr, func(t *testing.T) {
@@ -278,7 +311,8 @@ func TestGPUAccess(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		access     string
-		devices    string            // nvidia.visibleDevices; empty = the default, all
+		devices    string            // nvidia.visibleDevices; empty = the default, all; "-" = empty
+		rocm       string            // rocm.cdiDevices; empty = the default, none
 		env        map[string]string // NVIDIA_* variables; "" = absent
 		mounts     []string
 		annotation string
@@ -299,13 +333,26 @@ func TestGPUAccess(t *testing.T) {
 		{access: "cdi", devices: "0,GPU-8f6e", annotation: "nvidia.com/gpu=0,nvidia.com/gpu=GPU-8f6e"},
 		{access: "cdi", env: map[string]string{"NVIDIA_VISIBLE_DEVICES": "", "NVIDIA_DRIVER_CAPABILITIES": ""}, annotation: "nvidia.com/gpu=all"},
 		{access: "none", env: map[string]string{"NVIDIA_VISIBLE_DEVICES": "", "NVIDIA_DRIVER_CAPABILITIES": ""}},
+		// AMD GPUs through the AMD Container Toolkit's CDI spec, next to the NVIDIA devices or alone.
+		{access: "cdi", rocm: "all", annotation: "nvidia.com/gpu=all,amd.com/gpu=all"},
+		{access: "cdi", devices: "GPU-8f6e", rocm: "0,1", annotation: "nvidia.com/gpu=GPU-8f6e,amd.com/gpu=0,amd.com/gpu=1"},
+		{access: "cdi", devices: "-", rocm: "all", annotation: "amd.com/gpu=all"},
+		{access: "cdi", devices: "-"}, // nothing asked for: no empty annotation
+		{access: "none", devices: "-", env: map[string]string{"NVIDIA_VISIBLE_DEVICES": "", "NVIDIA_DRIVER_CAPABILITIES": ""}},
 	}
 	for _, tc := range tests {
-		t.Run(tc.access+" "+tc.devices, func(t *testing.T) {
+		t.Run(tc.access+" "+tc.devices+" "+tc.rocm, func(t *testing.T) {
 			t.Parallel()
 			set := []string{"gpuAccess=" + tc.access, "runtimeClassName=nvidia"}
-			if tc.devices != "" {
+			switch tc.devices {
+			case "":
+			case "-":
+				set = append(set, "nvidia.visibleDevices=")
+			default:
 				set = append(set, "nvidia.visibleDevices="+strings.ReplaceAll(tc.devices, ",", `\,`))
+			}
+			if tc.rocm != "" {
+				set = append(set, "rocm.cdiDevices="+strings.ReplaceAll(tc.rocm, ",", `\,`))
 			}
 			ds := findObject(t, decodeObjects(t, mustRender(t, "", set...)), "DaemonSet")
 			pod := nested[map[string]any](t, ds.Object, "spec", "template", "spec")
@@ -345,6 +392,7 @@ func TestGPUAccess(t *testing.T) {
 				require.Equal(t, tc.annotation, annotations["cdi.k8s.io/pin-feature-daemon"])
 			}
 			require.NotContains(t, toString(c["resources"]), "nvidia.com/gpu", "the daemon must not take a GPU")
+			require.NotContains(t, toString(c["resources"]), "amd.com/gpu", "the daemon must not take a GPU")
 		})
 	}
 }
@@ -492,11 +540,23 @@ func TestRenderedObjects(t *testing.T) {
 			} {
 				require.Equal(t, path, nested[string](t, env[name], "valueFrom", "fieldRef", "fieldPath"), name)
 			}
-			if vs.name != "all" { // all uses gpuAccess: volume-mounts; TestGPUAccess checks each strategy
+			switch vs.gpuAccess { // TestGPUAccess checks each strategy
+			case "":
 				require.Equal(t, "all", env["NVIDIA_VISIBLE_DEVICES"]["value"])
 				require.Equal(t, "compute,utility", env["NVIDIA_DRIVER_CAPABILITIES"]["value"])
+			case "cdi":
+				require.NotContains(t, env, "NVIDIA_VISIBLE_DEVICES")
+				require.NotContains(t, env, "NVIDIA_DRIVER_CAPABILITIES")
 			}
 			require.NotContains(t, toString(c["resources"]), "nvidia.com/gpu")
+			require.NotContains(t, toString(c["resources"]), "amd.com/gpu")
+			annotations := nested[map[string]any](t, ds.Object, "spec", "template", "metadata", "annotations")
+			if vs.cdi == "" {
+				require.NotContains(t, annotations, "cdi.k8s.io/pin-feature-daemon")
+			} else {
+				require.Equal(t, vs.cdi, annotations["cdi.k8s.io/pin-feature-daemon"])
+			}
+			require.Contains(t, args, "--hip-library=libamdhip64.so")
 
 			// Not privileged, read-only, no capabilities, seccomp, and probes on the metrics port.
 			sc := c["securityContext"].(map[string]any)
@@ -536,6 +596,21 @@ func TestRenderedObjects(t *testing.T) {
 			}
 			require.NotContains(t, hostPaths, "/proc", "the host's /proc shows other containers' environments")
 			require.Contains(t, mounts, "/var/lib/pin-feature-daemon")
+			// The node's ROCm runtime, read-only at the host's path, only with rocm.hostPath.
+			if vs.rocmPath == "" {
+				require.NotContains(t, volumeNames(t, ds), "rocm")
+			} else {
+				m := mounts[vs.rocmPath]
+				require.NotNil(t, m, "no mount at %s", vs.rocmPath)
+				require.Equal(t, "rocm", m["name"])
+				require.Equal(t, true, m["readOnly"])
+				require.Equal(t, "IfPossible", m["recursiveReadOnly"])
+				for _, v := range nested[[]any](t, pod, "volumes") {
+					if v := v.(map[string]any); v["name"] == "rocm" {
+						require.Equal(t, map[string]any{"path": vs.rocmPath, "type": "Directory"}, v["hostPath"])
+					}
+				}
+			}
 			featuresDir := "/etc/kubernetes/node-feature-discovery/features.d"
 			if vs.output == "file" {
 				require.Contains(t, mounts, featuresDir)

@@ -28,16 +28,22 @@ const (
 
 // valueSet is one set of chart values the tests render: testdata/values/<name>.yaml.
 type valueSet struct {
-	name   string
-	output string // the --output the set selects
+	name      string
+	output    string // the --output the set selects
+	gpuAccess string // the gpuAccess the set selects; empty: the default, envvar
+	cdi       string // the cdi.k8s.io/pin-feature-daemon annotation it renders; empty: none
+	rocmPath  string // rocm.hostPath: the host's ROCm directory it mounts; empty: none
 }
 
-// valueSets are the three renders the golden files, lint and dry run cover: the defaults, output: node (no NFD)
-// and everything the chart can switch on at once.
+// valueSets are the renders the golden files, lint and dry run cover: the defaults, output: node (no NFD),
+// everything the chart can switch on at once, and AMD GPUs (CDI next to NVIDIA, CDI alone, ROCm from the host).
 var valueSets = []valueSet{
 	{name: "default", output: "nodefeature"},
 	{name: "node", output: "node"},
-	{name: "all", output: "file"},
+	{name: "all", output: "file", gpuAccess: "volume-mounts"},
+	{name: "rocm-cdi", output: "nodefeature", gpuAccess: "cdi", cdi: "nvidia.com/gpu=all,amd.com/gpu=all"},
+	{name: "rocm-only", output: "nodefeature", gpuAccess: "cdi", cdi: "amd.com/gpu=all"},
+	{name: "rocm-hostpath", output: "nodefeature", rocmPath: "/opt/rocm"},
 }
 
 func (v valueSet) file() string { return filepath.Join("testdata", "values", v.name+".yaml") }

@@ -98,6 +98,15 @@ validate fails the render on values that contradict each other; values.schema.js
 {{- if and .Values.stateDir (not (isAbs .Values.stateDir)) }}
 {{- fail (printf "stateDir must be an absolute host path or empty, not %q" .Values.stateDir) }}
 {{- end }}
+{{- if and .Values.rocm.hostPath (or (not (isAbs .Values.rocm.hostPath)) (eq .Values.rocm.hostPath "/")) }}
+{{- fail (printf "rocm.hostPath must be an absolute host directory (not /) or empty, not %q" .Values.rocm.hostPath) }}
+{{- end }}
+{{- if and .Values.rocm.cdiDevices (ne .Values.gpuAccess "cdi") }}
+{{- fail (printf "rocm.cdiDevices needs gpuAccess: cdi (the devices are CDI requests in the pod annotation), not %s" .Values.gpuAccess) }}
+{{- end }}
+{{- if and (not (trim .Values.nvidia.visibleDevices)) (has .Values.gpuAccess (list "envvar" "volume-mounts")) }}
+{{- fail (printf "nvidia.visibleDevices may be empty only with gpuAccess: cdi or none, not %s (use gpuAccess: none to ask for no NVIDIA GPU)" .Values.gpuAccess) }}
+{{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled (a ServiceMonitor selects the metrics Service)" }}
 {{- end }}
