@@ -40,7 +40,7 @@ var cudaNames = []string{
 	"cuMemcpyHtoDAsync_v2", "cuMemcpyDtoHAsync_v2",
 }
 
-// exported returns the names of the functions lib defines in its dynamic symbol table.
+// exported returns the names of the symbols lib defines in its dynamic symbol table.
 func exported(t *testing.T, lib string) map[string]bool {
 	t.Helper()
 	f, err := elf.Open(lib)
@@ -54,7 +54,7 @@ func exported(t *testing.T, lib string) map[string]bool {
 	}
 	names := map[string]bool{}
 	for _, s := range syms {
-		if s.Section != elf.SHN_UNDEF && elf.ST_TYPE(s.Info) == elf.STT_FUNC {
+		if s.Section != elf.SHN_UNDEF {
 			names[s.Name] = true
 		}
 	}
