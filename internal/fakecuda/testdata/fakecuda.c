@@ -86,7 +86,7 @@
 
 // Switches for a library that includes this file as its core (fakehip.c); the defaults build the CUDA fake.
 #ifndef FAKE_EXPORT_CUDA
-#define FAKE_EXPORT_CUDA EXPORT // how the cu* entry points are declared: empty keeps them hidden
+#define FAKE_EXPORT_CUDA EXPORT // how the cu* entry points are declared: fakehip.c hides them
 #endif
 #ifndef FAKE_ENV
 #define FAKE_ENV "FAKECUDA_" // prefix of the environment variables
