@@ -1,10 +1,13 @@
 // Package fakecuda is the one builder of the fake CUDA driver (testdata/fakecuda.c, a C file the go tool
 // ignores there) as a libcuda.so.1, for every test that loads a driver: pkg/bench's shim and child tests,
 // and the CLI, chart and end-to-end tests, which load it through the daemon's real dlopen path. It also
-// builds the daemon binary for the tests that run it.
+// builds the fake ROCm HIP runtime (testdata/fakehip.c, which includes fakecuda.c as its core and wraps
+// it in hip* entry points configured by FAKEHIP_* variables) as a libamdhip64.so, for the ROCm DMA
+// check's tests, and the daemon binary for the tests that run it.
 //
-// The fake is always compiled with -Wall -Wextra -Werror, so a warning in it fails the tests that use it.
-// Build variants are -D defines (see the head of fakecuda.c); Cached builds each variant once per process.
+// The fakes are always compiled with -Wall -Wextra -Werror, so a warning in them fails the tests that use
+// them. Build variants are -D defines (see the head of fakecuda.c); Cached and CachedHIP build each variant
+// once per process.
 //
 // It is test support only; nothing in the daemon imports it.
 package fakecuda
@@ -32,10 +35,15 @@ var (
 // cflags are the compiler flags of every build, before the variant's defines.
 var cflags = []string{"-shared", "-fPIC", "-fvisibility=hidden", "-O2", "-Wall", "-Wextra", "-Werror"}
 
-// source returns the path of fakecuda.c in this repository.
-func source() string {
-	return filepath.Join(pkgDir(), "testdata", "fakecuda.c")
+// lib is one of the fake libraries: its C source in testdata and the file name it is built as.
+type lib struct {
+	source, name string
 }
+
+var (
+	cudaLib = lib{"fakecuda.c", "libcuda.so.1"}
+	hipLib  = lib{"fakehip.c", "libamdhip64.so"}
+)
 
 // pkgDir is this package's directory.
 func pkgDir() string {
@@ -46,30 +54,52 @@ func pkgDir() string {
 // Build compiles the fake driver with $CC (default cc) and the given -D defines into dir/libcuda.so.1 and
 // returns that path.
 func Build(dir string, defines ...string) (string, error) {
-	out := filepath.Join(dir, "libcuda.so.1")
+	return build(cudaLib, dir, defines)
+}
+
+// BuildHIP compiles the fake HIP runtime with $CC (default cc) and the given -D defines into
+// dir/libamdhip64.so and returns that path.
+func BuildHIP(dir string, defines ...string) (string, error) {
+	return build(hipLib, dir, defines)
+}
+
+// build compiles l into dir.
+func build(l lib, dir string, defines []string) (string, error) {
+	out := filepath.Join(dir, l.name)
 	cc := os.Getenv("CC")
 	if cc == "" {
 		cc = "cc"
 	}
 	args := append(append([]string{}, cflags...), defines...)
-	args = append(args, "-o", out, source(), "-lpthread")
+	args = append(args, "-o", out, filepath.Join(pkgDir(), "testdata", l.source), "-lpthread")
 	if b, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build fake libcuda (%s %s): %w\n%s", cc, strings.Join(args, " "), err, b)
+		return "", fmt.Errorf("build fake %s (%s %s): %w\n%s", l.name, cc, strings.Join(args, " "), err, b)
 	}
 	return out, nil
 }
 
-// cache holds the builds of Cached: one directory per process, one build per variant.
+// cache holds the builds of Cached and CachedHIP: one directory per process, one build per library and
+// variant.
 var cache struct {
 	mu    sync.Mutex
 	dir   string
-	built map[string]string // defines joined by spaces -> library path
+	built map[string]string // library name and defines joined by spaces -> library path
 }
 
 // Cached returns the fake driver built with the given defines, building it on the first call for that
 // variant in this process into a temporary directory. Call RemoveCached when the tests are done (TestMain).
 func Cached(defines ...string) (string, error) {
-	key := strings.Join(defines, " ")
+	return cached(cudaLib, defines)
+}
+
+// CachedHIP is Cached for the fake HIP runtime.
+func CachedHIP(defines ...string) (string, error) {
+	return cached(hipLib, defines)
+}
+
+// cached is Cached for l.
+func cached(l lib, defines []string) (string, error) {
+	key := strings.Join(append([]string{l.name}, defines...), " ")
 	cache.mu.Lock()
 	defer cache.mu.Unlock()
 	if p, ok := cache.built[key]; ok {
@@ -78,7 +108,7 @@ func Cached(defines ...string) (string, error) {
 	if cache.dir == "" {
 		d, err := os.MkdirTemp("", "fakecuda-")
 		if err != nil {
-			return "", fmt.Errorf("create fake libcuda build dir: %w", err)
+			return "", fmt.Errorf("create fake library build dir: %w", err)
 		}
 		cache.dir, cache.built = d, map[string]string{}
 	}
@@ -86,7 +116,7 @@ func Cached(defines ...string) (string, error) {
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		return "", fmt.Errorf("create %s: %w", d, err)
 	}
-	p, err := Build(d, defines...)
+	p, err := build(l, d, defines)
 	if err != nil {
 		return "", err
 	}
@@ -94,7 +124,7 @@ func Cached(defines ...string) (string, error) {
 	return p, nil
 }
 
-// RemoveCached deletes what Cached built; a later Cached builds again.
+// RemoveCached deletes what Cached and CachedHIP built; a later call builds again.
 func RemoveCached() error {
 	cache.mu.Lock()
 	defer cache.mu.Unlock()

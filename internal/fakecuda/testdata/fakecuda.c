@@ -15,15 +15,22 @@
 //     registered with cuMemHostRegister_v2;
 //   - a shared uplink: the devices of FAKECUDA_UPLINK_DEVICES reach the host through one upstream link of
 //     FAKECUDA_UPLINK_GBPS (per direction, like the device rates). A device is active on the uplink while
-//     it has a live context that has copied at least once. A copy on an uplink device runs at
-//     min(its own rate, uplink rate / k), k the number of uplink devices active at its start (itself
-//     included): an equal share of the uplink among the devices copying together. Counting active
-//     contexts instead of reserving time on an uplink clock keeps the model deterministic whatever the
-//     threads' order (a reservation clock gives the first enqueuer the full rate and the next the rest),
-//     at the price of treating a device that copied once and idles with its context open as busy; the
-//     DMA check measures GPUs one at a time with a context each, and all at once only in its concurrent
-//     phase, so the shares are exact there. The copy is timed on its stream's clock as any other;
+//     it has a live stream that has copied at least once: a created stream until cuStreamDestroy (or the
+//     destruction of its context), a context's legacy default stream (copies on the NULL stream) until
+//     cuCtxDestroy. Streams, not contexts, because the HIP fake built on this file (fakehip.c) has no
+//     context to destroy. A copy on an uplink device runs at min(its own rate, uplink rate / k), k the
+//     number of uplink devices active at its start (itself included): an equal share of the uplink among
+//     the devices copying together. Counting active streams instead of reserving time on an uplink clock
+//     keeps the model deterministic whatever the threads' order (a reservation clock gives the first
+//     enqueuer the full rate and the next the rest), at the price of treating a device that copied once
+//     and idles with its stream open as busy; the DMA check measures GPUs one at a time, destroying each
+//     one's stream before the next, and all at once only in its concurrent phase, so the shares are exact
+//     there. The copy is timed on its stream's clock as any other;
 //   - faults: any exported call can be made to fail with a given CUresult, to hang, or to crash.
+//
+// fakehip.c includes this file as the core of the fake HIP runtime: the FAKE_* macros below (FAKE_ENV,
+// FAKE_EXPORT_CUDA, ...) switch the environment prefix, hide the cu* names and let its wrappers apply the
+// fault rules; their defaults build this CUDA fake.
 //
 // Data is really copied. FAKECUDA_COPY_BYTES_MAX caps how many bytes of each copy are moved (the copy
 // is still timed for its full size): this machine's memcpy is slower than the links the benchmarks
@@ -76,6 +83,26 @@
 #endif
 
 #define EXPORT __attribute__((visibility("default")))
+
+// Switches for a library that includes this file as its core (fakehip.c); the defaults build the CUDA fake.
+#ifndef FAKE_EXPORT_CUDA
+#define FAKE_EXPORT_CUDA EXPORT // how the cu* entry points are declared: fakehip.c hides them
+#endif
+#ifndef FAKE_ENV
+#define FAKE_ENV "FAKECUDA_" // prefix of the environment variables
+#endif
+#ifndef FAKE_NAME
+#define FAKE_NAME "fakecuda" // prefix of the messages on stderr
+#endif
+#ifndef FAKE_DRIVER_VERSION
+#define FAKE_DRIVER_VERSION 12080 // default of FAKE_ENV "DRIVER_VERSION"
+#endif
+#ifndef FAKE_CU_HOOKS
+#define FAKE_CU_HOOKS 1 // 0: the cu* entry points apply no fault rule (their wrappers do)
+#endif
+#ifndef FAKE_NO_CTX_DEV
+#define FAKE_NO_CTX_DEV (-1) // the device of the fault rules' "@dev" while no context is current
+#endif
 #define MAYBE_UNUSED __attribute__((unused)) // unused when FAKECUDA_OMIT_V2=1
 
 typedef int CUresult;
@@ -153,13 +180,15 @@ struct rule {
 struct ctx {
 	uint32_t magic;
 	int dev;
-	int on_uplink; // counted in uplink_active (copied at least once on an uplink device)
+	int on_uplink;      // its legacy default stream is counted in uplink_active (under mu)
+	int uplink_streams; // its live streams counted in uplink_active (under mu)
 	int64_t null_clock; // the legacy default stream
 };
 
 struct stream {
 	uint32_t magic;
 	struct ctx *ctx;
+	int on_uplink; // counted in uplink_active: copied at least once on an uplink device (under mu)
 	int64_t clock;
 };
 
@@ -184,14 +213,14 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static int initialized;
 static int ndev = 1;
 static struct device devs[MAX_DEVICES];
-static int driver_version = 12080;
+static int driver_version = FAKE_DRIVER_VERSION;
 static size_t copy_max = (size_t)-1;
 static struct rule rules[MAX_RULES];
 static int nrules;
 static struct range *ranges;
 static double uplink_rate;              // bytes per second, 0: no shared uplink
 static int uplink_dev[MAX_DEVICES];     // 1: behind the shared uplink
-static int uplink_active[MAX_DEVICES];  // live contexts that copied, per uplink device (under mu)
+static int uplink_active[MAX_DEVICES];  // live streams that copied, per uplink device (under mu)
 static __thread struct ctx *current;
 
 static int64_t now_ns(void) {
@@ -224,9 +253,9 @@ static double env_double(const char *name, double def) {
 
 static double dev_env(int i, const char *what, double def) {
 	char name[96];
-	snprintf(name, sizeof name, "FAKECUDA_%s", what);
+	snprintf(name, sizeof name, FAKE_ENV "%s", what);
 	double v = env_double(name, def);
-	snprintf(name, sizeof name, "FAKECUDA_DEV%d_%s", i, what);
+	snprintf(name, sizeof name, FAKE_ENV "DEV%d_%s", i, what);
 	return env_double(name, v);
 }
 
@@ -261,13 +290,13 @@ static void parse_rules(const char *name, int kind) {
 }
 
 static void load_config(void) {
-	ndev = (int)env_double("FAKECUDA_DEVICES", 1);
+	ndev = (int)env_double(FAKE_ENV "DEVICES", 1);
 	if (ndev < 0)
 		ndev = 0;
 	if (ndev > MAX_DEVICES)
 		ndev = MAX_DEVICES;
-	driver_version = (int)env_double("FAKECUDA_DRIVER_VERSION", 12080);
-	double cm = env_double("FAKECUDA_COPY_BYTES_MAX", -1);
+	driver_version = (int)env_double(FAKE_ENV "DRIVER_VERSION", FAKE_DRIVER_VERSION);
+	double cm = env_double(FAKE_ENV "COPY_BYTES_MAX", -1);
 	if (cm >= 0)
 		copy_max = (size_t)cm;
 	static const double defaults[NRATES] = {24, 24, 12, 12};
@@ -281,7 +310,7 @@ static void load_config(void) {
 		d->dev = 0;
 		d->fn = 0;
 	}
-	const char *ids = getenv("FAKECUDA_PCI_BUS_IDS");
+	const char *ids = getenv(FAKE_ENV "PCI_BUS_IDS");
 	if (ids && *ids) {
 		char *copy = strdup(ids), *save = NULL;
 		int i = 0;
@@ -289,8 +318,8 @@ static void load_config(void) {
 			sscanf(tok, "%x:%x:%x.%x", &devs[i].domain, &devs[i].bus, &devs[i].dev, &devs[i].fn);
 		free(copy);
 	}
-	uplink_rate = env_double("FAKECUDA_UPLINK_GBPS", 0) * 1e9;
-	const char *up = getenv("FAKECUDA_UPLINK_DEVICES");
+	uplink_rate = env_double(FAKE_ENV "UPLINK_GBPS", 0) * 1e9;
+	const char *up = getenv(FAKE_ENV "UPLINK_DEVICES");
 	if (up && *up) {
 		char *copy = strdup(up), *save = NULL;
 		for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -300,27 +329,27 @@ static void load_config(void) {
 		}
 		free(copy);
 	}
-	parse_rules("FAKECUDA_FAIL", RULE_FAIL);
-	parse_rules("FAKECUDA_HANG", RULE_HANG);
-	parse_rules("FAKECUDA_CRASH", RULE_CRASH);
+	parse_rules(FAKE_ENV "FAIL", RULE_FAIL);
+	parse_rules(FAKE_ENV "HANG", RULE_HANG);
+	parse_rules(FAKE_ENV "CRASH", RULE_CRASH);
 }
 
 // hook applies the fault rules to call; it returns the CUresult to fail with, or CUDA_SUCCESS.
 static CUresult hook(const char *call) {
 	pthread_once(&once, load_config);
-	int dev = current ? current->dev : -1;
+	int dev = current ? current->dev : FAKE_NO_CTX_DEV;
 	for (int i = 0; i < nrules; i++) {
 		struct rule *r = &rules[i];
 		if (strcmp(r->name, call) != 0 || (r->dev >= 0 && r->dev != dev))
 			continue;
 		switch (r->kind) {
 		case RULE_CRASH:
-			fprintf(stderr, "fakecuda: crashing in %s\n", call);
+			fprintf(stderr, FAKE_NAME ": crashing in %s\n", call);
 			if (r->segv)
 				*(volatile int *)0 = 1;
 			abort();
 		case RULE_HANG:
-			fprintf(stderr, "fakecuda: hanging in %s\n", call);
+			fprintf(stderr, FAKE_NAME ": hanging in %s\n", call);
 			for (;;)
 				sleep(3600);
 		case RULE_FAIL:
@@ -337,6 +366,14 @@ static CUresult hook(const char *call) {
 			return hook_result;                                                                  \
 	} while (0)
 
+// CU_HOOK is HOOK in a cu* entry point. Without FAKE_CU_HOOKS it only loads the configuration, so that a
+// wrapper's own HOOK is the only one that applies to its call.
+#if FAKE_CU_HOOKS
+#define CU_HOOK(call) HOOK(call)
+#else
+#define CU_HOOK(call) pthread_once(&once, load_config)
+#endif
+
 #define NEED_INIT()                                                                                          \
 	do {                                                                                                 \
 		if (!initialized)                                                                            \
@@ -351,7 +388,7 @@ static CUresult hook(const char *call) {
 	} while (0)
 
 static CUresult legacy(const char *call) {
-	fprintf(stderr, "fakecuda: legacy symbol %s called\n", call);
+	fprintf(stderr, FAKE_NAME ": legacy symbol %s called\n", call);
 	return CUDA_ERROR_NOT_SUPPORTED;
 }
 
@@ -411,8 +448,8 @@ static int overlaps_host(uintptr_t p, size_t n) {
 
 /* ---- initialisation and devices ---- */
 
-EXPORT CUresult cuInit(unsigned int flags) {
-	HOOK("cuInit");
+FAKE_EXPORT_CUDA CUresult cuInit(unsigned int flags) {
+	CU_HOOK("cuInit");
 	if (flags != 0)
 		return CUDA_ERROR_INVALID_VALUE;
 	if (ndev == 0)
@@ -421,15 +458,15 @@ EXPORT CUresult cuInit(unsigned int flags) {
 	return CUDA_SUCCESS;
 }
 
-EXPORT CUresult cuDriverGetVersion(int *v) {
-	HOOK("cuDriverGetVersion");
+FAKE_EXPORT_CUDA CUresult cuDriverGetVersion(int *v) {
+	CU_HOOK("cuDriverGetVersion");
 	if (!v)
 		return CUDA_ERROR_INVALID_VALUE;
 	*v = driver_version;
 	return CUDA_SUCCESS;
 }
 
-EXPORT CUresult cuGetErrorName(CUresult code, const char **name) {
+FAKE_EXPORT_CUDA CUresult cuGetErrorName(CUresult code, const char **name) {
 	pthread_once(&once, load_config);
 	if (!name)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -443,8 +480,8 @@ EXPORT CUresult cuGetErrorName(CUresult code, const char **name) {
 	return CUDA_ERROR_INVALID_VALUE;
 }
 
-EXPORT CUresult cuDeviceGetCount(int *count) {
-	HOOK("cuDeviceGetCount");
+FAKE_EXPORT_CUDA CUresult cuDeviceGetCount(int *count) {
+	CU_HOOK("cuDeviceGetCount");
 	NEED_INIT();
 	if (!count)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -452,8 +489,8 @@ EXPORT CUresult cuDeviceGetCount(int *count) {
 	return CUDA_SUCCESS;
 }
 
-EXPORT CUresult cuDeviceGet(CUdevice *d, int ordinal) {
-	HOOK("cuDeviceGet");
+FAKE_EXPORT_CUDA CUresult cuDeviceGet(CUdevice *d, int ordinal) {
+	CU_HOOK("cuDeviceGet");
 	NEED_INIT();
 	if (!d)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -463,8 +500,8 @@ EXPORT CUresult cuDeviceGet(CUdevice *d, int ordinal) {
 	return CUDA_SUCCESS;
 }
 
-EXPORT CUresult cuDeviceGetByPCIBusId(CUdevice *d, const char *id) {
-	HOOK("cuDeviceGetByPCIBusId");
+FAKE_EXPORT_CUDA CUresult cuDeviceGetByPCIBusId(CUdevice *d, const char *id) {
+	CU_HOOK("cuDeviceGetByPCIBusId");
 	NEED_INIT();
 	if (!d || !id)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -484,8 +521,8 @@ EXPORT CUresult cuDeviceGetByPCIBusId(CUdevice *d, const char *id) {
 	return CUDA_ERROR_INVALID_DEVICE;
 }
 
-EXPORT CUresult cuDeviceGetPCIBusId(char *out, int len, CUdevice d) {
-	HOOK("cuDeviceGetPCIBusId");
+FAKE_EXPORT_CUDA CUresult cuDeviceGetPCIBusId(char *out, int len, CUdevice d) {
+	CU_HOOK("cuDeviceGetPCIBusId");
 	NEED_INIT();
 	if (!out || len <= 0)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -496,8 +533,8 @@ EXPORT CUresult cuDeviceGetPCIBusId(char *out, int len, CUdevice d) {
 	return CUDA_SUCCESS;
 }
 
-EXPORT CUresult cuDeviceGetName(char *out, int len, CUdevice d) {
-	HOOK("cuDeviceGetName");
+FAKE_EXPORT_CUDA CUresult cuDeviceGetName(char *out, int len, CUdevice d) {
+	CU_HOOK("cuDeviceGetName");
 	NEED_INIT();
 	if (!out || len <= 0)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -529,12 +566,11 @@ static CUresult ctx_destroy(void *p) {
 	struct ctx *c = p;
 	if (!c || c->magic != MAGIC_CTX)
 		return CUDA_ERROR_INVALID_CONTEXT;
-	c->magic = 0; // kept allocated so that a stale handle is recognised
 	pthread_mutex_lock(&mu);
-	if (c->on_uplink) {
-		uplink_active[c->dev]--;
-		c->on_uplink = 0;
-	}
+	c->magic = 0; // kept allocated so that a stale handle is recognised
+	// Destroying a context destroys its streams: none of them is active on the uplink any more.
+	uplink_active[c->dev] -= c->on_uplink + c->uplink_streams;
+	c->on_uplink = c->uplink_streams = 0;
 	pthread_mutex_unlock(&mu);
 	if (current == c)
 		current = NULL;
@@ -542,24 +578,24 @@ static CUresult ctx_destroy(void *p) {
 }
 
 #if FAKECUDA_OMIT_V2 != 1
-EXPORT CUresult cuCtxCreate_v2(void **pctx, unsigned int flags, CUdevice d) {
-	HOOK("cuCtxCreate_v2");
+FAKE_EXPORT_CUDA CUresult cuCtxCreate_v2(void **pctx, unsigned int flags, CUdevice d) {
+	CU_HOOK("cuCtxCreate_v2");
 	return ctx_create(pctx, flags, d);
 }
 #endif
 #if FAKECUDA_OMIT_V2 == 0
-EXPORT CUresult cuCtxDestroy_v2(void *c) {
-	HOOK("cuCtxDestroy_v2");
+FAKE_EXPORT_CUDA CUresult cuCtxDestroy_v2(void *c) {
+	CU_HOOK("cuCtxDestroy_v2");
 	return ctx_destroy(c);
 }
 #endif
-EXPORT CUresult cuCtxCreate(void **pctx, unsigned int flags, CUdevice d) {
+FAKE_EXPORT_CUDA CUresult cuCtxCreate(void **pctx, unsigned int flags, CUdevice d) {
 	(void)pctx, (void)flags, (void)d;
-	HOOK("cuCtxCreate");
+	CU_HOOK("cuCtxCreate");
 	return legacy("cuCtxCreate");
 }
-EXPORT CUresult cuCtxDestroy(void *c) {
-	HOOK("cuCtxDestroy");
+FAKE_EXPORT_CUDA CUresult cuCtxDestroy(void *c) {
+	CU_HOOK("cuCtxDestroy");
 	return LEGACY_WORKS ? ctx_destroy(c) : legacy("cuCtxDestroy");
 }
 
@@ -615,40 +651,40 @@ MAYBE_UNUSED static CUresult mem_free(CUdeviceptr dp) {
 }
 
 #if FAKECUDA_OMIT_V2 != 1
-EXPORT CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total) {
-	HOOK("cuMemGetInfo_v2");
+FAKE_EXPORT_CUDA CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total) {
+	CU_HOOK("cuMemGetInfo_v2");
 	return mem_get_info(free_bytes, total);
 }
-EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dp, size_t n) {
-	HOOK("cuMemAlloc_v2");
+FAKE_EXPORT_CUDA CUresult cuMemAlloc_v2(CUdeviceptr *dp, size_t n) {
+	CU_HOOK("cuMemAlloc_v2");
 	return mem_alloc(dp, n);
 }
-EXPORT CUresult cuMemFree_v2(CUdeviceptr dp) {
-	HOOK("cuMemFree_v2");
+FAKE_EXPORT_CUDA CUresult cuMemFree_v2(CUdeviceptr dp) {
+	CU_HOOK("cuMemFree_v2");
 	return mem_free(dp);
 }
 #endif
-EXPORT CUresult cuMemGetInfo(unsigned int *free_bytes, unsigned int *total) {
+FAKE_EXPORT_CUDA CUresult cuMemGetInfo(unsigned int *free_bytes, unsigned int *total) {
 	(void)free_bytes, (void)total;
-	HOOK("cuMemGetInfo");
+	CU_HOOK("cuMemGetInfo");
 	return legacy("cuMemGetInfo");
 }
-EXPORT CUresult cuMemAlloc(CUdeviceptr_v1 *dp, unsigned int n) {
+FAKE_EXPORT_CUDA CUresult cuMemAlloc(CUdeviceptr_v1 *dp, unsigned int n) {
 	(void)dp, (void)n;
-	HOOK("cuMemAlloc");
+	CU_HOOK("cuMemAlloc");
 	return legacy("cuMemAlloc");
 }
-EXPORT CUresult cuMemFree(CUdeviceptr_v1 dp) {
+FAKE_EXPORT_CUDA CUresult cuMemFree(CUdeviceptr_v1 dp) {
 	(void)dp;
-	HOOK("cuMemFree");
+	CU_HOOK("cuMemFree");
 	return legacy("cuMemFree");
 }
 
 /* ---- host memory ---- */
 
-EXPORT CUresult cuMemHostAlloc(void **pp, size_t n, unsigned int flags) {
+FAKE_EXPORT_CUDA CUresult cuMemHostAlloc(void **pp, size_t n, unsigned int flags) {
 	(void)flags;
-	HOOK("cuMemHostAlloc");
+	CU_HOOK("cuMemHostAlloc");
 	NEED_CTX();
 	if (!pp || n == 0)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -661,8 +697,8 @@ EXPORT CUresult cuMemHostAlloc(void **pp, size_t n, unsigned int flags) {
 	return CUDA_SUCCESS;
 }
 
-EXPORT CUresult cuMemFreeHost(void *p) {
-	HOOK("cuMemFreeHost");
+FAKE_EXPORT_CUDA CUresult cuMemFreeHost(void *p) {
+	CU_HOOK("cuMemFreeHost");
 	NEED_CTX();
 	struct range *r = take_range((uintptr_t)p, RANGE_HOSTALLOC);
 	if (!r)
@@ -686,18 +722,18 @@ static CUresult host_register(void *p, size_t n, unsigned int flags) {
 }
 
 #if FAKECUDA_OMIT_V2 == 0
-EXPORT CUresult cuMemHostRegister_v2(void *p, size_t n, unsigned int flags) {
-	HOOK("cuMemHostRegister_v2");
+FAKE_EXPORT_CUDA CUresult cuMemHostRegister_v2(void *p, size_t n, unsigned int flags) {
+	CU_HOOK("cuMemHostRegister_v2");
 	return host_register(p, n, flags);
 }
 #endif
-EXPORT CUresult cuMemHostRegister(void *p, size_t n, unsigned int flags) {
-	HOOK("cuMemHostRegister");
+FAKE_EXPORT_CUDA CUresult cuMemHostRegister(void *p, size_t n, unsigned int flags) {
+	CU_HOOK("cuMemHostRegister");
 	return LEGACY_WORKS ? host_register(p, n, flags) : legacy("cuMemHostRegister");
 }
 
-EXPORT CUresult cuMemHostUnregister(void *p) {
-	HOOK("cuMemHostUnregister");
+FAKE_EXPORT_CUDA CUresult cuMemHostUnregister(void *p) {
+	CU_HOOK("cuMemHostUnregister");
 	NEED_CTX();
 	struct range *r = take_range((uintptr_t)p, RANGE_REGISTERED);
 	if (!r)
@@ -708,8 +744,8 @@ EXPORT CUresult cuMemHostUnregister(void *p) {
 
 /* ---- streams and events ---- */
 
-EXPORT CUresult cuStreamCreate(void **ps, unsigned int flags) {
-	HOOK("cuStreamCreate");
+FAKE_EXPORT_CUDA CUresult cuStreamCreate(void **ps, unsigned int flags) {
+	CU_HOOK("cuStreamCreate");
 	NEED_CTX();
 	if (!ps || flags > 1)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -734,23 +770,30 @@ static CUresult stream_destroy(void *p) {
 	struct stream *s = p;
 	if (!s || s->magic != MAGIC_STREAM)
 		return CUDA_ERROR_INVALID_HANDLE;
+	pthread_mutex_lock(&mu);
 	s->magic = 0;
+	if (s->on_uplink && s->ctx->magic == MAGIC_CTX) { // else its context's destruction released it
+		uplink_active[s->ctx->dev]--;
+		s->ctx->uplink_streams--;
+	}
+	s->on_uplink = 0;
+	pthread_mutex_unlock(&mu);
 	return CUDA_SUCCESS;
 }
 
 #if FAKECUDA_OMIT_V2 == 0
-EXPORT CUresult cuStreamDestroy_v2(void *s) {
-	HOOK("cuStreamDestroy_v2");
+FAKE_EXPORT_CUDA CUresult cuStreamDestroy_v2(void *s) {
+	CU_HOOK("cuStreamDestroy_v2");
 	return stream_destroy(s);
 }
 #endif
-EXPORT CUresult cuStreamDestroy(void *s) {
-	HOOK("cuStreamDestroy");
+FAKE_EXPORT_CUDA CUresult cuStreamDestroy(void *s) {
+	CU_HOOK("cuStreamDestroy");
 	return LEGACY_WORKS ? stream_destroy(s) : legacy("cuStreamDestroy");
 }
 
-EXPORT CUresult cuStreamSynchronize(void *p) {
-	HOOK("cuStreamSynchronize");
+FAKE_EXPORT_CUDA CUresult cuStreamSynchronize(void *p) {
+	CU_HOOK("cuStreamSynchronize");
 	NEED_CTX();
 	int64_t *clock = stream_clock(p);
 	if (!clock)
@@ -762,8 +805,8 @@ EXPORT CUresult cuStreamSynchronize(void *p) {
 	return CUDA_SUCCESS;
 }
 
-EXPORT CUresult cuEventCreate(void **pe, unsigned int flags) {
-	HOOK("cuEventCreate");
+FAKE_EXPORT_CUDA CUresult cuEventCreate(void **pe, unsigned int flags) {
+	CU_HOOK("cuEventCreate");
 	NEED_CTX();
 	if (!pe || flags > 0xf)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -783,18 +826,18 @@ static CUresult event_destroy(void *p) {
 }
 
 #if FAKECUDA_OMIT_V2 == 0
-EXPORT CUresult cuEventDestroy_v2(void *e) {
-	HOOK("cuEventDestroy_v2");
+FAKE_EXPORT_CUDA CUresult cuEventDestroy_v2(void *e) {
+	CU_HOOK("cuEventDestroy_v2");
 	return event_destroy(e);
 }
 #endif
-EXPORT CUresult cuEventDestroy(void *e) {
-	HOOK("cuEventDestroy");
+FAKE_EXPORT_CUDA CUresult cuEventDestroy(void *e) {
+	CU_HOOK("cuEventDestroy");
 	return LEGACY_WORKS ? event_destroy(e) : legacy("cuEventDestroy");
 }
 
-EXPORT CUresult cuEventRecord(void *pe, void *ps) {
-	HOOK("cuEventRecord");
+FAKE_EXPORT_CUDA CUresult cuEventRecord(void *pe, void *ps) {
+	CU_HOOK("cuEventRecord");
 	NEED_CTX();
 	struct event *e = pe;
 	if (!e || e->magic != MAGIC_EVENT)
@@ -810,8 +853,8 @@ EXPORT CUresult cuEventRecord(void *pe, void *ps) {
 	return CUDA_SUCCESS;
 }
 
-EXPORT CUresult cuEventSynchronize(void *pe) {
-	HOOK("cuEventSynchronize");
+FAKE_EXPORT_CUDA CUresult cuEventSynchronize(void *pe) {
+	CU_HOOK("cuEventSynchronize");
 	NEED_CTX();
 	struct event *e = pe;
 	if (!e || e->magic != MAGIC_EVENT)
@@ -821,8 +864,8 @@ EXPORT CUresult cuEventSynchronize(void *pe) {
 	return CUDA_SUCCESS;
 }
 
-EXPORT CUresult cuEventElapsedTime(float *ms, void *pa, void *pb) {
-	HOOK("cuEventElapsedTime");
+FAKE_EXPORT_CUDA CUresult cuEventElapsedTime(float *ms, void *pa, void *pb) {
+	CU_HOOK("cuEventElapsedTime");
 	NEED_CTX();
 	struct event *a = pa, *b = pb;
 	if (!ms || !a || !b || a->magic != MAGIC_EVENT || b->magic != MAGIC_EVENT)
@@ -860,7 +903,12 @@ MAYBE_UNUSED static CUresult copy(int dir, void *dst, const void *src, size_t n,
 		return CUDA_ERROR_UNKNOWN;
 	pthread_mutex_lock(&mu);
 	if (uplink_rate > 0 && uplink_dev[dev]) {
-		if (!current->on_uplink) {
+		struct stream *s = ps;
+		if (s && !s->on_uplink) {
+			s->on_uplink = 1;
+			s->ctx->uplink_streams++;
+			uplink_active[s->ctx->dev]++;
+		} else if (!s && !current->on_uplink) {
 			current->on_uplink = 1;
 			uplink_active[dev]++;
 		}
@@ -883,40 +931,40 @@ MAYBE_UNUSED static CUresult copy(int dir, void *dst, const void *src, size_t n,
 }
 
 #if FAKECUDA_OMIT_V2 != 1
-EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t n) {
-	HOOK("cuMemcpyHtoD_v2");
+FAKE_EXPORT_CUDA CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t n) {
+	CU_HOOK("cuMemcpyHtoD_v2");
 	return copy(DIR_H2D, (void *)(uintptr_t)dst, src, n, NULL, 1);
 }
-EXPORT CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t n) {
-	HOOK("cuMemcpyDtoH_v2");
+FAKE_EXPORT_CUDA CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t n) {
+	CU_HOOK("cuMemcpyDtoH_v2");
 	return copy(DIR_D2H, dst, (const void *)(uintptr_t)src, n, NULL, 1);
 }
-EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t n, void *s) {
-	HOOK("cuMemcpyHtoDAsync_v2");
+FAKE_EXPORT_CUDA CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t n, void *s) {
+	CU_HOOK("cuMemcpyHtoDAsync_v2");
 	return copy(DIR_H2D, (void *)(uintptr_t)dst, src, n, s, 0);
 }
-EXPORT CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t n, void *s) {
-	HOOK("cuMemcpyDtoHAsync_v2");
+FAKE_EXPORT_CUDA CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t n, void *s) {
+	CU_HOOK("cuMemcpyDtoHAsync_v2");
 	return copy(DIR_D2H, dst, (const void *)(uintptr_t)src, n, s, 0);
 }
 #endif
-EXPORT CUresult cuMemcpyHtoD(CUdeviceptr_v1 dst, const void *src, unsigned int n) {
+FAKE_EXPORT_CUDA CUresult cuMemcpyHtoD(CUdeviceptr_v1 dst, const void *src, unsigned int n) {
 	(void)dst, (void)src, (void)n;
-	HOOK("cuMemcpyHtoD");
+	CU_HOOK("cuMemcpyHtoD");
 	return legacy("cuMemcpyHtoD");
 }
-EXPORT CUresult cuMemcpyDtoH(void *dst, CUdeviceptr_v1 src, unsigned int n) {
+FAKE_EXPORT_CUDA CUresult cuMemcpyDtoH(void *dst, CUdeviceptr_v1 src, unsigned int n) {
 	(void)dst, (void)src, (void)n;
-	HOOK("cuMemcpyDtoH");
+	CU_HOOK("cuMemcpyDtoH");
 	return legacy("cuMemcpyDtoH");
 }
-EXPORT CUresult cuMemcpyHtoDAsync(CUdeviceptr_v1 dst, const void *src, unsigned int n, void *s) {
+FAKE_EXPORT_CUDA CUresult cuMemcpyHtoDAsync(CUdeviceptr_v1 dst, const void *src, unsigned int n, void *s) {
 	(void)dst, (void)src, (void)n, (void)s;
-	HOOK("cuMemcpyHtoDAsync");
+	CU_HOOK("cuMemcpyHtoDAsync");
 	return legacy("cuMemcpyHtoDAsync");
 }
-EXPORT CUresult cuMemcpyDtoHAsync(void *dst, CUdeviceptr_v1 src, unsigned int n, void *s) {
+FAKE_EXPORT_CUDA CUresult cuMemcpyDtoHAsync(void *dst, CUdeviceptr_v1 src, unsigned int n, void *s) {
 	(void)dst, (void)src, (void)n, (void)s;
-	HOOK("cuMemcpyDtoHAsync");
+	CU_HOOK("cuMemcpyDtoHAsync");
 	return legacy("cuMemcpyDtoHAsync");
 }
