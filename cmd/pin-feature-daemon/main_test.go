@@ -201,6 +201,48 @@ func TestProbeBenchAgainstFakeDriver(t *testing.T) {
 	})
 }
 
+// TestProbeBenchROCm runs `probe --bench -o labels` on the MI300X fixture with the fake HIP runtime
+// (libamdhip64.so built from C) loaded through the real dlopen path in the re-executed child: an AMD node
+// gets the same bandwidth labels as a CUDA one, and a hung or crashing HIP call fails the check without them.
+func TestProbeBenchROCm(t *testing.T) {
+	lib, err := fakecuda.BuildHIP(t.TempDir())
+	require.NoError(t, err)
+	host := filepath.Join(fixtures, "mi300x")
+	t.Setenv("FAKEHIP_DEVICES", "1")
+	t.Setenv("FAKEHIP_PCI_BUS_IDS", "0000:05:00.0")
+	t.Setenv("FAKEHIP_H2D_GBPS", "50.5")
+	t.Setenv("FAKEHIP_D2H_GBPS", "48.5")
+	t.Setenv("FAKEHIP_PAGEABLE_H2D_GBPS", "12.5")
+	t.Setenv("FAKEHIP_PAGEABLE_D2H_GBPS", "11.5")
+	t.Setenv("FAKEHIP_COPY_BYTES_MAX", "1048576")
+	args := []string{"probe", "--bench", "--host-root", host, "--nvml-library", "none", "--hip-library", lib,
+		"--state-dir=", "--bench-size", "64Mi", "-o", "labels"}
+
+	out, stderr, code := run(t, args...)
+	require.Zero(t, code, stderr)
+	got := parseLabels(t, out)
+	require.Equal(t, "rocm", got[labeler.KeyPlatform])
+	require.Equal(t, "ok", got[labeler.KeyBench], stderr)
+	require.Equal(t, "50", got[labeler.KeyH2DGBytesPerSec])
+	require.Equal(t, "48", got[labeler.KeyD2HGBytesPerSec])
+	require.Equal(t, "true", got[labeler.KeyAvailable])
+	require.Contains(t, stderr, "bench: GPU 0 (0000:05:00.0) pinned h2d 50.", "a progress line per GPU")
+
+	for _, fault := range []struct{ env, val string }{
+		{"FAKEHIP_HANG", "hipMemcpyHtoDAsync"},
+		{"FAKEHIP_CRASH", "hipHostMalloc:segv"},
+	} {
+		t.Run(fault.env, func(t *testing.T) {
+			t.Setenv(fault.env, fault.val)
+			out, stderr, code := run(t, append(args, "--bench-timeout", "3s")...)
+			require.Equal(t, exitBenchFailed, code, "the daemon survives, and says the check failed: %s", stderr)
+			got := parseLabels(t, out)
+			require.Equal(t, "failed", got[labeler.KeyBench], stderr)
+			require.NotContains(t, got, labeler.KeyH2DGBytesPerSec)
+		})
+	}
+}
+
 func TestBenchJSONSelectsOneGPU(t *testing.T) {
 	lib, err := fakecuda.Build(t.TempDir())
 	require.NoError(t, err)
