@@ -1,7 +1,7 @@
-// Package bench measures host<->device DMA bandwidth, pinned and pageable, through the CUDA driver API loaded
-// with dlopen from a small cgo shim. The measurement runs in a short-lived child process (a re-exec of the
-// daemon's own binary) so that a hung or crashing driver call cannot take the daemon down and no CUDA context
-// stays open in the daemon. Results are kept in a state file so a restart does not re-measure.
+// Package bench measures host<->device DMA bandwidth, pinned and pageable, through the CUDA driver API (NVIDIA
+// GPUs) or ROCm's HIP runtime (AMD GPUs), loaded with dlopen from a small cgo shim. The measurement runs in a
+// short-lived child process (a re-exec of the daemon's own binary) so that a hung or crashing runtime call
+// cannot take the daemon down and no GPU context stays open in the daemon. Results are kept in a state file so a restart does not re-measure.
 //
 // Use:
 //
@@ -17,6 +17,15 @@
 // (cuCtxDestroy, cuMemHostRegister, cuStreamDestroy, cuEventDestroy): cuMemAlloc, cuMemcpy* and friends are
 // the pre-3.2 32-bit ABI, and a driver without their _v2 is refused. Every CUresult becomes a *driverError
 // naming the call and the code (cuGetErrorName).
+//
+// The HIP shim (hip_cgo.go) dlopens Options.HIPLibrary (libamdhip64.so; the default name falls back to the
+// versioned sonames and /opt/rocm/lib) the same way and measures with the same steps: hipSetDevice stands in
+// for the context, hipHostMalloc(Portable) for cuMemHostAlloc (ROCm places it on the NUMA node nearest the
+// GPU, and the measuring thread runs on the GPU's local CPUs), hipMemcpyHtoDAsync/DtoHAsync on a non-blocking
+// stream timed with events. Both runtimes sit behind one interface, gpuDriver (driver.go); the calls they share
+// go through one loader and one set of C call shapes (dl_cgo.go, shim.h). The child loads the runtime of each
+// platform its GPUs need; one that does not load fails only its own GPUs (the whole check when it is the only
+// one). A busy AMD GPU is one with a KFD compute process or engines at least 5% busy (Target.BusyPercent).
 //
 // Per GPU the child locks its thread and sets the thread's CPU affinity to the GPU's local CPUs before any
 // allocation (first touch lands on the GPU's NUMA node), creates a context, and with a 256 MiB (default)

@@ -48,7 +48,7 @@ func interrupted(ctx context.Context, step string) error {
 }
 
 // benchWantsRetry says whether the DMA check should run again before Interval: it failed, or it skipped a GPU
-// (busy, or short of memory). A node without CUDA GPUs is skipped for good and is not retried.
+// (busy, or short of memory). A node without CUDA or ROCm GPUs is skipped for good and is not retried.
 func benchWantsRetry(b *bench.Result) bool {
 	switch b.State {
 	case bench.StateFailed:
