@@ -79,7 +79,9 @@
 //     trial, link verdict) with phase timing; timing.go times copies and takes the median.
 //   - link.go: reading and sampling the PCIe link from sysfs, theoretical rates; affinity.go: the CPU
 //     affinity of the measuring thread.
-//   - cuda.go, cuda_cgo.go, cuda_nocgo.go: the driver API behind the gpuDriver interface, and the shim.
+//   - driver.go: the gpuDriver interface, handles, flags and the status error; dl_cgo.go and shim.h: the one
+//     dlopen loader and the C call shapes; cuda.go, cuda_cgo.go: the CUDA driver API; hip.go, hip_cgo.go:
+//     the HIP runtime; nocgo.go: the build without cgo.
 //   - state.go: the state store: load, lookup, put, save (atomically, with renameio), keyed by GPU,
 //     driver version and boot id; it knows nothing of the Runner. statelock.go: the flock'ed
 //     read-modify-write of a save (two benches keep each other's entries) and the size-capped, non-blocking
@@ -88,7 +90,7 @@
 //   - result.go: Result and GPUResult, what the package returns; trust.go: whether a GPU's figures can be
 //     true (judge) and may be published (Trusted).
 //
-// The tests load a fake libcuda.so.1 built from internal/fakecuda.
+// The tests load a fake libcuda.so.1 and a fake libamdhip64.so built by internal/fakecuda.
 //
 // The package must not keep a CUDA context or the driver library in the calling process (only ChildMain
 // loads it), must not touch Kubernetes or Prometheus, and must not decide labels or the verdict: it returns a

@@ -48,7 +48,7 @@ func (r *Runner) Run(ctx context.Context, targets []Target) *Result {
 // ReportRunner adapts a Runner to callers that hold a Report (the daemon's Bencher).
 type ReportRunner struct{ Runner *Runner }
 
-// Run is Runner.Run for the CUDA GPUs of the report, with the report's boot id, driver version and memory
+// Run is Runner.Run for the CUDA and ROCm GPUs of the report, with the report's boot id, driver version and memory
 // facts (Options.WithReport).
 func (a ReportRunner) Run(ctx context.Context, rep *detector.Report) *Result {
 	r := a.Runner
