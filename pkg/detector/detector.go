@@ -173,6 +173,7 @@ type probe struct {
 	sys        System
 	mlockBytes int
 	kfd        map[pciAddr]kfdNode // the KFD topology's GPU nodes, read on first use
+	kfdProcs   *kfdProcs           // the KFD process list, read on first use (amd.go)
 	wslCUDA    bool                // dev/dxg with WSL's CUDA driver library
 }
 

@@ -65,6 +65,15 @@
 //     HostLink is pcie when any accelerator the labels describe reaches host memory over PCIe, else nvlink-c2c.
 //     The summary (HostLink, PCIe, LinkDegraded) describes the node platform's accelerators that have their
 //     driver (all of the platform's when none has).
+//   - AMD (amd.go, rocm accelerators only): amdgpu's gpu_busy_percent (0-100), mem_info_vram_total and
+//     mem_info_vram_used on the PCI function's directory; the GPU's KFD gpu_id (topology nodes/<n>/gpu_id of the
+//     node placed at its address, plus its compute partitions' nodes, which the kernel places at functions 1-7);
+//     and the KFD processes using it, sys/class/kfd/kfd/proc/<pid> with a queue on it (queues/<qid>/gpuid) or
+//     VRAM allocated on it (vram_<gpu_id> above 0): a process binds every GPU it sees with vram_<gpu_id> 0, which
+//     is no use. ProcessesKnown needs the gpu_id and a readable kfd/proc; at most 4096 processes and 1024
+//     queues each are read, past that (or with a process file that may concern the GPU unreadable) the count
+//     is unknown. A process or queue gone while read is absence; a busy percent above 100 or VRAM used above
+//     its total is malformed.
 //   - Memory: RLIMIT_MEMLOCK and an mlock trial (System), proc/meminfo, the process's cgroup (proc/self/cgroup;
 //     the v1 memory controller when mounted, else the v2 entry; the limit is the smallest on the path to the
 //     hierarchy root), the transparent-hugepage mode, IOMMU presence (sys/class/iommu or
@@ -77,7 +86,8 @@
 // the step and path.
 //
 // Missing files are absence (logged at V(4)); unreadable or malformed ones become a FactError whose Fact names
-// what was lost ("pci/0000:18:00.0/max_link_speed", "meminfo", "cgroup", "thp", "memlock", "mlock", "shm",
+// what was lost ("pci/0000:18:00.0/max_link_speed", "pci/0000:05:00.0/gpu_busy_percent", "kfd/1/gpu_id",
+// "kfd/proc/48213/vram_51166", "meminfo", "cgroup", "thp", "memlock", "mlock", "shm",
 // "osrelease", "version", "nvml/confidentialComputing", "probe" for a cancelled context).
 //
 // # Verdict

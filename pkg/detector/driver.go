@@ -1,7 +1,9 @@
 package detector
 
 import (
+	"cmp"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -83,14 +85,22 @@ func (p *probe) readID(dir, name, attr string) string {
 	return fmt.Sprintf("%04x", v)
 }
 
-// kfdNode is one node of the KFD topology (sys/class/kfd/kfd/topology/nodes/<n>/properties).
+// kfdNode is one node of the KFD topology (sys/class/kfd/kfd/topology/nodes/<n>/properties and gpu_id).
 type kfdNode struct {
 	cpuCores, simds, gfxTarget int
+	// gpuIDs are the nodes' gpu_id files (the id KFD's process files name a GPU by), in node order; one per
+	// node placed at this address, 0 where unknown.
+	gpuIDs []uint32
 }
 
 // kfdTopology reads the KFD topology's GPU nodes by PCI address. The kernel writes "name value" lines;
 // domain and location_id ((bus << 8) | devfn) place a GPU node on the PCI bus. An APU's node has both CPU
-// cores and SIMDs; a discrete GPU's has SIMDs only. Absent topology gives an empty map.
+// cores and SIMDs; a discrete GPU's has SIMDs only. A GPU node's gpu_id file holds its gpu_id in decimal (0 on
+// CPU nodes). A compute-partitioned GPU (MI300 in CPX mode) has one node per partition: the kernel ORs the
+// partition's node id into location_id (into the function bits, or, in some kernels, into bits 28-31, which
+// are above the bus), so partitions other than the first sit at the GPU's function 1-7 or at its own address;
+// nodes at one address are merged, the lowest-numbered node's properties kept. Absent topology gives an empty
+// map.
 func (p *probe) kfdTopology() map[pciAddr]kfdNode {
 	if p.kfd != nil {
 		return p.kfd
@@ -101,6 +111,13 @@ func (p *probe) kfdTopology() map[pciAddr]kfdNode {
 	if !ok {
 		return p.kfd
 	}
+	nodeNumber := func(e os.DirEntry) int {
+		if n, err := strconv.Atoi(e.Name()); err == nil && n >= 0 {
+			return n
+		}
+		return math.MaxInt
+	}
+	slices.SortStableFunc(entries, func(a, b os.DirEntry) int { return cmp.Compare(nodeNumber(a), nodeNumber(b)) })
 	for _, e := range entries {
 		data, ok := p.read("kfd/"+e.Name(), filepath.Join(dir, e.Name(), "properties"))
 		if !ok {
@@ -122,10 +139,30 @@ func (p *probe) kfdTopology() map[pciAddr]kfdNode {
 		loc := props["location_id"]
 		addr := pciAddr{Domain: uint32(props["domain"]), Bus: uint8(loc >> 8), Device: uint8(loc>>3) & 0x1f,
 			Function: uint8(loc) & 0x7}
+		id := p.kfdGPUID(e.Name(), filepath.Join(dir, e.Name(), "gpu_id"))
+		if n, ok := p.kfd[addr]; ok {
+			n.gpuIDs = append(n.gpuIDs, id)
+			p.kfd[addr] = n
+			continue
+		}
 		p.kfd[addr] = kfdNode{cpuCores: int(props["cpu_cores_count"]), simds: int(props["simd_count"]),
-			gfxTarget: int(props["gfx_target_version"])}
+			gfxTarget: int(props["gfx_target_version"]), gpuIDs: []uint32{id}}
 	}
 	return p.kfd
+}
+
+// kfdGPUID reads a topology node's gpu_id; 0 when absent, and when malformed (a fact error).
+func (p *probe) kfdGPUID(node, path string) uint32 {
+	s, ok := p.readString("kfd/"+node+"/gpu_id", path)
+	if !ok {
+		return 0
+	}
+	id, err := parseGPUID(s)
+	if err != nil {
+		p.fail("kfd/"+node+"/gpu_id", fmt.Errorf("%s: %w", path, err))
+		return 0
+	}
+	return id
 }
 
 // amdIntegrated says whether an AMD GPU is an APU's integrated graphics, which is no inference accelerator. The

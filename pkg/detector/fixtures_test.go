@@ -409,7 +409,10 @@ var fixtures = map[string]func() *tree{
 		return t
 	},
 
-	// An AMD Instinct MI300X behind a Broadcom switch on an EPYC root port, /dev/kfd present; ASPEED BMC.
+	// An AMD Instinct MI300X behind a Broadcom switch on an EPYC root port, /dev/kfd present; ASPEED BMC. The KFD
+	// topology has the socket's CPU node and the GPU's node (gfx942, 304 CUs, gpu_id 51166); amdgpu reports the
+	// GPU idle with 286 MiB of its 192 GiB in use; one process has /dev/kfd open and the GPU bound, with no
+	// queue and no VRAM on it: the GPU is not in use.
 	"mi300x": func() *tree {
 		const cpus = "0-47,96-143"
 		t := node{
@@ -429,6 +432,11 @@ var fixtures = map[string]func() *tree{
 			fn{path: rp + "/0000:03:00.0/0000:04:00.0/0000:05:00.0", vendor: "0x1002", device: "0x74a1",
 				class: "0x120000", numa: "0", cpus: cpus, link: link(gen5, 16, gen5, 16), driver: "amdgpu"},
 		)
+		t.amdgpu(rp+"/0000:03:00.0/0000:04:00.0/0000:05:00.0", "0", "206141652992", "299892736")
+		t.kfdNode(0, kfdProps{cpuCores: 96})
+		t.kfdNode(1, kfdProps{simds: 1216, gfxTarget: 90402, vendor: 0x1002, device: 0x74a1,
+			location: 0x05 << 8 /* bus 05, device 0, function 0 */, renderMinor: 128, gpuID: 51166})
+		t.kfdProc(kfdProcFiles{pid: 48213, pasid: 32770, vram: map[uint32]string{51166: "0\n"}})
 		t.devNode("kfd", "dri/card1", "dri/renderD128")
 		return t
 	},
@@ -656,11 +664,16 @@ func (t *tree) dmi(vendor, product string) *tree {
 // kfdProps are the facts of one KFD topology node that the fixtures vary.
 type kfdProps struct {
 	cpuCores, simds, gfxTarget, vendor, device, location, domain, renderMinor int
+	gpuID                                                                     uint32
 }
 
 // kfdNode writes sys/class/kfd/kfd/topology/nodes/<n>/properties in the kernel's "name value" layout
-// (drivers/gpu/drm/amd/amdkfd/kfd_topology.c node_show).
+// (drivers/gpu/drm/amd/amdkfd/kfd_topology.c node_show), and nodes/<n>/gpu_id: the kernel writes it for every
+// node, "0" for a CPU node; a GPU node without gpuID leaves it out (fixtures written before it was read).
 func (t *tree) kfdNode(n int, p kfdProps) *tree {
+	if p.gpuID != 0 || p.simds == 0 {
+		t.file(fmt.Sprintf("sys/class/kfd/kfd/topology/nodes/%d/gpu_id", n), fmt.Sprintf("%d\n", p.gpuID))
+	}
 	props := []struct {
 		k string
 		v int
@@ -679,6 +692,48 @@ func (t *tree) kfdNode(n int, p kfdProps) *tree {
 		fmt.Fprintf(&b, "%s %d\n", kv.k, kv.v)
 	}
 	return t.file(fmt.Sprintf("sys/class/kfd/kfd/topology/nodes/%d/properties", n), b.String())
+}
+
+// amdgpu writes amdgpu's busy and VRAM attributes on the function at sys/devices/<fnPath> as amdgpu prints
+// them (amdgpu_pm.c gpu_busy_percent, amdgpu_vram_mgr.c mem_info_vram_total and mem_info_vram_used: "%d\n",
+// "%llu\n"); an empty value leaves the file out.
+func (t *tree) amdgpu(fnPath, busy, vramTotal, vramUsed string) *tree {
+	dir := "sys/devices/" + fnPath
+	for attr, v := range map[string]string{"gpu_busy_percent": busy, "mem_info_vram_total": vramTotal,
+		"mem_info_vram_used": vramUsed} {
+		if v != "" {
+			t.file(dir+"/"+attr, v+"\n")
+		}
+	}
+	return t
+}
+
+// kfdProcFiles is one process's KFD directory, sys/class/kfd/kfd/proc/<pid> (kfd_process.c): vram holds the
+// vram_<gpu_id> contents by gpu_id (one per GPU the process bound, "0" where it allocated nothing), queues the
+// gpu_id of each queue by queue id.
+type kfdProcFiles struct {
+	pid, pasid int
+	vram       map[uint32]string
+	queues     map[int]uint32
+}
+
+// kfdProc writes a process's KFD directory as kfd_process.c lays it out: pasid, per bound GPU vram_<id>,
+// sdma_<id> and stats_<id>/, and queues/<qid>/{size,type,gpuid} (printed without a newline).
+func (t *tree) kfdProc(pr kfdProcFiles) *tree {
+	dir := fmt.Sprintf("sys/class/kfd/kfd/proc/%d", pr.pid)
+	t.file(dir+"/pasid", fmt.Sprintf("%d\n", pr.pasid))
+	for id, v := range pr.vram {
+		t.file(fmt.Sprintf("%s/vram_%d", dir, id), v)
+		t.file(fmt.Sprintf("%s/sdma_%d", dir, id), "0\n")
+		t.file(fmt.Sprintf("%s/stats_%d/evicted_ms", dir, id), "0\n")
+		t.file(fmt.Sprintf("%s/stats_%d/cu_occupancy", dir, id), "0\n")
+	}
+	for q, id := range pr.queues {
+		t.file(fmt.Sprintf("%s/queues/%d/size", dir, q), "1048576")
+		t.file(fmt.Sprintf("%s/queues/%d/type", dir, q), "0")
+		t.file(fmt.Sprintf("%s/queues/%d/gpuid", dir, q), fmt.Sprint(id))
+	}
+	return t
 }
 
 // write materialises a tree under dir.

@@ -56,6 +56,7 @@ type expect struct {
 	degraded     bool
 	hostLink     string
 	models       []string
+	amdIdle      int // accelerators whose AMD facts know them unused: ProcessesKnown and no compute process
 	virtualized  bool
 }
 
@@ -139,7 +140,8 @@ var goldenCases = []struct {
 	{
 		name: "mi300x", node: "mi300x", sys: podSystem, nvml: noNVML,
 		want: expect{platform: PlatformROCm, platforms: []Platform{PlatformROCm}, verdict: yes, accelerators: 1,
-			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe, models: []string{"AMD Instinct MI300X"}},
+			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe, models: []string{"AMD Instinct MI300X"},
+			amdIdle: 1},
 	},
 	{
 		name: "tpu", node: "tpu", sys: podSystem, nvml: noNVML,
@@ -240,11 +242,16 @@ func TestGoldenReports(t *testing.T) {
 			require.Equal(t, tc.want.hostLink, r.HostLink)
 			require.Equal(t, tc.want.virtualized, r.Virtualization != nil, "virtualization: %+v", r.Virtualization)
 			var models []string
+			amdIdle := 0
 			for i, a := range r.Accelerators {
 				require.Equal(t, i, a.Index)
 				models = append(models, a.Model)
+				if a.AMD != nil && a.AMD.ProcessesKnown && a.AMD.ComputeProcesses == 0 {
+					amdIdle++
+				}
 			}
 			require.Equal(t, tc.want.models, models)
+			require.Equal(t, tc.want.amdIdle, amdIdle, "accelerators known unused from KFD")
 			require.NotEmpty(t, r.Hostname)
 			require.NotZero(t, r.Memory.MemTotalBytes)
 			require.NotNil(t, r.Memory.MlockTrial)

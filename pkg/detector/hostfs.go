@@ -80,31 +80,45 @@ func (c *collector) fail(fact string, err error) {
 // read reads a host file for a fact. It returns ok=false when the file is absent (logged at V(4), not an
 // error) or unreadable (recorded as the fact's error).
 func (c *collector) read(fact, path string) ([]byte, bool) {
+	data, ok, _ := c.readFact(fact, path)
+	return data, ok
+}
+
+// readFact is read that also says whether a file it did not read failed (failed=true, recorded as the fact's
+// error) rather than being absent, for callers to whom the two mean different things.
+func (c *collector) readFact(fact, path string) (data []byte, ok, failed bool) {
 	data, err := c.readFile(path)
 	if err != nil {
 		if isAbsent(err) {
 			klog.V(4).InfoS("Probe fact absent", "fact", fact, "path", path)
-			return nil, false
+			return nil, false, false
 		}
 		c.fail(fact, fmt.Errorf("read %s: %w", path, unwrapPathError(err)))
-		return nil, false
+		return nil, false, true
 	}
-	return data, true
+	return data, true, false
 }
 
 // list lists a host directory for a fact. It returns ok=false when the directory is absent (logged at V(4),
 // not an error) or cannot be listed (recorded as the fact's error).
 func (c *collector) list(fact, dir string) ([]os.DirEntry, bool) {
+	entries, ok, _ := c.listFact(fact, dir)
+	return entries, ok
+}
+
+// listFact is list that also says whether a directory it did not list failed (failed=true, recorded as the
+// fact's error) rather than being absent.
+func (c *collector) listFact(fact, dir string) (entries []os.DirEntry, ok, failed bool) {
 	entries, err := c.listDir(dir)
 	if err != nil {
 		if isAbsent(err) {
 			klog.V(4).InfoS("Probe fact absent", "fact", fact, "path", dir)
-		} else {
-			c.fail(fact, fmt.Errorf("list %s: %w", dir, unwrapPathError(err)))
+			return nil, false, false
 		}
-		return nil, false
+		c.fail(fact, fmt.Errorf("list %s: %w", dir, unwrapPathError(err)))
+		return nil, false, true
 	}
-	return entries, true
+	return entries, true, false
 }
 
 // readString is read with the content trimmed of surrounding whitespace.

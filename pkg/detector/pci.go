@@ -249,6 +249,9 @@ func (p *probe) pciAccelerator(busEntry string, addr pciAddr, nodes devNodes) (A
 		markCardInternal(uint16(vendor), acc.Upstream)
 	}
 	p.checkDriver(&acc, entry, nodes)
+	if platform == PlatformROCm {
+		acc.AMD = p.amdDevice(addr, entry)
+	}
 	return acc, true
 }
 

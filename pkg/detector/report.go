@@ -151,6 +151,9 @@ type Accelerator struct {
 	MissingDeviceNodes []string `json:"missingDeviceNodes,omitempty"`
 	// NVML is the NVML enrichment, nil when NVML is not available or does not know this device.
 	NVML *NVMLDevice `json:"nvml,omitempty"`
+	// AMD is what the amdgpu driver and the ROCm kernel driver (KFD) report for a rocm accelerator through sysfs;
+	// nil for other platforms, or when sysfs has none of it.
+	AMD *AMDDevice `json:"amd,omitempty"`
 }
 
 // PCIeHop is one upstream bridge or switch port.
@@ -216,6 +219,26 @@ type NVMLDevice struct {
 	MemoryFreeBytes  uint64 `json:"memoryFreeBytes,omitempty"`
 	// ComputeMode is NVML's compute mode name: default, exclusive-process, prohibited.
 	ComputeMode string `json:"computeMode,omitempty"`
+}
+
+// AMDDevice is what the kernel's amdgpu driver and ROCm kernel driver (KFD) say about one AMD GPU (amd.go).
+type AMDDevice struct {
+	// GPUID is the gpu_id of the GPU's KFD topology node (sys/class/kfd/kfd/topology/nodes/<n>/gpu_id), the id
+	// KFD's process files name it by; 0 when unknown. A compute-partitioned GPU has one node per partition:
+	// GPUID is the first partition's, and processes on any partition count.
+	GPUID uint32 `json:"gpuID,omitempty"`
+	// ProcessesKnown says ComputeProcesses is known: the GPU's gpu_id is known and sys/class/kfd/kfd/proc was
+	// read whole (it exists, at most 4096 processes, none that may use the GPU unreadable).
+	ProcessesKnown bool `json:"processesKnown"`
+	// ComputeProcesses counts the KFD processes (sys/class/kfd/kfd/proc/<pid>) that use this GPU: a queue on it
+	// (queues/<qid>/gpuid is its gpu_id) or VRAM allocated on it (vram_<gpu_id> above 0). 0 when not known.
+	ComputeProcesses int `json:"computeProcesses"`
+	// BusyPercent is amdgpu's gpu_busy_percent of the PCI function, 0-100; nil when absent or unreadable.
+	BusyPercent *int `json:"busyPercent,omitempty"`
+	// MemoryTotalBytes is amdgpu's mem_info_vram_total, MemoryFreeBytes that less mem_info_vram_used (0:
+	// unknown).
+	MemoryTotalBytes uint64 `json:"memoryTotalBytes,omitempty"`
+	MemoryFreeBytes  uint64 `json:"memoryFreeBytes,omitempty"`
 }
 
 // Limit is a resource limit that may be unlimited.
