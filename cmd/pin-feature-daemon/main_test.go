@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -241,6 +243,25 @@ func TestProbeBenchROCm(t *testing.T) {
 			require.NotContains(t, got, labeler.KeyH2DGBytesPerSec)
 		})
 	}
+
+	// The same node with a process that has a compute queue on the GPU (KFD's process list, as the kernel
+	// lays it out): the GPU is left alone, and no figure is claimed for it.
+	t.Run("busy GPU", func(t *testing.T) {
+		busy := filepath.Join(t.TempDir(), "mi300x")
+		require.NoError(t, exec.Command("cp", "-a", host, busy).Run())
+		q := filepath.Join(busy, "sys/class/kfd/kfd/proc/51234/queues/0")
+		require.NoError(t, os.MkdirAll(q, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(q, "gpuid"), []byte("51166\n"), 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(busy, "sys/class/kfd/kfd/proc/51234/vram_51166"), []byte("8589934592\n"), 0o644))
+		busyArgs := slices.Clone(args)
+		busyArgs[3] = busy
+		out, stderr, code := run(t, busyArgs...)
+		require.Zero(t, code, stderr)
+		got := parseLabels(t, out)
+		require.Equal(t, "skipped", got[labeler.KeyBench], stderr)
+		require.NotContains(t, got, labeler.KeyH2DGBytesPerSec)
+		require.Contains(t, stderr, "busy: 1 compute processes on the GPU")
+	})
 }
 
 func TestBenchJSONSelectsOneGPU(t *testing.T) {

@@ -71,6 +71,15 @@ func targetsFromReport(r *detector.Report) []Target {
 			}
 			t.UpstreamPCIAddresses = append(t.UpstreamPCIAddresses, h.PCIAddress)
 		}
+		if d := a.AMD; d != nil {
+			t.ProcessesKnown = d.ProcessesKnown
+			t.ComputeProcesses = d.ComputeProcesses
+			t.MemoryFreeBytes = d.MemoryFreeBytes
+			if d.BusyPercent != nil {
+				b := *d.BusyPercent
+				t.BusyPercent = &b
+			}
+		}
 		if n := a.NVML; n != nil {
 			t.UUID = n.UUID
 			t.ProcessesKnown = true
