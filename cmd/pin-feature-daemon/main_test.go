@@ -179,19 +179,7 @@ func TestProbeBenchAgainstFakeDriver(t *testing.T) {
 	require.Contains(t, stderr, "bench: GPU 0 (0000:18:00.0) pinned h2d 24.", "a progress line per GPU")
 	require.Contains(t, stderr, "bench: GPU 1 (0000:9d:00.0) pinned h2d 30.")
 
-	for _, fault := range []struct{ env, val string }{
-		{"FAKECUDA_HANG", "cuMemcpyHtoDAsync_v2"},
-		{"FAKECUDA_CRASH", "cuMemHostAlloc:segv"},
-	} {
-		t.Run(fault.env, func(t *testing.T) {
-			t.Setenv(fault.env, fault.val)
-			out, stderr, code := run(t, append(args, "--bench-timeout", "3s")...)
-			require.Equal(t, exitBenchFailed, code, "the daemon survives, and says the check failed: %s", stderr)
-			got := parseLabels(t, out)
-			require.Equal(t, "failed", got[labeler.KeyBench], stderr)
-			require.NotContains(t, got, labeler.KeyH2DGBytesPerSec)
-		})
-	}
+	requireFaultsFailBench(t, args, "FAKECUDA_HANG=cuMemcpyHtoDAsync_v2", "FAKECUDA_CRASH=cuMemHostAlloc:segv")
 
 	t.Run("pinning fails everywhere", func(t *testing.T) {
 		t.Setenv("FAKECUDA_FAIL", "cuMemHostAlloc:2,cuMemHostRegister_v2:2")
@@ -230,19 +218,7 @@ func TestProbeBenchROCm(t *testing.T) {
 	require.Equal(t, "true", got[labeler.KeyAvailable])
 	require.Contains(t, stderr, "bench: GPU 0 (0000:05:00.0) pinned h2d 50.", "a progress line per GPU")
 
-	for _, fault := range []struct{ env, val string }{
-		{"FAKEHIP_HANG", "hipMemcpyHtoDAsync"},
-		{"FAKEHIP_CRASH", "hipHostMalloc:segv"},
-	} {
-		t.Run(fault.env, func(t *testing.T) {
-			t.Setenv(fault.env, fault.val)
-			out, stderr, code := run(t, append(args, "--bench-timeout", "3s")...)
-			require.Equal(t, exitBenchFailed, code, "the daemon survives, and says the check failed: %s", stderr)
-			got := parseLabels(t, out)
-			require.Equal(t, "failed", got[labeler.KeyBench], stderr)
-			require.NotContains(t, got, labeler.KeyH2DGBytesPerSec)
-		})
-	}
+	requireFaultsFailBench(t, args, "FAKEHIP_HANG=hipMemcpyHtoDAsync", "FAKEHIP_CRASH=hipHostMalloc:segv")
 
 	// The same node with a process that has a compute queue on the GPU (KFD's process list, as the kernel
 	// lays it out): the GPU is left alone, and no figure is claimed for it.
@@ -262,6 +238,24 @@ func TestProbeBenchROCm(t *testing.T) {
 		require.NotContains(t, got, labeler.KeyH2DGBytesPerSec)
 		require.Contains(t, stderr, "busy: 1 compute processes on the GPU")
 	})
+}
+
+// requireFaultsFailBench runs args once per fault ("NAME=value" of the fake library's environment) with a 3 s
+// bench timeout: the process survives the hang or crash, exits with exitBenchFailed, and labels the check
+// failed without bandwidth.
+func requireFaultsFailBench(t *testing.T, args []string, faults ...string) {
+	t.Helper()
+	for _, fault := range faults {
+		name, val, _ := strings.Cut(fault, "=")
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(name, val)
+			out, stderr, code := run(t, append(args, "--bench-timeout", "3s")...)
+			require.Equal(t, exitBenchFailed, code, "the daemon survives, and says the check failed: %s", stderr)
+			got := parseLabels(t, out)
+			require.Equal(t, "failed", got[labeler.KeyBench], stderr)
+			require.NotContains(t, got, labeler.KeyH2DGBytesPerSec)
+		})
+	}
 }
 
 func TestBenchJSONSelectsOneGPU(t *testing.T) {

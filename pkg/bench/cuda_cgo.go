@@ -30,23 +30,33 @@ static int pfd_cuMemcpyDtoHAsync(void *f, void *dst, CUdeviceptr src, size_t n, 
 */
 import "C"
 
-import (
-	"time"
-	"unsafe"
-)
+import "unsafe"
 
-// cudaLib is the CUDA driver library loaded with dlopen.
-type cudaLib struct{ *library }
+// cudaLib is the CUDA driver library loaded with dlopen: the shared calls, and contexts and CUdeviceptr.
+type cudaLib struct{ calls }
+
+// cudaOps are the CUDA entry points of the shared calls.
+var cudaOps = ops{
+	init: fnInit, driverVersion: fnDriverGetVersion, deviceCount: fnDeviceGetCount, deviceGet: fnDeviceGet,
+	deviceByBusID: fnDeviceGetByPCIBusID, deviceBusID: fnDeviceGetPCIBusID, deviceName: fnDeviceGetName,
+	memGetInfo: fnMemGetInfo, hostAlloc: fnMemHostAlloc, hostFree: fnMemFreeHost,
+	hostRegister: fnMemHostRegister, hostUnregister: fnMemHostUnregister,
+	streamCreate: fnStreamCreate, streamDestroy: fnStreamDestroy, streamSync: fnStreamSynchronize,
+	eventCreate: fnEventCreate, eventDestroy: fnEventDestroy, eventRecord: fnEventRecord,
+	eventSync: fnEventSynchronize, eventElapsed: fnEventElapsedTime,
+}
 
 // openDriver loads the CUDA driver library at path and resolves the driver API (cudaSymbols). A library that
 // cannot be loaded yields an error wrapping errNoDriver; one that lacks a required entry point yields an
 // error naming it.
 func openDriver(path string) (gpuDriver, error) {
-	l, err := openLibrary("CUDA driver", "CUresult", path, cudaSymbols[:])
+	lib, err := openLibrary("CUDA driver", "CUresult", path, cudaSymbols[:])
 	if err != nil {
 		return nil, err
 	}
-	return cudaLib{l}, nil
+	l := cudaLib{calls{library: lib, op: cudaOps}}
+	l.calls.check = l.check
+	return l, nil
 }
 
 // check turns a CUresult into an error naming the call and the code (cuGetErrorName).
@@ -58,46 +68,6 @@ func (l cudaLib) check(fn int, r C.int) error {
 		}
 		return ""
 	})
-}
-
-func (l cudaLib) Init() error {
-	return l.check(fnInit, C.pfd_call_u(l.fn[fnInit], 0))
-}
-
-func (l cudaLib) DriverVersion() (int, error) {
-	var v C.int
-	if err := l.check(fnDriverGetVersion, C.pfd_call_pi(l.fn[fnDriverGetVersion], &v)); err != nil {
-		return 0, err
-	}
-	return int(v), nil
-}
-
-func (l cudaLib) DeviceCount() (int, error) {
-	var n C.int
-	if err := l.check(fnDeviceGetCount, C.pfd_call_pi(l.fn[fnDeviceGetCount], &n)); err != nil {
-		return 0, err
-	}
-	return int(n), nil
-}
-
-func (l cudaLib) Device(ordinal int) (gpuDevice, error) {
-	var d C.int
-	if err := l.check(fnDeviceGet, C.pfd_call_pi_i(l.fn[fnDeviceGet], &d, C.int(ordinal))); err != nil {
-		return 0, err
-	}
-	return gpuDevice(d), nil
-}
-
-func (l cudaLib) DeviceByPCIBusID(busID string) (gpuDevice, error) {
-	return deviceByPCIBusID(l.library, fnDeviceGetByPCIBusID, busID, l.check)
-}
-
-func (l cudaLib) DevicePCIBusID(dev gpuDevice) (string, error) {
-	return l.deviceString(fnDeviceGetPCIBusID, dev, l.check)
-}
-
-func (l cudaLib) DeviceName(dev gpuDevice) (string, error) {
-	return l.deviceString(fnDeviceGetName, dev, l.check)
 }
 
 func (l cudaLib) CtxCreate(dev gpuDevice) (gpuContext, error) {
@@ -112,10 +82,6 @@ func (l cudaLib) CtxDestroy(ctx gpuContext) error {
 	return l.check(fnCtxDestroy, C.pfd_call_p(l.fn[fnCtxDestroy], ctx.p))
 }
 
-func (l cudaLib) MemGetInfo() (free, total uint64, err error) {
-	return memGetInfo(l.library, fnMemGetInfo, l.check)
-}
-
 func (l cudaLib) MemAlloc(n int64) (devicePtr, error) {
 	var p C.CUdeviceptr
 	if err := l.check(fnMemAlloc, C.pfd_cuMemAlloc(l.fn[fnMemAlloc], &p, C.size_t(n))); err != nil {
@@ -126,56 +92,6 @@ func (l cudaLib) MemAlloc(n int64) (devicePtr, error) {
 
 func (l cudaLib) MemFree(p devicePtr) error {
 	return l.check(fnMemFree, C.pfd_cuMemFree(l.fn[fnMemFree], C.CUdeviceptr(p)))
-}
-
-func (l cudaLib) MemHostAlloc(n int64, flags uint) (unsafe.Pointer, error) {
-	return hostAlloc(l.library, fnMemHostAlloc, n, flags, l.check)
-}
-
-func (l cudaLib) MemFreeHost(p unsafe.Pointer) error {
-	return l.check(fnMemFreeHost, C.pfd_call_p(l.fn[fnMemFreeHost], p))
-}
-
-func (l cudaLib) MemHostRegister(p unsafe.Pointer, n int64, flags uint) error {
-	return hostRegister(l.library, fnMemHostRegister, fnMemHostUnregister, p, n, flags, l.check)
-}
-
-func (l cudaLib) MemHostUnregister(p unsafe.Pointer) error {
-	return hostUnregister(l.library, fnMemHostUnregister, p, l.check)
-}
-
-func (l cudaLib) StreamCreate(flags uint) (gpuStream, error) {
-	s, err := createHandle(l.library, fnStreamCreate, flags, l.check)
-	return gpuStream{s}, err
-}
-
-func (l cudaLib) StreamDestroy(s gpuStream) error {
-	return l.check(fnStreamDestroy, C.pfd_call_p(l.fn[fnStreamDestroy], s.p))
-}
-
-func (l cudaLib) StreamSynchronize(s gpuStream) error {
-	return l.check(fnStreamSynchronize, C.pfd_call_p(l.fn[fnStreamSynchronize], s.p))
-}
-
-func (l cudaLib) EventCreate(flags uint) (gpuEvent, error) {
-	e, err := createHandle(l.library, fnEventCreate, flags, l.check)
-	return gpuEvent{e}, err
-}
-
-func (l cudaLib) EventDestroy(e gpuEvent) error {
-	return l.check(fnEventDestroy, C.pfd_call_p(l.fn[fnEventDestroy], e.p))
-}
-
-func (l cudaLib) EventRecord(e gpuEvent, s gpuStream) error {
-	return l.check(fnEventRecord, C.pfd_call_pp(l.fn[fnEventRecord], e.p, s.p))
-}
-
-func (l cudaLib) EventSynchronize(e gpuEvent) error {
-	return l.check(fnEventSynchronize, C.pfd_call_p(l.fn[fnEventSynchronize], e.p))
-}
-
-func (l cudaLib) EventElapsed(start, end gpuEvent) (time.Duration, error) {
-	return eventElapsed(l.library, fnEventElapsedTime, start, end, l.check)
 }
 
 func (l cudaLib) MemcpyHtoDAsync(dst devicePtr, src unsafe.Pointer, n int64, s gpuStream) error {

@@ -78,78 +78,162 @@ func (l *library) status(fn int, r C.int, name func(C.int) string) error {
 	return &driverError{Call: l.names[fn], Code: int(r), Name: name(r), Type: l.statusType}
 }
 
-// deviceString calls a string getter of shape f(char *out, int len, int dev).
-func (l *library) deviceString(fn int, dev gpuDevice, check func(int, C.int) error) (string, error) {
-	if err := l.need(fn); err != nil {
-		return "", err
-	}
-	var buf [256]C.char
-	if err := check(fn, C.pfd_call_string(l.fn[fn], &buf[0], C.int(len(buf)), C.int(dev))); err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(C.GoString(&buf[0])), nil
+// ops are the table indices of the entry points that every runtime has in the same shape, so that one
+// implementation (calls) serves them all.
+type ops struct {
+	init, driverVersion, deviceCount, deviceGet, deviceByBusID, deviceBusID, deviceName        int
+	memGetInfo, hostAlloc, hostFree, hostRegister, hostUnregister                              int
+	streamCreate, streamDestroy, streamSync, eventCreate, eventDestroy, eventRecord, eventSync int
+	eventElapsed                                                                               int
 }
 
-// The calls whose shape and handling CUDA and HIP share, each given the library, the entry point's index in
-// its table, and the library's status check.
+// calls implements the part of gpuDriver whose calls have the same shape in every runtime: a runtime embeds
+// it and adds the calls of its own shape (contexts, device pointers). check turns the runtime's status into
+// an error.
+type calls struct {
+	*library
+	op    ops
+	check func(fn int, r C.int) error
+}
 
-func deviceByPCIBusID(l *library, fn int, busID string, check func(int, C.int) error) (gpuDevice, error) {
+func (l calls) Init() error {
+	return l.check(l.op.init, C.pfd_call_u(l.fn[l.op.init], 0))
+}
+
+func (l calls) DriverVersion() (int, error) {
+	var v C.int
+	if err := l.check(l.op.driverVersion, C.pfd_call_pi(l.fn[l.op.driverVersion], &v)); err != nil {
+		return 0, err
+	}
+	return int(v), nil
+}
+
+func (l calls) DeviceCount() (int, error) {
+	var n C.int
+	if err := l.check(l.op.deviceCount, C.pfd_call_pi(l.fn[l.op.deviceCount], &n)); err != nil {
+		return 0, err
+	}
+	return int(n), nil
+}
+
+func (l calls) Device(ordinal int) (gpuDevice, error) {
+	var d C.int
+	if err := l.check(l.op.deviceGet, C.pfd_call_pi_i(l.fn[l.op.deviceGet], &d, C.int(ordinal))); err != nil {
+		return 0, err
+	}
+	return gpuDevice(d), nil
+}
+
+func (l calls) DeviceByPCIBusID(busID string) (gpuDevice, error) {
 	cid := C.CString(busID)
 	defer C.free(unsafe.Pointer(cid))
 	var d C.int
-	if err := check(fn, C.pfd_call_pi_s(l.fn[fn], &d, cid)); err != nil {
+	if err := l.check(l.op.deviceByBusID, C.pfd_call_pi_s(l.fn[l.op.deviceByBusID], &d, cid)); err != nil {
 		return 0, fmt.Errorf("%w (bus id %s)", err, busID)
 	}
 	return gpuDevice(d), nil
 }
 
-func memGetInfo(l *library, fn int, check func(int, C.int) error) (free, total uint64, err error) {
+func (l calls) DevicePCIBusID(dev gpuDevice) (string, error) {
+	return l.deviceString(l.op.deviceBusID, dev)
+}
+
+func (l calls) DeviceName(dev gpuDevice) (string, error) {
+	return l.deviceString(l.op.deviceName, dev)
+}
+
+// deviceString calls a string getter of shape f(char *out, int len, int dev).
+func (l calls) deviceString(fn int, dev gpuDevice) (string, error) {
+	if err := l.need(fn); err != nil {
+		return "", err
+	}
+	var buf [256]C.char
+	if err := l.check(fn, C.pfd_call_string(l.fn[fn], &buf[0], C.int(len(buf)), C.int(dev))); err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(C.GoString(&buf[0])), nil
+}
+
+func (l calls) MemGetInfo() (free, total uint64, err error) {
 	var f, t C.size_t
-	if err := check(fn, C.pfd_call_mem_info(l.fn[fn], &f, &t)); err != nil {
+	if err := l.check(l.op.memGetInfo, C.pfd_call_mem_info(l.fn[l.op.memGetInfo], &f, &t)); err != nil {
 		return 0, 0, err
 	}
 	return uint64(f), uint64(t), nil
 }
 
-func hostAlloc(l *library, fn int, n int64, flags uint, check func(int, C.int) error) (unsafe.Pointer, error) {
+func (l calls) MemHostAlloc(n int64, flags uint) (unsafe.Pointer, error) {
 	var p unsafe.Pointer
-	if err := check(fn, C.pfd_call_host_alloc(l.fn[fn], &p, C.size_t(n), C.uint(flags))); err != nil {
+	if err := l.check(l.op.hostAlloc, C.pfd_call_host_alloc(l.fn[l.op.hostAlloc], &p, C.size_t(n), C.uint(flags))); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// hostRegister registers [p, p+n) with entry point fn; it needs the unregister entry point too, so that
-// nothing is left registered.
-func hostRegister(l *library, fn, unregister int, p unsafe.Pointer, n int64, flags uint, check func(int, C.int) error) error {
-	if err := l.need(fn); err != nil {
-		return err
-	}
-	if err := l.need(unregister); err != nil {
-		return err
-	}
-	return check(fn, C.pfd_call_host_register(l.fn[fn], p, C.size_t(n), C.uint(flags)))
+func (l calls) MemFreeHost(p unsafe.Pointer) error {
+	return l.check(l.op.hostFree, C.pfd_call_p(l.fn[l.op.hostFree], p))
 }
 
-func hostUnregister(l *library, fn int, p unsafe.Pointer, check func(int, C.int) error) error {
-	if err := l.need(fn); err != nil {
+// MemHostRegister needs the unregister entry point too, so that nothing is left registered.
+func (l calls) MemHostRegister(p unsafe.Pointer, n int64, flags uint) error {
+	if err := l.need(l.op.hostRegister); err != nil {
 		return err
 	}
-	return check(fn, C.pfd_call_p(l.fn[fn], p))
+	if err := l.need(l.op.hostUnregister); err != nil {
+		return err
+	}
+	return l.check(l.op.hostRegister, C.pfd_call_host_register(l.fn[l.op.hostRegister], p, C.size_t(n), C.uint(flags)))
 }
 
-// createHandle creates a stream or an event with flags.
-func createHandle(l *library, fn int, flags uint, check func(int, C.int) error) (unsafe.Pointer, error) {
+func (l calls) MemHostUnregister(p unsafe.Pointer) error {
+	if err := l.need(l.op.hostUnregister); err != nil {
+		return err
+	}
+	return l.check(l.op.hostUnregister, C.pfd_call_p(l.fn[l.op.hostUnregister], p))
+}
+
+// create creates a stream or an event with flags.
+func (l calls) create(fn int, flags uint) (unsafe.Pointer, error) {
 	var h unsafe.Pointer
-	if err := check(fn, C.pfd_call_pp_u(l.fn[fn], &h, C.uint(flags))); err != nil {
+	if err := l.check(fn, C.pfd_call_pp_u(l.fn[fn], &h, C.uint(flags))); err != nil {
 		return nil, err
 	}
 	return h, nil
 }
 
-func eventElapsed(l *library, fn int, start, end gpuEvent, check func(int, C.int) error) (time.Duration, error) {
+func (l calls) StreamCreate(flags uint) (gpuStream, error) {
+	s, err := l.create(l.op.streamCreate, flags)
+	return gpuStream{s}, err
+}
+
+func (l calls) StreamDestroy(s gpuStream) error {
+	return l.check(l.op.streamDestroy, C.pfd_call_p(l.fn[l.op.streamDestroy], s.p))
+}
+
+func (l calls) StreamSynchronize(s gpuStream) error {
+	return l.check(l.op.streamSync, C.pfd_call_p(l.fn[l.op.streamSync], s.p))
+}
+
+func (l calls) EventCreate(flags uint) (gpuEvent, error) {
+	e, err := l.create(l.op.eventCreate, flags)
+	return gpuEvent{e}, err
+}
+
+func (l calls) EventDestroy(e gpuEvent) error {
+	return l.check(l.op.eventDestroy, C.pfd_call_p(l.fn[l.op.eventDestroy], e.p))
+}
+
+func (l calls) EventRecord(e gpuEvent, s gpuStream) error {
+	return l.check(l.op.eventRecord, C.pfd_call_pp(l.fn[l.op.eventRecord], e.p, s.p))
+}
+
+func (l calls) EventSynchronize(e gpuEvent) error {
+	return l.check(l.op.eventSync, C.pfd_call_p(l.fn[l.op.eventSync], e.p))
+}
+
+func (l calls) EventElapsed(start, end gpuEvent) (time.Duration, error) {
 	var ms C.float
-	if err := check(fn, C.pfd_call_elapsed(l.fn[fn], &ms, start.p, end.p)); err != nil {
+	if err := l.check(l.op.eventElapsed, C.pfd_call_elapsed(l.fn[l.op.eventElapsed], &ms, start.p, end.p)); err != nil {
 		return 0, err
 	}
 	return time.Duration(float64(ms) * float64(time.Millisecond)), nil

@@ -29,22 +29,32 @@ static int pfd_hipMemcpyDtoHAsync(void *f, void *dst, unsigned long long src, si
 */
 import "C"
 
-import (
-	"time"
-	"unsafe"
-)
+import "unsafe"
 
-// hipLib is ROCm's HIP runtime library loaded with dlopen. HIP has no contexts in the API the check uses: a
-// thread's current device (hipSetDevice) takes their place.
-type hipLib struct{ *library }
+// hipLib is ROCm's HIP runtime library loaded with dlopen: the shared calls, and the current device in place
+// of a context, and hipDeviceptr_t. HIP has no contexts in the API the check uses.
+type hipLib struct{ calls }
+
+// hipOps are the HIP entry points of the shared calls.
+var hipOps = ops{
+	init: hipFnInit, driverVersion: hipFnDriverGetVersion, deviceCount: hipFnGetDeviceCount,
+	deviceGet: hipFnDeviceGet, deviceByBusID: hipFnDeviceGetByPCIBusID, deviceBusID: hipFnDeviceGetPCIBusID,
+	deviceName: hipFnDeviceGetName, memGetInfo: hipFnMemGetInfo, hostAlloc: hipFnHostMalloc,
+	hostFree: hipFnHostFree, hostRegister: hipFnHostRegister, hostUnregister: hipFnHostUnregister,
+	streamCreate: hipFnStreamCreate, streamDestroy: hipFnStreamDestroy, streamSync: hipFnStreamSynchronize,
+	eventCreate: hipFnEventCreate, eventDestroy: hipFnEventDestroy, eventRecord: hipFnEventRecord,
+	eventSync: hipFnEventSynchronize, eventElapsed: hipFnEventElapsedTime,
+}
 
 // openHIP loads the HIP runtime at path and resolves hipSymbols, as openDriver does for CUDA.
 func openHIP(path string) (gpuDriver, error) {
-	l, err := openLibrary("ROCm HIP runtime", "hipError_t", path, hipSymbols[:])
+	lib, err := openLibrary("ROCm HIP runtime", "hipError_t", path, hipSymbols[:])
 	if err != nil {
 		return nil, err
 	}
-	return hipLib{l}, nil
+	l := hipLib{calls{library: lib, op: hipOps}}
+	l.calls.check = l.check
+	return l, nil
 }
 
 // check turns a hipError_t into an error naming the call and the code (hipGetErrorName).
@@ -59,46 +69,6 @@ func (l hipLib) check(fn int, r C.int) error {
 	})
 }
 
-func (l hipLib) Init() error {
-	return l.check(hipFnInit, C.pfd_call_u(l.fn[hipFnInit], 0))
-}
-
-func (l hipLib) DriverVersion() (int, error) {
-	var v C.int
-	if err := l.check(hipFnDriverGetVersion, C.pfd_call_pi(l.fn[hipFnDriverGetVersion], &v)); err != nil {
-		return 0, err
-	}
-	return int(v), nil
-}
-
-func (l hipLib) DeviceCount() (int, error) {
-	var n C.int
-	if err := l.check(hipFnGetDeviceCount, C.pfd_call_pi(l.fn[hipFnGetDeviceCount], &n)); err != nil {
-		return 0, err
-	}
-	return int(n), nil
-}
-
-func (l hipLib) Device(ordinal int) (gpuDevice, error) {
-	var d C.int
-	if err := l.check(hipFnDeviceGet, C.pfd_call_pi_i(l.fn[hipFnDeviceGet], &d, C.int(ordinal))); err != nil {
-		return 0, err
-	}
-	return gpuDevice(d), nil
-}
-
-func (l hipLib) DeviceByPCIBusID(busID string) (gpuDevice, error) {
-	return deviceByPCIBusID(l.library, hipFnDeviceGetByPCIBusID, busID, l.check)
-}
-
-func (l hipLib) DevicePCIBusID(dev gpuDevice) (string, error) {
-	return l.deviceString(hipFnDeviceGetPCIBusID, dev, l.check)
-}
-
-func (l hipLib) DeviceName(dev gpuDevice) (string, error) {
-	return l.deviceString(hipFnDeviceGetName, dev, l.check)
-}
-
 // CtxCreate makes dev the calling thread's current device.
 func (l hipLib) CtxCreate(dev gpuDevice) (gpuContext, error) {
 	return gpuContext{}, l.check(hipFnSetDevice, C.pfd_call_i(l.fn[hipFnSetDevice], C.int(dev)))
@@ -106,10 +76,6 @@ func (l hipLib) CtxCreate(dev gpuDevice) (gpuContext, error) {
 
 // CtxDestroy has nothing to destroy: the runtime keeps its per-device state until the process exits.
 func (l hipLib) CtxDestroy(gpuContext) error { return nil }
-
-func (l hipLib) MemGetInfo() (free, total uint64, err error) {
-	return memGetInfo(l.library, hipFnMemGetInfo, l.check)
-}
 
 func (l hipLib) MemAlloc(n int64) (devicePtr, error) {
 	var p C.ulonglong
@@ -121,56 +87,6 @@ func (l hipLib) MemAlloc(n int64) (devicePtr, error) {
 
 func (l hipLib) MemFree(p devicePtr) error {
 	return l.check(hipFnFree, C.pfd_hipFree(l.fn[hipFnFree], C.ulonglong(p)))
-}
-
-func (l hipLib) MemHostAlloc(n int64, flags uint) (unsafe.Pointer, error) {
-	return hostAlloc(l.library, hipFnHostMalloc, n, flags, l.check)
-}
-
-func (l hipLib) MemFreeHost(p unsafe.Pointer) error {
-	return l.check(hipFnHostFree, C.pfd_call_p(l.fn[hipFnHostFree], p))
-}
-
-func (l hipLib) MemHostRegister(p unsafe.Pointer, n int64, flags uint) error {
-	return hostRegister(l.library, hipFnHostRegister, hipFnHostUnregister, p, n, flags, l.check)
-}
-
-func (l hipLib) MemHostUnregister(p unsafe.Pointer) error {
-	return hostUnregister(l.library, hipFnHostUnregister, p, l.check)
-}
-
-func (l hipLib) StreamCreate(flags uint) (gpuStream, error) {
-	s, err := createHandle(l.library, hipFnStreamCreate, flags, l.check)
-	return gpuStream{s}, err
-}
-
-func (l hipLib) StreamDestroy(s gpuStream) error {
-	return l.check(hipFnStreamDestroy, C.pfd_call_p(l.fn[hipFnStreamDestroy], s.p))
-}
-
-func (l hipLib) StreamSynchronize(s gpuStream) error {
-	return l.check(hipFnStreamSynchronize, C.pfd_call_p(l.fn[hipFnStreamSynchronize], s.p))
-}
-
-func (l hipLib) EventCreate(flags uint) (gpuEvent, error) {
-	e, err := createHandle(l.library, hipFnEventCreate, flags, l.check)
-	return gpuEvent{e}, err
-}
-
-func (l hipLib) EventDestroy(e gpuEvent) error {
-	return l.check(hipFnEventDestroy, C.pfd_call_p(l.fn[hipFnEventDestroy], e.p))
-}
-
-func (l hipLib) EventRecord(e gpuEvent, s gpuStream) error {
-	return l.check(hipFnEventRecord, C.pfd_call_pp(l.fn[hipFnEventRecord], e.p, s.p))
-}
-
-func (l hipLib) EventSynchronize(e gpuEvent) error {
-	return l.check(hipFnEventSynchronize, C.pfd_call_p(l.fn[hipFnEventSynchronize], e.p))
-}
-
-func (l hipLib) EventElapsed(start, end gpuEvent) (time.Duration, error) {
-	return eventElapsed(l.library, hipFnEventElapsedTime, start, end, l.check)
 }
 
 func (l hipLib) MemcpyHtoDAsync(dst devicePtr, src unsafe.Pointer, n int64, s gpuStream) error {
