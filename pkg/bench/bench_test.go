@@ -2,35 +2,56 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
 	"time"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
-// BenchmarkDMACheck runs the whole check of one GPU (child process, driver load, allocations, the four
-// measurements, register trial) against a fake Gen5 link of 55 GB/s pinned (20/18 GB/s pageable) with
-// 256 MiB buffers and the default samples, and reports:
+// BenchmarkDMACheck runs the whole check (child process, runtime load, allocations, the four measurements,
+// register trial and, with two GPUs, the concurrent phase) against fake Gen5 links of 55 GB/s pinned (20/18
+// GB/s pageable) with 256 MiB buffers and the default samples, through the fake CUDA driver and the fake HIP
+// runtime, and reports per GPU:
 //
-//	wall-s/gpu      Run's wall time for the GPU, child start included (target: <= 1.5 s)
-//	measure-s/gpu   the child's time for the GPU (device lookup to teardown)
-//	copies-s/gpu    the four timed figures alone (warm-up and samples)
-//	alloc-s/gpu     context, device, pinned and pageable allocation (pages faulted in)
-//	*-err-%         the mean error of each figure against the emulated rate
+//	wall-s/gpu        Run's wall time per GPU, child start included (target: <= 1.5 s, concurrent phase included)
+//	measure-s/gpu     the child's time for the GPU (device lookup to teardown)
+//	copies-s/gpu      the four timed figures alone (warm-up and samples)
+//	alloc-s/gpu       context, device, pinned and pageable allocation (pages faulted in)
+//	concurrent-s/gpu  the GPU's time in the concurrent phase (2-GPU cases)
+//	*-err-%           the mean error of each figure against the emulated rate
 //
-// The fake moves at most 1 MiB of data per copy (FAKECUDA_COPY_BYTES_MAX): this machine's memcpy is slower
-// than the emulated link; copies are still timed for their full size.
+// The fakes move at most 1 MiB of data per copy (*_COPY_BYTES_MAX): this machine's memcpy is slower than the
+// emulated link; copies are still timed for their full size.
 func BenchmarkDMACheck(b *testing.B) {
-	lib := fakeCUDA(b, fakeDefault...)
-	want := [4]float64{55e9, 53e9, 20e9, 18e9}
-	o := Options{
-		CUDALibrary: lib,
-		SysRoot:     b.TempDir(),
-		Timeout:     time.Minute,
-		Env: []string{"FAKECUDA_H2D_GBPS=55", "FAKECUDA_D2H_GBPS=53", "FAKECUDA_PAGEABLE_H2D_GBPS=20",
-			"FAKECUDA_PAGEABLE_D2H_GBPS=18", "FAKECUDA_COPY_BYTES_MAX=1048576"},
+	for _, c := range []struct {
+		name string
+		gpus int
+		hip  bool
+	}{{"cuda-1gpu", 1, false}, {"cuda-2gpu", 2, false}, {"rocm-1gpu", 1, true}, {"rocm-2gpu", 2, true}} {
+		b.Run(c.name, func(b *testing.B) { benchmarkCheck(b, c.gpus, c.hip) })
 	}
-	targets := fakeTargets(1)
-	var wall, measure, copies, alloc time.Duration
+}
+
+func benchmarkCheck(b *testing.B, gpus int, hip bool) {
+	want := [4]float64{55e9, 53e9, 20e9, 18e9}
+	prefix := "FAKECUDA_"
+	o := Options{SysRoot: b.TempDir(), Timeout: time.Minute}
+	targets := fakeTargets(gpus)
+	if hip {
+		prefix, o.HIPLibrary, o.CUDALibrary = "FAKEHIP_", fakeHIP(b), "/nonexistent/libcuda.so.1"
+		for i := range targets {
+			targets[i].Platform = detector.PlatformROCm
+		}
+	} else {
+		o.CUDALibrary = fakeCUDA(b, fakeDefault...)
+	}
+	for _, kv := range []string{"H2D_GBPS=55", "D2H_GBPS=53", "PAGEABLE_H2D_GBPS=20", "PAGEABLE_D2H_GBPS=18",
+		"COPY_BYTES_MAX=1048576", fmt.Sprintf("DEVICES=%d", gpus)} {
+		o.Env = append(o.Env, prefix+kv)
+	}
+	var wall, measure, copies, alloc, concurrent time.Duration
 	var errs [4]float64
 	var lastPhases map[string]time.Duration
 	for b.Loop() {
@@ -40,25 +61,30 @@ func BenchmarkDMACheck(b *testing.B) {
 		if res.State != StateOK {
 			b.Fatalf("check failed: %s", res.Error)
 		}
-		g := res.GPUs[0]
-		measure += g.Duration
-		lastPhases = g.Phases
-		for _, p := range []string{"pinned-h2d", "pinned-d2h", "pageable-h2d", "pageable-d2h"} {
-			copies += g.Phases[p]
-		}
-		for _, p := range []string{"context", "alloc", "pageable-alloc"} {
-			alloc += g.Phases[p]
-		}
-		for i, got := range [4]float64{g.PinnedH2D, g.PinnedD2H, g.PageableH2D, g.PageableD2H} {
-			errs[i] += math.Abs(got/want[i] - 1)
+		for _, g := range res.GPUs {
+			measure += g.Duration
+			lastPhases = g.Phases
+			for _, p := range []string{"pinned-h2d", "pinned-d2h", "pageable-h2d", "pageable-d2h"} {
+				copies += g.Phases[p]
+			}
+			for _, p := range []string{"context", "alloc", "pageable-alloc"} {
+				alloc += g.Phases[p]
+			}
+			concurrent += g.Phases["concurrent-h2d"]
+			for i, got := range [4]float64{g.PinnedH2D, g.PinnedD2H, g.PageableH2D, g.PageableD2H} {
+				errs[i] += math.Abs(got/want[i] - 1)
+			}
 		}
 	}
 	b.Logf("last run phases: %v", lastPhases)
-	n := float64(b.N)
+	n := float64(b.N * gpus)
 	b.ReportMetric(wall.Seconds()/n, "wall-s/gpu")
 	b.ReportMetric(measure.Seconds()/n, "measure-s/gpu")
 	b.ReportMetric(copies.Seconds()/n, "copies-s/gpu")
 	b.ReportMetric(alloc.Seconds()/n, "alloc-s/gpu")
+	if gpus > 1 {
+		b.ReportMetric(concurrent.Seconds()/n, "concurrent-s/gpu")
+	}
 	for i, name := range []string{"pinned-h2d", "pinned-d2h", "pageable-h2d", "pageable-d2h"} {
 		b.ReportMetric(errs[i]/n*100, name+"-err-%")
 	}
