@@ -49,7 +49,9 @@ func TestROCmCheck(t *testing.T) {
 	o := rocmOptions(t, lib, "FAKEHIP_DEVICES=2", "FAKEHIP_H2D_GBPS=50", "FAKEHIP_D2H_GBPS=48",
 		"FAKEHIP_PAGEABLE_H2D_GBPS=12", "FAKEHIP_PAGEABLE_D2H_GBPS=11", "FAKEHIP_DEV1_H2D_GBPS=25",
 		"FAKEHIP_COPY_BYTES_MAX=1048576")
-	o.BufferBytes = 64 * mib
+	// Full-size copies and the default samples: the median of seven 5 ms copies shrugs off a scheduling
+	// hiccup on a busy machine, which can only make a copy look slower.
+	o.BufferBytes, o.Samples, o.Warmup = defaultBufferBytes, defaultSamples, defaultWarmup
 	res := NewRunner(o).Run(context.Background(), rocmTargets(2))
 	require.Equal(t, StateOK, res.State, "error: %s", res.Error)
 	require.Equal(t, 60443483, res.HIPDriverVersion, "hipDriverGetVersion's answer")
@@ -63,7 +65,7 @@ func TestROCmCheck(t *testing.T) {
 			i, g.PinnedH2D/1e9, g.PinnedD2H/1e9, g.PageableH2D/1e9, g.PageableD2H/1e9, g.ConcurrentH2D/1e9, g.Duration)
 		// Timed on the fake's clock: a busy machine only makes a copy look slower, never faster.
 		require.LessOrEqual(t, g.PinnedH2D, wantH2D*1.02)
-		require.GreaterOrEqual(t, g.PinnedH2D, wantH2D*0.8)
+		require.GreaterOrEqual(t, g.PinnedH2D, wantH2D*0.7)
 		require.Greater(t, g.PinnedH2D, 1.5*g.PageableH2D, "pinned must beat pageable (emulated %.0f vs 12)", wantH2D/1e9)
 		require.Greater(t, g.PinnedD2H, 1.5*g.PageableD2H)
 		require.Positive(t, g.ConcurrentH2D, "two GPUs measured OK run the concurrent phase")
