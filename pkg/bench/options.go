@@ -66,7 +66,8 @@ type Options struct {
 	// Env is added to the child's environment, which otherwise holds only what the CUDA driver reads from the
 	// daemon's (childEnv).
 	Env []string
-	// BootID and DriverVersion key the state file (from the Report). Without a boot id nothing is reused.
+	// BootID and DriverVersion key the state file (from the Report: stateDriverKey). Without a boot id nothing
+	// is reused.
 	BootID, DriverVersion string
 	// HostMemAvailable and CgroupHeadroom cap the buffer size (from the Report; 0 = unknown).
 	HostMemAvailable, CgroupHeadroom uint64
@@ -84,7 +85,7 @@ func (o Options) WithReport(r *detector.Report) Options {
 		return o
 	}
 	o.BootID = r.BootID
-	o.DriverVersion = r.Driver.Version
+	o.DriverVersion = stateDriverKey(r.Driver)
 	o.HostMemAvailable = r.Memory.MemAvailableBytes
 	o.CgroupHeadroom = 0
 	if c := r.Memory.Cgroup; c != nil && !c.Limit.Unlimited && c.Limit.Bytes > 0 {
@@ -94,6 +95,20 @@ func (o Options) WithReport(r *detector.Report) Options {
 		}
 	}
 	return o
+}
+
+// stateDriverKey is the driver part of the state file's key: NVIDIA's driver version, and on a node with AMD
+// GPUs the amdgpu module's ("570.86.15", "amdgpu 6.12.12", or both joined by a comma). A stored result is
+// reused only under the same key, so a new driver is measured again.
+func stateDriverKey(d detector.DriverInfo) string {
+	if d.AMDGPUVersion == "" {
+		return d.Version
+	}
+	key := "amdgpu " + d.AMDGPUVersion
+	if d.Version != "" {
+		key = d.Version + "," + key
+	}
+	return key
 }
 
 func (o Options) withDefaults() Options {

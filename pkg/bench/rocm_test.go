@@ -247,3 +247,25 @@ func TestROCmBusySkip(t *testing.T) {
 		})
 	}
 }
+
+// TestROCmStateFollowsDriver: an AMD node's stored result is reused across restarts under the same amdgpu
+// module, and measured again once the module changes (the NVIDIA driver version alone would not tell).
+func TestROCmStateFollowsDriver(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "570.86.15", stateDriverKey(detector.DriverInfo{Version: "570.86.15"}))
+	require.Equal(t, "amdgpu 6.12.12", stateDriverKey(detector.DriverInfo{AMDGPUVersion: "6.12.12"}))
+	require.Equal(t, "570.86.15,amdgpu 6.12.12",
+		stateDriverKey(detector.DriverInfo{Version: "570.86.15", AMDGPUVersion: "6.12.12"}))
+
+	base := rocmOptions(t, fakeHIP(t))
+	base.StateDir = t.TempDir()
+	run := func(amdgpu string) GPUResult {
+		o := base.WithReport(&detector.Report{BootID: "boot-a", Driver: detector.DriverInfo{AMDGPUVersion: amdgpu}})
+		res := NewRunner(o).Run(context.Background(), rocmTargets(1))
+		require.Equal(t, StateOK, res.State, "error: %s", res.Error)
+		return res.GPUs[0]
+	}
+	require.False(t, run("6.12.12").Cached, "first run measures")
+	require.True(t, run("6.12.12").Cached, "a restart under the same module reuses the stored result")
+	require.False(t, run("6.14.1").Cached, "a new amdgpu module is measured again")
+}

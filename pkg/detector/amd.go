@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"regexp"
 	"strings"
 )
 
@@ -18,6 +19,31 @@ import (
 // A process binds every GPU it can see, so a vram_<gpu_id> of 0 is no use: a process uses a GPU when it has a
 // queue on it or VRAM allocated on it. GPUs are named by their KFD gpu_id, which the topology gives
 // (kfdTopology): without it processes are not counted.
+
+// moduleVersionPattern is what a module's version or srcversion may look like to be used ("6.10.5",
+// "8A2C0C6F1C1E2B7D3E4F5A6").
+var moduleVersionPattern = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z._+~-]{0,63}$`)
+
+// amdgpuModuleVersion identifies the loaded amdgpu module (DriverInfo.AMDGPUVersion): sys/module/amdgpu/version,
+// else its srcversion; "" when neither exists. A value that does not look like a version is a fact error.
+func (p *probe) amdgpuModuleVersion() string {
+	dir := filepath.Join(p.host.Sys, "module", "amdgpu")
+	for _, attr := range []string{"version", "srcversion"} {
+		v, ok := p.readString("amdgpu/"+attr, filepath.Join(dir, attr))
+		if !ok {
+			continue
+		}
+		if !moduleVersionPattern.MatchString(v) {
+			p.fail("amdgpu/"+attr, fmt.Errorf("malformed module %s %q", attr, truncate(v)))
+			continue
+		}
+		if attr == "srcversion" {
+			return "srcversion " + v
+		}
+		return v
+	}
+	return ""
+}
 
 // maxKFDProcs bounds the process entries of sys/class/kfd/kfd/proc read in one pass, and maxKFDQueues the
 // queues read per process (KFD allows 1024 per process and GPU). Past either bound the count is not known.

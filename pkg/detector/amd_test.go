@@ -355,3 +355,42 @@ func TestParseGPUID(t *testing.T) {
 		require.ErrorIs(t, err, errMalformed, s)
 	}
 }
+
+// TestAMDGPUModuleVersion: the amdgpu module's version keys the stored measurements of an AMD node; its
+// srcversion stands in where the module declares none; garbage is an error, not a key.
+func TestAMDGPUModuleVersion(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, version, srcversion, want, wantErr string
+	}{
+		{name: "dkms version", version: "6.12.12\n", srcversion: "4E8C6E1B7A0D2F3C5B9A817\n", want: "6.12.12"},
+		{name: "only srcversion", srcversion: "4E8C6E1B7A0D2F3C5B9A817\n", want: "srcversion 4E8C6E1B7A0D2F3C5B9A817"},
+		{name: "built in", want: ""},
+		{name: "garbage version", version: "6.12 \x00evil\n", srcversion: "ABC\n", want: "srcversion ABC",
+			wantErr: "amdgpu/version"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tr := amdNode(false)
+			if tc.version != "" {
+				tr.file("sys/module/amdgpu/version", tc.version)
+			}
+			if tc.srcversion != "" {
+				tr.file("sys/module/amdgpu/srcversion", tc.srcversion)
+			}
+			r := probeTree(t, tr)
+			require.Equal(t, tc.want, r.Driver.AMDGPUVersion)
+			var facts []string
+			for _, e := range r.Errors {
+				facts = append(facts, e.Fact)
+			}
+			if tc.wantErr != "" {
+				require.Contains(t, facts, tc.wantErr)
+			} else {
+				require.NotContains(t, facts, "amdgpu/version")
+			}
+		})
+	}
+	require.Empty(t, probeTree(t, newTree().file("sys/module/amdgpu/version", "6.12.12\n")).Driver.AMDGPUVersion,
+		"no AMD GPU, no amdgpu key")
+}

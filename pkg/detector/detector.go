@@ -215,6 +215,9 @@ func (d *Detector) probePass(ctx context.Context, t *passTracker) (r *Report) {
 				v.Hypervisor = "hyperv" // WSL2 is a Hyper-V utility VM
 			}
 			r.Accelerators = append(r.Accelerators, p.scanAccelerators(r, nodes)...)
+			if slices.ContainsFunc(r.Accelerators, func(a Accelerator) bool { return a.Platform == PlatformROCm }) {
+				r.Driver.AMDGPUVersion = p.amdgpuModuleVersion()
+			}
 		}},
 		{"nvml", func() { d.enrichNVML(p, r) }},
 		{"memory", func() { p.memoryFacts(&r.Memory) }},

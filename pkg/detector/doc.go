@@ -73,7 +73,8 @@
 //     is no use. ProcessesKnown needs the gpu_id and a readable kfd/proc; at most 4096 processes and 1024
 //     queues each are read, past that (or with a process file that may concern the GPU unreadable) the count
 //     is unknown. A process or queue gone while read is absence; a busy percent above 100 or VRAM used above
-//     its total is malformed.
+//     its total is malformed. With any rocm accelerator, Driver.AMDGPUVersion identifies the amdgpu module:
+//     sys/module/amdgpu/version (AMD's DKMS builds), else its srcversion (the bench keys stored results by it).
 //   - Memory: RLIMIT_MEMLOCK and an mlock trial (System), proc/meminfo, the process's cgroup (proc/self/cgroup;
 //     the v1 memory controller when mounted, else the v2 entry; the limit is the smallest on the path to the
 //     hierarchy root), the transparent-hugepage mode, IOMMU presence (sys/class/iommu or

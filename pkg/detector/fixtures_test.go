@@ -437,6 +437,9 @@ var fixtures = map[string]func() *tree{
 		t.kfdNode(1, kfdProps{simds: 1216, gfxTarget: 90402, vendor: 0x1002, device: 0x74a1,
 			location: 0x05 << 8 /* bus 05, device 0, function 0 */, renderMinor: 128, gpuID: 51166})
 		t.kfdProc(kfdProcFiles{pid: 48213, pasid: 32770, vram: map[uint32]string{51166: "0\n"}})
+		// AMD's DKMS amdgpu declares its version; every loadable module has a srcversion.
+		t.file("sys/module/amdgpu/version", "6.12.12\n")
+		t.file("sys/module/amdgpu/srcversion", "4E8C6E1B7A0D2F3C5B9A817\n")
 		t.devNode("kfd", "dri/card1", "dri/renderD128")
 		return t
 	},

@@ -107,6 +107,10 @@ type DriverInfo struct {
 	Version string `json:"version,omitempty"`
 	// CUDAVersion is the CUDA driver API version as an integer, e.g. 12080.
 	CUDAVersion int `json:"cudaVersion,omitempty"`
+	// AMDGPUVersion identifies the loaded amdgpu module on a node with AMD GPUs: its version
+	// (sys/module/amdgpu/version, declared by AMD's DKMS builds, "6.10.5"), else "srcversion " and the hash of
+	// its sources that every loadable module has; empty for a built-in module or without AMD GPUs.
+	AMDGPUVersion string `json:"amdgpuVersion,omitempty"`
 }
 
 // Accelerator is one accelerator device.

@@ -220,3 +220,47 @@ pinmemory_bench_gpu_info{` + host + `,UUID="",cause="busy",gpu="2",modelName="NV
 	require.NoError(t, err)
 	require.Equal(t, 2, n, "only GPU 0's pinned figures")
 }
+
+// TestAMDGPUSeries: an AMD GPU, measured through HIP, has the same series as an NVIDIA one, identified by its
+// inventory index and bus id in NVML's spelling (no NVML, so no UUID), and its model.
+func TestAMDGPUSeries(t *testing.T) {
+	t.Parallel()
+	r := testReport()
+	r.Platform = detector.PlatformROCm
+	r.Accelerators = []detector.Accelerator{{
+		Index: 0, Platform: detector.PlatformROCm, PCIAddress: "0000:05:00.0", Model: "AMD Instinct MI300X",
+		Link:       &detector.PCIeLink{CurrentGen: 5, CurrentWidth: 16, MaxGen: 5, MaxWidth: 16},
+		Capability: &detector.LinkCapability{Gen: 5, Width: 16},
+		AMD:        &detector.AMDDevice{GPUID: 51166, ProcessesKnown: true},
+	}}
+	m := New(BuildInfo{})
+	m.ObserveReport(r)
+	m.ObserveBench(&bench.Result{State: bench.StateOK, HIPDriverVersion: 60443483, GPUs: []bench.GPUResult{{
+		Index: 0, PCIAddress: "0000:05:00.0", Model: "AMD Instinct MI300X", State: bench.StateOK,
+		PinnedH2D: 50e9, PinnedD2H: 48e9, PageableH2D: 12e9, PageableD2H: 11e9, PinTried: true, HostAllocOK: true,
+	}}}, true)
+	// Label names sorted, as the exposition writes them.
+	series := func(dir, mem string, v string) string {
+		return `pinmemory_dma_bandwidth_bytes_per_second{Hostname="gpu-node-1",UUID="",direction="` + dir + `",gpu="0",` +
+			`memory="` + mem + `",mode="single",modelName="AMD Instinct MI300X",pci_bus_id="00000000:05:00.0"} ` + v + "\n"
+	}
+	want := `# HELP pinmemory_dma_bandwidth_bytes_per_second ` + help(t, m, "pinmemory_dma_bandwidth_bytes_per_second") + `
+# TYPE pinmemory_dma_bandwidth_bytes_per_second gauge
+` + series("d2h", "pageable", "1.1e+10") + series("d2h", "pinned", "4.8e+10") + series("h2d", "pageable", "1.2e+10") +
+		series("h2d", "pinned", "5e+10")
+	require.NoError(t, testutil.GatherAndCompare(m.Registry, strings.NewReader(want), "pinmemory_dma_bandwidth_bytes_per_second"))
+}
+
+// help is the help text of metric name in m's registry.
+func help(t *testing.T, m *Metrics, name string) string {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetHelp()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return ""
+}
