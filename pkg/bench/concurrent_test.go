@@ -161,3 +161,36 @@ func TestConcurrentStored(t *testing.T) {
 		require.Zero(t, mixed.ConcurrentH2D)
 	})
 }
+
+// TestConcurrentPhaseFaults: a hang or crash in the concurrent phase (the second pinned allocation on GPU 1,
+// the first being its own check's) costs the concurrent figures only: the one-at-a-time figures of both GPUs
+// stand (the check is ok: they are true), there is no node concurrent figure to label, and the error says
+// what failed.
+func TestConcurrentPhaseFaults(t *testing.T) {
+	t.Parallel()
+	lib := fakeCUDA(t, fakeDefault...)
+	for _, tc := range []struct {
+		name, env, wantError string
+	}{
+		{"hang", "FAKECUDA_HANG=cuMemHostAlloc@1#2", "bench child killed after the 3s timeout (gpu 1 in phase concurrent-h2d)"},
+		{"crash", "FAKECUDA_CRASH=cuMemHostAlloc:segv@1#2", "SIGSEGV"},
+		{"failure", "FAKECUDA_FAIL=cuMemHostAlloc:2@1#2", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := testOptions(t, lib, "FAKECUDA_DEVICES=2", "FAKECUDA_COPY_BYTES_MAX=1048576", tc.env)
+			o.Timeout = 3 * time.Second
+			res := NewRunner(o).Run(context.Background(), fakeTargets(2))
+			require.Equal(t, StateOK, res.State)
+			for _, g := range res.GPUs {
+				require.Equal(t, StateOK, g.State, "gpu %d: %s", g.Index, g.Reason)
+				require.True(t, g.Trusted(), "gpu %d keeps its one-at-a-time figures", g.Index)
+			}
+			require.Zero(t, res.GPUs[1].ConcurrentH2D, "the GPU that failed in the concurrent phase has no figure")
+			require.Zero(t, res.ConcurrentH2D, "no node figure that leaves a GPU out")
+			if tc.wantError != "" {
+				require.Contains(t, res.Error, tc.wantError)
+			}
+		})
+	}
+}

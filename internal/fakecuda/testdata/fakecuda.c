@@ -59,7 +59,9 @@
 //   FAKECUDA_FAIL=call:code[@dev],...  call returns code (e.g. cuMemHostAlloc:2)
 //   FAKECUDA_HANG=call[@dev],...       call never returns
 //   FAKECUDA_CRASH=call[:segv][@dev],... call aborts the process (or dereferences NULL with :segv)
-// "@dev" limits a rule to calls made while a context of device dev is current.
+// "@dev" limits a rule to calls made while a context of device dev is current; "#n" after it makes the rule
+// apply from the n-th matching call on (cuMemHostAlloc@1#2: device 1's second pinned allocation, the
+// concurrent phase's, hangs).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -174,7 +176,9 @@ struct rule {
 	int kind;
 	int code;
 	int segv;
-	int dev; // -1: any
+	int dev;  // -1: any
+	int from; // the rule applies from the from-th matching call on (1: every call)
+	int seen; // matching calls so far (under mu)
 };
 
 struct ctx {
@@ -271,6 +275,12 @@ static void parse_rules(const char *name, int kind) {
 		r->kind = kind;
 		r->dev = -1;
 		r->code = CUDA_ERROR_UNKNOWN;
+		r->from = 1;
+		char *hash = strchr(tok, '#');
+		if (hash) {
+			*hash = 0;
+			r->from = atoi(hash + 1) > 0 ? atoi(hash + 1) : 1;
+		}
 		char *at = strchr(tok, '@');
 		if (at) {
 			*at = 0;
@@ -341,6 +351,11 @@ static CUresult hook(const char *call) {
 	for (int i = 0; i < nrules; i++) {
 		struct rule *r = &rules[i];
 		if (strcmp(r->name, call) != 0 || (r->dev >= 0 && r->dev != dev))
+			continue;
+		pthread_mutex_lock(&mu);
+		int n = ++r->seen;
+		pthread_mutex_unlock(&mu);
+		if (n < r->from)
 			continue;
 		switch (r->kind) {
 		case RULE_CRASH:

@@ -49,7 +49,8 @@
 //   FAKEHIP_CRASH=call[:segv][@dev],... call aborts the process (or dereferences NULL with :segv)
 // Fault rules name hip* calls: each wrapper applies them under its own name before it calls the core,
 // whose cu* entry points apply none. "@dev" limits a rule to calls made while device dev is current on
-// the calling thread (device 0 before any hipSetDevice).
+// the calling thread (device 0 before any hipSetDevice); "#n" after it applies the rule from the n-th
+// matching call on.
 
 #define FAKE_EXPORT_CUDA __attribute__((visibility("hidden")))
 #define FAKE_ENV "FAKEHIP_"
