@@ -39,10 +39,14 @@ const (
 	exitFailure     = 1 // the command failed: probe failed, no such GPU, interrupted, publish failed
 	exitUsage       = 2 // bad command line: unknown command or flag, bad flag value
 	exitBenchFailed = 3 // probe --bench or bench ran and printed its result, but the DMA check failed
+	exitFindings    = 3 // report --fail-on-findings printed the report, and some node is missing, an outlier or stale
 )
 
 // errBenchFailed marks a command that completed and printed its result, but whose DMA check failed.
 var errBenchFailed = errors.New("dma check failed")
+
+// errFindings marks a report that was printed and found nodes to look at (--fail-on-findings).
+var errFindings = errors.New("findings")
 
 type command struct {
 	name    string
@@ -129,6 +133,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return exitUsage
 		case errors.Is(err, errBenchFailed):
 			return exitBenchFailed
+		case errors.Is(err, errFindings):
+			return exitFindings
 		}
 		return exitFailure
 	}

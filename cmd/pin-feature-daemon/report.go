@@ -27,6 +27,7 @@ type reportOptions struct {
 	OutlierRatio   float64
 	StaleAfter     time.Duration
 	RequestTimeout time.Duration
+	FailOnFindings bool
 }
 
 func (o *reportOptions) AddFlags(fs *pflag.FlagSet) {
@@ -37,6 +38,7 @@ func (o *reportOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&o.OutlierRatio, "outlier-ratio", 0.8, "A node whose pinned H2D is below this times its group's median is an outlier; in (0, 1].")
 	fs.DurationVar(&o.StaleAfter, "stale-after", 0, "Mark nodes whose labels were last written longer ago than this; 0 does not check. The daemon writes only on change, so use a period within which a change is expected.")
 	fs.DurationVar(&o.RequestTimeout, "request-timeout", 30*time.Second, "Limit on each API request.")
+	fs.BoolVar(&o.FailOnFindings, "fail-on-findings", false, "Exit 3 after printing the report when a node is missing, an outlier or stale (for scripts and CI).")
 }
 
 func (o *reportOptions) Validate() error {
@@ -86,8 +88,13 @@ func reportCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer
 				fmt.Fprintf(stderr, "pin-feature-daemon report: note: %s\n", n)
 			}
 		}
-		_, err = stdout.Write(buf.Bytes())
-		return err
+		if _, err := stdout.Write(buf.Bytes()); err != nil {
+			return err
+		}
+		if n := rep.Findings(); o.FailOnFindings && n > 0 {
+			return fmt.Errorf("%w: %d nodes are missing, outliers or stale", errFindings, n)
+		}
+		return nil
 	}
 }
 

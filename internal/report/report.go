@@ -174,8 +174,8 @@ func (r *Row) Status() string {
 	return strings.Join(s, ",")
 }
 
-// findings counts the nodes that are outliers, stale or missing.
-func (r *Report) findings() int {
+// Findings counts the nodes that are outliers, stale or missing.
+func (r *Report) Findings() int {
 	n := 0
 	for i := range r.Nodes {
 		if r.Nodes[i].Status() != "ok" {

@@ -176,7 +176,7 @@ func TestBuild(t *testing.T) {
 			require.Equal(t, tc.wantStale, names(rep.Nodes, func(r *Row) bool { return r.Stale }))
 			require.Equal(t, tc.wantMissing, names(rep.Nodes, func(r *Row) bool { return r.Missing }))
 			require.Equal(t, tc.wantSkipped, rep.Skipped)
-			require.Equal(t, len(tc.wantOutlier)+len(tc.wantMissing)+countNew(tc.wantStale, tc.wantOutlier), rep.findings())
+			require.Equal(t, len(tc.wantOutlier)+len(tc.wantMissing)+countNew(tc.wantStale, tc.wantOutlier), rep.Findings())
 		})
 	}
 }
