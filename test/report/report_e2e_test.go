@@ -32,6 +32,7 @@ import (
 const (
 	h100        = "NVIDIA-H100-80GB-HBM3"
 	gh200       = "NVIDIA-GH200-480GB"
+	mi300x      = "AMD_Instinct_MI300X" // the AMD GPU operator's amd.com/gpu.product-name form
 	daemonNS    = "pin-feature-daemon"
 	modelLabel  = "nvidia.com/gpu.product"
 	staleMargin = 6 * time.Second // between the last stale write and the first fresh one
@@ -40,8 +41,9 @@ const (
 // simNode is one Node of the simulated fleet and what its daemon published.
 type simNode struct {
 	name   string
-	model  string         // nvidia.com/gpu.product, "" for none
-	gpus   bool           // a device plugin's nvidia.com/gpu capacity
+	model  string         // nvidia.com/gpu.product (amd.com/gpu.product-name with amd), "" for none
+	gpus   bool           // a device plugin's nvidia.com/gpu (amd.com/gpu with amd) capacity
+	amd    bool           // an AMD node
 	labels labeler.Labels // nil: no daemon ran here
 	via    string         // "nodefeature" or "node": the daemon's --output
 	stale  bool           // published before the pause, so older than --stale-after
@@ -65,6 +67,8 @@ func cudaPCIe(gen, width, h2d int) labeler.Labels {
 //     four published long ago (stale); one whose bench failed has no figure and is no outlier.
 //   - 10 H100 on Gen4 x16: 25-26 GB/s, normal for their link; 12 is an outlier (median 25, below 20).
 //   - 6 GH200 over NVLink-C2C with --output node: 390-395, 200 an outlier; one stale.
+//   - 5 MI300X on Gen5 x16 (ROCm, NodeFeature): 50-51 GB/s, 33 an outlier; one AMD node without our labels
+//     (missing, by its amd.com/gpu capacity).
 //   - 3 GPU nodes without any label of ours (missing), 2 CPU nodes whose daemon said no accelerator, 4 plain
 //     nodes without accelerator or labels (not shown).
 func fleet() []simNode {
@@ -101,6 +105,16 @@ func fleet() []simNode {
 				labeler.KeyH2DGBytesPerSec: strconv.Itoa(h2d), labeler.KeyD2HGBytesPerSec: strconv.Itoa(h2d - 20), labeler.KeyBench: "ok"},
 			outlier: i == 2, stale: i == 5})
 	}
+	for i := range 5 {
+		l := cudaPCIe(5, 16, 50+i%2)
+		if i == 4 {
+			l = cudaPCIe(5, 16, 33)
+		}
+		l[labeler.KeyPlatform] = "rocm"
+		f = append(f, simNode{name: fmt.Sprintf("mi300x-%02d", i), model: mi300x, gpus: true, amd: true,
+			via: "nodefeature", labels: l, outlier: i == 4})
+	}
+	f = append(f, simNode{name: "mi300x-nolabels-00", model: mi300x, gpus: true, amd: true, missing: true})
 	for i := range 3 {
 		f = append(f, simNode{name: fmt.Sprintf("h100-nolabels-%02d", i), model: h100, gpus: true, missing: true})
 	}
@@ -204,7 +218,7 @@ func TestReport(t *testing.T) {
 			}
 		}
 		require.Equal(t, map[string]float64{h100 + ", pcie gen5 x16": 55, h100 + ", pcie gen4 x16": 25,
-			gh200 + ", nvlink-c2c": 392}, medians)
+			gh200 + ", nvlink-c2c": 392, mi300x + ", pcie gen5 x16": 50}, medians)
 		for _, r := range rep.Nodes {
 			switch r.Node {
 			case "gh200-00":
@@ -328,12 +342,16 @@ func TestReport(t *testing.T) {
 func createNode(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, n *simNode) {
 	t.Helper()
 	node := controlplane.KubeletNode(n.name)
+	modelKey, resourceName := modelLabel, corev1.ResourceName("nvidia.com/gpu")
+	if n.amd {
+		modelKey, resourceName = "amd.com/gpu.product-name", "amd.com/gpu"
+	}
 	if n.model != "" {
-		node.Labels[modelLabel] = n.model
+		node.Labels[modelKey] = n.model
 	}
 	if n.gpus {
-		node.Status.Capacity["nvidia.com/gpu"] = resource.MustParse("8")
-		node.Status.Allocatable["nvidia.com/gpu"] = resource.MustParse("8")
+		node.Status.Capacity[resourceName] = resource.MustParse("8")
+		node.Status.Allocatable[resourceName] = resource.MustParse("8")
 	}
 	status := node.Status
 	created, err := cp.Clientset.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
