@@ -21,6 +21,7 @@ type probeOptions struct {
 	ProcFS         string
 	SysFS          string
 	DevFS          string
+	CgroupFS       string
 	CUDALibrary    string
 	HIPLibrary     string
 	NVMLLibrary    string
@@ -37,6 +38,7 @@ func (o *probeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ProcFS, "path.procfs", "", "procfs mount point; overrides <host-root>/proc.")
 	fs.StringVar(&o.SysFS, "path.sysfs", "", "sysfs mount point; overrides <host-root>/sys.")
 	fs.StringVar(&o.DevFS, "path.devfs", "", "devfs mount point; overrides <host-root>/dev.")
+	fs.StringVar(&o.CgroupFS, "path.cgroupfs", "", "The daemon's own cgroup mount (e.g. /sys/fs/cgroup in a container), read for its memory limit when /proc/self/cgroup shows a cgroup namespace's root; empty reads <sysfs>/fs/cgroup.")
 	fs.StringVar(&o.CUDALibrary, "cuda-library", bench.DefaultCUDALibrary, "CUDA driver library the DMA check loads with dlopen (never the toolkit's libcuda.so stub).")
 	fs.StringVar(&o.HIPLibrary, "hip-library", bench.DefaultHIPLibrary, "ROCm HIP runtime the DMA check of AMD GPUs loads with dlopen; the default name falls back to libamdhip64.so.{7,6,5} and /opt/rocm/lib/libamdhip64.so.")
 	fs.StringVar(&o.NVMLLibrary, "nvml-library", "libnvidia-ml.so.1", `NVML library for GPU enrichment; "none" disables NVML.`)
@@ -77,6 +79,7 @@ func (o *probeOptions) hostFS() detector.HostFS {
 	if o.DevFS != "" {
 		h.Dev = o.DevFS
 	}
+	h.OwnCgroup = o.CgroupFS
 	return h
 }
 

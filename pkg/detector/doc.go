@@ -77,7 +77,8 @@
 //     sys/module/amdgpu/version (AMD's DKMS builds), else its srcversion (the bench keys stored results by it).
 //   - Memory: RLIMIT_MEMLOCK and an mlock trial (System), proc/meminfo, the process's cgroup (proc/self/cgroup;
 //     the v1 memory controller when mounted, else the v2 entry; the limit is the smallest on the path to the
-//     hierarchy root), the transparent-hugepage mode, IOMMU presence (sys/class/iommu or
+//     hierarchy root; a cgroup namespace's root "/" is read under HostFS.OwnCgroup, the container's own cgroup
+//     mount, when set), the transparent-hugepage mode, IOMMU presence (sys/class/iommu or
 //     sys/kernel/iommu_groups not empty) and the size of dev/shm.
 //   - Identity: hostname (proc/sys/kernel/hostname, else etc/hostname), kernel release, boot id.
 //

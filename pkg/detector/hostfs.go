@@ -15,8 +15,15 @@ import (
 // HostFS holds the roots of the host's filesystems. NewHostFS(root) gives root/proc, root/sys, root/dev,
 // root/etc and root/usr; the --path.procfs, --path.sysfs and --path.devfs flags replace single fields. Usr is
 // only read for WSL's driver libraries (usr/lib/wsl/lib).
+//
+// OwnCgroup (--path.cgroupfs) is the daemon's own cgroup mount, read instead of Sys/fs/cgroup when
+// proc/self/cgroup names the root of a cgroup namespace ("/"): in a private cgroup namespace (containerd's and
+// CRI-O's default on cgroup v2) the path is relative to the container's cgroup, which the container's own
+// /sys/fs/cgroup shows as its root, while the host's sysfs shows the host's root there, with no limit. Empty
+// keeps Sys/fs/cgroup for every path.
 type HostFS struct {
 	Proc, Sys, Dev, Etc, Usr string
+	OwnCgroup                string
 }
 
 // NewHostFS returns the HostFS of a host whose root filesystem is at root ("/" when empty).
@@ -31,6 +38,14 @@ func NewHostFS(root string) HostFS {
 		Etc:  filepath.Join(root, "etc"),
 		Usr:  filepath.Join(root, "usr"),
 	}
+}
+
+// ownCgroup is the cgroup mount read for a cgroup namespace's root: OwnCgroup, else Sys/fs/cgroup.
+func (h HostFS) ownCgroup() string {
+	if h.OwnCgroup != "" {
+		return h.OwnCgroup
+	}
+	return filepath.Join(h.withDefaults().Sys, "fs", "cgroup")
 }
 
 // withDefaults fills empty roots with those of NewHostFS("/").

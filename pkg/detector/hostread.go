@@ -47,6 +47,7 @@ func (h HostFS) roots() []hostRoot {
 		{dir: filepath.Clean(h.Sys), mount: "/sys"},
 		{dir: filepath.Clean(h.Dev), mount: "/dev"},
 		{dir: filepath.Clean(h.Etc), mount: "/etc"},
+		{dir: filepath.Clean(h.ownCgroup()), mount: "/sys/fs/cgroup"},
 	}
 }
 

@@ -87,8 +87,9 @@ func (p *probe) meminfo(m *MemoryFacts) {
 // cgroupMemory reads the memory limit and usage of this process's cgroup from proc/self/cgroup and
 // sys/fs/cgroup. The v1 memory controller wins when mounted (hybrid hierarchies), else the v2 "0::" entry.
 // The limit is the smallest one on the path from the cgroup up to the hierarchy's root, since every ancestor's
-// limit applies. In a container with its own cgroup namespace the path is "/" and sys/fs/cgroup is the
-// container's own view, so the root files are the container's.
+// limit applies. In a container with its own cgroup namespace the path is "/", relative to the container's
+// cgroup: it is read under HostFS.OwnCgroup (the container's own cgroup mount, whose root is that cgroup), not
+// under the host's sysfs, whose root is the host's.
 func (p *probe) cgroupMemory() *CgroupMemory {
 	data, ok := p.read("cgroup", filepath.Join(p.host.Proc, "self", "cgroup"))
 	if !ok {
@@ -99,15 +100,21 @@ func (p *probe) cgroupMemory() *CgroupMemory {
 		p.fail("cgroup", err)
 		return nil
 	}
+	mount := func(cgPath string) string {
+		if cgPath == "/" {
+			return p.host.ownCgroup()
+		}
+		return filepath.Join(p.host.Sys, "fs", "cgroup")
+	}
 	for _, e := range entries {
 		if slices.Contains(e.Controllers, "memory") {
-			return p.cgroupMemoryAt(1, filepath.Join(p.host.Sys, "fs", "cgroup", "memory"), e.Path,
+			return p.cgroupMemoryAt(1, filepath.Join(mount(e.Path), "memory"), e.Path,
 				"memory.limit_in_bytes", "memory.usage_in_bytes")
 		}
 	}
 	for _, e := range entries {
 		if e.ID == 0 && len(e.Controllers) == 0 {
-			return p.cgroupMemoryAt(2, filepath.Join(p.host.Sys, "fs", "cgroup"), e.Path, "memory.max", "memory.current")
+			return p.cgroupMemoryAt(2, mount(e.Path), e.Path, "memory.max", "memory.current")
 		}
 	}
 	p.absent("cgroup memory controller", filepath.Join(p.host.Proc, "self", "cgroup"))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"runtime"
 	"syscall"
 	"testing"
@@ -217,4 +218,57 @@ func TestProbeStopsWhenCancelled(t *testing.T) {
 	require.ErrorContains(t, r.Err(), "context canceled", "a pass stopped half-way is no fact about the node")
 	require.Empty(t, r.Accelerators)
 	require.Equal(t, no(ReasonNoAccelerator), r.Verdict)
+}
+
+// TestCgroupNamespaceRoot: in a private cgroup namespace proc/self/cgroup says "0::/" (or "N:memory:/"), a
+// path relative to the container's cgroup. With OwnCgroup set it is read in the container's own cgroup mount,
+// whose root is the container's cgroup with its limit; the host's sysfs root (no memory.max: the host's root
+// cgroup) must not make the container look unlimited.
+func TestCgroupNamespaceRoot(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		tree *tree
+		own  string // OwnCgroup below the tree's root; "" leaves it unset
+		want *CgroupMemory
+	}{
+		{
+			name: "cgroup v2, own mount",
+			tree: newTree().file("proc/self/cgroup", "0::/\n").file("sys/fs/cgroup/cgroup.controllers", "memory\n").
+				file("own/memory.max", "1073741824\n").file("own/memory.current", "52428800\n"),
+			own:  "own",
+			want: &CgroupMemory{Version: 2, Path: "/", Limit: Limit{Bytes: 1 << 30}, UsageBytes: 50 << 20},
+		},
+		{
+			name: "cgroup v1, own mount",
+			tree: newTree().file("proc/self/cgroup", "5:memory:/\n0::/\n").
+				file("own/memory/memory.limit_in_bytes", "536870912\n").file("own/memory/memory.usage_in_bytes", "1024\n"),
+			own:  "own",
+			want: &CgroupMemory{Version: 1, Path: "/", Limit: Limit{Bytes: 512 << 20}, UsageBytes: 1024},
+		},
+		{
+			name: "a full path is the host's, even with an own mount",
+			tree: newTree().file("proc/self/cgroup", "0::/kubepods.slice/pod.slice/cri.scope\n").
+				file("sys/fs/cgroup/kubepods.slice/memory.max", "2147483648\n").
+				file("sys/fs/cgroup/kubepods.slice/pod.slice/cri.scope/memory.current", "7\n").
+				file("own/memory.max", "1\n"),
+			own: "own",
+			want: &CgroupMemory{Version: 2, Path: "/kubepods.slice/pod.slice/cri.scope",
+				Limit: Limit{Bytes: 2 << 30}, UsageBytes: 7},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			root := t.TempDir()
+			require.NoError(t, tc.tree.write(root))
+			h := NewHostFS(root)
+			if tc.own != "" {
+				h.OwnCgroup = filepath.Join(root, tc.own)
+			}
+			d := New(Options{Host: h, System: podSystem})
+			t.Cleanup(func() { require.NoError(t, d.Close()) })
+			r := d.Probe(context.Background())
+			require.Equal(t, tc.want, r.Memory.Cgroup, "errors: %v", r.Errors)
+		})
+	}
 }
