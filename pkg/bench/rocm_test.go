@@ -4,8 +4,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
@@ -268,4 +270,63 @@ func TestROCmStateFollowsDriver(t *testing.T) {
 	require.False(t, run("6.12.12").Cached, "first run measures")
 	require.True(t, run("6.12.12").Cached, "a restart under the same module reuses the stored result")
 	require.False(t, run("6.14.1").Cached, "a new amdgpu module is measured again")
+}
+
+// TestHIPShimInProcess drives the HIP shim directly against the fake runtime: the device pointer (void * in
+// HIP) survives its trip through Go as an integer, data really moves, and errors name the call and the code.
+func TestHIPShimInProcess(t *testing.T) {
+	t.Parallel()
+	_, err := openHIP(filepath.Join(t.TempDir(), "libamdhip64.so"))
+	require.ErrorIs(t, err, errNoDriver)
+	require.ErrorContains(t, err, "no ROCm HIP runtime: dlopen ")
+
+	drv, err := openHIP(fakeHIP(t))
+	require.NoError(t, err)
+	runtime.LockOSThread() // the current device is the thread's
+	defer runtime.UnlockOSThread()
+
+	require.NoError(t, drv.Init())
+	v, err := drv.DriverVersion()
+	require.NoError(t, err)
+	require.Equal(t, 60443483, v)
+	dev, err := drv.DeviceByPCIBusID("0000:1b:00.0")
+	require.NoError(t, err)
+	id, err := drv.DevicePCIBusID(dev)
+	require.NoError(t, err)
+	n, err := detector.NormalizePCIAddress(id)
+	require.NoError(t, err)
+	require.Equal(t, "0000:1b:00.0", n)
+	_, err = drv.CtxCreate(dev)
+	require.NoError(t, err)
+	free, total, err := drv.MemGetInfo()
+	require.NoError(t, err)
+	require.Equal(t, total, free)
+
+	const size = 4 * mib
+	d, err := drv.MemAlloc(size)
+	require.NoError(t, err)
+	require.NotZero(t, d)
+	defer func() { require.NoError(t, drv.MemFree(d)) }()
+	s, err := drv.StreamCreate(streamNonBlocking)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, drv.StreamDestroy(s)) }()
+	src, err := drv.MemHostAlloc(size, hostAllocPortable)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, drv.MemFreeHost(src)) }()
+	dst, err := drv.MemHostAlloc(size, hostAllocPortable)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, drv.MemFreeHost(dst)) }()
+	in, out := unsafe.Slice((*byte)(src), size), unsafe.Slice((*byte)(dst), size)
+	for i := range in {
+		in[i] = byte(i * 13)
+	}
+	require.NoError(t, drv.MemcpyHtoDAsync(d, src, size, s))
+	require.NoError(t, drv.MemcpyDtoHAsync(dst, d, size, s))
+	require.NoError(t, drv.StreamSynchronize(s))
+	require.Equal(t, in, out, "the data made the round trip")
+
+	err = drv.MemHostUnregister(src)
+	require.EqualError(t, err, "hipHostUnregister: hipErrorHostMemoryNotRegistered (713)")
+	err = drv.MemcpyHtoDAsync(d, src, size+1, s)
+	require.EqualError(t, err, "hipMemcpyHtoDAsync: hipErrorInvalidValue (1)", "the copy overruns the device buffer")
 }
