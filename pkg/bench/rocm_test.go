@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -329,4 +330,42 @@ func TestHIPShimInProcess(t *testing.T) {
 	require.EqualError(t, err, "hipHostUnregister: hipErrorHostMemoryNotRegistered (713)")
 	err = drv.MemcpyHtoDAsync(d, src, size+1, s)
 	require.EqualError(t, err, "hipMemcpyHtoDAsync: hipErrorInvalidValue (1)", "the copy overruns the device buffer")
+}
+
+// TestRealHIPRuntime loads the HIP runtime installed on this machine (Debian's libamdhip64-5, which .ci/run
+// installs; ROCm's own where present) through the shim: every entry point of hipSymbols, optional ones
+// included, resolves by the names and fallbacks the shim uses, and hipInit's status comes back named by the
+// runtime's own hipGetErrorName. It is skipped where no HIP runtime is installed; test/vendorlib requires one.
+func TestRealHIPRuntime(t *testing.T) {
+	t.Parallel()
+	var drv gpuDriver
+	var err error
+	for _, name := range append([]string{DefaultHIPLibrary}, hipLibraryFallbacks...) {
+		if drv, err = openHIP(name); err == nil {
+			t.Logf("loaded %s", name)
+			break
+		}
+		require.ErrorIs(t, err, errNoDriver, "a HIP runtime that loads must resolve every required entry point")
+	}
+	if drv == nil {
+		t.Skipf("no HIP runtime installed (apt-get install libamdhip64-5): %v", err)
+	}
+	l := drv.(hipLib)
+	for i, s := range hipSymbols {
+		require.NotNil(t, l.fn[i], "%s (or %q) is not exported by %s", s.name, s.fallback, l.path)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	err = drv.Init()
+	if err == nil {
+		n, err := drv.DeviceCount()
+		require.NoError(t, err)
+		t.Logf("hipInit succeeded: %d devices on this machine", n)
+		return
+	}
+	var de *driverError
+	require.ErrorAs(t, err, &de)
+	require.Equal(t, "hipInit", de.Call)
+	require.True(t, strings.HasPrefix(de.Name, "hipError"), "the runtime names its status: %v", err)
+	t.Logf("hipInit on a machine without an AMD GPU: %v", err)
 }
