@@ -123,14 +123,25 @@ func (req *childRequest) library(p detector.Platform) string {
 // loadRuntime opens and initialises the runtime library of platform p at path and returns it with its
 // version. The default HIP library name falls back to the versioned sonames and ROCm's own directory.
 func loadRuntime(p detector.Platform, path string) (gpuDriver, int, error) {
-	open := openDriver
-	candidates := []string{path}
 	if p == detector.PlatformROCm {
-		open = openHIP
-		if path == DefaultHIPLibrary {
-			candidates = append(candidates, hipLibraryFallbacks...)
-		}
+		return loadFirst(openHIP, runtimeCandidates(p, path))
 	}
+	return loadFirst(openDriver, runtimeCandidates(p, path))
+}
+
+// runtimeCandidates lists the libraries tried for platform p's configured path, in order: the path, and for
+// the default HIP library name its fallbacks.
+func runtimeCandidates(p detector.Platform, path string) []string {
+	if p == detector.PlatformROCm && path == DefaultHIPLibrary {
+		return append([]string{path}, hipLibraryFallbacks...)
+	}
+	return []string{path}
+}
+
+// loadFirst opens the first of candidates that loads (a library that loads but lacks an entry point ends the
+// search: it is the node's, and broken) and initialises it. When none loads, the error is the first
+// candidate's, naming the others tried.
+func loadFirst(open func(string) (gpuDriver, error), candidates []string) (gpuDriver, int, error) {
 	var drv gpuDriver
 	var err, first error
 	for _, c := range candidates {
