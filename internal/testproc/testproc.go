@@ -1,5 +1,5 @@
 // Package testproc is test support for the tests that run the built daemon as a process (test/deploy,
-// test/e2e, test/faults): what they share about watching a running process. Nothing in the daemon imports it.
+// test/e2e, test/faults, test/report, test/vendorlib): what they share about running a process and watching it run. Nothing in the daemon imports it.
 package testproc
 
 import (

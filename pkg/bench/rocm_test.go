@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
@@ -315,27 +314,8 @@ func TestHIPShimInProcess(t *testing.T) {
 	require.Equal(t, total, free)
 
 	const size = 4 * mib
-	d, err := drv.MemAlloc(size)
-	require.NoError(t, err)
-	require.NotZero(t, d)
-	defer func() { require.NoError(t, drv.MemFree(d)) }()
-	s, err := drv.StreamCreate(streamNonBlocking)
-	require.NoError(t, err)
-	defer func() { require.NoError(t, drv.StreamDestroy(s)) }()
-	src, err := drv.MemHostAlloc(size, hostAllocPortable)
-	require.NoError(t, err)
-	defer func() { require.NoError(t, drv.MemFreeHost(src)) }()
-	dst, err := drv.MemHostAlloc(size, hostAllocPortable)
-	require.NoError(t, err)
-	defer func() { require.NoError(t, drv.MemFreeHost(dst)) }()
-	in, out := unsafe.Slice((*byte)(src), size), unsafe.Slice((*byte)(dst), size)
-	for i := range in {
-		in[i] = byte(i * 13)
-	}
-	require.NoError(t, drv.MemcpyHtoDAsync(d, src, size, s))
-	require.NoError(t, drv.MemcpyDtoHAsync(dst, d, size, s))
-	require.NoError(t, drv.StreamSynchronize(s))
-	require.Equal(t, in, out, "the data made the round trip")
+	d, s, src, release := requireRoundTrip(t, drv, size)
+	defer release()
 
 	err = drv.MemHostUnregister(src)
 	require.EqualError(t, err, "hipHostUnregister: hipErrorHostMemoryNotRegistered (713)")

@@ -311,32 +311,51 @@ func TestShimInProcess(t *testing.T) {
 	require.Equal(t, total, free)
 
 	const n = 4 * mib
-	d, err := drv.MemAlloc(n)
-	require.NoError(t, err)
-	defer func() { require.NoError(t, drv.MemFree(d)) }()
-	s, err := drv.StreamCreate(streamNonBlocking)
-	require.NoError(t, err)
-	src, err := drv.MemHostAlloc(n, hostAllocPortable)
-	require.NoError(t, err)
-	defer func() { require.NoError(t, drv.MemFreeHost(src)) }()
-	dst, err := drv.MemHostAlloc(n, hostAllocPortable)
-	require.NoError(t, err)
-	defer func() { require.NoError(t, drv.MemFreeHost(dst)) }()
-	in := unsafe.Slice((*byte)(src), n)
-	out := unsafe.Slice((*byte)(dst), n)
-	for i := range in {
-		in[i] = byte(i * 7)
-	}
-	require.NoError(t, drv.MemcpyHtoDAsync(d, src, n, s))
-	require.NoError(t, drv.MemcpyDtoHAsync(dst, d, n, s))
-	require.NoError(t, drv.StreamSynchronize(s))
-	require.Equal(t, in, out, "the data made the round trip")
+	d, s, src, release := requireRoundTrip(t, drv, n)
+	defer release()
 
 	err = drv.MemHostUnregister(src)
 	require.Equal(t, "cuMemHostUnregister: CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED (713)", err.Error())
 	err = drv.MemcpyHtoDAsync(d, src, n+1, s)
 	require.Equal(t, "cuMemcpyHtoDAsync_v2: CUDA_ERROR_INVALID_VALUE (1)", err.Error(), "the copy overruns the device buffer")
 	require.False(t, errors.Is(err, errNoDriver))
+}
+
+// requireRoundTrip allocates a device buffer of n bytes, a non-blocking stream and two pinned host buffers
+// with drv (on the calling thread, whose context or device is current), copies a pattern host->device->host
+// and requires it back unchanged. It returns the device buffer, the stream and the source buffer for more
+// calls, and the release of all of them, which the caller defers (on the same thread, before its context goes).
+func requireRoundTrip(t *testing.T, drv gpuDriver, n int64) (devicePtr, gpuStream, unsafe.Pointer, func()) {
+	t.Helper()
+	var releases []func() error
+	release := func() {
+		for i := len(releases) - 1; i >= 0; i-- {
+			require.NoError(t, releases[i]())
+		}
+	}
+	d, err := drv.MemAlloc(n)
+	require.NoError(t, err)
+	require.NotZero(t, d)
+	releases = append(releases, func() error { return drv.MemFree(d) })
+	s, err := drv.StreamCreate(streamNonBlocking)
+	require.NoError(t, err)
+	releases = append(releases, func() error { return drv.StreamDestroy(s) })
+	var host [2]unsafe.Pointer
+	for i := range host {
+		host[i], err = drv.MemHostAlloc(n, hostAllocPortable)
+		require.NoError(t, err)
+		p := host[i]
+		releases = append(releases, func() error { return drv.MemFreeHost(p) })
+	}
+	in, out := unsafe.Slice((*byte)(host[0]), n), unsafe.Slice((*byte)(host[1]), n)
+	for i := range in {
+		in[i] = byte(i * 7)
+	}
+	require.NoError(t, drv.MemcpyHtoDAsync(d, host[0], n, s))
+	require.NoError(t, drv.MemcpyDtoHAsync(host[1], d, n, s))
+	require.NoError(t, drv.StreamSynchronize(s))
+	require.Equal(t, in, out, "the data made the round trip")
+	return d, s, host[0], release
 }
 
 func TestBandwidth(t *testing.T) {

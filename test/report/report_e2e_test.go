@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os/exec"
 	"slices"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/pinmemory/pin-feature-daemon/internal/fakecuda"
 	"github.com/pinmemory/pin-feature-daemon/internal/report"
+	"github.com/pinmemory/pin-feature-daemon/internal/testproc"
 	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 	"github.com/pinmemory/pin-feature-daemon/pkg/labeler/output"
 	"github.com/pinmemory/pin-feature-daemon/test/controlplane"
@@ -184,13 +184,13 @@ func TestReport(t *testing.T) {
 	args := []string{"report", "--kubeconfig", cp.Kubeconfig, "--stale-after", staleAfter.String()}
 
 	t.Run("fail on findings", func(t *testing.T) {
-		out, stderr, code := runReportCode(t, bin, append(args, "-o", "csv", "--fail-on-findings")...)
+		out, stderr, code := testproc.Run(t, bin, append(args, "-o", "csv", "--fail-on-findings")...)
 		require.Equal(t, 3, code, "findings with --fail-on-findings: exit 3; stderr: %s", stderr)
 		require.Contains(t, out, wantOutliers[0], "the report is printed all the same")
 		found := namesOf(f, func(n *simNode) bool { return n.outlier || n.stale || n.missing })
 		require.Contains(t, stderr, fmt.Sprintf("findings: %d nodes are missing, outliers or stale", len(found)))
 		fine := namesOf(f, func(n *simNode) bool { return n.labels != nil && !n.outlier && !n.stale && !n.missing })
-		out, stderr, code = runReportCode(t, bin, append(args, "-o", "csv", "-l", "kubernetes.io/hostname="+fine[0], "--fail-on-findings")...)
+		out, stderr, code = testproc.Run(t, bin, append(args, "-o", "csv", "-l", "kubernetes.io/hostname="+fine[0], "--fail-on-findings")...)
 		require.Zero(t, code, "no findings among the selected nodes: exit 0; stderr: %s", stderr)
 		require.Contains(t, out, fine[0])
 	})
@@ -376,20 +376,6 @@ func publish(ctx context.Context, t *testing.T, kc *output.Client, n *simNode) {
 	require.NoError(t, err)
 	_, err = out.Publish(ctx, n.labels)
 	require.NoError(t, err, "publish %s", n.name)
-}
-
-// runReportCode runs the report command and returns its stdout, stderr and exit code.
-func runReportCode(t *testing.T, bin string, args ...string) (string, string, int) {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		t.Fatalf("run %s: %v", bin, err)
-	}
-	return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
 }
 
 func runReport(t *testing.T, bin string, args ...string) string {

@@ -4,9 +4,7 @@ package vendorlib
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -16,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pinmemory/pin-feature-daemon/internal/fakecuda"
+	"github.com/pinmemory/pin-feature-daemon/internal/testproc"
 )
 
 // hipStatus is how the check reports a HIP call's status named by the runtime: "hipInit: hipErrorNoDevice (100)".
@@ -40,7 +39,7 @@ func TestRealHIPRuntime(t *testing.T) {
 			if lib != "" {
 				args = append(args, "--hip-library", lib)
 			}
-			stdout, stderr, code := run(t, bin, args...)
+			stdout, stderr, code := testproc.Run(t, bin, args...)
 			require.Equal(t, 3, code, "the check ran and failed: exit 3; stderr: %s", stderr)
 			var res struct {
 				State string `json:"state"`
@@ -61,7 +60,7 @@ func TestRealHIPRuntime(t *testing.T) {
 	}
 
 	t.Run("probe --bench labels", func(t *testing.T) {
-		stdout, stderr, code := run(t, bin, append([]string{"probe", "--bench", "-o", "labels"}, common...)...)
+		stdout, stderr, code := testproc.Run(t, bin, append([]string{"probe", "--bench", "-o", "labels"}, common...)...)
 		require.Equal(t, 3, code, stderr)
 		labels := map[string]string{}
 		for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
@@ -73,18 +72,4 @@ func TestRealHIPRuntime(t *testing.T) {
 		require.Equal(t, "failed", labels["pinmemory.bench"])
 		require.NotContains(t, labels, "pinmemory.h2d-gbytes-per-sec", "a failed check claims no figure")
 	})
-}
-
-func run(t *testing.T, bin string, args ...string) (string, string, int) {
-	t.Helper()
-	var stdout, stderr strings.Builder
-	cmd := exec.Command(bin, args...)
-	cmd.Env = os.Environ()
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		t.Fatalf("run %s: %v", bin, err)
-	}
-	return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
 }
