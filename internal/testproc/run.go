@@ -7,12 +7,12 @@ import (
 	"testing"
 )
 
-// Run runs bin with args to its end and returns its stdout, stderr and exit code. A process that could not
-// be started, or was killed by a signal, fails the test.
+// Run runs bin with args to its end (killed when the test ends first) and returns its stdout, stderr and exit
+// code. A process that could not be started, or was killed by a signal, fails the test.
 func Run(t testing.TB, bin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	cmd := exec.Command(bin, args...)
+	cmd := exec.CommandContext(t.Context(), bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
 	var exit *exec.ExitError
