@@ -3,12 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
 	"github.com/pinmemory/pin-feature-daemon/pkg/daemon"
 )
 
@@ -51,11 +51,12 @@ func (o *failsafeOptions) driverWait(hostRoot string) *daemon.DriverWait {
 		return nil
 	}
 	path := filepath.Join(hostRoot, o.WaitForDriverFile)
+	host := hostfs.New(hostRoot).Whole() // like every host read: links followed inside the host root only
 	return &daemon.DriverWait{
 		What:    "readiness file " + path,
 		Timeout: o.WaitForDriverTimeout,
 		Ready: func() error {
-			_, err := os.Stat(path)
+			_, err := host.Stat(path)
 			return err
 		},
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -65,4 +66,29 @@ func factError(r detector.Report, fact string) string {
 		}
 	}
 	return ""
+}
+
+// TestDriverWaitStaysInHostRoot: the --wait-for-driver-file check reads through internal/hostfs like every
+// other host read: an absolute link is re-rooted at --host-root, and a link leading out of it is not ready,
+// even when its target exists on this machine.
+func TestDriverWaitStaysInHostRoot(t *testing.T) {
+	t.Parallel()
+	top := t.TempDir()
+	host := filepath.Join(top, "host")
+	ready := filepath.Join(host, "run", "nvidia", "validations")
+	require.NoError(t, os.MkdirAll(ready, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(top, "outside-ready"), nil, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(ready, "toolkit-ready"), nil, 0o644))
+	require.NoError(t, os.Symlink("/run/nvidia/validations/toolkit-ready", filepath.Join(ready, "abs-ready")))
+	require.NoError(t, os.Symlink("../../../../outside-ready", filepath.Join(ready, "escape-ready")))
+	for file, wantReady := range map[string]bool{
+		"/run/nvidia/validations/toolkit-ready": true,
+		"/run/nvidia/validations/abs-ready":     true,
+		"/run/nvidia/validations/escape-ready":  false,
+		"/run/nvidia/validations/missing":       false,
+	} {
+		o := failsafeOptions{WaitForDriverFile: file, WaitForDriverTimeout: time.Second}
+		err := o.driverWait(host).Ready()
+		require.Equal(t, wantReady, err == nil, "%s: %v", file, err)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
 	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
@@ -68,8 +69,8 @@ func (o *probeOptions) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (o *probeOptions) hostFS() detector.HostFS {
-	h := detector.NewHostFS(o.HostRoot)
+func (o *probeOptions) hostFS() hostfs.FS {
+	h := hostfs.New(o.HostRoot)
 	if o.ProcFS != "" {
 		h.Proc = o.ProcFS
 	}

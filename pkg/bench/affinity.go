@@ -5,14 +5,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
+	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 )
 
 // pinThreadToCPUs sets the calling thread's CPU affinity to the CPUs of cpulist that it may already use
 // (a container's cpuset may exclude some). The caller must have locked its goroutine to the thread. It
 // returns the CPUs set, or an error when none of them is allowed or the list is bad.
 func pinThreadToCPUs(cpulist string) (int, error) {
-	cpus, err := detector.ParseCPUList(cpulist)
+	cpus, err := pcie.ParseCPUList(cpulist)
 	if err != nil {
 		return 0, fmt.Errorf("parse local cpus: %w", err)
 	}

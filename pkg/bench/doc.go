@@ -36,7 +36,7 @@
 // reads the current PCIe link of the GPU and of the ports above it from sysfs; the efficiency is pinned H2D
 // over the theoretical rate of the weakest hop's capability, and a link below its capability under load is
 // degraded. Link strings and rates (Gen1-7) come from internal/pcie, the local CPU list is parsed by
-// detector.ParseCPUList: the package keeps no rate table or cpulist parser of its own.
+// pcie.ParseCPUList: the package keeps no rate table or cpulist parser of its own.
 //
 // Concurrent phase: when two or more GPUs were measured OK, the same child then copies host->device on all
 // of them at once (concurrent.go): a goroutine per GPU, locked to its thread with the GPU's local CPU

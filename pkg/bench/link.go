@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
 	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
@@ -18,10 +19,10 @@ func theoreticalBytesPerSecond(c *detector.LinkCapability) float64 {
 }
 
 // readLink reads the current generation and width of the PCI device at addr under sysRoot; false when either
-// is unreadable, malformed or unknown. Reads go through detector.HostFS.ReadFile: inside sysRoot, regular
-// files only, size-capped.
+// is unreadable, malformed or unknown. Reads go through internal/hostfs: inside sysRoot, regular files only,
+// size-capped.
 func readLink(sysRoot, addr string) (detector.LinkCapability, bool) {
-	host := detector.HostFS{Sys: sysRoot}
+	host := hostfs.Under(sysRoot, "/sys")
 	dir := filepath.Join(sysRoot, "bus", "pci", "devices", addr)
 	speed, err := host.ReadFile(filepath.Join(dir, "current_link_speed"))
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
+	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
@@ -357,7 +358,7 @@ func findDevice(drv gpuDriver, t Target) (gpuDevice, error) {
 	if err != nil {
 		return 0, err
 	}
-	if n, err := detector.NormalizePCIAddress(got); err != nil || n != t.PCIAddress {
+	if n, err := pcie.NormalizeAddress(got); err != nil || n != t.PCIAddress {
 		return 0, fmt.Errorf("cuda device for %s reports pci bus id %q", t.PCIAddress, got)
 	}
 	return dev, nil

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pinmemory/pin-feature-daemon/internal/fakecuda"
+	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
@@ -304,7 +305,7 @@ func TestHIPShimInProcess(t *testing.T) {
 	require.NoError(t, err)
 	id, err := drv.DevicePCIBusID(dev)
 	require.NoError(t, err)
-	n, err := detector.NormalizePCIAddress(id)
+	n, err := pcie.NormalizeAddress(id)
 	require.NoError(t, err)
 	require.Equal(t, "0000:1b:00.0", n)
 	_, err = drv.CtxCreate(dev)

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
+	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 )
 
 // selectTargets returns the targets the --gpu selector gpu picks ("" picks all).
@@ -40,7 +40,7 @@ func (t *Target) matches(sel string) bool {
 		return true
 	}
 	if t.PCIAddress != "" {
-		if n, err := detector.NormalizePCIAddress(sel); err == nil && n == t.PCIAddress {
+		if n, err := pcie.NormalizeAddress(sel); err == nil && n == t.PCIAddress {
 			return true
 		}
 	}

@@ -119,12 +119,12 @@ func TestNormalizePCIAddress(t *testing.T) {
 		"10000:e1:00.0":    "10000:e1:00.0",
 		" 0000:1b:00.0\n":  "0000:1b:00.0",
 	} {
-		got, err := detector.NormalizePCIAddress(in)
+		got, err := pcie.NormalizeAddress(in)
 		require.NoError(t, err, in)
 		require.Equal(t, want, got, in)
 	}
 	for _, bad := range []string{"", "2a", "0000:2a:00", "0000:2g:00.0", "0000:2a:20.0", "0000:2a:00.8", "1:2:3:4.0"} {
-		_, err := detector.NormalizePCIAddress(bad)
+		_, err := pcie.NormalizeAddress(bad)
 		require.Error(t, err, bad)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 )
 
 // What an AMD GPU is doing, from the kernel's own sysfs: amdgpu's attributes on the PCI function
@@ -207,7 +209,7 @@ func parseGPUID(s string) (uint32, error) {
 // amdGPUIDs are the KFD gpu_ids of the GPU at addr: its topology node's, then those of its compute partitions'
 // nodes, which the kernel places at the GPU's function 1-7 (kfdTopology). nil when the topology does not know
 // the GPU.
-func (p *probe) amdGPUIDs(addr pciAddr) []uint32 {
+func (p *probe) amdGPUIDs(addr pcie.Address) []uint32 {
 	topo := p.kfdTopology()
 	n, ok := topo[addr]
 	if !ok {
@@ -229,7 +231,7 @@ func (p *probe) amdGPUIDs(addr pciAddr) []uint32 {
 // amdDevice reads what amdgpu and KFD say about the rocm accelerator at addr, whose PCI function's sysfs
 // directory is dir; nil when sysfs says none of it. Malformed values are fact errors and leave their fields
 // unknown: a busy percentage above 100, VRAM used above its total.
-func (p *probe) amdDevice(addr pciAddr, dir string) *AMDDevice {
+func (p *probe) amdDevice(addr pcie.Address, dir string) *AMDDevice {
 	name := addr.String()
 	a := &AMDDevice{}
 	ids := p.amdGPUIDs(addr)

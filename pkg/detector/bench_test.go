@@ -4,11 +4,13 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
 )
 
 // BenchmarkProbe measures one full probe of the 2-GPU fixture node (target: under 20 ms).
 func BenchmarkProbe(b *testing.B) {
-	host := NewHostFS(filepath.Join(fixtureRoot, "dgx-2gpu-switch"))
+	host := hostfs.New(filepath.Join(fixtureRoot, "dgx-2gpu-switch"))
 	for _, bc := range []struct {
 		name string
 		nvml NVML

@@ -23,7 +23,7 @@ var errProbeTimeout = errors.New("probe deadline passed")
 // goroutine behind. The abandoned pass keeps the Detector's lock, so it cannot race a later pass; while it is
 // stuck, every later Probe fails at once with the same message instead of stacking up goroutines, and it is
 // released when (if ever) the blocked call returns. Host reads do not block on FIFOs, sockets or devices
-// (hostread.go), so what is left to hang is a driver: a sysfs attribute whose show() waits on hardware, or NVML.
+// (internal/hostfs), so what is left to hang is a driver: a sysfs attribute whose show() waits on hardware, or NVML.
 
 // passTracker says where a pass is: the step, and the host path being read.
 type passTracker struct {

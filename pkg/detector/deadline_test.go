@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
 )
 
 // hangingNVML is an NVML whose Init blocks until release is closed, as a driver stuck in the kernel.
@@ -29,7 +31,7 @@ func TestProbeDeadline(t *testing.T) {
 	h := hangingNVML{release: make(chan struct{})}
 	// The pass reaches the NVML step in milliseconds; the deadline leaves it hundreds of times that on a busy
 	// machine. Nothing asserts how long anything took.
-	d := New(Options{Host: NewHostFS(root), System: podSystem, NVML: h, Timeout: 5 * time.Second})
+	d := New(Options{Host: hostfs.New(root), System: podSystem, NVML: h, Timeout: 5 * time.Second})
 
 	r := d.Probe(context.Background())
 	errs := factErrors(r)
@@ -56,7 +58,7 @@ func TestProbeCancelWhileStuck(t *testing.T) {
 	require.NoError(t, newTree().write(root))
 	h := hangingNVML{release: make(chan struct{})}
 	defer close(h.release)
-	d := New(Options{Host: NewHostFS(root), System: podSystem, NVML: h})
+	d := New(Options{Host: hostfs.New(root), System: podSystem, NVML: h})
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	r := d.Probe(ctx)

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
 )
 
 // TestDecide holds every rule of the verdict, in the order they apply.
@@ -115,7 +117,7 @@ func TestParsePlatforms(t *testing.T) {
 
 func TestPinPlatformsOption(t *testing.T) {
 	t.Parallel()
-	host := NewHostFS(filepath.Join(fixtureRoot, "trainium"))
+	host := hostfs.New(filepath.Join(fixtureRoot, "trainium"))
 	d := New(Options{Host: host, System: podSystem})
 	require.Equal(t, DefaultPinPlatforms(), d.PinPlatforms())
 	require.Equal(t, no(ReasonPlatform), d.Probe(context.Background()).Verdict)
@@ -123,6 +125,6 @@ func TestPinPlatformsOption(t *testing.T) {
 	d = New(Options{Host: host, System: podSystem, PinPlatforms: []Platform{PlatformCUDA, PlatformNeuron}})
 	require.Equal(t, yes, d.Probe(context.Background()).Verdict)
 
-	d = New(Options{Host: NewHostFS(filepath.Join(fixtureRoot, "mi300x")), System: podSystem, PinPlatforms: []Platform{}})
+	d = New(Options{Host: hostfs.New(filepath.Join(fixtureRoot, "mi300x")), System: podSystem, PinPlatforms: []Platform{}})
 	require.Equal(t, no(ReasonPlatform), d.Probe(context.Background()).Verdict)
 }

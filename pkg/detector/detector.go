@@ -12,12 +12,15 @@ import (
 	"time"
 
 	"k8s.io/klog/v2"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
+	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 )
 
-// Options configures a Detector. Host has no default: use NewHostFS("/") for the machine itself.
+// Options configures a Detector. Host has no default: use hostfs.New("/") for the machine itself.
 type Options struct {
 	// Host holds the roots the host's proc, sys, dev and etc are read from.
-	Host HostFS
+	Host hostfs.FS
 	// NVMLLibrary is the path go-nvml loads (the CLI's default is libnvidia-ml.so.1). "" or "none" disables
 	// NVML, unless NVML is set.
 	NVMLLibrary string
@@ -124,7 +127,7 @@ type Detector struct {
 // New returns a Detector. It loads nothing yet: NVML is initialised by the first Probe.
 func New(opts Options) *Detector {
 	d := &Detector{opts: opts, sys: opts.System, pinPlatforms: opts.PinPlatforms}
-	d.opts.Host = opts.Host.withDefaults()
+	d.opts.Host = opts.Host.WithDefaults()
 	if d.sys == nil {
 		d.sys = newSystem()
 	}
@@ -169,12 +172,12 @@ func (d *Detector) Close() error {
 // probe is the state of one Probe call.
 type probe struct {
 	collector
-	host       HostFS
+	host       hostfs.FS
 	sys        System
 	mlockBytes int
-	kfd        map[pciAddr]kfdNode // the KFD topology's GPU nodes, read on first use
-	kfdProcs   *kfdProcs           // the KFD process list, read on first use (amd.go)
-	wslCUDA    bool                // dev/dxg with WSL's CUDA driver library
+	kfd        map[pcie.Address]kfdNode // the KFD topology's GPU nodes, read on first use
+	kfdProcs   *kfdProcs                // the KFD process list, read on first use (amd.go)
+	wslCUDA    bool                     // dev/dxg with WSL's CUDA driver library
 }
 
 func (p *probe) absent(fact, path string) {
@@ -189,7 +192,7 @@ func (d *Detector) probePass(ctx context.Context, t *passTracker) (r *Report) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	r = &Report{Platform: PlatformCPU, Accelerators: []Accelerator{}}
-	p := &probe{collector: collector{roots: d.opts.Host.roots(), at: t}, host: d.opts.Host, sys: d.sys,
+	p := &probe{collector: collector{files: d.opts.Host.Confine(), at: t}, host: d.opts.Host, sys: d.sys,
 		mlockBytes: d.opts.MlockTrialBytes}
 	defer func() {
 		if v := recover(); v != nil {
@@ -385,7 +388,7 @@ func (d *Detector) nvmlDevice(i int, fact func(string, error) bool) (*NVMLDevice
 	addr := ""
 	if v, err := dev.PCIBusID(); fact(prefix+"pciBusID", err) {
 		info.PCIBusID = v
-		if a, err := NormalizePCIAddress(v); fact(prefix+"pciBusID", err) {
+		if a, err := pcie.NormalizeAddress(v); fact(prefix+"pciBusID", err) {
 			addr = a
 		}
 	}

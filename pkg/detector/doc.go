@@ -4,12 +4,12 @@
 // returns a plain Report, and never talks to Kubernetes or Prometheus. One fact failing never hides the others.
 //
 // It must not measure bandwidth (pkg/bench does), publish anything (pkg/labeler, metrics), hold global state, or
-// read any path outside the HostFS roots.
+// read any path outside the hostfs.FS roots.
 //
 // # Use
 //
 //	d := detector.New(detector.Options{
-//		Host:        detector.NewHostFS("/"),     // --host-root; --path.procfs/sysfs/devfs replace single fields
+//		Host:        detector.hostfs.New("/"),     // --host-root; --path.procfs/sysfs/devfs replace single fields
 //		NVMLLibrary: "libnvidia-ml.so.1",         // "" or "none" disables NVML
 //	})
 //	defer d.Close()                                // shuts NVML down
@@ -31,7 +31,7 @@
 //     skipped. Report.Platforms lists every platform found in the order cuda, rocm, xpu, hpu, neuron, tpu;
 //     Report.Platform is the first with an accelerator that has its driver, else the first, or cpu.
 //   - WSL: proc/sys/kernel/osrelease or proc/version containing "microsoft" (any case), or dev/dxg. With dev/dxg,
-//     WSL's CUDA driver library (usr/lib/wsl/lib/libcuda.so*, HostFS.Usr) makes the platform cuda.
+//     WSL's CUDA driver library (usr/lib/wsl/lib/libcuda.so*, hostfs.FS.Usr) makes the platform cuda.
 //   - Virtual machine: the CPU's hypervisor flag (proc/cpuinfo), DMI sys/class/dmi/id/{sys_vendor,product_name}
 //     (QEMU, KVM, VMware, Hyper-V, Xen, the clouds; EC2 .metal is bare metal), sys/hypervisor/type (a Xen dom0,
 //     proc/xen/capabilities with control_d, is the host), or a bridge with a hypervisor's vendor id (virt.go).
@@ -39,10 +39,10 @@
 //     the platform's (nvidia; amdgpu plus dev/kfd; i915 or xe; habanalabs; neuron; TPUs are not judged, v5e and
 //     later run on vfio-pci). Missing device nodes are listed, never judged (nvidia-modprobe makes NVIDIA's on
 //     first use; a container's own /dev is partial) except dev/kfd. NVML knowing a GPU clears its problem.
-//   - Per accelerator: numa_node (-1 kept), local_cpulist (kept only when ParseCPUList, k8s.io/utils/cpuset
+//   - Per accelerator: numa_node (-1 kept), local_cpulist (kept only when pcie.ParseCPUList, k8s.io/utils/cpuset
 //     behind a bounds check, accepts it), and current/max link speed and width of the device
 //     and of every bridge above it. The bus link is resolved into sys/devices/pci<dom>:<bus>/.../<BDF> (an
-//     absolute link is re-rooted at HostFS.Sys) and the parent directories named like PCI addresses are the
+//     absolute link is re-rooted at hostfs.FS.Sys) and the parent directories named like PCI addresses are the
 //     hops, up to the root port (the walk stops at pci<dom>:<bus>, VMD and Hyper-V bus directories).
 //     The physical links are (device, parent), (grandparent's child, grandparent)... pairing from the device up,
 //     because a switch's upstream/downstream port pair is internal; a link's capability is the smaller max
@@ -56,7 +56,7 @@
 //     GB200 2941, GB300 31c2) has no PCIe capability: its PCIe link does not carry host memory traffic.
 //   - NVML (optional): driver and CUDA versions, system confidential-computing state, and per GPU its bus id,
 //     UUID, name, max/current PCIe gen and width, memory, compute process count, compute mode and C2C mode.
-//     GPUs are matched to sysfs by normalised PCI address (NormalizePCIAddress). When sysfs has no NVIDIA GPU
+//     GPUs are matched to sysfs by normalised PCI address (pcie.NormalizeAddress). When sysfs has no NVIDIA GPU
 //     (WSL) the NVML devices are the inventory, with capability and degradation from NVML's max/current link.
 //     A library that does not load sets Driver.NVMLError only; NOT_SUPPORTED and symbols missing from older
 //     drivers are absence; any other failed call is that fact's FactError ("nvml/<index>/<fact>"). With
@@ -77,12 +77,12 @@
 //     sys/module/amdgpu/version (AMD's DKMS builds), else its srcversion (the bench keys stored results by it).
 //   - Memory: RLIMIT_MEMLOCK and an mlock trial (System), proc/meminfo, the process's cgroup (proc/self/cgroup;
 //     the v1 memory controller when mounted, else the v2 entry; the limit is the smallest on the path to the
-//     hierarchy root; a cgroup namespace's root "/" is read under HostFS.OwnCgroup, the container's own cgroup
+//     hierarchy root; a cgroup namespace's root "/" is read under hostfs.FS.OwnCgroup, the container's own cgroup
 //     mount, when set), the transparent-hugepage mode, IOMMU presence (sys/class/iommu or
 //     sys/kernel/iommu_groups not empty) and the size of dev/shm.
 //   - Identity: hostname (proc/sys/kernel/hostname, else etc/hostname), kernel release, boot id.
 //
-// Host files are read safely (hostread.go): paths resolve inside their HostFS root (no link leads out), only
+// Host files are read safely (internal/hostfs, through the collector in collector.go): paths resolve inside their hostfs.FS root (no link leads out), only
 // regular files are read (a FIFO never blocks the probe), at most 1 MiB each. A pass has a deadline
 // (Options.Timeout, deadline.go): a pass stuck in a driver is abandoned with the "probe" fact's error naming
 // the step and path.

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
 )
 
 // TestProbeErrorsAreNotFacts: a host root or PCI listing that cannot be read fails the pass (Report.Err),
@@ -21,40 +23,40 @@ func TestProbeErrorsAreNotFacts(t *testing.T) {
 	devices := func(root string) string { return filepath.Join(root, "sys", "bus", "pci", "devices") }
 	tests := []struct {
 		name    string
-		host    func(t *testing.T) HostFS
+		host    func(t *testing.T) hostfs.FS
 		wantErr string // "" means the pass is good
 	}{
-		{"host root does not exist", func(t *testing.T) HostFS {
-			return NewHostFS(filepath.Join(t.TempDir(), "nonexistent"))
+		{"host root does not exist", func(t *testing.T) hostfs.FS {
+			return hostfs.New(filepath.Join(t.TempDir(), "nonexistent"))
 		}, "hostfs/proc"},
-		{"sys root is a file", func(t *testing.T) HostFS {
+		{"sys root is a file", func(t *testing.T) hostfs.FS {
 			root := gpuNode(t)
-			h := NewHostFS(root)
+			h := hostfs.New(root)
 			h.Sys = filepath.Join(root, "proc", "version")
 			return h
 		}, "is not a directory"},
-		{"bus/pci missing", func(t *testing.T) HostFS {
+		{"bus/pci missing", func(t *testing.T) hostfs.FS {
 			root := gpuNode(t)
 			require.NoError(t, os.RemoveAll(filepath.Join(root, "sys", "bus", "pci")))
-			return NewHostFS(root)
+			return hostfs.New(root)
 		}, "pci: list"},
-		{"bus/pci/devices replaced by a file", func(t *testing.T) HostFS {
+		{"bus/pci/devices replaced by a file", func(t *testing.T) hostfs.FS {
 			root := gpuNode(t)
 			require.NoError(t, os.RemoveAll(devices(root)))
 			require.NoError(t, os.WriteFile(devices(root), []byte("x"), 0o644))
-			return NewHostFS(root)
+			return hostfs.New(root)
 		}, "not a directory"},
-		{"bus/pci/devices a dangling symlink", func(t *testing.T) HostFS {
+		{"bus/pci/devices a dangling symlink", func(t *testing.T) hostfs.FS {
 			root := gpuNode(t)
 			require.NoError(t, os.RemoveAll(devices(root)))
 			require.NoError(t, os.Symlink("nowhere", devices(root)))
-			return NewHostFS(root)
+			return hostfs.New(root)
 		}, "no such file"},
-		{"bus/pci/devices readable and empty", func(t *testing.T) HostFS {
+		{"bus/pci/devices readable and empty", func(t *testing.T) hostfs.FS {
 			root := gpuNode(t)
 			require.NoError(t, os.RemoveAll(devices(root)))
 			require.NoError(t, os.Mkdir(devices(root), 0o755))
-			return NewHostFS(root)
+			return hostfs.New(root)
 		}, ""},
 	}
 	for _, tc := range tests {
@@ -82,7 +84,7 @@ func TestEveryFixtureIsAGoodPass(t *testing.T) {
 		if !e.IsDir() {
 			continue
 		}
-		r := New(Options{Host: NewHostFS(filepath.Join(fixtureRoot, e.Name())), System: podSystem}).Probe(context.Background())
+		r := New(Options{Host: hostfs.New(filepath.Join(fixtureRoot, e.Name())), System: podSystem}).Probe(context.Background())
 		require.NoError(t, r.Err(), e.Name())
 	}
 }

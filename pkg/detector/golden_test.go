@@ -13,6 +13,8 @@ import (
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden reports under testdata/golden")
@@ -227,7 +229,7 @@ func TestGoldenReports(t *testing.T) {
 	for _, tc := range goldenCases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			d := New(Options{Host: NewHostFS(filepath.Join(fixtureRoot, tc.node)), NVML: tc.nvml.nvml(), System: tc.sys})
+			d := New(Options{Host: hostfs.New(filepath.Join(fixtureRoot, tc.node)), NVML: tc.nvml.nvml(), System: tc.sys})
 			t.Cleanup(func() { require.NoError(t, d.Close()) })
 			r := d.Probe(context.Background())
 

@@ -1,9 +1,10 @@
 package detector
 
 import (
-	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 )
 
 // IOMMUFacts is how the IOMMU translates device DMA, from the default-domain type of each IOMMU group
@@ -72,7 +73,7 @@ func (p *probe) iommuFacts(accs []Accelerator) *IOMMUFacts {
 			continue // scanPCI has recorded it
 		}
 		link := filepath.Join(dev, "iommu_group")
-		target, err := os.Readlink(link)
+		target, err := p.files.Readlink(link)
 		if err != nil {
 			p.absent("iommu/"+addr, link)
 			continue
@@ -81,12 +82,12 @@ func (p *probe) iommuFacts(accs []Accelerator) *IOMMUFacts {
 		f.Accelerators = append(f.Accelerators, AcceleratorIOMMU{PCIAddress: addr, Group: group, Mode: modes[group]})
 	}
 	slices.SortFunc(f.Accelerators, func(a, b AcceleratorIOMMU) int {
-		pa, _ := parsePCIAddress(a.PCIAddress)
-		pb, _ := parsePCIAddress(b.PCIAddress)
+		pa, _ := pcie.ParseAddress(a.PCIAddress)
+		pb, _ := pcie.ParseAddress(b.PCIAddress)
 		switch {
-		case pa.less(pb):
+		case pa.Less(pb):
 			return -1
-		case pb.less(pa):
+		case pb.Less(pa):
 			return 1
 		}
 		return 0

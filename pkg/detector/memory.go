@@ -7,6 +7,8 @@ import (
 	"slices"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
 )
 
 // defaultMlockTrialBytes is the buffer the mlock trial locks when Options.MlockTrialBytes is not set.
@@ -27,7 +29,7 @@ func (p *probe) memoryFacts(m *MemoryFacts) {
 	m.IOMMU = p.iommu()
 	shm := filepath.Join(p.host.Dev, "shm")
 	if size, err := p.shmSize(shm); err != nil {
-		if isAbsent(err) {
+		if hostfs.IsAbsent(err) {
 			p.absent("shm", shm)
 		} else {
 			p.fail("shm", err)
@@ -88,7 +90,7 @@ func (p *probe) meminfo(m *MemoryFacts) {
 // sys/fs/cgroup. The v1 memory controller wins when mounted (hybrid hierarchies), else the v2 "0::" entry.
 // The limit is the smallest one on the path from the cgroup up to the hierarchy's root, since every ancestor's
 // limit applies. In a container with its own cgroup namespace the path is "/", relative to the container's
-// cgroup: it is read under HostFS.OwnCgroup (the container's own cgroup mount, whose root is that cgroup), not
+// cgroup: it is read under hostfs.FS.OwnCgroup (the container's own cgroup mount, whose root is that cgroup), not
 // under the host's sysfs, whose root is the host's.
 func (p *probe) cgroupMemory() *CgroupMemory {
 	data, ok := p.read("cgroup", filepath.Join(p.host.Proc, "self", "cgroup"))
@@ -102,7 +104,7 @@ func (p *probe) cgroupMemory() *CgroupMemory {
 	}
 	mount := func(cgPath string) string {
 		if cgPath == "/" {
-			return p.host.ownCgroup()
+			return p.host.CgroupRoot()
 		}
 		return filepath.Join(p.host.Sys, "fs", "cgroup")
 	}
@@ -125,7 +127,7 @@ func (p *probe) cgroupMemoryAt(version int, mount, cgPath, limitFile, usageFile 
 	cg := &CgroupMemory{Version: version, Path: cgPath, Limit: Limit{Unlimited: true}}
 	leaf := filepath.Join(mount, filepath.FromSlash(cgPath))
 	if _, err := p.resolve(leaf); err != nil { // a cgroup path from proc/self/cgroup must not lead out
-		if isAbsent(err) {
+		if hostfs.IsAbsent(err) {
 			p.absent("cgroup", leaf)
 		} else {
 			p.fail("cgroup", err)

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
 )
 
 func TestMemoryFacts(t *testing.T) {
@@ -212,7 +214,7 @@ func TestProbeStopsWhenCancelled(t *testing.T) {
 	cancel()
 	root := t.TempDir()
 	require.NoError(t, fixtures["dgx-2gpu-switch"]().write(root))
-	d := New(Options{Host: NewHostFS(root), System: podSystem})
+	d := New(Options{Host: hostfs.New(root), System: podSystem})
 	r := d.Probe(ctx)
 	require.NotNil(t, r)
 	require.ErrorContains(t, r.Err(), "context canceled", "a pass stopped half-way is no fact about the node")
@@ -261,7 +263,7 @@ func TestCgroupNamespaceRoot(t *testing.T) {
 			t.Parallel()
 			root := t.TempDir()
 			require.NoError(t, tc.tree.write(root))
-			h := NewHostFS(root)
+			h := hostfs.New(root)
 			if tc.own != "" {
 				h.OwnCgroup = filepath.Join(root, tc.own)
 			}

@@ -31,7 +31,7 @@ type NVML interface {
 
 // NVMLGPU is one GPU as NVML sees it. Every method may return an error wrapping errNotSupported.
 type NVMLGPU interface {
-	// PCIBusID is NVML's bus id ("00000000:2A:00.0"); NormalizePCIAddress turns it into sysfs form.
+	// PCIBusID is NVML's bus id ("00000000:2A:00.0"); pcie.NormalizeAddress turns it into sysfs form.
 	PCIBusID() (string, error)
 	UUID() (string, error)
 	Name() (string, error)

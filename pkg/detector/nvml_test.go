@@ -11,12 +11,14 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
 )
 
 // probeFixture probes a fixture node with the given NVML.
 func probeFixture(t *testing.T, node string, n NVML) *Report {
 	t.Helper()
-	d := New(Options{Host: NewHostFS(filepath.Join(fixtureRoot, node)), NVML: n, System: podSystem})
+	d := New(Options{Host: hostfs.New(filepath.Join(fixtureRoot, node)), NVML: n, System: podSystem})
 	t.Cleanup(func() { require.NoError(t, d.Close()) })
 	return d.Probe(context.Background())
 }
@@ -246,7 +248,7 @@ func TestNVMLLifecycle(t *testing.T) {
 	t.Parallel()
 	f := &fakeNVML{initErr: nvml.ERROR_DRIVER_NOT_LOADED, gpus: dgxGPUs()}
 	lib := f.mock()
-	d := New(Options{Host: NewHostFS(filepath.Join(fixtureRoot, "dgx-2gpu-switch")), NVML: nvmlFromInterface(lib),
+	d := New(Options{Host: hostfs.New(filepath.Join(fixtureRoot, "dgx-2gpu-switch")), NVML: nvmlFromInterface(lib),
 		System: podSystem})
 
 	r := d.Probe(context.Background())
@@ -271,7 +273,7 @@ func TestNVMLLifecycle(t *testing.T) {
 
 func TestNVMLDisabledAndMissingLibrary(t *testing.T) {
 	t.Parallel()
-	host := NewHostFS(filepath.Join(fixtureRoot, "cpu-bmc"))
+	host := hostfs.New(filepath.Join(fixtureRoot, "cpu-bmc"))
 	for _, lib := range []string{"", "none"} {
 		d := New(Options{Host: host, NVMLLibrary: lib, System: podSystem})
 		r := d.Probe(context.Background())

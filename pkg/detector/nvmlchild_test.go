@@ -12,6 +12,8 @@ import (
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/stretchr/testify/require"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
 )
 
 // TestMain makes the test binary the daemon's own NVML child, as the real binary is.
@@ -118,7 +120,7 @@ func TestNVMLSnapshotRoundTrip(t *testing.T) {
 // hang, that crash, and a tiny working one: the parent always gets an answer, and faults are errors saying so.
 func TestNVMLChild(t *testing.T) {
 	t.Parallel()
-	host := NewHostFS(filepath.Join(fixtureRoot, "cpu-bmc"))
+	host := hostfs.New(filepath.Join(fixtureRoot, "cpu-bmc"))
 	tests := []struct {
 		name    string
 		library func(t *testing.T) string

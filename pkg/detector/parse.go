@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"k8s.io/utils/cpuset"
-
 	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 )
 
@@ -24,58 +22,6 @@ var errMalformed = pcie.ErrMalformed
 
 func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errMalformed, fmt.Sprintf(format, args...))
-}
-
-// maxCPUID bounds the CPU numbers ParseCPUList accepts (the kernel's NR_CPUS tops out far below).
-const maxCPUID = 1 << 16
-
-// ParseCPUList parses a kernel cpulist as sysfs prints it with %*pbl ("0-31,64-95", "3", "" for none) with
-// k8s.io/utils/cpuset, after checkCPUListBounds has turned away what cpuset.Parse would take but no kernel
-// prints.
-func ParseCPUList(s string) (cpuset.CPUSet, error) {
-	s = strings.TrimSpace(s)
-	if err := checkCPUListBounds(s); err != nil {
-		return cpuset.New(), err
-	}
-	set, err := cpuset.Parse(s)
-	if err != nil {
-		return cpuset.New(), malformed("cpulist %q: %v", truncate(s), err)
-	}
-	return set, nil
-}
-
-// checkCPUListBounds rejects a cpulist holding anything but decimal digits, ',' and '-' (cpuset.Parse takes
-// "+3"), a CPU number of maxCPUID or more, or ranges that name more than maxCPUID CPUs in all, overlaps
-// counted: cpuset.Parse adds every CPU of every range, so those would cost time and memory without bound.
-// Whether the list is well formed is left to cpuset.Parse.
-func checkCPUListBounds(s string) error {
-	named, first, n := 0, 0, 0 // first: the number before an item's '-'; n: the number being read
-	inRange := false
-	for i := 0; i <= len(s); i++ {
-		c := byte(',')
-		if i < len(s) {
-			c = s[i]
-		}
-		switch {
-		case c >= '0' && c <= '9':
-			if n = n*10 + int(c-'0'); n >= maxCPUID {
-				return malformed("cpulist %q: cpu number %d or more", truncate(s), maxCPUID)
-			}
-		case c == '-':
-			first, n, inRange = n, 0, true
-		case c == ',':
-			if inRange && n > first {
-				named += n - first
-			}
-			if named++; named > maxCPUID {
-				return malformed("cpulist %q names more than %d cpus", truncate(s), maxCPUID)
-			}
-			first, n, inRange = 0, 0, false
-		default:
-			return malformed("cpulist %q: unexpected %q", truncate(s), c)
-		}
-	}
-	return nil
 }
 
 // meminfo is proc/meminfo: values in bytes for "kB" lines, raw counts for unitless lines (HugePages_*).
@@ -276,89 +222,17 @@ func parseHexID(s string, bits int) (uint32, error) {
 	return uint32(v), nil
 }
 
+// maxNUMANode bounds the NUMA node numbers parseNUMANode accepts (the kernel's MAX_NUMNODES tops out far below).
+const maxNUMANode = 1 << 16
+
 // parseNUMANode parses sysfs numa_node: a decimal node number, -1 when the platform reports none.
 func parseNUMANode(s string) (int, error) {
 	s = strings.TrimSpace(s)
 	n, err := strconv.Atoi(s)
-	if err != nil || strings.HasPrefix(s, "+") || n < -1 || n > maxCPUID {
+	if err != nil || strings.HasPrefix(s, "+") || n < -1 || n > maxNUMANode {
 		return 0, malformed("numa node %q", truncate(s))
 	}
 	return n, nil
-}
-
-// pciAddr is a PCI function address.
-type pciAddr struct {
-	Domain   uint32
-	Bus      uint8
-	Device   uint8
-	Function uint8
-}
-
-func (a pciAddr) String() string {
-	return fmt.Sprintf("%04x:%02x:%02x.%x", a.Domain, a.Bus, a.Device, a.Function)
-}
-
-func (a pciAddr) less(b pciAddr) bool {
-	if a.Domain != b.Domain {
-		return a.Domain < b.Domain
-	}
-	if a.Bus != b.Bus {
-		return a.Bus < b.Bus
-	}
-	if a.Device != b.Device {
-		return a.Device < b.Device
-	}
-	return a.Function < b.Function
-}
-
-// parsePCIAddress parses "DDDD:BB:dd.f" with a domain of 1 to 8 hex digits (sysfs "0000:2a:00.0", NVML
-// "00000000:2A:00.0", VMD "10000:e1:00.0"), or "BB:dd.f" meaning domain 0. Hex is case-insensitive.
-func parsePCIAddress(s string) (pciAddr, error) {
-	var a pciAddr
-	s = strings.TrimSpace(s)
-	parts := strings.Split(s, ":")
-	var dom, bus, devfn string
-	switch len(parts) {
-	case 3:
-		dom, bus, devfn = parts[0], parts[1], parts[2]
-	case 2:
-		dom, bus, devfn = "0", parts[0], parts[1]
-	default:
-		return a, malformed("pci address %q", truncate(s))
-	}
-	dev, fn, ok := strings.Cut(devfn, ".")
-	if !ok || len(dom) < 1 || len(dom) > 8 || len(bus) != 2 || len(dev) != 2 || len(fn) != 1 {
-		return a, malformed("pci address %q", truncate(s))
-	}
-	d, err1 := strconv.ParseUint(dom, 16, 32)
-	b, err2 := strconv.ParseUint(bus, 16, 8)
-	v, err3 := strconv.ParseUint(dev, 16, 8)
-	f, err4 := strconv.ParseUint(fn, 16, 8)
-	if err := errors.Join(err1, err2, err3, err4); err != nil || v > 0x1f || f > 7 || !isHex(dom+bus+dev+fn) {
-		return a, malformed("pci address %q", truncate(s))
-	}
-	return pciAddr{Domain: uint32(d), Bus: uint8(b), Device: uint8(v), Function: uint8(f)}, nil
-}
-
-// NormalizePCIAddress turns a PCI address in any common spelling (sysfs "0000:2a:00.0", NVML
-// "00000000:2A:00.0", CUDA "0000:2A:00.0") into the form the Report uses: lower-case hex, 4-digit domain
-// (wider only when the domain needs it).
-func NormalizePCIAddress(s string) (string, error) {
-	a, err := parsePCIAddress(s)
-	if err != nil {
-		return "", err
-	}
-	return a.String(), nil
-}
-
-// NVMLPCIBusID spells a PCI address as NVML and dcgm-exporter's pci_bus_id label do: upper-case hex, 8-digit
-// domain ("00000000:2A:00.0").
-func NVMLPCIBusID(s string) (string, error) {
-	a, err := parsePCIAddress(s)
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%08X:%02X:%02X.%X", a.Domain, a.Bus, a.Device, a.Function), nil
 }
 
 func isHex(s string) bool {

@@ -4,54 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 )
-
-func TestParseCPUList(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name    string
-		in      string
-		want    []int
-		wantErr bool
-	}{
-		{name: "empty", in: "\n", want: []int{}},
-		{name: "single", in: "3", want: []int{3}},
-		{name: "range", in: "0-3\n", want: []int{0, 1, 2, 3}},
-		{name: "two ranges", in: "0-1,4-5", want: []int{0, 1, 4, 5}},
-		{name: "unsorted overlapping", in: "6-7,0-2,1-3,7", want: []int{0, 1, 2, 3, 6, 7}},
-		{name: "largest", in: "65535", want: []int{65535}},
-		{name: "reversed", in: "5-3", wantErr: true},
-		{name: "too large", in: "65536", wantErr: true},
-		{name: "open range", in: "3-", wantErr: true},
-		{name: "empty item", in: "1,,2", wantErr: true},
-		{name: "trailing comma", in: "1,", wantErr: true},
-		{name: "negative", in: "-1", wantErr: true},
-		{name: "two dashes", in: "1-2-3", wantErr: true},
-		{name: "plus sign", in: "+3", wantErr: true},
-		{name: "inner space", in: "0-3, 8", wantErr: true},
-		{name: "hex", in: "0x3", wantErr: true},
-		{name: "stride syntax is not printed by sysfs", in: "0-7:2", wantErr: true},
-		{name: "more cpus than can exist", in: "0-65535,0-65535", wantErr: true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := ParseCPUList(tc.in)
-			if tc.wantErr {
-				require.ErrorIs(t, err, errMalformed)
-				return
-			}
-			require.NoError(t, err)
-			require.Equal(t, tc.want, got.List())
-		})
-	}
-	all, err := ParseCPUList("0-65535")
-	require.NoError(t, err)
-	require.Equal(t, maxCPUID, all.Size(), "every possible cpu, once")
-}
 
 func TestParseMeminfo(t *testing.T) {
 	t.Parallel()
@@ -230,59 +185,6 @@ func TestParseTHPMode(t *testing.T) {
 	}
 }
 
-func TestNormalizePCIAddress(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		in      string
-		want    string
-		wantErr bool
-	}{
-		{in: "0000:2a:00.0", want: "0000:2a:00.0"},
-		{in: "00000000:2A:00.0", want: "0000:2a:00.0"}, // NVML
-		{in: "0000:2A:00.0", want: "0000:2a:00.0"},     // CUDA
-		{in: "00000009:01:00.0", want: "0009:01:00.0"}, // Grace Hopper domain 9
-		{in: "10000:e1:00.0", want: "10000:e1:00.0"},   // VMD domain
-		{in: "2a:00.7", want: "0000:2a:00.7"},
-		{in: "5582:00:00.0\n", want: "5582:00:00.0"}, // Hyper-V
-		{in: "0000:2a:20.0", wantErr: true},          // device > 0x1f
-		{in: "0000:2a:00.8", wantErr: true},          // function > 7
-		{in: "000000000:2a:00.0", wantErr: true},     // domain wider than 32 bits
-		{in: "pci0000:00", wantErr: true},
-		{in: "0000:2a:00", wantErr: true},
-		{in: "0000:+a:00.0", wantErr: true},
-		{in: "", wantErr: true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.in, func(t *testing.T) {
-			t.Parallel()
-			got, err := NormalizePCIAddress(tc.in)
-			if tc.wantErr {
-				require.ErrorIs(t, err, errMalformed)
-				return
-			}
-			require.NoError(t, err)
-			require.Equal(t, tc.want, got)
-		})
-	}
-}
-
-func TestNVMLPCIBusID(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]string{
-		"0000:2a:00.0":     "00000000:2A:00.0",
-		"00000000:2A:00.0": "00000000:2A:00.0",
-		"0009:01:00.0":     "00000009:01:00.0",
-		"10000:e1:00.0":    "00010000:E1:00.0",
-		"2a:1f.7":          "00000000:2A:1F.7",
-	} {
-		got, err := NVMLPCIBusID(in)
-		require.NoError(t, err, in)
-		require.Equal(t, want, got, in)
-	}
-	_, err := NVMLPCIBusID("pci0000:00")
-	require.ErrorIs(t, err, errMalformed)
-}
-
 func TestParseHexIDAndNUMA(t *testing.T) {
 	t.Parallel()
 	v, err := parseHexID("0x10de\n", 16)
@@ -308,25 +210,6 @@ func TestParseHexIDAndNUMA(t *testing.T) {
 
 // Fuzz tests: every parser must return a value or an errMalformed error for any input, never panic, and
 // keep its output invariants.
-
-func FuzzParseCPUList(f *testing.F) {
-	for _, s := range []string{"0-31,64-95", "3", "", "0-3,2-5", "65535", "5-3", "+3", "0-65535,0-65535"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		set, err := ParseCPUList(s)
-		if err != nil {
-			require.True(t, errors.Is(err, errMalformed))
-			return
-		}
-		for _, c := range set.UnsortedList() {
-			require.True(t, c >= 0 && c < maxCPUID)
-		}
-		again, err := ParseCPUList(set.String())
-		require.NoError(t, err, "the canonical form %q parses", set.String())
-		require.True(t, set.Equals(again), "round trip through %q", set.String())
-	})
-}
 
 func FuzzParseMeminfo(f *testing.F) {
 	f.Add([]byte("MemTotal:       65843392 kB\nHugePages_Total:      16\nHugepagesize:       2048 kB\n"))
@@ -411,23 +294,5 @@ func FuzzParseTHPMode(f *testing.F) {
 		}
 		require.NotEmpty(t, mode)
 		require.Contains(t, s, "["+mode+"]")
-	})
-}
-
-func FuzzNormalizePCIAddress(f *testing.F) {
-	for _, s := range []string{"0000:2a:00.0", "00000000:2A:00.0", "10000:e1:00.0", "2a:00.0", "pci0000:00"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		norm, err := NormalizePCIAddress(s)
-		if err != nil {
-			require.True(t, errors.Is(err, errMalformed))
-			return
-		}
-		require.True(t, utf8.ValidString(norm))
-		require.Equal(t, strings.ToLower(norm), norm)
-		again, err := NormalizePCIAddress(norm)
-		require.NoError(t, err)
-		require.Equal(t, norm, again, "normalising is idempotent")
 	})
 }

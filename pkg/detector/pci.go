@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
 	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 )
 
@@ -32,8 +33,8 @@ var neuronNode = regexp.MustCompile(`^neuron[0-9]+$`)
 
 func (p *probe) readDevNodes() devNodes {
 	n := devNodes{
-		kfd: exists(filepath.Join(p.host.Dev, "kfd")),
-		dxg: exists(filepath.Join(p.host.Dev, "dxg")),
+		kfd: p.exists(filepath.Join(p.host.Dev, "kfd")),
+		dxg: p.exists(filepath.Join(p.host.Dev, "dxg")),
 	}
 	entries, ok := p.list("dev", p.host.Dev)
 	if !ok {
@@ -163,7 +164,7 @@ func (p *probe) scanPCI(nodes devNodes) []Accelerator {
 	}
 	var accs []Accelerator
 	for _, e := range entries {
-		addr, err := parsePCIAddress(e.Name())
+		addr, err := pcie.ParseAddress(e.Name())
 		if err != nil {
 			p.absent("pci/"+e.Name(), filepath.Join(busDir, e.Name()))
 			continue
@@ -179,7 +180,7 @@ func (p *probe) scanPCI(nodes devNodes) []Accelerator {
 
 // pciAccelerator reads one PCI function and describes it when it is an accelerator. Attributes are read from
 // the resolved sys/devices directory, so that an absolute link never leads out of the host root.
-func (p *probe) pciAccelerator(busEntry string, addr pciAddr, nodes devNodes) (Accelerator, bool) {
+func (p *probe) pciAccelerator(busEntry string, addr pcie.Address, nodes devNodes) (Accelerator, bool) {
 	name := addr.String()
 	entry, linked, err := p.resolveDeviceDir(busEntry)
 	if err != nil {
@@ -215,7 +216,7 @@ func (p *probe) pciAccelerator(busEntry string, addr pciAddr, nodes devNodes) (A
 		p.absent("pci/"+name+" (integrated GPU)", entry)
 		return Accelerator{}, false
 	}
-	if exists(filepath.Join(entry, "physfn")) {
+	if p.exists(filepath.Join(entry, "physfn")) {
 		// An SR-IOV virtual function on the host: the physical function is the accelerator.
 		p.absent("pci/"+name+" (virtual function)", entry)
 		return Accelerator{}, false
@@ -237,7 +238,7 @@ func (p *probe) pciAccelerator(busEntry string, addr pciAddr, nodes devNodes) (A
 		}
 	}
 	if s, ok := p.readString("pci/"+name+"/local_cpulist", filepath.Join(entry, "local_cpulist")); ok {
-		if _, err := ParseCPUList(s); err != nil {
+		if _, err := pcie.ParseCPUList(s); err != nil {
 			p.fail("pci/"+name+"/local_cpulist", err)
 		} else {
 			acc.LocalCPUs = s
@@ -328,7 +329,7 @@ func (p *probe) upstreamHops(dir string) []PCIeHop {
 		if strings.Count(base, ":") != 2 {
 			break // "pci0000:00", a VMD or Hyper-V bus directory, or anything above the PCI tree
 		}
-		a, err := parsePCIAddress(base)
+		a, err := pcie.ParseAddress(base)
 		if err != nil {
 			break
 		}
@@ -346,11 +347,11 @@ func (p *probe) upstreamHops(dir string) []PCIeHop {
 // it), so a tree under --host-root is never left, for the real /sys or anything else. linked is false for an
 // entry that is no link (a flattened tree: nothing to walk up).
 func (p *probe) resolveDeviceDir(entry string) (dir string, linked bool, err error) {
-	fi, err := os.Lstat(entry)
+	fi, err := p.files.Lstat(entry)
 	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
 		return entry, false, nil //nolint:nilerr // not a symlink: a flattened tree, nothing to walk up
 	}
-	dir, err = resolveHostPath([]hostRoot{{dir: filepath.Clean(p.host.Sys), mount: "/sys"}}, entry)
+	dir, err = hostfs.Under(p.host.Sys, "/sys").Resolve(entry)
 	if err != nil {
 		return "", false, err
 	}
@@ -411,8 +412,8 @@ func less(a, b *LinkCapability) bool {
 
 // sortAccelerators orders accelerators by PCI address (those without one last, by NVML index) and numbers them.
 func sortAccelerators(accs []Accelerator) {
-	key := func(a Accelerator) (pciAddr, bool) {
-		addr, err := parsePCIAddress(a.PCIAddress)
+	key := func(a Accelerator) (pcie.Address, bool) {
+		addr, err := pcie.ParseAddress(a.PCIAddress)
 		return addr, err == nil
 	}
 	slices.SortStableFunc(accs, func(a, b Accelerator) int {
@@ -420,10 +421,10 @@ func sortAccelerators(accs []Accelerator) {
 		kb, okB := key(b)
 		switch {
 		case okA && okB:
-			if ka.less(kb) {
+			if ka.Less(kb) {
 				return -1
 			}
-			if kb.less(ka) {
+			if kb.Less(ka) {
 				return 1
 			}
 			return 0

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
 )
 
 // probeTree writes t to a temporary node root and probes it without NVML.
@@ -14,7 +16,7 @@ func probeTree(t *testing.T, tr *tree, opts ...func(*Options)) *Report {
 	t.Helper()
 	root := t.TempDir()
 	require.NoError(t, tr.write(root))
-	o := Options{Host: NewHostFS(root), System: podSystem}
+	o := Options{Host: hostfs.New(root), System: podSystem}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -685,7 +687,7 @@ func FuzzProbeFile(f *testing.F) {
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(p, content, 0o644))
 		defer func() { require.NoError(t, os.WriteFile(p, orig, 0o644)) }()
-		d := New(Options{Host: NewHostFS(root), System: podSystem})
+		d := New(Options{Host: hostfs.New(root), System: podSystem})
 		r := d.Probe(context.Background())
 		require.NotNil(t, r)
 		require.LessOrEqual(t, len(r.Accelerators), 2)

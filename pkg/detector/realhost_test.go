@@ -9,6 +9,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
+	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 )
 
 // TestProbeRealHost probes the machine the tests run on, with the real system calls and the real NVML loader.
@@ -18,7 +21,7 @@ func TestProbeRealHost(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("probes a linux host")
 	}
-	d := New(Options{Host: NewHostFS("/"), NVMLLibrary: "libnvidia-ml.so.1"})
+	d := New(Options{Host: hostfs.New("/"), NVMLLibrary: "libnvidia-ml.so.1"})
 	t.Cleanup(func() { require.NoError(t, d.Close()) })
 	r := d.Probe(context.Background())
 	require.NotNil(t, r)
@@ -59,12 +62,12 @@ func TestProbeRealHost(t *testing.T) {
 		require.Equal(t, i, a.Index)
 		present[a.Platform] = true
 		if a.PCIAddress != "" {
-			norm, err := NormalizePCIAddress(a.PCIAddress)
+			norm, err := pcie.NormalizeAddress(a.PCIAddress)
 			require.NoError(t, err)
 			require.Equal(t, norm, a.PCIAddress)
 		}
 		if a.NVML != nil && a.NVML.PCIBusID != "" && a.PCIAddress != "" {
-			norm, err := NormalizePCIAddress(a.NVML.PCIBusID)
+			norm, err := pcie.NormalizeAddress(a.NVML.PCIBusID)
 			require.NoError(t, err)
 			require.Equal(t, a.PCIAddress, norm, "an NVML device is matched to the sysfs device of its own bus id")
 		}
@@ -96,11 +99,4 @@ func TestProbeRealHost(t *testing.T) {
 	r2 := d.Probe(context.Background())
 	require.Equal(t, r.BootID, r2.BootID)
 	require.Equal(t, len(r.Accelerators), len(r2.Accelerators))
-}
-
-func TestHostFS(t *testing.T) {
-	t.Parallel()
-	require.Equal(t, HostFS{Proc: "/host/proc", Sys: "/host/sys", Dev: "/host/dev", Etc: "/host/etc", Usr: "/host/usr"}, NewHostFS("/host"))
-	require.Equal(t, HostFS{Proc: "/proc", Sys: "/sys", Dev: "/dev", Etc: "/etc", Usr: "/usr"}, NewHostFS(""))
-	require.Equal(t, HostFS{Proc: "/proc", Sys: "/x/sys", Dev: "/dev", Etc: "/etc", Usr: "/usr"}, HostFS{Sys: "/x/sys"}.withDefaults())
 }

@@ -1,5 +1,7 @@
 package detector
 
+import "github.com/pinmemory/pin-feature-daemon/internal/pcie"
+
 // Platform is an accelerator platform as published in the pinmemory.platform label.
 type Platform string
 
@@ -307,7 +309,7 @@ func (r *Report) GPU(pciAddress string) *Accelerator {
 	if pciAddress == "" {
 		return nil
 	}
-	if norm, err := NormalizePCIAddress(pciAddress); err == nil {
+	if norm, err := pcie.NormalizeAddress(pciAddress); err == nil {
 		pciAddress = norm
 	}
 	for i := range r.Accelerators {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
@@ -253,7 +254,7 @@ func identities(r *detector.Report, b *bench.Result) map[int]gpuID {
 
 // nvmlBusID is addr in NVML's spelling, or addr as it is when it does not parse ("" stays "").
 func nvmlBusID(addr string) string {
-	if s, err := detector.NVMLPCIBusID(addr); err == nil {
+	if s, err := pcie.NVMLBusID(addr); err == nil {
 		return s
 	}
 	return addr

@@ -32,6 +32,7 @@ import (
 	"k8s.io/klog/v2"
 	nfdclientset "sigs.k8s.io/node-feature-discovery/api/generated/clientset/versioned"
 
+	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
 	"github.com/pinmemory/pin-feature-daemon/pkg/daemon"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
@@ -304,7 +305,7 @@ func probeFixtures(ctx context.Context, t *testing.T) map[string]*detector.Repor
 		if !e.IsDir() {
 			continue
 		}
-		det := detector.New(detector.Options{Host: detector.NewHostFS(filepath.Join(dir, e.Name())), NVMLLibrary: "none"})
+		det := detector.New(detector.Options{Host: hostfs.New(filepath.Join(dir, e.Name())), NVMLLibrary: "none"})
 		out[e.Name()] = det.Probe(ctx)
 		require.NoError(t, det.Close())
 	}
