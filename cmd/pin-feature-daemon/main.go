@@ -17,8 +17,8 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 
+	"github.com/pinmemory/pin-feature-daemon/internal/nvmlsnap"
 	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
-	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
 // Set with -ldflags "-X main.version=... -X main.revision=...".
@@ -76,8 +76,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == benchChildCommand {
 		return bench.ChildMain(ctx, stdin, stdout)
 	}
-	if len(args) > 0 && args[0] == detector.NVMLChildSubcommand {
-		return detector.NVMLChildMain(stdin, stdout)
+	if len(args) > 0 && args[0] == nvmlsnap.Subcommand {
+		return nvmlChildMain(stdin, stdout)
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)

@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pinmemory/pin-feature-daemon/internal/fakecuda"
+	"github.com/pinmemory/pin-feature-daemon/internal/nvmlsnap"
 	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
-	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
@@ -24,7 +24,7 @@ var update = flag.Bool("update", false, "rewrite the golden label files")
 
 // TestMain makes the test binary the daemon's own bench child, as the real binary is.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && (os.Args[1] == bench.ChildSubcommand || os.Args[1] == detector.NVMLChildSubcommand) {
+	if len(os.Args) > 1 && (os.Args[1] == bench.ChildSubcommand || os.Args[1] == nvmlsnap.Subcommand) {
 		os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())

@@ -14,6 +14,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
+	"github.com/pinmemory/pin-feature-daemon/internal/nvmlsnap"
 	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 )
 
@@ -24,8 +25,8 @@ type Options struct {
 	// NVMLLibrary is the path go-nvml loads (the CLI's default is libnvidia-ml.so.1). "" or "none" disables
 	// NVML, unless NVML is set.
 	NVMLLibrary string
-	// NVML, when set, is used instead of loading NVMLLibrary (tests wrap go-nvml's mock with
-	// nvmlFromInterface).
+	// NVML, when set, is used instead of a child loading NVMLLibrary (tests pass internal/nvmlchild's Library
+	// over go-nvml's mock).
 	NVML NVML
 	// System makes the RLIMIT_MEMLOCK, mlock and statfs calls; nil means the real ones.
 	System System
@@ -36,9 +37,9 @@ type Options struct {
 	MlockTrialBytes int
 	// Timeout is the deadline of one probe pass (deadline.go); 0 means none.
 	Timeout time.Duration
-	// NVMLChild, when set, runs NVML in a child process started this way, whose hidden subcommand calls
-	// NVMLChildMain (nvmlchild.go): a hang or crash in NVML then cannot take the caller down. nil loads
-	// NVMLLibrary in-process.
+	// NVMLChild runs NVML in a child process started this way, whose hidden subcommand calls
+	// internal/nvmlchild.Main: a hang or crash in NVML then cannot take the caller down. nil (and no NVML)
+	// disables NVML: the detector never loads it in its own process.
 	NVMLChild *ChildCommand
 }
 
@@ -142,6 +143,8 @@ func New(opts Options) *Detector {
 		d.nvml = opts.NVML
 	case opts.NVMLLibrary == "" || opts.NVMLLibrary == "none":
 		d.disabled = "nvml disabled"
+	case opts.NVMLChild == nil:
+		d.disabled = "nvml disabled: no child process to run it in (Options.NVMLChild)"
 	default:
 		d.nvml = newNVML(d.opts)
 	}
@@ -313,6 +316,11 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 		d.nvmlUp = true
 	}
 	r.Driver.NVMLLoaded = true
+	snap := d.nvml.Read()
+	if snap == nil {
+		p.fail("nvml", errNoSnapshot)
+		return
+	}
 	nvmlFact := func(fact string, err error) bool {
 		if err == nil {
 			return true
@@ -324,17 +332,16 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 		}
 		return false
 	}
-	if v, err := d.nvml.DriverVersion(); nvmlFact("nvml/driverVersion", err) {
+	if v, err := snap.DriverVersion.Get(); nvmlFact("nvml/driverVersion", err) {
 		r.Driver.Version = v
 	}
-	if v, err := d.nvml.CUDADriverVersion(); nvmlFact("nvml/cudaVersion", err) {
+	if v, err := snap.CUDADriverVersion.Get(); nvmlFact("nvml/cudaVersion", err) {
 		r.Driver.CUDAVersion = v
 	}
-	if v, err := d.nvml.ConfidentialComputing(); nvmlFact("nvml/confidentialComputing", err) {
+	if v, err := snap.ConfidentialComputing.Get(); nvmlFact("nvml/confidentialComputing", err) {
 		r.ConfidentialComputing = v
 	}
-	n, err := d.nvml.DeviceCount()
-	if !nvmlFact("nvml/deviceCount", err) {
+	if _, err := snap.DeviceCount.Get(); !nvmlFact("nvml/deviceCount", err) {
 		return
 	}
 	sysfsNVIDIA := false
@@ -343,8 +350,8 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 			sysfsNVIDIA = true
 		}
 	}
-	for i := 0; i < n && i < 1024; i++ {
-		info, addr := d.nvmlDevice(i, nvmlFact)
+	for i := range snap.Devices {
+		info, addr := nvmlDevice(i, &snap.Devices[i], nvmlFact)
 		if info == nil {
 			continue
 		}
@@ -377,49 +384,48 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 	}
 }
 
-// nvmlDevice reads one NVML device; addr is its normalised PCI address ("" when unknown).
-func (d *Detector) nvmlDevice(i int, fact func(string, error) bool) (*NVMLDevice, string) {
+// nvmlDevice reads one NVML device's facts; addr is its normalised PCI address ("" when unknown).
+func nvmlDevice(i int, dev *nvmlsnap.Device, fact func(string, error) bool) (*NVMLDevice, string) {
 	prefix := fmt.Sprintf("nvml/%d/", i)
-	dev, err := d.nvml.Device(i)
-	if !fact(prefix+"handle", err) {
+	if dev.Handle != nil && !fact(prefix+"handle", dev.Handle) {
 		return nil, ""
 	}
 	info := &NVMLDevice{Index: i}
 	addr := ""
-	if v, err := dev.PCIBusID(); fact(prefix+"pciBusID", err) {
+	if v, err := dev.PCIBusID.Get(); fact(prefix+"pciBusID", err) {
 		info.PCIBusID = v
 		if a, err := pcie.NormalizeAddress(v); fact(prefix+"pciBusID", err) {
 			addr = a
 		}
 	}
-	if v, err := dev.UUID(); fact(prefix+"uuid", err) {
+	if v, err := dev.UUID.Get(); fact(prefix+"uuid", err) {
 		info.UUID = v
 	}
-	if v, err := dev.Name(); fact(prefix+"name", err) {
+	if v, err := dev.Name.Get(); fact(prefix+"name", err) {
 		info.Name = v
 	}
-	if v, err := dev.MaxPCIeGen(); fact(prefix+"maxPCIeGen", err) {
+	if v, err := dev.MaxPCIeGen.Get(); fact(prefix+"maxPCIeGen", err) {
 		info.MaxPCIeGen = v
 	}
-	if v, err := dev.MaxPCIeWidth(); fact(prefix+"maxPCIeWidth", err) {
+	if v, err := dev.MaxPCIeWidth.Get(); fact(prefix+"maxPCIeWidth", err) {
 		info.MaxPCIeWidth = v
 	}
-	if v, err := dev.CurrentPCIeGen(); fact(prefix+"currentPCIeGen", err) {
+	if v, err := dev.CurrentPCIeGen.Get(); fact(prefix+"currentPCIeGen", err) {
 		info.CurrentPCIeGen = v
 	}
-	if v, err := dev.CurrentPCIeWidth(); fact(prefix+"currentPCIeWidth", err) {
+	if v, err := dev.CurrentPCIeWidth.Get(); fact(prefix+"currentPCIeWidth", err) {
 		info.CurrentPCIeWidth = v
 	}
-	if total, free, err := dev.MemoryInfo(); fact(prefix+"memoryInfo", err) {
-		info.MemoryTotalBytes, info.MemoryFreeBytes = total, free
+	if m, err := dev.Memory.Get(); fact(prefix+"memoryInfo", err) {
+		info.MemoryTotalBytes, info.MemoryFreeBytes = m[0], m[1]
 	}
-	if v, err := dev.ComputeProcessCount(); fact(prefix+"computeProcesses", err) {
+	if v, err := dev.ComputeProcesses.Get(); fact(prefix+"computeProcesses", err) {
 		info.ComputeProcesses = v
 	}
-	if v, err := dev.ComputeMode(); fact(prefix+"computeMode", err) {
+	if v, err := dev.ComputeMode.Get(); fact(prefix+"computeMode", err) {
 		info.ComputeMode = v
 	}
-	if v, err := dev.C2CMode(); fact(prefix+"c2cMode", err) {
+	if v, err := dev.C2CMode.Get(); fact(prefix+"c2cMode", err) {
 		info.C2CMode, info.c2cKnown = v, true
 	}
 	return info, addr

@@ -2,9 +2,6 @@ package detector
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
-	"math"
 	"path/filepath"
 	"testing"
 
@@ -13,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
+	"github.com/pinmemory/pin-feature-daemon/internal/nvmlchild"
 )
 
 // probeFixture probes a fixture node with the given NVML.
@@ -233,7 +231,7 @@ func TestNVMLEnrichment(t *testing.T) {
 			if tc.mutate != nil {
 				tc.mutate(f, lib)
 			}
-			r := probeFixture(t, tc.node, nvmlFromInterface(lib))
+			r := probeFixture(t, tc.node, nvmlchild.FromInterface(lib))
 			errs := factErrors(r)
 			require.Len(t, errs, len(tc.errors), "errors: %v", r.Errors)
 			for fact, substr := range tc.errors {
@@ -248,7 +246,7 @@ func TestNVMLLifecycle(t *testing.T) {
 	t.Parallel()
 	f := &fakeNVML{initErr: nvml.ERROR_DRIVER_NOT_LOADED, gpus: dgxGPUs()}
 	lib := f.mock()
-	d := New(Options{Host: hostfs.New(filepath.Join(fixtureRoot, "dgx-2gpu-switch")), NVML: nvmlFromInterface(lib),
+	d := New(Options{Host: hostfs.New(filepath.Join(fixtureRoot, "dgx-2gpu-switch")), NVML: nvmlchild.FromInterface(lib),
 		System: podSystem})
 
 	r := d.Probe(context.Background())
@@ -280,75 +278,13 @@ func TestNVMLDisabledAndMissingLibrary(t *testing.T) {
 		require.Equal(t, "nvml disabled", r.Driver.NVMLError)
 		require.NoError(t, d.Close())
 	}
-	// The real go-nvml loader with a library that does not exist.
+	// A library but no child process to load it in: the detector never loads NVML in its own process.
 	d := New(Options{Host: host, NVMLLibrary: filepath.Join(t.TempDir(), "libnvidia-ml.so.1"), System: podSystem})
 	r := d.Probe(context.Background())
 	require.False(t, r.Driver.NVMLLoaded)
-	require.Contains(t, r.Driver.NVMLError, "ERROR_LIBRARY_NOT_FOUND")
+	require.Contains(t, r.Driver.NVMLError, "no child process")
 	require.Empty(t, r.Errors)
 	require.NoError(t, d.Close())
-}
-
-func TestNVMLAdapterNeverCallsC2CHandlerOnMocks(t *testing.T) {
-	t.Parallel()
-	g := fakeGPU{c2cLinks: 1, c2cActive: true}
-	dev := (&goNVMLDevice{nvml: &goNVML{lib: &mock.Interface{}}, dev: g.mock()})
-	on, err := dev.C2CMode()
-	require.NoError(t, err)
-	require.True(t, on)
-
-	g.c2cFieldsUnsupported = true
-	dev.dev = g.mock()
-	_, err = dev.C2CMode()
-	require.ErrorIs(t, err, errNotSupported)
-}
-
-func TestNVMLReturnError(t *testing.T) {
-	t.Parallel()
-	require.ErrorIs(t, &nvmlReturnError{Op: "x", Return: nvml.ERROR_NOT_SUPPORTED}, errNotSupported)
-	require.ErrorIs(t, &nvmlReturnError{Op: "x", Return: nvml.ERROR_FUNCTION_NOT_FOUND}, errNotSupported)
-	require.False(t, errors.Is(&nvmlReturnError{Op: "x", Return: nvml.ERROR_UNKNOWN}, errNotSupported))
-	require.Equal(t, "nvml get uuid: ERROR_NO_PERMISSION",
-		(&nvmlReturnError{Op: "get uuid", Return: nvml.ERROR_NO_PERMISSION}).Error())
-}
-
-func TestFieldValue(t *testing.T) {
-	t.Parallel()
-	mk := func(vt nvml.ValueType, put func(b []byte)) nvml.FieldValue {
-		v := nvml.FieldValue{FieldId: 170, ValueType: uint32(vt)}
-		put(v.Value[:])
-		return v
-	}
-	le := binary.LittleEndian
-	tests := []struct {
-		name    string
-		v       nvml.FieldValue
-		want    uint64
-		wantErr bool
-	}{
-		{"uint", mk(nvml.VALUE_TYPE_UNSIGNED_INT, func(b []byte) { le.PutUint32(b, 10) }), 10, false},
-		{"ulong", mk(nvml.VALUE_TYPE_UNSIGNED_LONG, func(b []byte) { le.PutUint64(b, 1<<40) }), 1 << 40, false},
-		{"ulonglong", mk(nvml.VALUE_TYPE_UNSIGNED_LONG_LONG, func(b []byte) { le.PutUint64(b, 7) }), 7, false},
-		{"slonglong", mk(nvml.VALUE_TYPE_SIGNED_LONG_LONG, func(b []byte) { le.PutUint64(b, 3) }), 3, false},
-		{"negative slonglong", mk(nvml.VALUE_TYPE_SIGNED_LONG_LONG, func(b []byte) { le.PutUint64(b, math.MaxUint64) }), 0, true},
-		{"sint", mk(nvml.VALUE_TYPE_SIGNED_INT, func(b []byte) { le.PutUint32(b, 2) }), 2, false},
-		{"ushort", mk(nvml.VALUE_TYPE_UNSIGNED_SHORT, func(b []byte) { le.PutUint16(b, 9) }), 9, false},
-		{"double", mk(nvml.VALUE_TYPE_DOUBLE, func(b []byte) { le.PutUint64(b, math.Float64bits(4)) }), 4, false},
-		{"bad type", mk(nvml.ValueType(42), func([]byte) {}), 0, true},
-		{"field not supported", nvml.FieldValue{NvmlReturn: uint32(nvml.ERROR_NOT_SUPPORTED)}, 0, true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := fieldValue(tc.v)
-			if tc.wantErr {
-				require.Error(t, err)
-				return
-			}
-			require.NoError(t, err)
-			require.Equal(t, tc.want, got)
-		})
-	}
 }
 
 func TestReportGPU(t *testing.T) {

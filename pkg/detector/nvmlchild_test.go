@@ -14,18 +14,20 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
+	"github.com/pinmemory/pin-feature-daemon/internal/nvmlchild"
+	"github.com/pinmemory/pin-feature-daemon/internal/nvmlsnap"
 )
 
 // TestMain makes the test binary the daemon's own NVML child, as the real binary is.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == NVMLChildSubcommand {
-		os.Exit(NVMLChildMain(os.Stdin, os.Stdout))
+	if len(os.Args) > 1 && os.Args[1] == nvmlsnap.Subcommand {
+		os.Exit(nvmlchild.Main(os.Stdin, os.Stdout))
 	}
 	os.Exit(m.Run())
 }
 
 // selfChild runs NVML in a child process of the test binary.
-var selfChild = &ChildCommand{Executable: os.Args[0], Args: []string{NVMLChildSubcommand}}
+var selfChild = &ChildCommand{Executable: os.Args[0], Args: []string{nvmlsnap.Subcommand}}
 
 // fakeNVMLSource is a tiny NVML: the required symbols, no GPU. FAKE_HANG makes nvmlInit_v2 block, FAKE_CRASH
 // makes it crash.
@@ -104,15 +106,15 @@ func TestNVMLSnapshotRoundTrip(t *testing.T) {
 	t.Parallel()
 	gpus := dgxGPUs()
 	gpus[1].fail = map[string]nvml.Return{"uuid": nvml.ERROR_NOT_SUPPORTED, "name": nvml.ERROR_UNKNOWN}
-	direct := nvmlFromInterface((&fakeNVML{gpus: gpus}).mock())
+	direct := nvmlchild.FromInterface((&fakeNVML{gpus: gpus}).mock())
 	require.NoError(t, direct.Init())
-	b, err := json.Marshal(takeNVMLSnapshot(direct))
+	b, err := json.Marshal(direct.Read())
 	require.NoError(t, err)
-	var snap nvmlSnapshot
+	var snap nvmlsnap.Snapshot
 	require.NoError(t, json.Unmarshal(b, &snap))
 
-	want := probeFixture(t, "dgx-2gpu-switch", nvmlFromInterface((&fakeNVML{gpus: gpus}).mock()))
-	got := probeFixture(t, "dgx-2gpu-switch", &snapshotNVML{snap: &snap})
+	want := probeFixture(t, "dgx-2gpu-switch", nvmlchild.FromInterface((&fakeNVML{gpus: gpus}).mock()))
+	got := probeFixture(t, "dgx-2gpu-switch", fixedSnapshot{&snap})
 	require.Equal(t, want, got)
 }
 
@@ -179,3 +181,10 @@ func TestNVMLChild(t *testing.T) {
 		})
 	}
 }
+
+// fixedSnapshot is an NVML that answers one snapshot, as the child process's parent side does.
+type fixedSnapshot struct{ snap *nvmlsnap.Snapshot }
+
+func (fixedSnapshot) Init() error                { return nil }
+func (fixedSnapshot) Shutdown() error            { return nil }
+func (f fixedSnapshot) Read() *nvmlsnap.Snapshot { return f.snap }

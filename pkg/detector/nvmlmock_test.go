@@ -6,6 +6,8 @@ import (
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/nvmlchild"
 )
 
 // fakeGPU describes one GPU for go-nvml's mock. fail makes a method return an NVML error; its keys are the
@@ -110,7 +112,7 @@ func (f *fakeNVML) mock() *mock.Interface {
 	}
 	ext := &mock.ExtendedInterface{
 		LookupSymbolFunc: func(sym string) error {
-			if f.ccSymbolMissing && sym == symConfComputeState {
+			if f.ccSymbolMissing && sym == "nvmlSystemGetConfComputeState" {
 				return errors.New("symbol not found")
 			}
 			return nil
@@ -146,7 +148,7 @@ func (f *fakeNVML) mock() *mock.Interface {
 }
 
 // nvml returns the detector's NVML over the mock.
-func (f *fakeNVML) nvml() NVML { return nvmlFromInterface(f.mock()) }
+func (f *fakeNVML) nvml() NVML { return nvmlchild.FromInterface(f.mock()) }
 
 // noNVML is a node where libnvidia-ml.so.1 does not load.
 var noNVML = &fakeNVML{initErr: nvml.ERROR_LIBRARY_NOT_FOUND}
