@@ -9,8 +9,9 @@
 // # Use
 //
 //	d := detector.New(detector.Options{
-//		Host:        detector.hostfs.New("/"),     // --host-root; --path.procfs/sysfs/devfs replace single fields
+//		Host:        hostfs.New("/"),              // internal/hostfs; --path.procfs/sysfs/devfs replace single fields
 //		NVMLLibrary: "libnvidia-ml.so.1",         // "" or "none" disables NVML
+//		NVMLChild:   &detector.ChildCommand{...}, // the binary re-executed as nvmlsnap.Subcommand; nil disables NVML
 //	})
 //	defer d.Close()                                // shuts NVML down
 //	r := d.Probe(ctx)                              // never nil; unreadable facts are in r.Errors
@@ -59,9 +60,10 @@
 //     GPUs are matched to sysfs by normalised PCI address (pcie.NormalizeAddress). When sysfs has no NVIDIA GPU
 //     (WSL) the NVML devices are the inventory, with capability and degradation from NVML's max/current link.
 //     A library that does not load sets Driver.NVMLError only; NOT_SUPPORTED and symbols missing from older
-//     drivers are absence; any other failed call is that fact's FactError ("nvml/<index>/<fact>"). With
-//     Options.NVMLChild (the CLI) NVML runs in a child process each pass (nvmlchild.go): a library that is not
-//     NVML, a crash or a hang (killed at half the pass deadline) is the "nvml" fact's error.
+//     drivers are absence; any other failed call is that fact's FactError ("nvml/<index>/<fact>"). NVML
+//     runs in a child process each pass (Options.NVMLChild; nvmlchild.go, internal/nvmlchild): a library that
+//     is not NVML, a crash or a hang (killed at half the pass deadline) is the "nvml" fact's error. The
+//     detector reads the child's internal/nvmlsnap.Snapshot and never loads NVML itself.
 //     HostLink is pcie when any accelerator the labels describe reaches host memory over PCIe, else nvlink-c2c.
 //     The summary (HostLink, PCIe, LinkDegraded) describes the node platform's accelerators that have their
 //     driver (all of the platform's when none has).
