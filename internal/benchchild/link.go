@@ -1,4 +1,4 @@
-package bench
+package benchchild
 
 import (
 	"path/filepath"
@@ -17,12 +17,11 @@ func theoreticalBytesPerSecond(c *detector.LinkCapability) float64 {
 	return pcie.BytesPerSecond(c.Gen, c.Width)
 }
 
-// readLink reads the current generation and width of the PCI device at addr under sysRoot; false when either
-// is unreadable, malformed or unknown. Reads go through detector.HostFS.ReadFile: inside sysRoot, regular
-// files only, size-capped.
-func readLink(sysRoot, addr string) (detector.LinkCapability, bool) {
-	host := detector.HostFS{Sys: sysRoot}
-	dir := filepath.Join(sysRoot, "bus", "pci", "devices", addr)
+// readLink reads the current generation and width of the PCI device at addr under sys's sysfs root; false
+// when either is unreadable, malformed or unknown. Reads go through detector.HostFS.ReadFile: inside the
+// root, regular files only, size-capped.
+func readLink(host detector.HostFS, addr string) (detector.LinkCapability, bool) {
+	dir := filepath.Join(host.Sys, "bus", "pci", "devices", addr)
 	speed, err := host.ReadFile(filepath.Join(dir, "current_link_speed"))
 	if err != nil {
 		return detector.LinkCapability{}, false
@@ -43,7 +42,7 @@ func readLink(sysRoot, addr string) (detector.LinkCapability, bool) {
 // GPU trains its link down (Gen1 at P8), so only the link under load says whether it is degraded. Each
 // hop keeps the best generation and width it showed; the link under load is the weakest hop.
 type linkSampler struct {
-	sysRoot  string
+	sys      detector.HostFS
 	addrs    []string
 	interval time.Duration
 
@@ -56,11 +55,11 @@ type linkSampler struct {
 	once    sync.Once
 }
 
-// startLinkSampler samples the links of addrs (the GPU first, then its upstream ports) every interval until
-// Stop. It reads nothing when addrs is empty.
-func startLinkSampler(sysRoot string, addrs []string, interval time.Duration) *linkSampler {
+// startLinkSampler samples the links of addrs (the GPU first, then its upstream ports) under sys's sysfs root
+// every interval until Stop. It reads nothing when addrs is empty or sys has no sysfs root.
+func startLinkSampler(sys detector.HostFS, addrs []string, interval time.Duration) *linkSampler {
 	s := &linkSampler{
-		sysRoot:  sysRoot,
+		sys:      sys,
 		addrs:    addrs,
 		interval: interval,
 		best:     make([]detector.LinkCapability, len(addrs)),
@@ -74,7 +73,7 @@ func startLinkSampler(sysRoot string, addrs []string, interval time.Duration) *l
 
 func (s *linkSampler) loop() {
 	defer close(s.done)
-	if len(s.addrs) == 0 || s.sysRoot == "" {
+	if len(s.addrs) == 0 || s.sys.Sys == "" {
 		return
 	}
 	t := time.NewTicker(s.interval)
@@ -93,7 +92,7 @@ func (s *linkSampler) sample() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, a := range s.addrs {
-		l, ok := readLink(s.sysRoot, a)
+		l, ok := readLink(s.sys, a)
 		if !ok {
 			continue
 		}
@@ -111,7 +110,7 @@ func (s *linkSampler) Stop() (*detector.LinkCapability, int) {
 	s.once.Do(func() {
 		close(s.stop)
 		<-s.done
-		if len(s.addrs) > 0 && s.sysRoot != "" {
+		if len(s.addrs) > 0 && s.sys.Sys != "" {
 			s.sample()
 		}
 	})
