@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 
+	"github.com/pinmemory/pin-feature-daemon/internal/benchchild"
 	"github.com/pinmemory/pin-feature-daemon/internal/nvmlsnap"
 	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
 )
@@ -74,7 +75,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer stop()
 
 	if len(args) > 0 && args[0] == benchChildCommand {
-		return bench.ChildMain(ctx, stdin, stdout)
+		return benchchild.Main(ctx, stdin, stdout)
 	}
 	if len(args) > 0 && args[0] == nvmlsnap.Subcommand {
 		return nvmlChildMain(stdin, stdout)

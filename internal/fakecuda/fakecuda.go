@@ -1,6 +1,7 @@
 // Package fakecuda is the one builder of the fake CUDA driver (testdata/fakecuda.c, a C file the go tool
-// ignores there) as a libcuda.so.1, for every test that loads a driver: pkg/bench's shim and child tests,
-// and the CLI, chart and end-to-end tests, which load it through the daemon's real dlopen path. It also
+// ignores there) as a libcuda.so.1, for every test that loads a driver: internal/benchchild's shim tests,
+// pkg/bench's tests through the child, and the CLI, chart and end-to-end tests, which load it through the
+// daemon's real dlopen path. It also
 // builds the fake ROCm HIP runtime (testdata/fakehip.c, which includes fakecuda.c as its core and wraps
 // it in hip* entry points configured by FAKEHIP_* variables) as a libamdhip64.so, for the ROCm DMA
 // check's tests, and the daemon binary for the tests that run it.

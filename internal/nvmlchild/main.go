@@ -46,7 +46,7 @@ func Main(stdin io.Reader, stdout io.Writer) int {
 		w.Emit(nvmlsnap.Event{Error: err.Error(), Broken: true})
 		return 1
 	}
-	n := Open(req.Library)
+	n := openLibrary(req.Library)
 	if err := n.Init(); err != nil {
 		w.Emit(nvmlsnap.Event{Error: err.Error()})
 		return 1

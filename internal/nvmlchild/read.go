@@ -34,7 +34,7 @@ const (
 	symC2CModeInfo      = "nvmlDeviceGetC2cModeInfoV"
 )
 
-// Library is NVML through go-nvml: the real library (Open) or any nvml.Interface such as go-nvml's mock
+// Library is NVML through go-nvml: the real library (openLibrary) or any nvml.Interface such as go-nvml's mock
 // (FromInterface). Init, then Read takes every fact into a Snapshot; Shutdown ends it.
 type Library struct {
 	lib nvml.Interface
@@ -43,9 +43,9 @@ type Library struct {
 	real bool
 }
 
-// Open returns go-nvml loading libraryPath (libnvidia-ml.so.1 when empty). Nothing is loaded until Init; a
+// openLibrary returns go-nvml loading libraryPath (libnvidia-ml.so.1 when empty). Nothing is loaded until Init; a
 // missing library makes Init fail with NVML_ERROR_LIBRARY_NOT_FOUND.
-func Open(libraryPath string) *Library {
+func openLibrary(libraryPath string) *Library {
 	if libraryPath == "" {
 		libraryPath = "libnvidia-ml.so.1"
 	}

@@ -1,4 +1,4 @@
-package bench
+package bench_test
 
 import (
 	"context"
@@ -6,36 +6,22 @@ import (
 	"os"
 	"testing"
 
+	"github.com/pinmemory/pin-feature-daemon/internal/benchchild"
 	"github.com/pinmemory/pin-feature-daemon/internal/fakecuda"
+	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
 )
 
 // TestMain makes the test binary its own bench child: the Runner re-executes os.Args[0] with
-// ChildSubcommand, as the daemon re-executes itself.
+// bench.ChildSubcommand, as the daemon re-executes itself, and that process runs benchchild.Main, as the
+// daemon's binary does (cmd/pin-feature-daemon). Only this external test package imports the child
+// package: pkg/bench itself never does (hack/importcheck).
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == ChildSubcommand {
-		os.Exit(ChildMain(context.Background(), os.Stdin, os.Stdout))
+	if len(os.Args) > 1 && os.Args[1] == bench.ChildSubcommand {
+		os.Exit(benchchild.Main(context.Background(), os.Stdin, os.Stdout))
 	}
 	code := m.Run()
 	if err := fakecuda.RemoveCached(); err != nil {
 		fmt.Fprintln(os.Stderr, "remove fake libcuda builds:", err)
 	}
 	os.Exit(code)
-}
-
-// Build variants of the fake driver (internal/fakecuda).
-var (
-	fakeDefault    = fakecuda.Default
-	fakeNoV2       = fakecuda.NoV2
-	fakeLegacySafe = fakecuda.LegacySafe
-)
-
-// fakeCUDA returns the path of the fake driver's libcuda.so.1 built with the given -D flags (once per
-// process and variant).
-func fakeCUDA(t testing.TB, defines ...string) string {
-	t.Helper()
-	p, err := fakecuda.Cached(defines...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

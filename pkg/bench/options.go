@@ -60,7 +60,7 @@ type Options struct {
 	// SysRoot is the sysfs root the child reads the PCIe link from while copying (default /sys).
 	SysRoot string
 	// Executable is the binary re-executed as the child (default os.Executable()); ChildArgs its arguments
-	// (default ChildSubcommand), which must make it call ChildMain.
+	// (default ChildSubcommand), which must make it call benchchild.Main (cmd/pin-feature-daemon does).
 	Executable string
 	ChildArgs  []string
 	// Env is added to the child's environment, which otherwise holds only what the CUDA driver reads from the
@@ -145,11 +145,4 @@ func (o Options) withDefaults() Options {
 		o.Clock = clock.RealClock{}
 	}
 	return o
-}
-
-// request is one check as the Runner runs it: the options (defaults filled in, report facts applied) and
-// the GPUs offered, before the --gpu selector.
-type request struct {
-	Options
-	Targets []Target
 }

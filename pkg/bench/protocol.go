@@ -1,53 +1,62 @@
 package bench
 
 import (
-	"io"
 	"time"
 
-	"github.com/pinmemory/pin-feature-daemon/internal/childproc"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
-// ChildSubcommand is the hidden subcommand that runs ChildMain; Options.ChildArgs defaults to it.
+// The bench child protocol, spoken by the daemon (spawn.go) and by the child (internal/benchchild), on
+// internal/childproc's framing. The parent writes one ChildRequest as JSON to the child's stdin; the child
+// writes events to stdout, one a line, each line ChildEventPrefix followed by a ChildEvent in JSON. Lines
+// without the prefix (anything a driver library might print) are ignored. Events arrive as they happen, so
+// the parent keeps every GPU finished before a hang or crash. A parent ignores events it does not know, and a
+// request without new fields means what it meant before.
+
+// ChildSubcommand is the hidden subcommand whose process runs the child (benchchild.Main); Options.ChildArgs
+// defaults to it.
 const ChildSubcommand = "__bench-child"
 
-// The child protocol, shared by the parent (spawn.go) and the child (child.go), on internal/childproc's
-// framing. The parent writes one childRequest as JSON to the child's stdin; the child writes events to
-// stdout, one a line, each line protocolPrefix followed by a childEvent in JSON. Lines without the prefix (anything a driver library
-// might print) are ignored. Events arrive as they happen, so the parent keeps every GPU finished before a
-// hang or crash.
-const protocolPrefix = "pfd-bench-event "
+// ChildEventPrefix starts every event line of the child.
+const ChildEventPrefix = "pfd-bench-event "
 
-// Event kinds.
+// Event kinds (ChildEvent.Event).
 const (
-	eventDriver = "driver" // a runtime loaded: Platform, DriverVersion
-	eventPhase  = "phase"  // GPU Index entered Phase
-	eventGPU    = "gpu"    // GPU's result
-	eventFatal  = "fatal"  // the whole check failed: Error (no driver, cuInit failed)
-	// eventConcurrent is GPU Index's figure of the concurrent phase: BytesPerSecond and Duration, or Error.
-	// It comes after every GPU's eventGPU; a parent that does not know it ignores it.
-	eventConcurrent = "concurrent"
-	eventDone       = "done" // the child finished
+	EventDriver = "driver" // a runtime loaded: Platform, DriverVersion
+	EventPhase  = "phase"  // GPU Index entered Phase
+	EventGPU    = "gpu"    // GPU's result
+	EventFatal  = "fatal"  // the whole check failed: Error (no driver, cuInit failed)
+	// EventConcurrent is GPU Index's figure of the concurrent phase: BytesPerSecond and Duration, or Error.
+	// It comes after every GPU's EventGPU; a parent that does not know it ignores it.
+	EventConcurrent = "concurrent"
+	EventDone       = "done" // the child finished
 )
 
-type childRequest struct {
-	CUDALibrary    string        `json:"cudaLibrary"`
-	HIPLibrary     string        `json:"hipLibrary,omitempty"`
-	SysRoot        string        `json:"sysRoot"`
+// ChildRequest is one check as the child runs it, built once by the Runner and sent as is.
+type ChildRequest struct {
+	// CUDALibrary and HIPLibrary are the runtime libraries to dlopen (Options.CUDALibrary, HIPLibrary).
+	CUDALibrary string `json:"cudaLibrary"`
+	HIPLibrary  string `json:"hipLibrary,omitempty"`
+	// SysRoot is the sysfs root the child reads the PCIe links from while copying (Options.SysRoot).
+	SysRoot string `json:"sysRoot"`
+	// Samples and Warmup are the timed and untimed copies per figure; SampleInterval is how often the link
+	// is read while the pinned copies run.
 	Samples        int           `json:"samples"`
 	Warmup         int           `json:"warmup"`
 	SampleInterval time.Duration `json:"sampleInterval"`
 	// Timeout is the parent's limit; the child exits on its own a little later, should the parent be gone.
 	Timeout time.Duration `json:"timeout"`
-	GPUs    []childGPU    `json:"gpus"`
+	GPUs    []ChildGPU    `json:"gpus"`
 }
 
-type childGPU struct {
+// ChildGPU is one GPU of a ChildRequest and the size of each of its copies.
+type ChildGPU struct {
 	Target      Target `json:"target"`
 	BufferBytes int64  `json:"bufferBytes"`
 }
 
-type childEvent struct {
+// ChildEvent is one event of the child.
+type ChildEvent struct {
 	Event string `json:"event"`
 	// Platform and DriverVersion are a driver event's runtime (cuda when empty) and its version
 	// (cuDriverGetVersion, hipDriverGetVersion).
@@ -62,18 +71,11 @@ type childEvent struct {
 	Duration       time.Duration `json:"duration,omitempty"`
 }
 
-// eventWriter writes the child's events (childproc.Writer with the bench's prefix).
-type eventWriter struct {
-	w childproc.Writer
-}
-
-func newEventWriter(out io.Writer) *eventWriter {
-	return &eventWriter{w: childproc.Writer{Prefix: protocolPrefix, Out: out}}
-}
-
-func (w *eventWriter) emit(ev childEvent) { w.w.Emit(ev) }
-
-// fatal emits a fatal event with err's message.
-func (w *eventWriter) fatal(err error) {
-	w.emit(childEvent{Event: eventFatal, Error: err.Error()})
+// RuntimeOf is the runtime that measures a GPU of platform p: CUDA for cuda (and for a target from a request
+// that predates the field), HIP for rocm.
+func RuntimeOf(p detector.Platform) detector.Platform {
+	if p == detector.PlatformROCm {
+		return detector.PlatformROCm
+	}
+	return detector.PlatformCUDA
 }

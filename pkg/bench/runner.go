@@ -42,7 +42,7 @@ func NewRunner(opts Options) *Runner {
 // in one child process under Timeout; a hang or crash there fails the GPUs it had not finished, never the
 // caller. New results are stored. Without targets nothing is spawned and the result is skipped.
 func (r *Runner) Run(ctx context.Context, targets []Target) *Result {
-	return r.run(ctx, request{Options: r.opts, Targets: targets})
+	return r.run(ctx, r.opts, targets)
 }
 
 // ReportRunner adapts a Runner to callers that hold a Report (the daemon's Bencher).
@@ -52,18 +52,19 @@ type ReportRunner struct{ Runner *Runner }
 // facts (Options.WithReport).
 func (a ReportRunner) Run(ctx context.Context, rep *detector.Report) *Result {
 	r := a.Runner
-	return r.run(ctx, request{Options: r.opts.WithReport(rep), Targets: targetsFromReport(rep)})
+	return r.run(ctx, r.opts.WithReport(rep), targetsFromReport(rep))
 }
 
-// run is one check: select the GPUs, answer those that need no measurement (select.go), measure the
-// others in the child (spawn.go), store what was measured (state.go), and sum up.
-func (r *Runner) run(ctx context.Context, req request) *Result {
+// run is one check of the targets offered (before the --gpu selector) with opts (defaults filled in, report
+// facts applied): select the GPUs, answer those that need no measurement (select.go), measure the others in
+// the child (spawn.go), store what was measured (state.go), and sum up.
+func (r *Runner) run(ctx context.Context, req Options, targets []Target) *Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	c := &check{request: req, res: &Result{StartedAt: req.Clock.Now(), GPUs: []GPUResult{}}}
-	c.sel = selectTargets(req.Targets, req.GPU)
+	c := &check{Options: req, res: &Result{StartedAt: req.Clock.Now(), GPUs: []GPUResult{}}}
+	c.sel = selectTargets(targets, req.GPU)
 	if len(c.sel) == 0 {
-		c.res.State, c.res.Error = noSelection(req.Targets, req.GPU)
+		c.res.State, c.res.Error = noSelection(targets, req.GPU)
 		return c.res
 	}
 	c.res.SharedUplinks = sharedUplinks(c.sel)
@@ -89,25 +90,25 @@ func (r *Runner) run(ctx context.Context, req request) *Result {
 	return c.res
 }
 
-// check is one run in progress: its request, the GPUs selected, and the result, whose GPUs follow sel.
+// check is one run in progress: its options, the GPUs selected, and the result, whose GPUs follow sel.
 type check struct {
-	request
+	Options
 	sel []Target
 	res *Result
 }
 
 // decideAll answers every selected GPU that needs no measurement (from state, nil when off) and returns
 // the child request for the others.
-func (c *check) decideAll(state *stateFile) *childRequest {
+func (c *check) decideAll(state *stateFile) *ChildRequest {
 	now := c.Clock.Now()
 	c.res.GPUs = make([]GPUResult, len(c.sel))
-	req := &childRequest{}
+	var gpus []ChildGPU
 	for i := range c.sel {
 		t := &c.sel[i]
 		last := state.lookup(t, c.DriverVersion, c.BootID)
 		g, size := decide(c.Options, t, last, now)
 		if size > 0 {
-			req.GPUs = append(req.GPUs, childGPU{Target: *t, BufferBytes: size})
+			gpus = append(gpus, ChildGPU{Target: *t, BufferBytes: size})
 			continue
 		}
 		if g.Cached && g.State == StateOK {
@@ -116,7 +117,21 @@ func (c *check) decideAll(state *stateFile) *childRequest {
 		}
 		c.set(i, g)
 	}
-	return req
+	return c.childRequest(gpus)
+}
+
+// childRequest is the one request the child is sent for gpus: built here, written to the child as is.
+func (c *check) childRequest(gpus []ChildGPU) *ChildRequest {
+	return &ChildRequest{
+		CUDALibrary:    c.CUDALibrary,
+		HIPLibrary:     c.HIPLibrary,
+		SysRoot:        c.SysRoot,
+		Samples:        c.Samples,
+		Warmup:         c.Warmup,
+		SampleInterval: defaultSampleInterval,
+		Timeout:        c.Timeout,
+		GPUs:           gpus,
+	}
 }
 
 // set records g, judged (trust.go), as the result of the i-th selected GPU and tells Options.Progress. Fresh
@@ -131,20 +146,14 @@ func (c *check) set(i int, g GPUResult) {
 
 // measureInChild measures the GPUs of req in one child process and records their results in c: as each
 // arrives, or failed with the child's error for those it did not finish.
-func (r *Runner) measureInChild(ctx context.Context, c *check, req *childRequest) {
+func (r *Runner) measureInChild(ctx context.Context, c *check, req *ChildRequest) {
 	slot := map[int]int{} // Target.Index -> position in c.sel
 	for i := range c.sel {
 		slot[c.sel[i].Index] = i
 	}
-	req.CUDALibrary, req.HIPLibrary = c.CUDALibrary, c.HIPLibrary
-	req.SysRoot = c.SysRoot
-	req.Samples, req.Warmup = c.Samples, c.Warmup
-	req.SampleInterval = defaultSampleInterval
-	req.Timeout = c.Timeout
-
 	started := time.Now()
 	done := map[int]bool{}
-	cr := r.runChild(ctx, spawnRequest{Options: c.Options, Child: req, OnGPU: func(g GPUResult) {
+	cr := r.runChild(ctx, req, childCallbacks{OnGPU: func(g GPUResult) {
 		if !asked(req, g.Index) || done[g.Index] {
 			klog.InfoS("Ignoring bench result of a GPU not asked for", "gpu", g.Index)
 			return
@@ -177,7 +186,7 @@ func (r *Runner) measureInChild(ctx context.Context, c *check, req *childRequest
 }
 
 // asked reports whether req asked the child for the GPU with inventory index idx.
-func asked(req *childRequest, idx int) bool {
+func asked(req *ChildRequest, idx int) bool {
 	for _, g := range req.GPUs {
 		if g.Target.Index == idx {
 			return true

@@ -106,6 +106,28 @@ func cachedResult(e *stateEntry, t *Target) GPUResult {
 	return g
 }
 
+const (
+	mib = 1 << 20
+	// minBufferBytes is the smallest copy worth timing when memory caps shrink the buffer: below it, launch
+	// overheads distort the figures, and a node with so little free memory is better left alone. A smaller
+	// buffer asked for explicitly is honoured.
+	minBufferBytes = 16 * mib
+)
+
+func roundDownMiB(n int64) int64 { return n &^ (mib - 1) }
+
+// DeviceBufferBytes is the size of each copy on a GPU that has free bytes of device memory, when want was
+// asked for: want capped by half of the free memory, in whole MiB; 0 when that leaves less than
+// minBufferBytes (or than want, when smaller). The child applies it once the runtime tells the free memory;
+// the daemon has applied the same rule with what the inventory knew (bufferBytes).
+func DeviceBufferBytes(want int64, free uint64) int64 {
+	size := min(want, roundDownMiB(int64(free/2)))
+	if size < min(minBufferBytes, want) || size <= 0 {
+		return 0
+	}
+	return size
+}
+
 // bufferBytes is the size of each copy on t: Options.BufferBytes capped by what the host can spare and by
 // half of the GPU's free memory (when NVML knows it), in whole MiB.
 func bufferBytes(o Options, t *Target) int64 {

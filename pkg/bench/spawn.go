@@ -14,15 +14,19 @@ import (
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
-// spawnRequest is one run of the child process, the parent side of the protocol: the Runner's options
-// (Executable, ChildArgs, Env, Timeout), the request the child is sent, and where each GPU result goes
-// as it arrives.
-type spawnRequest struct {
-	Options
-	Child *childRequest
-	OnGPU func(GPUResult)
-	// OnConcurrent takes each concurrent event (nil: ignored).
+// childCallbacks say where the child's results go as they arrive: each GPU's result, and each concurrent
+// figure (nil: ignored).
+type childCallbacks struct {
+	OnGPU        func(GPUResult)
 	OnConcurrent func(concurrentFigure)
+}
+
+// concurrentFigure is one GPU's outcome of the concurrent phase, as its event told it.
+type concurrentFigure struct {
+	Index    int
+	H2D      float64       // bytes per second, median; 0 on error
+	Duration time.Duration // the GPU's wall time in the phase, setup to teardown
+	Err      error
 }
 
 // childResult is what runChild learnt.
@@ -32,14 +36,15 @@ type childResult struct {
 	err            error                     // why the child did not finish cleanly (nil when it did)
 }
 
-// runChild runs the child process for o (internal/childproc supervises it: timeout, SIGKILL, abandon) and
-// calls o.OnGPU for each GPU result as it arrives. It returns at the latest killGrace after the timeout,
+// runChild runs the child process (the Runner's Executable, ChildArgs and Env) and writes req to it as is
+// (internal/childproc supervises it: req.Timeout, SIGKILL, abandon); it calls cb.OnGPU for each GPU result as
+// it arrives. It returns at the latest killGrace after the timeout,
 // even when the killed child does not exit (a process stuck in the driver in uninterruptible sleep ignores
 // SIGKILL): such a child is abandoned, and reaped if it ever exits.
-func (r *Runner) runChild(ctx context.Context, o spawnRequest) childResult {
-	s := &supervision{spawnRequest: o, killGrace: r.killGrace, cr: childResult{phases: map[int]string{},
+func (r *Runner) runChild(ctx context.Context, req *ChildRequest, cb childCallbacks) childResult {
+	s := &supervision{childCallbacks: cb, req: req, killGrace: r.killGrace, cr: childResult{phases: map[int]string{},
 		driverVersions: map[detector.Platform]int{}}}
-	exe := o.Executable
+	exe := r.opts.Executable
 	if exe == "" {
 		var err error
 		if exe, err = os.Executable(); err != nil {
@@ -48,13 +53,13 @@ func (r *Runner) runChild(ctx context.Context, o spawnRequest) childResult {
 		}
 	}
 	spec := childproc.Spec{
-		Name: "bench child", Executable: exe, Args: o.ChildArgs, Env: childEnv(os.Environ(), o.Env),
-		Request: o.Child, Prefix: protocolPrefix, Timeout: o.Timeout,
+		Name: "bench child", Executable: exe, Args: r.opts.ChildArgs, Env: childEnv(os.Environ(), r.opts.Env),
+		Request: req, Prefix: ChildEventPrefix, Timeout: req.Timeout,
 		KillGrace: r.killGrace, WaitDelay: r.waitDelay, Kill: r.kill,
 	}
-	klog.V(2).InfoS("Starting bench child", "gpus", len(o.Child.GPUs), "timeout", o.Timeout)
+	klog.V(2).InfoS("Starting bench child", "gpus", len(req.GPUs), "timeout", req.Timeout)
 	out, err := childproc.Run(ctx, spec, func(raw json.RawMessage) {
-		var ev childEvent
+		var ev ChildEvent
 		if err := json.Unmarshal(raw, &ev); err != nil {
 			klog.ErrorS(err, "Bad bench child event", "line", string(raw))
 			return
@@ -71,7 +76,8 @@ func (r *Runner) runChild(ctx context.Context, o spawnRequest) childResult {
 
 // supervision is the parent's view of one running child.
 type supervision struct {
-	spawnRequest
+	childCallbacks
+	req       *ChildRequest
 	killGrace time.Duration
 	cr        childResult
 	fatal     string // the child's fatal event
@@ -79,18 +85,18 @@ type supervision struct {
 }
 
 // handle takes one event of the child.
-func (s *supervision) handle(ev childEvent) {
+func (s *supervision) handle(ev ChildEvent) {
 	switch ev.Event {
-	case eventDriver:
-		s.cr.driverVersions[runtimeOf(ev.Platform)] = ev.DriverVersion
-	case eventPhase:
+	case EventDriver:
+		s.cr.driverVersions[RuntimeOf(ev.Platform)] = ev.DriverVersion
+	case EventPhase:
 		s.cr.phases[ev.Index] = ev.Phase
-	case eventGPU:
+	case EventGPU:
 		delete(s.cr.phases, ev.Index) // phases name the GPU in progress only
 		if ev.GPU != nil {
 			s.OnGPU(*ev.GPU)
 		}
-	case eventConcurrent:
+	case EventConcurrent:
 		delete(s.cr.phases, ev.Index)
 		if s.OnConcurrent != nil {
 			f := concurrentFigure{Index: ev.Index, H2D: ev.BytesPerSecond, Duration: ev.Duration}
@@ -99,9 +105,9 @@ func (s *supervision) handle(ev childEvent) {
 			}
 			s.OnConcurrent(f)
 		}
-	case eventFatal:
+	case EventFatal:
 		s.fatal = ev.Error
-	case eventDone:
+	case EventDone:
 		s.finished = true
 	}
 }
@@ -109,17 +115,17 @@ func (s *supervision) handle(ev childEvent) {
 // verdict is why the child did not finish cleanly, or nil: abandoned, its fatal event, the timeout, the
 // caller's cancellation, a failed exit, or an exit before its done event.
 func (s *supervision) verdict(out *childproc.Outcome) error {
-	hung := hungPhase(s.cr.phases, s.Child)
+	hung := hungPhase(s.cr.phases, s.req)
 	stderr := childproc.StderrSummary(out.Stderr)
 	switch {
 	case !out.Exited:
 		return fmt.Errorf("bench child (pid %d) killed after the %s timeout%s did not exit within %s: "+
-			"it is stuck in the driver (uninterruptible sleep) and was abandoned", out.Pid, s.Timeout, hung,
+			"it is stuck in the driver (uninterruptible sleep) and was abandoned", out.Pid, s.req.Timeout, hung,
 			s.killGrace)
 	case s.fatal != "":
 		return errors.New(s.fatal)
 	case out.TimedOut:
-		return fmt.Errorf("bench child killed after the %s timeout%s", s.Timeout, hung)
+		return fmt.Errorf("bench child killed after the %s timeout%s", s.req.Timeout, hung)
 	case out.Stopped != nil:
 		return fmt.Errorf("bench child stopped: %w", out.Stopped)
 	case out.WaitErr != nil:
@@ -131,7 +137,7 @@ func (s *supervision) verdict(out *childproc.Outcome) error {
 }
 
 // hungPhase names the GPU and phase the child was in, for a timeout message.
-func hungPhase(phases map[int]string, req *childRequest) string {
+func hungPhase(phases map[int]string, req *ChildRequest) string {
 	for i := len(req.GPUs) - 1; i >= 0; i-- {
 		idx := req.GPUs[i].Target.Index
 		if p, ok := phases[idx]; ok {

@@ -6,6 +6,9 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
 func TestJudge(t *testing.T) {
@@ -108,4 +111,41 @@ func TestImplausibleFiguresFail(t *testing.T) {
 	again := NewRunner(o).Run(context.Background(), fakeTargets(2))
 	require.True(t, again.GPUs[0].Cached, "the trusted GPU's figures were stored")
 	require.False(t, again.GPUs[1].Cached, "the implausible figures were not")
+}
+
+// TestGen7Efficiency runs the check on a GPU behind a Gen7 x16 path: it gets a theoretical rate and an
+// efficiency like any other generation.
+func TestGen7Efficiency(t *testing.T) {
+	t.Parallel()
+	ts := fakeTargets(1)
+	ts[0].Capability = &detector.LinkCapability{Gen: 7, Width: 16}
+	res := NewRunner(testOptions(t, fakeCUDA(t, fakeDefault...))).Run(context.Background(), ts)
+	require.Equal(t, StateOK, res.State, res.Error)
+	g := res.GPUs[0]
+	require.Equal(t, pcie.BytesPerSecond(7, 16), g.TheoreticalBytesPerSecond)
+	require.Positive(t, g.Efficiency)
+	require.InDelta(t, g.PinnedH2D/g.TheoreticalBytesPerSecond, g.Efficiency, 1e-9)
+}
+
+// A GPU attached over NVLink-C2C (GH200) copies far faster than any PCIe link: it is measured against the C2C
+// link, so 400 GB/s is a trusted figure with its efficiency, not an implausible one.
+func TestC2CEfficiency(t *testing.T) {
+	t.Parallel()
+	ts := fakeTargets(1)
+	ts[0].Capability, ts[0].HostLink = nil, detector.HostLinkNVLinkC2C
+	o := testOptions(t, fakeCUDA(t, fakeDefault...), "FAKECUDA_H2D_GBPS=400", "FAKECUDA_D2H_GBPS=380",
+		"FAKECUDA_PAGEABLE_H2D_GBPS=60", "FAKECUDA_PAGEABLE_D2H_GBPS=50", "FAKECUDA_COPY_BYTES_MAX=65536")
+	res := NewRunner(o).Run(context.Background(), ts)
+	require.Equal(t, StateOK, res.State, res.Error)
+	g := res.GPUs[0]
+	require.True(t, g.Trusted(), "%s: %s", g.State, g.Reason)
+	require.Equal(t, detector.NVLinkC2CBytesPerSecond, g.TheoreticalBytesPerSecond)
+	require.InDelta(t, 400.0/450, g.Efficiency, 0.05)
+	require.False(t, g.Degraded, "a C2C GPU's PCIe link is never judged")
+
+	// The same figures over a Gen5 x16 PCIe path are physically impossible: rejected.
+	ts[0].Capability, ts[0].HostLink = &detector.LinkCapability{Gen: 5, Width: 16}, detector.HostLinkPCIe
+	res = NewRunner(o).Run(context.Background(), ts)
+	require.False(t, res.GPUs[0].Trusted())
+	require.Equal(t, CauseImplausible, res.GPUs[0].Cause)
 }

@@ -15,7 +15,7 @@ import (
 // TestImageArm64 runs the arm64 half of the image (Grace Hopper and Grace Blackwell nodes are arm64) on this
 // amd64 machine under qemu-user, with the image's own glibc tree as the library root:
 //   - the image's arm64 binary probes every fixture node and prints the same labels as the amd64 binary;
-//   - pkg/bench's shim tests, cross-compiled for arm64, load the fake libcuda.so.1 and libamdhip64.so (built by
+//   - internal/benchchild's shim tests, cross-compiled for arm64, load the fake libcuda.so.1 and libamdhip64.so (built by
 //     the arm64 cross compiler) through dlopen in process and move data through them.
 //
 // The DMA check's child process is not run: re-executing an arm64 binary needs binfmt_misc, a kernel-wide
@@ -52,16 +52,16 @@ func TestImageArm64(t *testing.T) {
 	})
 
 	t.Run("runtime shims in process", func(t *testing.T) {
-		test := filepath.Join(t.TempDir(), "bench.test")
-		build := exec.Command("go", "test", "-c", "-o", test, "./pkg/bench")
+		test := filepath.Join(t.TempDir(), "benchchild.test")
+		build := exec.Command("go", "test", "-c", "-o", test, "./internal/benchchild")
 		build.Dir = repoRoot(t)
 		build.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=1", "CC="+cc,
 			"CGO_CFLAGS=-O2 -Wno-deprecated-declarations")
 		out, err := build.CombinedOutput()
-		require.NoError(t, err, "cross-compile pkg/bench's tests for arm64: %s", out)
+		require.NoError(t, err, "cross-compile internal/benchchild's tests for arm64: %s", out)
 		// The fakes are built by the tests themselves with $CC: the arm64 cross compiler.
 		cmd := exec.Command(qemu, "-L", glibc, test, "-test.run", "^(TestShimInProcess|TestHIPShimInProcess)$", "-test.v")
-		cmd.Dir = filepath.Join(repoRoot(t), "pkg", "bench")
+		cmd.Dir = filepath.Join(repoRoot(t), "internal", "benchchild")
 		cmd.Env = append(os.Environ(), "CC="+cc)
 		out, err = cmd.CombinedOutput()
 		require.NoError(t, err, "arm64 shim tests: %s", out)

@@ -1,9 +1,11 @@
-package bench
+package benchchild
 
 import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
 )
 
 // How a copy is timed and how the samples become one figure.
@@ -49,17 +51,17 @@ func (w wallTimer) time(copyFn func() error) (time.Duration, error) {
 	return time.Since(t0), nil
 }
 
-// bandwidth runs cfg.Warmup untimed copies (and more until minWarmup has passed), then cfg.Samples timed
+// bandwidth runs req.Warmup untimed copies (and more until minWarmup has passed), then req.Samples timed
 // ones, and returns size over the median time in bytes per second.
-func bandwidth(size int64, cfg measureConfig, minWarmup time.Duration, timeFn func(func() error) (time.Duration, error), copyFn func() error) (float64, error) {
+func bandwidth(size int64, req *bench.ChildRequest, minWarmup time.Duration, timeFn func(func() error) (time.Duration, error), copyFn func() error) (float64, error) {
 	start := time.Now()
-	for i := 0; i < cfg.Warmup || (time.Since(start) < minWarmup && i < maxWarmupCopies); i++ {
+	for i := 0; i < req.Warmup || (time.Since(start) < minWarmup && i < maxWarmupCopies); i++ {
 		if _, err := timeFn(copyFn); err != nil {
 			return 0, err
 		}
 	}
-	samples := make([]time.Duration, 0, cfg.Samples)
-	for range cfg.Samples {
+	samples := make([]time.Duration, 0, req.Samples)
+	for range req.Samples {
 		d, err := timeFn(copyFn)
 		if err != nil {
 			return 0, err

@@ -1,12 +1,10 @@
-package bench
+package benchchild
 
 import (
 	"errors"
 	"fmt"
 	"time"
 	"unsafe"
-
-	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
 // The GPU runtime API the DMA check measures with, whichever vendor's library implements it: the CUDA driver
@@ -92,13 +90,4 @@ type gpuDriver interface {
 	EventElapsed(start, end gpuEvent) (time.Duration, error)
 	MemcpyHtoDAsync(dst devicePtr, src unsafe.Pointer, n int64, s gpuStream) error
 	MemcpyDtoHAsync(dst unsafe.Pointer, src devicePtr, n int64, s gpuStream) error
-}
-
-// runtimeOf is the runtime that measures a target of platform p: CUDA for cuda (and for a target from a
-// request that predates the field), HIP for rocm.
-func runtimeOf(p detector.Platform) detector.Platform {
-	if p == detector.PlatformROCm {
-		return detector.PlatformROCm
-	}
-	return detector.PlatformCUDA
 }

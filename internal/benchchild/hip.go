@@ -1,4 +1,4 @@
-package bench
+package benchchild
 
 // The HIP runtime entry points the ROCm check resolves (hip_cgo.go), by index. HIP has no _v2 names and no
 // legacy ABI; hipHostAlloc is the newer name of hipHostMalloc in some ROCm releases, with the same signature.

@@ -1,4 +1,4 @@
-package bench
+package benchchild
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
@@ -28,11 +29,11 @@ const (
 
 // concurrentGPU is one GPU of the concurrent phase and its buffer size.
 type concurrentGPU struct {
-	Target Target
+	Target bench.Target
 	Size   int64
 }
 
-// concurrentFigure is one GPU's outcome of the concurrent phase.
+// concurrentFigure is one GPU's outcome of the concurrent phase (sent as a bench.EventConcurrent).
 type concurrentFigure struct {
 	Index    int
 	H2D      float64       // bytes per second, median; 0 on error
@@ -170,10 +171,10 @@ func concurrentSetup(drv gpuDriver, g concurrentGPU, onRelease func(string, func
 // concurrentGPUs picks the GPUs of platform p for the concurrent phase from the one-at-a-time results: those
 // measured OK, with their buffer capped by concurrentBufferBytes. It returns nil when fewer than two are.
 // GPUs of different runtimes are never measured together: no node runs both at once for one workload.
-func concurrentGPUs(req *childRequest, results []GPUResult, p detector.Platform) []concurrentGPU {
+func concurrentGPUs(req *bench.ChildRequest, results []bench.GPUResult, p detector.Platform) []concurrentGPU {
 	var out []concurrentGPU
 	for i, g := range req.GPUs {
-		if r := &results[i]; runtimeOf(g.Target.Platform) == p && r.State == StateOK && r.PinnedH2D > 0 && r.BufferBytes > 0 {
+		if r := &results[i]; bench.RuntimeOf(g.Target.Platform) == p && r.State == bench.StateOK && r.PinnedH2D > 0 && r.BufferBytes > 0 {
 			out = append(out, concurrentGPU{Target: g.Target, Size: min(r.BufferBytes, concurrentBufferBytes)})
 		}
 	}

@@ -1,4 +1,4 @@
-package bench
+package benchchild
 
 // symbol is one runtime entry point: its preferred name and the unversioned name to fall back to.
 // The fallback is empty where the unversioned symbol is the legacy ABI of CUDA before 3.2 (32-bit device

@@ -1,4 +1,4 @@
-package bench
+package benchchild
 
 import (
 	"bufio"
@@ -12,63 +12,66 @@ import (
 	"strings"
 
 	"github.com/pinmemory/pin-feature-daemon/internal/childproc"
+	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
-// ChildMain is the body of the hidden bench subcommand, run in a child process of the daemon: it reads the
-// request from stdin, loads the runtime of each platform the request names (the CUDA driver, ROCm's HIP
-// runtime), measures each GPU in turn, then (two or more of one platform measured OK) those at once, and
-// writes events to stdout. It returns the process exit code (0: finished; 1: no runtime could be used; 2:
-// bad request). It may exit the process by itself when the parent's timeout has long passed. Call it only in
-// a process of its own: it loads the runtimes and creates contexts.
-func ChildMain(ctx context.Context, stdin io.Reader, stdout io.Writer) int {
+// Main is the body of the hidden subcommand bench.ChildSubcommand, run in a child process of the daemon: it
+// reads the bench.ChildRequest from stdin, loads the runtime of each platform the request names (the CUDA
+// driver, ROCm's HIP runtime), measures each GPU in turn, then (two or more of one platform measured OK) those
+// at once, and writes events to stdout. It returns the process exit code (0: finished; 1: no runtime could be
+// used; 2: bad request). It may exit the process by itself when the parent's timeout has long passed. Call it
+// only in a process of its own: it loads the runtimes and creates contexts.
+func Main(ctx context.Context, stdin io.Reader, stdout io.Writer) int {
 	w := newEventWriter(stdout)
-	var req childRequest
+	var req bench.ChildRequest
 	if err := json.NewDecoder(bufio.NewReader(stdin)).Decode(&req); err != nil {
 		w.fatal(fmt.Errorf("read bench request: %w", err))
 		return 2
 	}
 	defer childproc.Watchdog(req.Timeout)()
 
-	drivers, err := req.loadDrivers(w)
+	drivers, err := loadDrivers(&req, w)
 	if err != nil {
 		w.fatal(err)
 		return 1
 	}
-	results := make([]GPUResult, len(req.GPUs))
+	// The one reader of the PCIe links under the request's sysfs root, for every GPU's link sampler.
+	sys := newSysfs(req.SysRoot)
+	results := make([]bench.GPUResult, len(req.GPUs))
 	for i, g := range req.GPUs {
 		if ctx.Err() != nil {
 			w.fatal(fmt.Errorf("bench child stopped: %w", context.Cause(ctx)))
 			return 1
 		}
 		idx := g.Target.Index
-		if d := drivers[runtimeOf(g.Target.Platform)]; d.err != nil {
-			results[i] = GPUResult{Index: idx, UUID: g.Target.UUID, PCIAddress: g.Target.PCIAddress,
-				Model: g.Target.Model, State: StateFailed, Reason: d.err.Error(), Cause: CauseError}
+		if d := drivers[bench.RuntimeOf(g.Target.Platform)]; d.err != nil {
+			results[i] = bench.GPUResult{Index: idx, UUID: g.Target.UUID, PCIAddress: g.Target.PCIAddress,
+				Model: g.Target.Model, State: bench.StateFailed, Reason: d.err.Error(), Cause: bench.CauseError}
 		} else {
-			results[i] = measureGPU(d.drv, g.Target, req.measureConfig(g), func(p string) {
-				w.emit(childEvent{Event: eventPhase, Index: idx, Phase: p})
+			results[i] = measureGPU(d.drv, &req, g, sys, func(p string) {
+				w.emit(bench.ChildEvent{Event: bench.EventPhase, Index: idx, Phase: p})
 			})
 		}
-		w.emit(childEvent{Event: eventGPU, Index: idx, GPU: &results[i]})
+		w.emit(bench.ChildEvent{Event: bench.EventGPU, Index: idx, GPU: &results[i]})
 	}
-	for _, p := range req.platforms() {
+	for _, p := range platforms(&req) {
 		cg := concurrentGPUs(&req, results, p)
 		if cg == nil || ctx.Err() != nil {
 			continue
 		}
 		for _, g := range cg {
-			w.emit(childEvent{Event: eventPhase, Index: g.Target.Index, Phase: "concurrent-h2d"})
+			w.emit(bench.ChildEvent{Event: bench.EventPhase, Index: g.Target.Index, Phase: "concurrent-h2d"})
 		}
 		for _, f := range measureConcurrent(drivers[p].drv, cg, req.Samples) {
-			ev := childEvent{Event: eventConcurrent, Index: f.Index, BytesPerSecond: f.H2D, Duration: f.Duration}
+			ev := bench.ChildEvent{Event: bench.EventConcurrent, Index: f.Index, BytesPerSecond: f.H2D, Duration: f.Duration}
 			if f.Err != nil {
 				ev.Error = f.Err.Error()
 			}
 			w.emit(ev)
 		}
 	}
-	w.emit(childEvent{Event: eventDone})
+	w.emit(bench.ChildEvent{Event: bench.EventDone})
 	return 0
 }
 
@@ -79,10 +82,10 @@ type loadedDriver struct {
 }
 
 // platforms lists the runtimes the request's GPUs need, in the order of their first GPU.
-func (req *childRequest) platforms() []detector.Platform {
+func platforms(req *bench.ChildRequest) []detector.Platform {
 	var out []detector.Platform
 	for _, g := range req.GPUs {
-		if p := runtimeOf(g.Target.Platform); !slices.Contains(out, p) {
+		if p := bench.RuntimeOf(g.Target.Platform); !slices.Contains(out, p) {
 			out = append(out, p)
 		}
 	}
@@ -92,19 +95,19 @@ func (req *childRequest) platforms() []detector.Platform {
 // loadDrivers loads the runtime of every platform the request needs and emits a driver event for each that
 // loads. It fails only when none loads: then the whole check failed for the first one's reason (a node
 // has one platform); otherwise the GPUs of a platform whose runtime failed fail with its reason.
-func (req *childRequest) loadDrivers(w *eventWriter) (map[detector.Platform]loadedDriver, error) {
+func loadDrivers(req *bench.ChildRequest, w *eventWriter) (map[detector.Platform]loadedDriver, error) {
 	drivers := map[detector.Platform]loadedDriver{}
 	var first error
 	loaded := 0
-	for _, p := range req.platforms() {
-		drv, version, err := loadRuntime(p, req.library(p))
+	for _, p := range platforms(req) {
+		drv, version, err := loadRuntime(p, libraryOf(req, p))
 		drivers[p] = loadedDriver{drv: drv, err: err}
 		if err != nil {
 			first = cmp.Or(first, err)
 			continue
 		}
 		loaded++
-		w.emit(childEvent{Event: eventDriver, Platform: p, DriverVersion: version})
+		w.emit(bench.ChildEvent{Event: bench.EventDriver, Platform: p, DriverVersion: version})
 	}
 	if loaded == 0 && first != nil {
 		return nil, first
@@ -112,8 +115,8 @@ func (req *childRequest) loadDrivers(w *eventWriter) (map[detector.Platform]load
 	return drivers, nil
 }
 
-// library is the runtime library the request names for platform p.
-func (req *childRequest) library(p detector.Platform) string {
+// libraryOf is the runtime library the request names for platform p.
+func libraryOf(req *bench.ChildRequest, p detector.Platform) string {
 	if p == detector.PlatformROCm {
 		return req.HIPLibrary
 	}
@@ -132,7 +135,7 @@ func loadRuntime(p detector.Platform, path string) (gpuDriver, int, error) {
 // runtimeCandidates lists the libraries tried for platform p's configured path, in order: the path, and for
 // the default HIP library name its fallbacks.
 func runtimeCandidates(p detector.Platform, path string) []string {
-	if p == detector.PlatformROCm && path == DefaultHIPLibrary {
+	if p == detector.PlatformROCm && path == bench.DefaultHIPLibrary {
 		return append([]string{path}, hipLibraryFallbacks...)
 	}
 	return []string{path}
@@ -164,15 +167,4 @@ func loadFirst(open func(string) (gpuDriver, error), candidates []string) (gpuDr
 		return nil, 0, err
 	}
 	return drv, version, nil
-}
-
-// measureConfig is how the request says to measure g.
-func (req *childRequest) measureConfig(g childGPU) measureConfig {
-	return measureConfig{
-		BufferBytes:    g.BufferBytes,
-		Samples:        req.Samples,
-		Warmup:         req.Warmup,
-		SysRoot:        req.SysRoot,
-		SampleInterval: req.SampleInterval,
-	}
 }

@@ -1,4 +1,4 @@
-package bench
+package benchchild
 
 import (
 	"errors"
@@ -11,15 +11,12 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
+	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
 const (
 	mib = 1 << 20
-	// minBufferBytes is the smallest copy worth timing when memory caps shrink the buffer: below it, launch
-	// overheads distort the figures, and a node with so little free memory is better left alone. A smaller
-	// buffer asked for explicitly is honoured.
-	minBufferBytes = 16 * mib
 	// registerCopyBytes is the size of the copy that proves cuMemHostRegister'd memory is usable for DMA.
 	registerCopyBytes = 4 * mib
 	// minWarmup is how long the first figure's warm-up copies run at least: an idle GPU needs a moment under
@@ -29,24 +26,15 @@ const (
 	maxWarmupCopies = 100
 )
 
-// measureConfig is how one GPU is measured.
-type measureConfig struct {
-	BufferBytes    int64
-	Samples        int
-	Warmup         int
-	SysRoot        string
-	SampleInterval time.Duration
-}
-
-// measureGPU measures one GPU on a goroutine of its own that locks its OS thread and never unlocks it: the
+// measureGPU measures g as req says on a goroutine of its own that locks its OS thread and never unlocks it: the
 // thread carries the CPU affinity and the CUDA context, and it exits with the goroutine, so neither leaks
-// into the rest of the process. phase is told what the measurement is doing (for the parent's messages
-// should the child hang or crash).
-func measureGPU(drv gpuDriver, t Target, cfg measureConfig, phase func(string)) GPUResult {
-	ch := make(chan GPUResult, 1)
+// into the rest of the process. sys reads the PCIe links; phase is told what the measurement is doing (for
+// the parent's messages should the child hang or crash).
+func measureGPU(drv gpuDriver, req *bench.ChildRequest, g bench.ChildGPU, sys sysfs, phase func(string)) bench.GPUResult {
+	ch := make(chan bench.GPUResult, 1)
 	go func() {
 		runtime.LockOSThread()
-		ch <- measureOnThread(drv, t, cfg, phase)
+		ch <- measureOnThread(drv, req, g, sys, phase)
 	}()
 	return <-ch
 }
@@ -54,9 +42,10 @@ func measureGPU(drv gpuDriver, t Target, cfg measureConfig, phase func(string)) 
 // measureOnThread measures t on the calling thread, which it pins to t's local CPUs, in named steps: setup
 // (device, context, buffers), the pinned copies, the pageable copies, the register trial and the link
 // verdict. Whatever the steps allocated is released before it returns, in reverse order.
-func measureOnThread(drv gpuDriver, t Target, cfg measureConfig, phase func(string)) GPUResult {
-	m := &measurement{drv: drv, t: t, cfg: cfg, clock: newPhaseClock(phase)}
-	m.res = GPUResult{Index: t.Index, UUID: t.UUID, PCIAddress: t.PCIAddress, Model: t.Model, State: StateFailed}
+func measureOnThread(drv gpuDriver, req *bench.ChildRequest, g bench.ChildGPU, sys sysfs, phase func(string)) bench.GPUResult {
+	t := g.Target
+	m := &measurement{drv: drv, req: req, t: t, bufferBytes: g.BufferBytes, sys: sys, clock: newPhaseClock(phase)}
+	m.res = bench.GPUResult{Index: t.Index, UUID: t.UUID, PCIAddress: t.PCIAddress, Model: t.Model, State: bench.StateFailed}
 	m.run()
 	m.res.Phases, m.res.Duration = m.clock.stop()
 	return m.res
@@ -65,11 +54,13 @@ func measureOnThread(drv gpuDriver, t Target, cfg measureConfig, phase func(stri
 // measurement is one GPU's measurement in progress: what it measures with, what it allocated, and the
 // result so far.
 type measurement struct {
-	drv   gpuDriver
-	t     Target
-	cfg   measureConfig
-	clock *phaseClock
-	res   GPUResult
+	drv         gpuDriver
+	req         *bench.ChildRequest // samples, warm-up, sample interval
+	t           bench.Target
+	bufferBytes int64 // asked for; size is what setup allocated
+	sys         sysfs
+	clock       *phaseClock
+	res         bench.GPUResult
 
 	size            int64 // bytes per copy, once setup has capped it by the device's free memory
 	dptr            devicePtr
@@ -88,7 +79,7 @@ func (m *measurement) run() {
 		return
 	}
 	// The link is sampled across all copies: an idle GPU's link is trained down and comes up with the load.
-	sampler := startLinkSampler(m.cfg.SysRoot, linkAddresses(m.t), m.cfg.SampleInterval)
+	sampler := startLinkSampler(m.sys, linkAddresses(m.t), m.req.SampleInterval)
 	m.releases = append(m.releases, func() { sampler.Stop() }) // a no-op once stopped below
 	m.res.PinTried = true
 	errs := m.pinnedPhase()
@@ -104,13 +95,13 @@ func (m *measurement) run() {
 		m.fail(err)
 		return
 	}
-	m.res.State = StateOK
+	m.res.State = bench.StateOK
 }
 
 // fail marks the result failed with err and returns false, for steps that end the measurement.
 func (m *measurement) fail(err error) bool {
-	m.res.State = StateFailed
-	m.res.Reason, m.res.Cause = err.Error(), CauseError
+	m.res.State = bench.StateFailed
+	m.res.Reason, m.res.Cause = err.Error(), bench.CauseError
 	return false
 }
 
@@ -130,7 +121,7 @@ func (m *measurement) release() {
 
 // pinToLocalCPUs sets the calling thread's CPU affinity to t's local CPUs; without them (or allowed none of
 // them) it measures unpinned.
-func pinToLocalCPUs(t Target) {
+func pinToLocalCPUs(t bench.Target) {
 	if t.LocalCPUs == "" {
 		return
 	}
@@ -167,11 +158,11 @@ func (m *measurement) setup() bool {
 	if err != nil {
 		return m.fail(err)
 	}
-	m.size = min(m.cfg.BufferBytes, roundDownMiB(int64(free/2)))
-	if m.size < min(minBufferBytes, m.cfg.BufferBytes) || m.size <= 0 {
-		m.res.State = StateSkipped
+	m.size = bench.DeviceBufferBytes(m.bufferBytes, free)
+	if m.size == 0 {
+		m.res.State = bench.StateSkipped
 		m.res.Reason = fmt.Sprintf("not enough free device memory for the check: %d bytes free", free)
-		m.res.Cause = CauseNoMemory
+		m.res.Cause = bench.CauseNoMemory
 		return false
 	}
 	m.res.BufferBytes = m.size
@@ -219,13 +210,13 @@ func (m *measurement) pinnedPhase() []error {
 	m.onRelease("free pinned buffer", func() error { return drv.MemFreeHost(host) })
 	timer := eventTimer{drv: drv, stream: stream, start: m.evStart, stop: m.evStop}
 	m.clock.enter("pinned-h2d")
-	m.res.PinnedH2D, err = bandwidth(size, m.cfg, minWarmup, timer.time,
+	m.res.PinnedH2D, err = bandwidth(size, m.req, minWarmup, timer.time,
 		func() error { return drv.MemcpyHtoDAsync(dptr, host, size, stream) })
 	if err != nil {
 		return []error{err}
 	}
 	m.clock.enter("pinned-d2h")
-	m.res.PinnedD2H, err = bandwidth(size, m.cfg, 0, timer.time,
+	m.res.PinnedD2H, err = bandwidth(size, m.req, 0, timer.time,
 		func() error { return drv.MemcpyDtoHAsync(host, dptr, size, stream) })
 	return []error{err}
 }
@@ -246,11 +237,11 @@ func (m *measurement) pageablePhase() []error {
 	timer := wallTimer{drv: drv, stream: stream}
 	m.clock.enter("pageable-h2d")
 	var errs []error
-	m.res.PageableH2D, err = bandwidth(size, m.cfg, 0, timer.time,
+	m.res.PageableH2D, err = bandwidth(size, m.req, 0, timer.time,
 		func() error { return drv.MemcpyHtoDAsync(dptr, p, size, stream) })
 	errs = append(errs, err)
 	m.clock.enter("pageable-d2h")
-	m.res.PageableD2H, err = bandwidth(size, m.cfg, 0, timer.time,
+	m.res.PageableD2H, err = bandwidth(size, m.req, 0, timer.time,
 		func() error { return drv.MemcpyDtoHAsync(p, dptr, size, stream) })
 	return append(errs, err)
 }
@@ -339,7 +330,7 @@ func (c *phaseClock) close(now time.Time) {
 
 // findDevice returns the CUDA device of t: by PCI bus id when the inventory has one (CUDA's own ordinals
 // follow CUDA_DEVICE_ORDER and CUDA_VISIBLE_DEVICES, not the inventory), else by ordinal.
-func findDevice(drv gpuDriver, t Target) (gpuDevice, error) {
+func findDevice(drv gpuDriver, t bench.Target) (gpuDevice, error) {
 	if t.PCIAddress == "" {
 		n, err := drv.DeviceCount()
 		if err != nil {
@@ -365,7 +356,7 @@ func findDevice(drv gpuDriver, t Target) (gpuDevice, error) {
 }
 
 // linkAddresses lists the GPU and the ports above it, whose links are sampled while copying.
-func linkAddresses(t Target) []string {
+func linkAddresses(t bench.Target) []string {
 	if t.PCIAddress == "" {
 		return nil
 	}
@@ -383,8 +374,6 @@ func prefault(b []byte) {
 		b[i] = 1
 	}
 }
-
-func roundDownMiB(n int64) int64 { return n &^ (mib - 1) }
 
 // cleanup runs a release step, logging (not returning) its failure: the figures are already taken.
 func cleanup(gpu int, what string, f func() error) {

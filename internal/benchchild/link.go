@@ -1,4 +1,4 @@
-package bench
+package benchchild
 
 import (
 	"path/filepath"
@@ -18,17 +18,28 @@ func theoreticalBytesPerSecond(c *detector.LinkCapability) float64 {
 	return pcie.BytesPerSecond(c.Gen, c.Width)
 }
 
-// readLink reads the current generation and width of the PCI device at addr under sysRoot; false when either
-// is unreadable, malformed or unknown. Reads go through internal/hostfs: inside sysRoot, regular files only,
-// size-capped.
-func readLink(sysRoot, addr string) (detector.LinkCapability, bool) {
-	host := hostfs.Under(sysRoot, "/sys")
-	dir := filepath.Join(sysRoot, "bus", "pci", "devices", addr)
-	speed, err := host.ReadFile(filepath.Join(dir, "current_link_speed"))
+// sysfs reads PCIe link attributes under one sysfs root, confined to it (internal/hostfs). The child builds
+// one per request.
+type sysfs struct {
+	root  string
+	files hostfs.Confined
+}
+
+// newSysfs returns the reader of the sysfs tree at root ("" reads nothing).
+func newSysfs(root string) sysfs {
+	return sysfs{root: root, files: hostfs.Under(root, "/sys")}
+}
+
+// readLink reads the current generation and width of the PCI device at addr under sys's sysfs root; false
+// when either is unreadable, malformed or unknown. Reads go through internal/hostfs: inside the
+// root, regular files only, size-capped.
+func readLink(host sysfs, addr string) (detector.LinkCapability, bool) {
+	dir := filepath.Join(host.root, "bus", "pci", "devices", addr)
+	speed, err := host.files.ReadFile(filepath.Join(dir, "current_link_speed"))
 	if err != nil {
 		return detector.LinkCapability{}, false
 	}
-	width, err := host.ReadFile(filepath.Join(dir, "current_link_width"))
+	width, err := host.files.ReadFile(filepath.Join(dir, "current_link_width"))
 	if err != nil {
 		return detector.LinkCapability{}, false
 	}
@@ -44,7 +55,7 @@ func readLink(sysRoot, addr string) (detector.LinkCapability, bool) {
 // GPU trains its link down (Gen1 at P8), so only the link under load says whether it is degraded. Each
 // hop keeps the best generation and width it showed; the link under load is the weakest hop.
 type linkSampler struct {
-	sysRoot  string
+	sys      sysfs
 	addrs    []string
 	interval time.Duration
 
@@ -57,11 +68,11 @@ type linkSampler struct {
 	once    sync.Once
 }
 
-// startLinkSampler samples the links of addrs (the GPU first, then its upstream ports) every interval until
-// Stop. It reads nothing when addrs is empty.
-func startLinkSampler(sysRoot string, addrs []string, interval time.Duration) *linkSampler {
+// startLinkSampler samples the links of addrs (the GPU first, then its upstream ports) under sys's sysfs root
+// every interval until Stop. It reads nothing when addrs is empty or sys has no sysfs root.
+func startLinkSampler(sys sysfs, addrs []string, interval time.Duration) *linkSampler {
 	s := &linkSampler{
-		sysRoot:  sysRoot,
+		sys:      sys,
 		addrs:    addrs,
 		interval: interval,
 		best:     make([]detector.LinkCapability, len(addrs)),
@@ -75,7 +86,7 @@ func startLinkSampler(sysRoot string, addrs []string, interval time.Duration) *l
 
 func (s *linkSampler) loop() {
 	defer close(s.done)
-	if len(s.addrs) == 0 || s.sysRoot == "" {
+	if len(s.addrs) == 0 || s.sys.root == "" {
 		return
 	}
 	t := time.NewTicker(s.interval)
@@ -94,7 +105,7 @@ func (s *linkSampler) sample() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, a := range s.addrs {
-		l, ok := readLink(s.sysRoot, a)
+		l, ok := readLink(s.sys, a)
 		if !ok {
 			continue
 		}
@@ -112,7 +123,7 @@ func (s *linkSampler) Stop() (*detector.LinkCapability, int) {
 	s.once.Do(func() {
 		close(s.stop)
 		<-s.done
-		if len(s.addrs) > 0 && s.sysRoot != "" {
+		if len(s.addrs) > 0 && s.sys.root != "" {
 			s.sample()
 		}
 	})

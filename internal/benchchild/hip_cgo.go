@@ -1,6 +1,6 @@
 //go:build cgo
 
-package bench
+package benchchild
 
 /*
 #include <stdint.h>
