@@ -94,5 +94,5 @@
 //
 // The package must not keep a CUDA context or the driver library in the calling process (only ChildMain
 // loads it), must not touch Kubernetes or Prometheus, and must not decide labels or the verdict: it returns a
-// Result, and Result.PinTrials only maps its GPUs to the detector.PinTrial list that detector.Decide judges.
+// Result, whose per-GPU pin facts (PinTried, HostAllocOK, HostRegisterOK) labeler.Assess judges.
 package bench

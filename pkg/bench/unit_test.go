@@ -385,21 +385,3 @@ func TestBandwidth(t *testing.T) {
 	_, err = bandwidth(8*mib, cfg, 0, func(f func() error) (time.Duration, error) { return 0, f() }, copyFn)
 	require.ErrorContains(t, err, "timed at 0s")
 }
-
-// TestPinTrials: the result only maps its GPUs to detector.PinTrial, one per GPU where pinning was tried; the
-// verdict is detector.Decide's.
-func TestPinTrials(t *testing.T) {
-	t.Parallel()
-	var none *Result
-	require.Nil(t, none.PinTrials())
-	require.Nil(t, (&Result{GPUs: []GPUResult{{State: StateSkipped}, {State: StateFailed}}}).PinTrials())
-	res := &Result{GPUs: []GPUResult{
-		{PinTried: true, HostAllocOK: true, HostRegisterOK: true},
-		{State: StateSkipped, HostAllocOK: true}, // not tried: left out whatever it says
-		{PinTried: true, HostRegisterOK: true},
-		{PinTried: true},
-	}}
-	require.Equal(t, []detector.PinTrial{
-		{HostAlloc: true, HostRegister: true}, {HostRegister: true}, {},
-	}, res.PinTrials())
-}

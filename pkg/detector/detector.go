@@ -100,7 +100,7 @@ func Decide(r *Report, pinPlatforms []Platform, trials []PinTrial) Verdict {
 		return Verdict{Available: false, Reason: ReasonNoAccelerator}
 	case !slices.Contains(pinPlatforms, r.Platform):
 		return Verdict{Available: false, Reason: ReasonPlatform}
-	case platformLacksDriver(r):
+	case r.PlatformLacksDriver():
 		return Verdict{Available: false, Reason: ReasonNoDriver}
 	case len(trials) > 0 && !slices.ContainsFunc(trials, PinTrial.pinned):
 		return Verdict{Available: false, Reason: ReasonPinFailed}
