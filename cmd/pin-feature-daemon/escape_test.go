@@ -43,7 +43,7 @@ func TestRenderEscapesHostStrings(t *testing.T) {
 	}
 	b := &bench.Result{State: bench.StateFailed, Error: "driver said \x1b[5m"}
 	var out strings.Builder
-	require.NoError(t, renderProbe(&out, r, b, labeler.Labels{"pinmemory.available": "false"}))
+	require.NoError(t, renderProbe(&out, r, b, labeler.Assessment{Labels: labeler.Labels{"pinmemory.available": "false"}}))
 	require.NotContains(t, out.String(), "\x1b")
 	require.NotContains(t, out.String(), "\x07")
 	require.Contains(t, out.String(), `"H100\x1b[31mRED"`)

@@ -14,6 +14,7 @@ import (
 	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
 	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 // probeOptions are the flags of every subcommand that probes the node.
@@ -30,7 +31,7 @@ type probeOptions struct {
 	MlockTrialSize string
 	ProbeTimeout   time.Duration
 
-	pinPlatforms    []detector.Platform
+	policy          labeler.Policy
 	mlockTrialBytes int
 }
 
@@ -57,7 +58,7 @@ func (o *probeOptions) Validate() error {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("--pin-platforms: %w", err))
 	}
-	o.pinPlatforms = p
+	o.policy = labeler.Policy{PinPlatforms: p}
 	n, err := parseSize(o.MlockTrialSize, 1<<30)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("--mlock-trial-size: %w", err))
@@ -86,8 +87,8 @@ func (o *probeOptions) hostFS() hostfs.FS {
 
 func (o *probeOptions) detectorOptions() detector.Options {
 	return detector.Options{
-		Host: o.hostFS(), NVMLLibrary: o.NVMLLibrary, PinPlatforms: o.pinPlatforms, MlockTrialBytes: o.mlockTrialBytes,
-		Timeout: o.ProbeTimeout, NVMLChild: nvmlChild(),
+		Host: o.hostFS(), NVMLLibrary: o.NVMLLibrary, MlockTrialBytes: o.mlockTrialBytes, Timeout: o.ProbeTimeout,
+		NVMLChild: nvmlChild(),
 	}
 }
 

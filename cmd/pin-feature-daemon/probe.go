@@ -16,9 +16,23 @@ import (
 
 // probeOutput is the document `probe -o json` prints.
 type probeOutput struct {
-	Report *detector.Report `json:"report"`
-	Bench  *bench.Result    `json:"bench,omitempty"`
-	Labels labeler.Labels   `json:"labels"`
+	Report reportJSON     `json:"report"`
+	Bench  *bench.Result  `json:"bench,omitempty"`
+	Labels labeler.Labels `json:"labels"`
+}
+
+// reportJSON is the report as `probe -o json` prints it: its facts, and the verdict labeler.Assess gave them
+// where it has always been, after the facts and before errors and fatal. The outer Errors and Fatal hide the
+// embedded ones (encoding/json takes the shallower field) so that they follow the verdict.
+type reportJSON struct {
+	*detector.Report
+	Verdict labeler.Verdict      `json:"verdict"`
+	Errors  []detector.FactError `json:"errors,omitempty"`
+	Fatal   []detector.FactError `json:"fatal,omitempty"`
+}
+
+func newReportJSON(r *detector.Report, v labeler.Verdict) reportJSON {
+	return reportJSON{Report: r, Verdict: v, Errors: r.Errors, Fatal: r.Fatal}
 }
 
 func probeCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer) error {
@@ -51,16 +65,15 @@ func probeCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer)
 			if err := ctx.Err(); err != nil {
 				return fmt.Errorf("interrupted during the DMA check, nothing printed: %w", err)
 			}
-			r.Verdict = labeler.Verdict(r, b, po.pinPlatforms)
 		}
-		labels := labeler.Build(r, b)
+		a := labeler.Assess(r, b, po.policy)
 		switch format {
 		case "json":
-			err = writeJSON(stdout, probeOutput{Report: r, Bench: b, Labels: labels})
+			err = writeJSON(stdout, probeOutput{Report: newReportJSON(r, a.Verdict), Bench: b, Labels: a.Labels})
 		case "labels":
-			_, err = io.WriteString(stdout, labels.String())
+			_, err = io.WriteString(stdout, a.Labels.String())
 		default:
-			err = renderProbe(stdout, r, b, labels)
+			err = renderProbe(stdout, r, b, a)
 		}
 		if err != nil {
 			return err

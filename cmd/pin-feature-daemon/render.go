@@ -13,11 +13,11 @@ import (
 
 // renderProbe prints the report for people: the verdict first, then the node, one accelerator a row,
 // the DMA figures when measured, the facts that failed, and the labels.
-func renderProbe(w io.Writer, r *detector.Report, b *bench.Result, labels labeler.Labels) error {
+func renderProbe(w io.Writer, r *detector.Report, b *bench.Result, a labeler.Assessment) error {
 	ew := &errWriter{w: w}
 	verdict := "AVAILABLE"
-	if !r.Verdict.Available {
-		verdict = "NOT AVAILABLE (" + r.Verdict.Reason + ")"
+	if !a.Verdict.Available {
+		verdict = "NOT AVAILABLE (" + a.Verdict.Reason + ")"
 	}
 	ew.printf("Pinned memory: %s\n\n", verdict)
 
@@ -101,8 +101,8 @@ func renderProbe(w io.Writer, r *detector.Report, b *bench.Result, labels labele
 		}
 	}
 	ew.printf("\nLabels (feature.node.kubernetes.io/...):\n")
-	for _, k := range labels.Keys() {
-		ew.printf("  %s=%s\n", safe(k), safe(labels[k]))
+	for _, k := range a.Labels.Keys() {
+		ew.printf("  %s=%s\n", safe(k), safe(a.Labels[k]))
 	}
 	return ew.err
 }

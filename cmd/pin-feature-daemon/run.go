@@ -122,7 +122,7 @@ func runCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer) e
 		defer closeDetector(det)
 		m := metrics.New(metrics.BuildInfo{Version: version, Revision: revision, GoVersion: runtime.Version()})
 		cfg := daemon.Config{
-			Prober: det, PinPlatforms: po.pinPlatforms, Output: out, Eventer: eventer, Metrics: m,
+			Prober: det, Policy: po.policy, Output: out, Eventer: eventer, Metrics: m,
 			Interval: ro.Interval, Jitter: ro.IntervalJitter, Hysteresis: ro.Hysteresis,
 			StuckAfter: bo.Timeout + 5*time.Minute, UnreadyAfter: fo.UnreadyAfter,
 		}

@@ -76,6 +76,7 @@
 // is the test binary itself (main_test.go runs benchchild.Main for ChildSubcommand).
 //
 // The package must not use cgo, load a GPU runtime or import internal/benchchild (only the child process,
-// started by cmd/pin-feature-daemon's wiring, runs that), must not touch Kubernetes or Prometheus, and must not decide labels or the verdict: it returns a
-// Result, and Result.PinTrials only maps its GPUs to the detector.PinTrial list that detector.Decide judges.
+// started by cmd/pin-feature-daemon's wiring, runs that), must not touch Kubernetes or Prometheus, and must
+// not decide labels or the verdict: it returns a Result, whose per-GPU pin facts (PinTried, HostAllocOK,
+// HostRegisterOK) labeler.Assess judges.
 package bench

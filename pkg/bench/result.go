@@ -108,18 +108,3 @@ type GPUResult struct {
 
 // Measured reports whether the GPU has pinned figures (fresh or cached).
 func (g *GPUResult) Measured() bool { return g.PinnedH2D > 0 && g.PinnedD2H > 0 }
-
-// PinTrials maps the GPUs where the check got as far as trying to pin host memory to the trials
-// detector.Decide judges; nil when it got that far on none (or r is nil). It decides nothing itself.
-func (r *Result) PinTrials() []detector.PinTrial {
-	if r == nil {
-		return nil
-	}
-	var trials []detector.PinTrial
-	for i := range r.GPUs {
-		if g := &r.GPUs[i]; g.PinTried {
-			trials = append(trials, detector.PinTrial{HostAlloc: g.HostAllocOK, HostRegister: g.HostRegisterOK})
-		}
-	}
-	return trials
-}

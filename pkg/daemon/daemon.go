@@ -44,11 +44,12 @@ type Eventer interface {
 type Config struct {
 	Prober Prober
 	// Bencher is nil when the DMA check is disabled (labels then say pinmemory.bench=disabled).
-	Bencher      Bencher
-	PinPlatforms []detector.Platform
-	Output       output.Output
-	Eventer      Eventer
-	Metrics      *metrics.Metrics
+	Bencher Bencher
+	// Policy is the pin policy the verdict is decided with (labeler.Assess); its zero value is the default.
+	Policy  labeler.Policy
+	Output  output.Output
+	Eventer Eventer
+	Metrics *metrics.Metrics
 	// Interval between passes, spread by +-Jitter (a fraction) so a fleet does not probe in step.
 	Interval time.Duration
 	Jitter   float64
@@ -111,9 +112,6 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	if cfg.PassRetryMin <= 0 {
 		cfg.PassRetryMin = time.Minute
-	}
-	if cfg.PinPlatforms == nil {
-		cfg.PinPlatforms = detector.DefaultPinPlatforms()
 	}
 	cfg.Metrics.InitPublish(cfg.Output.Name())
 	return &Daemon{cfg: cfg, publishErr: errors.New("not published yet")}, nil
@@ -198,10 +196,9 @@ func (d *Daemon) runPass(ctx context.Context) (retry bool, err error) {
 		b = &bench.Result{State: bench.StateDisabled}
 		d.cfg.Metrics.ObserveBench(b, false)
 	}
-	r.Verdict = labeler.Verdict(r, b, d.cfg.PinPlatforms)
-	d.cfg.Metrics.ObserveReport(r)
-	next := labeler.Build(r, b)
-	klog.InfoS("Probed node", "platform", r.Platform, "available", r.Verdict.Available, "reason", r.Verdict.Reason,
+	a := labeler.Assess(r, b, d.cfg.Policy)
+	d.cfg.Metrics.ObserveReport(r, a.Verdict)
+	klog.InfoS("Probed node", "platform", r.Platform, "available", a.Verdict.Available, "reason", a.Verdict.Reason,
 		"accelerators", len(r.Accelerators), "bench", b.State, "factErrors", len(r.Errors),
 		"duration", d.cfg.Clock.Since(start).Round(time.Millisecond))
 
@@ -211,7 +208,7 @@ func (d *Daemon) runPass(ctx context.Context) (retry bool, err error) {
 	if err := interrupted(ctx, "publish"); err != nil {
 		return false, err
 	}
-	return retry, d.publish(ctx, next)
+	return retry, d.publish(ctx, a.Labels)
 }
 
 // publish stabilises next against what is published and writes it. The first call reads the output back,

@@ -147,6 +147,18 @@ func TestRunOnceVerdictAndLabels(t *testing.T) {
 	}
 }
 
+// TestRunOnceAppliesThePolicy: the pin policy of the Config is the one the published verdict is decided with.
+func TestRunOnceAppliesThePolicy(t *testing.T) {
+	t.Parallel()
+	out := &fakeOutput{}
+	d, _ := newTestDaemon(t, out, nil, clocktesting.NewFakeClock(time.Now()))
+	d.cfg.Policy = labeler.Policy{PinPlatforms: []detector.Platform{detector.PlatformROCm}}
+	require.NoError(t, d.RunOnce(context.Background()))
+	held, _ := out.state()
+	require.Equal(t, "false", held[labeler.KeyAvailable])
+	require.Equal(t, labeler.ReasonPlatform, held[labeler.KeyReason])
+}
+
 func TestHysteresisAcrossPassesAndRestarts(t *testing.T) {
 	t.Parallel()
 	out := &fakeOutput{}

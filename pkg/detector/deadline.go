@@ -130,6 +130,5 @@ func failedReport(err error) *Report {
 	r := &Report{Platform: PlatformCPU, Accelerators: []Accelerator{}}
 	r.Errors = []FactError{{Fact: "probe", Error: err.Error()}}
 	r.Fatal = []FactError{{Fact: "probe", Error: err.Error()}}
-	r.Verdict = Decide(r, nil, nil)
 	return r
 }

@@ -30,9 +30,6 @@ type Options struct {
 	NVML NVML
 	// System makes the RLIMIT_MEMLOCK, mlock and statfs calls; nil means the real ones.
 	System System
-	// PinPlatforms lists the platforms where pinned memory counts as available. nil means
-	// DefaultPinPlatforms(); an empty, non-nil slice means none.
-	PinPlatforms []Platform
 	// MlockTrialBytes is the size of the mlock trial; 0 or less means defaultMlockTrialBytes.
 	MlockTrialBytes int
 	// Timeout is the deadline of one probe pass (deadline.go); 0 means none.
@@ -43,13 +40,7 @@ type Options struct {
 	NVMLChild *ChildCommand
 }
 
-// DefaultPinPlatforms is the seed engine's rule: pinned memory is available on cuda and rocm only (false on
-// WSL, xpu, hpu, neuron, tpu and cpu).
-func DefaultPinPlatforms() []Platform {
-	return []Platform{PlatformCUDA, PlatformROCm}
-}
-
-// ParsePlatforms parses a comma-separated platform list ("cuda,rocm") for the pin-policy flag. Names are
+// ParsePlatforms parses a comma-separated platform list ("cuda,rocm"), such as the pin-policy flag's. Names are
 // case-insensitive and must be known platforms; duplicates are dropped. An empty string gives an empty,
 // non-nil list (no platform counts).
 func ParsePlatforms(csv string) ([]Platform, error) {
@@ -75,46 +66,11 @@ func ParsePlatforms(csv string) ([]Platform, error) {
 	return out, nil
 }
 
-// PinTrial is what the DMA check found on one accelerator where it got as far as trying to pin host memory
-// (a CUDA context was created): whether cuMemHostAlloc and whether cuMemHostRegister of ordinary memory worked.
-type PinTrial struct {
-	HostAlloc    bool
-	HostRegister bool
-}
-
-// pinned reports whether either way of pinning worked.
-func (t PinTrial) pinned() bool { return t.HostAlloc || t.HostRegister }
-
-// Decide computes the verdict (pinmemory.available and pinmemory.reason): every rule of it is here and nowhere
-// else. The first matching reason wins: wsl, then no-accelerator, then platform (the node's platform is not in
-// pinPlatforms), then no-driver (no accelerator of the node's platform is bound to its vendor's driver), then
-// pin-failed when there are trials and pinning worked in none of them. No trials (no bench
-// yet, or it got as far as pinning on no GPU) is no evidence either way. Probe calls it without trials; after
-// the bench it is called again with the bench's (labeler.Verdict). Confidential computing does not change it.
-func Decide(r *Report, pinPlatforms []Platform, trials []PinTrial) Verdict {
-	switch {
-	case r == nil:
-		return Verdict{Available: false, Reason: ReasonNoAccelerator}
-	case r.WSL:
-		return Verdict{Available: false, Reason: ReasonWSL}
-	case len(r.Accelerators) == 0 || r.Platform == PlatformCPU || r.Platform == "":
-		return Verdict{Available: false, Reason: ReasonNoAccelerator}
-	case !slices.Contains(pinPlatforms, r.Platform):
-		return Verdict{Available: false, Reason: ReasonPlatform}
-	case platformLacksDriver(r):
-		return Verdict{Available: false, Reason: ReasonNoDriver}
-	case len(trials) > 0 && !slices.ContainsFunc(trials, PinTrial.pinned):
-		return Verdict{Available: false, Reason: ReasonPinFailed}
-	}
-	return Verdict{Available: true}
-}
-
 // Detector probes one node. It keeps NVML initialised between probes; Close shuts it down. Probe calls are
 // serialised.
 type Detector struct {
-	opts         Options
-	sys          System
-	pinPlatforms []Platform
+	opts Options
+	sys  System
 
 	mu       sync.Mutex
 	nvml     NVML // nil when disabled
@@ -127,13 +83,10 @@ type Detector struct {
 
 // New returns a Detector. It loads nothing yet: NVML is initialised by the first Probe.
 func New(opts Options) *Detector {
-	d := &Detector{opts: opts, sys: opts.System, pinPlatforms: opts.PinPlatforms}
+	d := &Detector{opts: opts, sys: opts.System}
 	d.opts.Host = opts.Host.WithDefaults()
 	if d.sys == nil {
 		d.sys = newSystem()
-	}
-	if d.pinPlatforms == nil {
-		d.pinPlatforms = DefaultPinPlatforms()
 	}
 	if d.opts.MlockTrialBytes <= 0 {
 		d.opts.MlockTrialBytes = defaultMlockTrialBytes
@@ -150,9 +103,6 @@ func New(opts Options) *Detector {
 	}
 	return d
 }
-
-// PinPlatforms is the pin policy the Detector decides with.
-func (d *Detector) PinPlatforms() []Platform { return slices.Clone(d.pinPlatforms) }
 
 // Close shuts NVML down if a probe initialised it. With a pass stuck past its deadline it leaves NVML alone
 // rather than wait for that pass.
@@ -241,7 +191,7 @@ func (d *Detector) probePass(ctx context.Context, t *passTracker) (r *Report) {
 	return r
 }
 
-// finish derives the summary fields and the verdict from what was found.
+// finish derives the summary fields from what was found.
 func (d *Detector) finish(r *Report, p *probe) {
 	sortAccelerators(r.Accelerators)
 	markHostLinks(r.Accelerators)
@@ -263,7 +213,6 @@ func (d *Detector) finish(r *Report, p *probe) {
 	r.PCIe = weakestCapability(relevant)
 	r.Errors = p.errs
 	r.Fatal = p.fatal
-	r.Verdict = Decide(r, d.pinPlatforms, nil)
 }
 
 // identity reads hostname, kernel release, boot id and WSL.

@@ -3,8 +3,9 @@
 // and the host's memory-locking facts. It reads the host through configurable roots (never a hard-coded /sys),
 // returns a plain Report, and never talks to Kubernetes or Prometheus. One fact failing never hides the others.
 //
-// It must not measure bandwidth (pkg/bench does), publish anything (pkg/labeler, metrics), hold global state, or
-// read any path outside the hostfs.FS roots.
+// It must not measure bandwidth (pkg/bench does), decide the verdict (pkg/labeler does: the Report holds facts
+// only), publish anything (pkg/labeler, metrics), hold global state, or read any path outside the hostfs.FS
+// roots.
 //
 // # Use
 //
@@ -13,9 +14,9 @@
 //		NVMLLibrary: "libnvidia-ml.so.1",         // "" or "none" disables NVML
 //		NVMLChild:   &detector.ChildCommand{...}, // the binary re-executed as nvmlsnap.Subcommand; nil disables NVML
 //	})
-//	defer d.Close()                                // shuts NVML down
-//	r := d.Probe(ctx)                              // never nil; unreadable facts are in r.Errors
-//	r.Verdict = detector.Decide(r, d.PinPlatforms(), trials) // after the bench: one PinTrial per GPU it pinned on
+//	defer d.Close()                    // shuts NVML down
+//	r := d.Probe(ctx)                  // never nil; unreadable facts are in r.Errors
+//	a := labeler.Assess(r, b, policy)  // the verdict and labels, after the bench (b may be nil)
 //
 // # What is read
 //
@@ -93,16 +94,6 @@
 // what was lost ("pci/0000:18:00.0/max_link_speed", "pci/0000:05:00.0/gpu_busy_percent", "kfd/1/gpu_id",
 // "kfd/proc/48213/vram_51166", "meminfo", "cgroup", "thp", "memlock", "mlock", "shm",
 // "osrelease", "version", "nvml/confidentialComputing", "probe" for a cancelled context).
-//
-// # Verdict
-//
-// Decide is the one home of the verdict (pinmemory.available and pinmemory.reason); nothing else decides it.
-// It applies the pin policy: wsl first, then no-accelerator, then platform (not in the policy; the default
-// policy is cuda and rocm), then no-driver (every accelerator of the node's platform lacks its vendor's driver:
-// bound to vfio-pci, nouveau or nothing, or ROCm without dev/kfd; a platform outside the policy is the more
-// lasting reason, so it comes first), then pin-failed when the bench tried to pin on some GPUs (one PinTrial
-// each) and neither cuMemHostAlloc nor cuMemHostRegister worked on any of them. Confidential computing does not
-// change it. Probe decides without trials; after the bench, labeler.Verdict passes the bench.Result's trials.
 //
 // # Tests
 //

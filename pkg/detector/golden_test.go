@@ -52,7 +52,7 @@ type expect struct {
 	platform     Platform
 	platforms    []Platform
 	wsl          bool
-	verdict      Verdict
+	noDriver     bool // every accelerator of the platform lacks its driver (Report.PlatformLacksDriver)
 	accelerators int
 	pcie         *LinkCapability
 	degraded     bool
@@ -61,10 +61,6 @@ type expect struct {
 	amdIdle      int // accelerators whose AMD facts know them unused: ProcessesKnown and no compute process
 	virtualized  bool
 }
-
-var yes = Verdict{Available: true}
-
-func no(reason string) Verdict { return Verdict{Available: false, Reason: reason} }
 
 var goldenCases = []struct {
 	name string // golden file name
@@ -79,25 +75,25 @@ var goldenCases = []struct {
 			h100("00000000:18:00.0", "GPU-5a1c1d0e-8f27-4b1d-93c5-2f0d6e9b4a71", 0),
 			h100("00000000:9D:00.0", "GPU-c3e8b2a9-1d4f-4e6a-8b7c-9a0d1e2f3b4c", 2),
 		}},
-		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 2,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 2,
 			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe,
 			models: []string{"NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3"}},
 	},
 	{
 		name: "dgx-2gpu-switch.sysfs-only", node: "dgx-2gpu-switch", sys: podSystem, nvml: noNVML,
-		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 2,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 2,
 			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe,
 			models: []string{"NVIDIA H100 SXM5", "NVIDIA H100 SXM5"}},
 	},
 	{
 		name: "gpu-x8-degraded", node: "gpu-x8-degraded", sys: serviceSystem, nvml: noNVML,
-		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 1,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 1,
 			pcie: &LinkCapability{Gen: 4, Width: 16}, degraded: true, hostLink: HostLinkPCIe,
 			models: []string{"NVIDIA L40S"}},
 	},
 	{
 		name: "gpu-gen3-uplink", node: "gpu-gen3-uplink", sys: podSystem, nvml: noNVML,
-		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 1,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 1,
 			pcie: &LinkCapability{Gen: 3, Width: 16}, hostLink: HostLinkPCIe, models: []string{"NVIDIA H100 PCIe"}},
 	},
 	{
@@ -109,45 +105,45 @@ var goldenCases = []struct {
 			mode: nvml.COMPUTEMODE_DEFAULT, c2cFieldsUnsupported: true,
 			fail: map[string]nvml.Return{"procs": nvml.ERROR_NOT_SUPPORTED},
 		}}},
-		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, wsl: true, verdict: no(ReasonWSL),
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, wsl: true,
 			accelerators: 1, pcie: &LinkCapability{Gen: 4, Width: 16}, hostLink: HostLinkPCIe,
 			models: []string{"NVIDIA GeForce RTX 4090"}},
 	},
 	{
 		name: "wsl2.sysfs-only", node: "wsl2", nvml: noNVML,
 		sys:  fakeSystem{soft: 64 << 10, hard: 64 << 10, errno: syscall.ENOMEM, shm: 8 << 30},
-		want: expect{platform: PlatformCPU, wsl: true, verdict: no(ReasonWSL)},
+		want: expect{platform: PlatformCPU, wsl: true},
 	},
 	{
 		name: "cpu-bmc", node: "cpu-bmc", sys: serviceSystem, nvml: noNVML,
-		want: expect{platform: PlatformCPU, verdict: no(ReasonNoAccelerator)},
+		want: expect{platform: PlatformCPU},
 	},
 	{
 		name: "trainium", node: "trainium", sys: podSystem, nvml: noNVML,
-		want: expect{platform: PlatformNeuron, platforms: []Platform{PlatformNeuron}, verdict: no(ReasonPlatform),
+		want: expect{platform: PlatformNeuron, platforms: []Platform{PlatformNeuron},
 			accelerators: 2, hostLink: HostLinkPCIe, models: []string{"AWS Trainium", "AWS Trainium"}},
 	},
 	{
 		name: "gaudi", node: "gaudi", sys: podSystem, nvml: noNVML,
-		want: expect{platform: PlatformHPU, platforms: []Platform{PlatformHPU}, verdict: no(ReasonPlatform),
+		want: expect{platform: PlatformHPU, platforms: []Platform{PlatformHPU},
 			accelerators: 2, pcie: &LinkCapability{Gen: 4, Width: 16}, hostLink: HostLinkPCIe,
 			models: []string{"Habana Gaudi2", "Habana Gaudi2"}},
 	},
 	{
 		name: "intel-max", node: "intel-max", sys: podSystem, nvml: noNVML,
-		want: expect{platform: PlatformXPU, platforms: []Platform{PlatformXPU}, verdict: no(ReasonPlatform),
+		want: expect{platform: PlatformXPU, platforms: []Platform{PlatformXPU},
 			accelerators: 1, pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe,
 			models: []string{"Intel Data Center GPU Max 1550"}},
 	},
 	{
 		name: "mi300x", node: "mi300x", sys: podSystem, nvml: noNVML,
-		want: expect{platform: PlatformROCm, platforms: []Platform{PlatformROCm}, verdict: yes, accelerators: 1,
+		want: expect{platform: PlatformROCm, platforms: []Platform{PlatformROCm}, accelerators: 1,
 			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe, models: []string{"AMD Instinct MI300X"},
 			amdIdle: 1},
 	},
 	{
 		name: "tpu", node: "tpu", sys: podSystem, nvml: noNVML,
-		want: expect{platform: PlatformTPU, platforms: []Platform{PlatformTPU}, verdict: no(ReasonPlatform),
+		want: expect{platform: PlatformTPU, platforms: []Platform{PlatformTPU},
 			accelerators: 2, hostLink: HostLinkPCIe, models: []string{"Google TPU v4", "Google TPU v4"}},
 	},
 	{
@@ -158,19 +154,19 @@ var goldenCases = []struct {
 			mode: nvml.COMPUTEMODE_DEFAULT, c2cLinks: 10, c2cActive: true,
 		}}},
 		// Host memory reaches the GPU over NVLink-C2C: no PCIe capability describes it.
-		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 1,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 1,
 			hostLink: HostLinkNVLinkC2C, models: []string{"NVIDIA GH200 480GB"}},
 	},
 	{
 		name: "grace-hopper.sysfs-only", node: "grace-hopper", sys: podSystem, nvml: noNVML,
 		// Without NVML the GH200's device id (10de:2342) says NVLink-C2C.
-		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 1,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 1,
 			hostLink: HostLinkNVLinkC2C, models: []string{"NVIDIA GH200"}},
 	},
 	{
 		// QEMU's root port advertises 16 GT/s x32; the passed-through H100's own Gen5 x16 is the capability.
 		name: "qemu-h100", node: "qemu-h100", sys: podSystem, nvml: noNVML,
-		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 1,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 1,
 			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe, models: []string{"NVIDIA H100 PCIe"},
 			virtualized: true},
 	},
@@ -182,34 +178,34 @@ var goldenCases = []struct {
 			mode: nvml.COMPUTEMODE_DEFAULT, c2cFieldsUnsupported: true,
 		}}},
 		// NVML's max generation is capped by the emulated port (4); sysfs's device link is the GPU's own.
-		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 1,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 1,
 			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe, models: []string{"NVIDIA H100 PCIe"},
 			virtualized: true},
 	},
 	{
 		name: "vfio-gpus", node: "vfio-gpus", sys: serviceSystem, nvml: noNVML,
-		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: no(ReasonNoDriver),
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, noDriver: true,
 			accelerators: 2, pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe,
 			models: []string{"NVIDIA H100 SXM5", "NVIDIA H100 SXM5"}},
 	},
 	{
 		name: "wsl2-cuda", node: "wsl2-cuda", sys: wslSystem, nvml: noNVML,
-		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, wsl: true, verdict: no(ReasonWSL),
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, wsl: true,
 			virtualized: true},
 	},
 	{
 		name: "apu-raphael", node: "apu-raphael", sys: podSystem, nvml: noNVML,
-		want: expect{platform: PlatformCPU, verdict: no(ReasonNoAccelerator)},
+		want: expect{platform: PlatformCPU},
 	},
 	{
 		name: "arc-a770-igpu", node: "arc-a770-igpu", sys: podSystem, nvml: noNVML,
-		want: expect{platform: PlatformXPU, platforms: []Platform{PlatformXPU}, verdict: no(ReasonPlatform),
+		want: expect{platform: PlatformXPU, platforms: []Platform{PlatformXPU},
 			accelerators: 1, pcie: &LinkCapability{Gen: 4, Width: 16}, hostLink: HostLinkPCIe,
 			models: []string{"Intel Arc A770"}},
 	},
 	{
 		name: "switch-x8-gen3-uplink", node: "switch-x8-gen3-uplink", sys: podSystem, nvml: noNVML,
-		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, verdict: yes, accelerators: 1,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 1,
 			pcie: &LinkCapability{Gen: 3, Width: 16}, hostLink: HostLinkPCIe, models: []string{"NVIDIA H100 PCIe"}},
 	},
 }
@@ -237,7 +233,7 @@ func TestGoldenReports(t *testing.T) {
 			require.Equal(t, tc.want.platform, r.Platform)
 			require.Equal(t, tc.want.platforms, r.Platforms)
 			require.Equal(t, tc.want.wsl, r.WSL)
-			require.Equal(t, tc.want.verdict, r.Verdict)
+			require.Equal(t, tc.want.noDriver, r.PlatformLacksDriver())
 			require.Len(t, r.Accelerators, tc.want.accelerators)
 			require.Equal(t, tc.want.pcie, r.PCIe)
 			require.Equal(t, tc.want.degraded, r.LinkDegraded)

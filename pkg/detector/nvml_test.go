@@ -74,12 +74,14 @@ func TestNVMLEnrichment(t *testing.T) {
 			},
 		},
 		{
-			name: "confidential computing on does not change the verdict",
+			name: "confidential computing on changes no other fact",
 			node: "dgx-2gpu-switch",
 			nvml: func() *fakeNVML { return &fakeNVML{cc: true, gpus: dgxGPUs()} },
 			check: func(t *testing.T, r *Report) {
 				require.True(t, r.ConfidentialComputing)
-				require.Equal(t, yes, r.Verdict)
+				require.Equal(t, PlatformCUDA, r.Platform)
+				require.Len(t, r.Accelerators, 2)
+				require.False(t, r.PlatformLacksDriver())
 			},
 		},
 		{
@@ -206,7 +208,7 @@ func TestNVMLEnrichment(t *testing.T) {
 				require.True(t, r.Accelerators[1].Degraded)
 				require.True(t, r.LinkDegraded)
 				require.Equal(t, -1, r.Accelerators[0].NUMANode)
-				require.Equal(t, no(ReasonWSL), r.Verdict)
+				require.True(t, r.WSL)
 			},
 		},
 		{

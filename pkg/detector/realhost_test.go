@@ -83,10 +83,8 @@ func TestProbeRealHost(t *testing.T) {
 	} else {
 		require.Equal(t, r.Platforms[0], r.Platform)
 	}
-	require.Equal(t, r.Verdict.Available, r.Verdict.Reason == "", "a reason exactly when unavailable")
-	if r.Verdict.Available {
-		require.NotEmpty(t, r.Accelerators)
-		require.False(t, r.WSL)
+	if r.PlatformLacksDriver() {
+		require.NotEmpty(t, r.Accelerators, "a platform without its driver still has accelerators")
 	}
 	require.NotEqual(t, r.Driver.NVMLLoaded, r.Driver.NVMLError != "", "NVML either loaded or says why not")
 	for _, e := range r.Errors {

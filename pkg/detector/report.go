@@ -19,17 +19,6 @@ const (
 // platformPrecedence lists the accelerator platforms from the one that wins to the one that loses.
 var platformPrecedence = []Platform{PlatformCUDA, PlatformROCm, PlatformXPU, PlatformHPU, PlatformNeuron, PlatformTPU}
 
-// Reasons for pinmemory.available=false, in the order they are checked.
-const (
-	ReasonWSL           = "wsl"
-	ReasonPlatform      = "platform"
-	ReasonNoAccelerator = "no-accelerator"
-	// ReasonNoDriver: every accelerator of the node's platform lacks its vendor's driver (bound to vfio-pci,
-	// nouveau or nothing; for ROCm also a missing dev/kfd). Checked after platform, before pin-failed.
-	ReasonNoDriver  = "no-driver"
-	ReasonPinFailed = "pin-failed"
-)
-
 // Host links: how accelerators reach host memory.
 const (
 	HostLinkPCIe      = "pcie"
@@ -41,8 +30,9 @@ const (
 // way. It is what a C2C-attached GPU's copies are measured against; its PCIe link carries no host traffic.
 const NVLinkC2CBytesPerSecond = 450e9
 
-// Report is everything one probe found out about a node. It is a plain value: it holds no handles and
-// can be marshalled to JSON as it is (the `probe -o json` output).
+// Report is everything one probe found out about a node: facts only, the verdict on them is labeler.Assess's.
+// It is a plain value: it holds no handles and can be marshalled to JSON as it is (`probe -o json` prints it
+// with the verdict added).
 type Report struct {
 	// Hostname is the node's hostname as the kernel reports it (proc/sys/kernel/hostname).
 	Hostname string `json:"hostname,omitempty"`
@@ -75,8 +65,6 @@ type Report struct {
 	Driver DriverInfo `json:"driver"`
 	// Memory holds the pinned-memory facts of the host.
 	Memory MemoryFacts `json:"memory"`
-	// Verdict says whether an inference engine here can use pinned memory.
-	Verdict Verdict `json:"verdict"`
 	// Errors lists the facts that could not be read; every other fact is still filled in.
 	Errors []FactError `json:"errors,omitempty"`
 	// Fatal lists the failures that make the whole pass untrustworthy: a host root or the PCI bus that
@@ -90,13 +78,6 @@ type FactError struct {
 	// Fact names what failed, e.g. "memlock", "pci/0000:17:00.0/current_link_speed", "nvml".
 	Fact  string `json:"fact"`
 	Error string `json:"error"`
-}
-
-// Verdict is the availability decision under the pin policy.
-type Verdict struct {
-	Available bool `json:"available"`
-	// Reason is set only when Available is false: wsl, no-accelerator, platform, no-driver or pin-failed.
-	Reason string `json:"reason,omitempty"`
 }
 
 // DriverInfo is what NVML said about the driver, if it loaded.

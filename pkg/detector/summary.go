@@ -81,8 +81,9 @@ func platformAccelerators(r *Report) []Accelerator {
 	return all
 }
 
-// platformLacksDriver says whether the node's platform has accelerators and none of them has its driver.
-func platformLacksDriver(r *Report) bool {
+// PlatformLacksDriver says whether the node's platform has accelerators and none of them has its vendor's
+// driver (every one has a DriverProblem: bound to vfio-pci, nouveau or nothing, or ROCm without dev/kfd).
+func (r *Report) PlatformLacksDriver() bool {
 	seen := false
 	for _, a := range r.Accelerators {
 		if a.Platform != r.Platform {

@@ -1,6 +1,25 @@
-// Package labeler is the label schema: it turns a detector.Report and a bench.Result into the node labels of
-// the design contract (keys without the feature.node.kubernetes.io/ prefix) and keeps them from flapping
-// (integer quantisation and hysteresis). Everything here is a pure function of its arguments.
+// Package labeler is the label schema: it turns a detector.Report and a bench.Result into the verdict and the
+// node labels of the design contract (keys without the feature.node.kubernetes.io/ prefix) and keeps them from
+// flapping (integer quantisation and hysteresis). Everything here is a pure function of its arguments.
+//
+// # Use
+//
+//	a := labeler.Assess(r, b, labeler.Policy{PinPlatforms: platforms}) // b nil: no DMA check; nil platforms: cuda, rocm
+//	a.Verdict                                                          // pinmemory.available and pinmemory.reason
+//	a.Labels                                                           // every label to publish, a.Verdict's included
+//
+// The probe command and the run loop both call Assess, once per pass; metrics take its Verdict.
+//
+// # Verdict
+//
+// Assess is the one home of the verdict (pinmemory.available and pinmemory.reason); nothing else decides it.
+// It applies the pin policy (Policy, from --pin-platforms): wsl first, then no-accelerator, then platform (not in
+// the policy; the default policy is cuda and rocm), then no-driver (every accelerator of the node's platform
+// lacks its vendor's driver, detector.Report.PlatformLacksDriver: bound to vfio-pci, nouveau or nothing, or ROCm
+// without dev/kfd; a platform outside the policy is the more lasting reason, so it comes first), then
+// pin-failed when the bench tried to pin on some GPUs (bench.GPUResult.PinTried) and neither cuMemHostAlloc nor
+// cuMemHostRegister worked on any of them. Without a bench result, or with one that got as far as pinning on
+// no GPU, there is no evidence either way. Confidential computing does not change it.
 //
 // It must not do I/O: no probing, no measuring, no Kubernetes client and no files. Writing the labels
 // somewhere is the business of package output (pkg/labeler/output).

@@ -35,15 +35,15 @@ const (
 var bandwidthKeys = []string{KeyH2DGBytesPerSec, KeyD2HGBytesPerSec, KeyPageableH2DGBytesPerSec,
 	KeyConcurrentH2DGBytesPerSec}
 
-// fromReport returns the labels that need no DMA check: availability, platform, WSL, virtual machine, memlock,
-// host link, PCIe capability, link degradation and confidential computing.
-func fromReport(r *detector.Report) Labels {
+// fromReport returns the labels that need no DMA check: availability and reason (from v), platform, WSL,
+// virtual machine, memlock, host link, PCIe capability, link degradation and confidential computing.
+func fromReport(r *detector.Report, v Verdict) Labels {
 	l := Labels{
-		KeyAvailable: strconv.FormatBool(r.Verdict.Available),
+		KeyAvailable: strconv.FormatBool(v.Available),
 		KeyPlatform:  string(r.Platform),
 	}
-	if !r.Verdict.Available && r.Verdict.Reason != "" {
-		l[KeyReason] = r.Verdict.Reason
+	if !v.Available && v.Reason != "" {
+		l[KeyReason] = v.Reason
 	}
 	if r.WSL {
 		l[KeyWSL] = "true"
@@ -146,9 +146,10 @@ func setGBytesPerSec(l Labels, key string, bytesPerSecond float64) {
 	l[key] = strconv.FormatInt(int64(math.Floor(bytesPerSecond/1e9)), 10)
 }
 
-// Build merges report and bench labels. A degraded link found by either wins.
-func Build(r *detector.Report, b *bench.Result) Labels {
-	out := fromReport(r)
+// build merges the report's labels, with the verdict v, and the bench labels. A degraded link found by either
+// wins. Assess calls it with the verdict it decided.
+func build(r *detector.Report, v Verdict, b *bench.Result) Labels {
+	out := fromReport(r, v)
 	bl := fromBench(b)
 	if out[KeyLinkDegraded] == "true" {
 		delete(bl, KeyLinkDegraded)

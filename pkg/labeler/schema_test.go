@@ -13,17 +13,18 @@ import (
 func TestFromReport(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name   string
-		report detector.Report
-		want   Labels
+		name    string
+		report  detector.Report
+		verdict Verdict
+		want    Labels
 	}{{
 		name: "cuda server, unlimited memlock, degraded link, cc on",
 		report: detector.Report{
 			Platform: detector.PlatformCUDA, HostLink: detector.HostLinkPCIe,
 			PCIe: &detector.LinkCapability{Gen: 5, Width: 16}, LinkDegraded: true, ConfidentialComputing: true,
-			Memory:  detector.MemoryFacts{MemlockSoft: &detector.Limit{Unlimited: true}},
-			Verdict: detector.Verdict{Available: true},
+			Memory: detector.MemoryFacts{MemlockSoft: &detector.Limit{Unlimited: true}},
 		},
+		verdict: Verdict{Available: true},
 		want: Labels{
 			KeyAvailable: "true", KeyPlatform: "cuda", KeyMemlock: "unlimited", KeyHostLink: "pcie",
 			KeyPCIeGen: "5", KeyPCIeWidth: "16", KeyLinkDegraded: "true", KeyCC: "true",
@@ -32,43 +33,39 @@ func TestFromReport(t *testing.T) {
 		name: "wsl: reason, wsl flag, limited memlock, no PCIe facts",
 		report: detector.Report{
 			Platform: detector.PlatformCUDA, WSL: true, HostLink: detector.HostLinkPCIe,
-			Memory:  detector.MemoryFacts{MemlockSoft: &detector.Limit{Bytes: 8 << 20}},
-			Verdict: detector.Verdict{Reason: detector.ReasonWSL},
+			Memory: detector.MemoryFacts{MemlockSoft: &detector.Limit{Bytes: 8 << 20}},
 		},
+		verdict: Verdict{Reason: ReasonWSL},
 		want: Labels{
 			KeyAvailable: "false", KeyReason: "wsl", KeyPlatform: "cuda", KeyWSL: "true",
 			KeyMemlock: "limited", KeyHostLink: "pcie",
 		},
 	}, {
-		name: "cpu node with unknown memlock has no memlock label",
-		report: detector.Report{
-			Platform: detector.PlatformCPU,
-			Verdict:  detector.Verdict{Reason: detector.ReasonNoAccelerator},
-		},
-		want: Labels{KeyAvailable: "false", KeyReason: "no-accelerator", KeyPlatform: "cpu"},
+		name:    "cpu node with unknown memlock has no memlock label",
+		report:  detector.Report{Platform: detector.PlatformCPU},
+		verdict: Verdict{Reason: ReasonNoAccelerator},
+		want:    Labels{KeyAvailable: "false", KeyReason: "no-accelerator", KeyPlatform: "cpu"},
 	}, {
 		name: "virtual machine with a vfio-bound gpu: virtualized, no-driver",
 		report: detector.Report{
 			Platform: detector.PlatformCUDA, HostLink: detector.HostLinkPCIe,
 			Virtualization: &detector.Virtualization{Hypervisor: "kvm", Evidence: []string{"cpuinfo hypervisor flag"}},
-			Verdict:        detector.Verdict{Reason: detector.ReasonNoDriver},
 		},
+		verdict: Verdict{Reason: ReasonNoDriver},
 		want: Labels{
 			KeyAvailable: "false", KeyReason: "no-driver", KeyPlatform: "cuda", KeyVirtualized: "true",
 			KeyHostLink: "pcie",
 		},
 	}, {
-		name: "grace hopper: nvlink-c2c, no PCIe facts",
-		report: detector.Report{
-			Platform: detector.PlatformCUDA, HostLink: detector.HostLinkNVLinkC2C,
-			Verdict: detector.Verdict{Available: true},
-		},
-		want: Labels{KeyAvailable: "true", KeyPlatform: "cuda", KeyHostLink: "nvlink-c2c"},
+		name:    "grace hopper: nvlink-c2c, no PCIe facts",
+		report:  detector.Report{Platform: detector.PlatformCUDA, HostLink: detector.HostLinkNVLinkC2C},
+		verdict: Verdict{Available: true},
+		want:    Labels{KeyAvailable: "true", KeyPlatform: "cuda", KeyHostLink: "nvlink-c2c"},
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got := fromReport(&tc.report)
+			got := fromReport(&tc.report, tc.verdict)
 			require.Equal(t, tc.want, got)
 			requireValid(t, got)
 		})
@@ -205,10 +202,10 @@ func TestBuildDegradedFromEitherSource(t *testing.T) {
 	t.Parallel()
 	r := &detector.Report{Platform: detector.PlatformCUDA, PCIe: &detector.LinkCapability{Gen: 4, Width: 16}}
 	underLoad := &bench.Result{State: bench.StateOK, GPUs: []bench.GPUResult{{State: bench.StateOK, Degraded: true}}}
-	require.Equal(t, "false", Build(r, nil)[KeyLinkDegraded])
-	require.Equal(t, "true", Build(r, underLoad)[KeyLinkDegraded])
+	require.Equal(t, "false", build(r, Verdict{Available: true}, nil)[KeyLinkDegraded])
+	require.Equal(t, "true", build(r, Verdict{Available: true}, underLoad)[KeyLinkDegraded])
 	r.LinkDegraded = true
-	require.Equal(t, "true", Build(r, &bench.Result{State: bench.StateOK})[KeyLinkDegraded])
+	require.Equal(t, "true", build(r, Verdict{Available: true}, &bench.Result{State: bench.StateOK})[KeyLinkDegraded])
 }
 
 func TestStabilize(t *testing.T) {

@@ -1,7 +1,8 @@
 // Package metrics exports what the detector and the DMA check found as Prometheus metrics in base units
 // (bytes, bytes per second, seconds), on one registry of the daemon's own. GPU series carry dcgm-exporter's label
 // names and forms (gpu, UUID, pci_bus_id as NVML spells it, modelName, Hostname; see gpuLabels), so that PromQL
-// joins them with DCGM_FI_* series. It only reads Reports and bench Results; it never probes.
+// joins them with DCGM_FI_* series. It only reads Reports, bench Results and the verdict labeler.Assess gave
+// them; it never probes and never decides.
 package metrics
 
 import (
@@ -17,6 +18,7 @@ import (
 	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 // BuildInfo identifies the binary.
@@ -87,9 +89,10 @@ type Metrics struct {
 	probeErrors   *prometheus.CounterVec
 	publishErrors *prometheus.CounterVec
 
-	mu     sync.Mutex
-	report *detector.Report
-	bench  *bench.Result
+	mu      sync.Mutex
+	report  *detector.Report
+	verdict labeler.Verdict // the verdict of report (labeler.Assess)
+	bench   *bench.Result
 }
 
 // New builds the collectors on a fresh registry (with the Go and process collectors).
@@ -123,13 +126,14 @@ func New(info BuildInfo) *Metrics {
 	return m
 }
 
-// ObserveReport records a probe: the facts it found and one error count per failed fact.
-func (m *Metrics) ObserveReport(r *detector.Report) {
+// ObserveReport records a probe: the facts it found, the verdict labeler.Assess gave them, and one error count
+// per failed fact.
+func (m *Metrics) ObserveReport(r *detector.Report, v labeler.Verdict) {
 	for _, e := range r.Errors {
 		m.probeErrors.WithLabelValues(probeName(e.Fact)).Inc()
 	}
 	m.mu.Lock()
-	m.report = r
+	m.report, m.verdict = r, v
 	m.mu.Unlock()
 }
 
@@ -189,11 +193,11 @@ func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
 
 func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 	s.mu.Lock()
-	r, b := s.report, s.bench
+	r, v, b := s.report, s.verdict, s.bench
 	s.mu.Unlock()
 	ids := identities(r, b)
 	if r != nil {
-		collectReport(ch, r, ids)
+		collectReport(ch, r, v, ids)
 	}
 	if b != nil {
 		collectBench(ch, b, ids)
@@ -260,9 +264,9 @@ func nvmlBusID(addr string) string {
 	return addr
 }
 
-func collectReport(ch chan<- prometheus.Metric, r *detector.Report, ids map[int]gpuID) {
-	gauge(ch, descAvailable, boolValue(r.Verdict.Available))
-	gauge(ch, descInfo, 1, string(r.Platform), r.HostLink, r.Verdict.Reason)
+func collectReport(ch chan<- prometheus.Metric, r *detector.Report, v labeler.Verdict, ids map[int]gpuID) {
+	gauge(ch, descAvailable, boolValue(v.Available))
+	gauge(ch, descInfo, 1, string(r.Platform), r.HostLink, v.Reason)
 	for kind, l := range map[string]*detector.Limit{"soft": r.Memory.MemlockSoft, "hard": r.Memory.MemlockHard} {
 		if l == nil {
 			continue

@@ -13,14 +13,14 @@ import (
 
 	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 )
 
 func testReport() *detector.Report {
 	return &detector.Report{
 		Hostname: "gpu-node-1",
 		Platform: detector.PlatformCUDA, HostLink: detector.HostLinkPCIe,
-		PCIe:    &detector.LinkCapability{Gen: 5, Width: 16},
-		Verdict: detector.Verdict{Available: true},
+		PCIe: &detector.LinkCapability{Gen: 5, Width: 16},
 		Memory: detector.MemoryFacts{
 			MemlockSoft: &detector.Limit{Bytes: 64 << 10}, MemlockHard: &detector.Limit{Unlimited: true},
 			IOMMUGroups: &detector.IOMMUFacts{Groups: 3, GroupsByMode: map[string]int{"DMA-FQ": 3},
@@ -37,12 +37,15 @@ func testReport() *detector.Report {
 	}
 }
 
+// available is the verdict of testReport under the default policy (labeler.Assess).
+var available = labeler.Verdict{Available: true}
+
 var camelCase = regexp.MustCompile(`[a-z][A-Z]`)
 
 func TestMetricsExposition(t *testing.T) {
 	t.Parallel()
 	m := New(BuildInfo{Version: "v0.1.0", Revision: "abc", GoVersion: "go1.26"})
-	m.ObserveReport(testReport())
+	m.ObserveReport(testReport(), available)
 	m.ObserveBench(&bench.Result{State: bench.StateOK, Duration: 1500 * time.Millisecond, GPUs: []bench.GPUResult{{
 		Index: 0, UUID: "GPU-1", PCIAddress: "0000:1b:00.0", Model: "NVIDIA H100 80GB HBM3", State: bench.StateOK,
 		MeasuredAt: time.Unix(1700000000, 0), PinnedH2D: 55e9, PinnedD2H: 53e9, PageableH2D: 20e9, PageableD2H: 18e9,
@@ -163,13 +166,13 @@ pinmemory_iommu_groups{mode="DMA-FQ"} 3
 func TestGPUSeriesFollowTheNewestSnapshot(t *testing.T) {
 	t.Parallel()
 	m := New(BuildInfo{})
-	m.ObserveReport(testReport())
+	m.ObserveReport(testReport(), available)
 	n, err := testutil.GatherAndCount(m.Registry, "pinmemory_pcie_link_width")
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
 	empty := testReport()
 	empty.Accelerators = nil
-	m.ObserveReport(empty)
+	m.ObserveReport(empty, available)
 	n, err = testutil.GatherAndCount(m.Registry, "pinmemory_pcie_link_width")
 	require.NoError(t, err)
 	require.Zero(t, n, "a GPU that disappeared must leave no stale series")
@@ -194,7 +197,7 @@ func TestLinkDegradedPerGPU(t *testing.T) {
 	third.Index, third.PCIAddress, third.Degraded = 2, "0000:3b:00.0", true
 	r.Accelerators = append(r.Accelerators, third)
 	m := New(BuildInfo{})
-	m.ObserveReport(r)
+	m.ObserveReport(r, available)
 	m.ObserveBench(&bench.Result{State: bench.StatePartial, GPUs: []bench.GPUResult{
 		{Index: 0, State: bench.StateOK, PinnedH2D: 55e9, PinnedD2H: 53e9},
 		{Index: 1, State: bench.StateFailed, Cause: bench.CauseImplausible, Reason: "implausible measurement: ...",
@@ -234,7 +237,7 @@ func TestAMDGPUSeries(t *testing.T) {
 		AMD:        &detector.AMDDevice{GPUID: 51166, ProcessesKnown: true},
 	}}
 	m := New(BuildInfo{})
-	m.ObserveReport(r)
+	m.ObserveReport(r, available)
 	m.ObserveBench(&bench.Result{State: bench.StateOK, HIPDriverVersion: 60443483, GPUs: []bench.GPUResult{{
 		Index: 0, PCIAddress: "0000:05:00.0", Model: "AMD Instinct MI300X", State: bench.StateOK,
 		PinnedH2D: 50e9, PinnedD2H: 48e9, PageableH2D: 12e9, PageableD2H: 11e9, PinTried: true, HostAllocOK: true,
@@ -263,4 +266,20 @@ func help(t *testing.T, m *Metrics, name string) string {
 	}
 	t.Fatalf("no metric %s", name)
 	return ""
+}
+
+// TestVerdictSeries: pinmemory_available and the info metric's reason come from the verdict passed in.
+func TestVerdictSeries(t *testing.T) {
+	t.Parallel()
+	m := New(BuildInfo{})
+	m.ObserveReport(testReport(), labeler.Verdict{Reason: labeler.ReasonPinFailed})
+	want := `# HELP pinmemory_available 1 when an inference engine on this node can use pinned host memory, else 0.
+# TYPE pinmemory_available gauge
+pinmemory_available 0
+# HELP pinmemory_info Always 1; the labels say the node's accelerator platform, host link and (when unavailable) the reason.
+# TYPE pinmemory_info gauge
+pinmemory_info{host_link="pcie",platform="cuda",reason="pin-failed"} 1
+`
+	require.NoError(t, testutil.GatherAndCompare(m.Registry, strings.NewReader(want), "pinmemory_available",
+		"pinmemory_info"))
 }

@@ -79,7 +79,7 @@ type cachedProber struct {
 
 func (p *cachedProber) Probe(context.Context) *detector.Report {
 	p.passes.Add(1)
-	r := *p.report // the run loop sets only Verdict; the slices are read, never written
+	r := *p.report // a copy per pass, as a prober returns; the run loop reads it, never writes
 	return &r
 }
 
