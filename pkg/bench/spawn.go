@@ -38,9 +38,9 @@ type childResult struct {
 
 // runChild runs the child process (the Runner's Executable, ChildArgs and Env) and writes req to it as is
 // (internal/childproc supervises it: req.Timeout, SIGKILL, abandon); it calls cb.OnGPU for each GPU result as
-// it arrives. It returns at the latest killGrace after the timeout,
-// even when the killed child does not exit (a process stuck in the driver in uninterruptible sleep ignores
-// SIGKILL): such a child is abandoned, and reaped if it ever exits.
+// it arrives. It returns at the latest killGrace after the timeout, even when the killed child does not exit
+// (a process stuck in the driver in uninterruptible sleep ignores SIGKILL): such a child is abandoned, and
+// reaped if it ever exits.
 func (r *Runner) runChild(ctx context.Context, req *ChildRequest, cb childCallbacks) childResult {
 	s := &supervision{childCallbacks: cb, req: req, killGrace: r.killGrace, cr: childResult{phases: map[int]string{},
 		driverVersions: map[detector.Platform]int{}}}
