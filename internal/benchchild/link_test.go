@@ -49,10 +49,10 @@ func TestLinkSampler(t *testing.T) {
 	writeLink(t, root, "0000:1b:00.0", "2.5 GT/s PCIe", 16) // idle GPU: trained down
 	writeLink(t, root, "0000:1a:00.0", "32.0 GT/s PCIe", 16)
 	s := startLinkSampler(newSysfs(root), []string{"0000:1b:00.0", "0000:1a:00.0", "0000:ff:00.0"}, time.Millisecond)
-	time.Sleep(5 * time.Millisecond)
+	waitSamples(t, s, 1)
 	writeLink(t, root, "0000:1b:00.0", "32.0 GT/s PCIe", 16) // under load
-	time.Sleep(5 * time.Millisecond)
-	writeLink(t, root, "0000:1b:00.0", "2.5 GT/s PCIe", 16) // idle again before the last sample
+	waitSamples(t, s, 2)                                     // a whole sample after the write, however busy the machine
+	writeLink(t, root, "0000:1b:00.0", "2.5 GT/s PCIe", 16)  // idle again before the last sample
 	got, n := s.Stop()
 	require.Equal(t, &detector.LinkCapability{Gen: 5, Width: 16}, got, "each hop keeps its best; the unreadable one is left out")
 	require.Greater(t, n, 2)
@@ -83,4 +83,18 @@ func writeLink(t *testing.T, sysRoot, addr, speed string, width int) {
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "current_link_speed"), []byte(speed+"\n"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "current_link_width"), []byte(fmt.Sprintf("%d\n", width)), 0o644))
+}
+
+// waitSamples waits until s has taken n more samples than when called: the sampler's own count, not a sleep,
+// so a loaded machine only makes the test slower.
+func waitSamples(t *testing.T, s *linkSampler, n int) {
+	t.Helper()
+	count := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.samples
+	}
+	want := count() + n
+	require.Eventually(t, func() bool { return count() >= want }, time.Minute, time.Millisecond,
+		"the sampler took no sample")
 }
