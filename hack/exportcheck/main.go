@@ -12,7 +12,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -23,6 +22,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/pinmemory/pin-feature-daemon/hack/internal/allowlist"
 )
 
 const module = "github.com/pinmemory/pin-feature-daemon"
@@ -56,12 +57,16 @@ func main() {
 	for _, p := range pkgs {
 		p.closeOver(used)
 	}
-	allowed := loadAllowList(filepath.Join("hack", "exportcheck", "allow.txt"))
+	allowed, err := allowlist.Load(filepath.Join("hack", "exportcheck", "allow.txt"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "exportcheck:", err)
+		os.Exit(2)
+	}
 	var unused []string
 	for _, p := range pkgs {
 		for name, pos := range p.exported {
 			key := p.path + "." + name
-			if !used[key] && !allowed[key] {
+			if _, ok := allowed[key]; !used[key] && !ok {
 				unused = append(unused, fmt.Sprintf("%s:%d: %s is exported but only %s uses it", pos.Filename, pos.Line, name, p.path))
 			}
 		}
@@ -320,22 +325,4 @@ func usesFromOtherDirs(pkgs []*pkgInfo) (map[string]bool, error) {
 		return nil
 	})
 	return used, err
-}
-
-func loadAllowList(path string) map[string]bool {
-	allowed := map[string]bool{}
-	f, err := os.Open(path)
-	if err != nil {
-		return allowed
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		allowed[strings.Fields(line)[0]] = true
-	}
-	return allowed
 }

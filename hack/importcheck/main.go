@@ -14,7 +14,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -25,6 +24,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/pinmemory/pin-feature-daemon/hack/internal/allowlist"
 )
 
 const module = "github.com/pinmemory/pin-feature-daemon"
@@ -67,7 +68,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "importcheck:", err)
 		os.Exit(2)
 	}
-	allowed, err := loadAllowList(filepath.Join("hack", "importcheck", "allow.txt"))
+	allowed, err := allowlist.Load(filepath.Join("hack", "importcheck", "allow.txt"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "importcheck:", err)
 		os.Exit(2)
@@ -196,27 +197,4 @@ func reach(root string, byPath map[string]*pkg) map[string][]string {
 		}
 	}
 	return chains
-}
-
-// loadAllowList reads path ("import/path  reason" lines; # comments); a missing file allows nothing. Each
-// entry maps to false until a finding uses it.
-func loadAllowList(path string) (map[string]bool, error) {
-	allowed := map[string]bool{}
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return allowed, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		allowed[strings.Fields(line)[0]] = false
-	}
-	return allowed, sc.Err()
 }
