@@ -199,6 +199,11 @@ func TestRenderFailsOnContradictions(t *testing.T) {
 			wantErr: "at '/nvidia/visibleDevices': minLength: got 0, want 1",
 		},
 		{
+			name:    "no pin platform",
+			set:     []string{"pinPlatforms=null"},
+			wantErr: "missing property 'pinPlatforms'",
+		},
+		{
 			name:    "unknown pin platform",
 			set:     []string{"pinPlatforms={cuda,opencl}"},
 			wantErr: "at '/pinPlatforms/1': value must be one of",
@@ -237,6 +242,7 @@ func TestTemplateFailsWithoutSchema(t *testing.T) {
 		{[]string{"bench.enabled=false", "bench.force=true"}, "bench.force has no effect with bench.enabled: false"},
 		{[]string{"podSecurityContext.runAsUser=65532"}, "cannot write the root-owned hostPath directories"},
 		{[]string{"serviceAccount.create=false"}, "serviceAccount.name is required when serviceAccount.create is false"},
+		{[]string{"pinPlatforms=null"}, "pinPlatforms must name at least one platform"},
 		{[]string{"nodeSelection.acceleratorTerms=null"}, "nodeSelection.acceleratorTerms is empty"},
 		{[]string{"rocm.hostPath=relative/path"}, `rocm.hostPath must be an absolute host directory (not /) or empty, not "relative/path"`},
 		{[]string{"rocm.cdiDevices=all"}, "rocm.cdiDevices needs gpuAccess: cdi"},

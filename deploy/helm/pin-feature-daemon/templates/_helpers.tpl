@@ -122,6 +122,9 @@ validate fails the render on values that contradict each other; values.schema.js
 {{- if and (eq (include "pin-feature-daemon.nodeSelectionMode" .) "accelerators") (empty .Values.nodeSelection.acceleratorTerms) }}
 {{- fail "nodeSelection.mode selects accelerator nodes but nodeSelection.acceleratorTerms is empty: the DaemonSet would run nowhere (use mode: all)" }}
 {{- end }}
+{{- if empty .Values.pinPlatforms }}
+{{- fail "pinPlatforms must name at least one platform (an empty --pin-platforms is refused by the daemon)" }}
+{{- end }}
 {{- if and (not .Values.bench.enabled) .Values.bench.force }}
 {{- fail "bench.force has no effect with bench.enabled: false" }}
 {{- end }}
