@@ -110,7 +110,9 @@ func TestNodeBoundWrites(t *testing.T) {
 	nlPodA := createPod(ctx, t, kc, "nl-a", nodeRelease+"-pin-feature-daemon", nodeA, nil)
 	otherPodA := createPod(ctx, t, kc, "other-a", otherSA, nodeA, nil)
 	ovSA := ovRelease + "-pin-feature-daemon"
-	grantEventsIn(ctx, t, kc, ovNamespace, ovSA)
+	// Events in its own namespace and in the release's, so that the policy, not RBAC, decides.
+	grantEventsIn(ctx, t, kc, ovNamespace, ovNamespace, ovSA)
+	grantEventsIn(ctx, t, kc, namespace, ovNamespace, ovSA)
 	ovPodA := createPodIn(ctx, t, kc, ovNamespace, "ov-a", ovSA, nodeA, nil)
 	namesakeA := createPod(ctx, t, kc, "ov-a", releaseName, nodeA, nil) // the same pod name in the release namespace
 
@@ -140,6 +142,7 @@ func TestNodeBoundWrites(t *testing.T) {
 	)
 	waitForPolicies(ctx, t, cp, tokenA, nlTokenA, ovTokenA)
 	waitAllowed(ctx, t, ovTokenA, "create", "", "events", ovNamespace)
+	waitAllowed(ctx, t, ovTokenA, "create", "", "events", namespace)
 	for _, cfg := range []*rest.Config{tokenA, otherTokenA} {
 		waitAllowed(ctx, t, cfg, "delete", "nfd.k8s-sigs.io", "nodefeatures", namespace)
 		waitAllowed(ctx, t, cfg, "create", "", "events", namespace)
@@ -547,11 +550,11 @@ func grantTestRBAC(ctx context.Context, t *testing.T, kc kubernetes.Interface, o
 	}
 }
 
-// grantEventsIn lets ServiceAccount sa of namespace ns create Events there (about its own Pod), which the
-// chart does not grant: so that the policy, not RBAC, decides.
-func grantEventsIn(ctx context.Context, t *testing.T, kc kubernetes.Interface, ns, sa string) {
+// grantEventsIn lets ServiceAccount sa of namespace saNS create Events in namespace ns (about Pods), which
+// the chart does not grant.
+func grantEventsIn(ctx context.Context, t *testing.T, kc kubernetes.Interface, ns, saNS, sa string) {
 	t.Helper()
-	meta := metav1.ObjectMeta{Name: "policy-test", Namespace: ns}
+	meta := metav1.ObjectMeta{Name: "policy-test-" + sa, Namespace: ns}
 	_, err := kc.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: meta, Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}},
 	}}, metav1.CreateOptions{})
@@ -559,7 +562,7 @@ func grantEventsIn(ctx context.Context, t *testing.T, kc kubernetes.Interface, n
 	_, err = kc.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
 		ObjectMeta: meta,
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: meta.Name},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: ns}},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: saNS}},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
 }
