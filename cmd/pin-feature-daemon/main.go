@@ -80,6 +80,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == nvmlsnap.Subcommand {
 		return nvmlChildMain(stdin, stdout)
 	}
+	if len(args) > 0 && args[0] == prepareHostDirsCommand {
+		return prepareHostDirsMain(args[1:], stderr)
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {

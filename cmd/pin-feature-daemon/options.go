@@ -55,6 +55,10 @@ func (o *probeOptions) Validate() error {
 		errs = append(errs, errors.New("--host-root must not be empty"))
 	}
 	p, err := detector.ParsePlatforms(o.PinPlatforms)
+	if err == nil && len(p) == 0 {
+		// An empty list would make every node reason=platform: surely a templating mistake, not a wish.
+		err = errors.New("must name at least one platform (e.g. cuda,rocm)")
+	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("--pin-platforms: %w", err))
 	}

@@ -101,10 +101,16 @@ func reportCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer
 // reportKubeConfig loads the user's kubeconfig as kubectl does (--kubeconfig, else $KUBECONFIG, else
 // ~/.kube/config), falling back to the in-cluster config.
 func reportKubeConfig(o *reportOptions) (*rest.Config, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = o.Kubeconfig
-	overrides := &clientcmd.ConfigOverrides{CurrentContext: o.Context}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
+	var (
+		cfg *rest.Config
+		err error
+	)
+	if o.Kubeconfig != "" {
+		cfg, err = loadKubeconfig("kubeconfig", o.Kubeconfig, o.Context)
+	} else {
+		overrides := &clientcmd.ConfigOverrides{CurrentContext: o.Context}
+		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(clientcmd.NewDefaultClientConfigLoadingRules(), overrides).ClientConfig()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load kubernetes client config: %w", err)
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -111,6 +110,12 @@ func runCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer) e
 		if err := errors.Join(ro.Validate(), fo.Validate()); err != nil {
 			return fmt.Errorf("%w: %w", errUsage, err)
 		}
+		if fo.WebConfigFile != "" {
+			// Before anything else, so that a FIFO cannot hang the start before /healthz is served.
+			if err := checkWebConfig(fo.WebConfigFile); err != nil {
+				return err
+			}
+		}
 		klog.InfoS("Starting pin-feature-daemon", "version", version, "revision", revision, "output", ro.Output,
 			"node", ro.NodeName, "interval", ro.Interval, "bench", ro.Bench, "hostRoot", po.HostRoot)
 
@@ -197,7 +202,7 @@ func kubeConfig(o *runOptions) (*rest.Config, error) {
 		err error
 	)
 	if o.Kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+		cfg, err = loadKubeconfig("kubeconfig", o.Kubeconfig, "")
 	} else {
 		cfg, err = rest.InClusterConfig()
 	}

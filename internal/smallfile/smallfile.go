@@ -20,9 +20,21 @@ import (
 var errNotRegular = errors.New("not a regular file")
 
 // Read reads the regular file at path, at most limit bytes: a larger file is an error, not a truncated read.
-// A directory is syscall.EISDIR; absence is an error satisfying fs.ErrNotExist.
+// A directory is syscall.EISDIR; absence is an error satisfying fs.ErrNotExist. A final symlink is not
+// followed (syscall.ELOOP).
 func Read(path string, limit int) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	return read(path, limit, unix.O_NOFOLLOW)
+}
+
+// ReadNamed is Read for a file that an operator names on the command line (a kubeconfig, a web
+// configuration): it follows symlinks, because Kubernetes mounts Secret and ConfigMap keys as symlinks, and
+// is otherwise as careful as Read (regular files only, never blocking, at most limit bytes).
+func ReadNamed(path string, limit int) ([]byte, error) {
+	return read(path, limit, 0)
+}
+
+func read(path string, limit, flags int) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|flags, 0)
 	if err != nil {
 		return nil, err
 	}

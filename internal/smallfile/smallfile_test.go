@@ -50,3 +50,27 @@ func TestRead(t *testing.T) {
 	_, err = Read(filepath.Join(dir, "missing"), 16)
 	require.ErrorIs(t, err, fs.ErrNotExist)
 }
+
+func TestReadNamed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	target := filepath.Join(dir, "..data", "web-config.yml")
+	require.NoError(t, os.MkdirAll(filepath.Dir(target), 0o755))
+	require.NoError(t, os.WriteFile(target, []byte("tls_server_config: {}\n"), 0o644))
+	link := filepath.Join(dir, "web-config.yml") // a Secret key as the kubelet mounts it
+	require.NoError(t, os.Symlink(filepath.Join("..data", "web-config.yml"), link))
+	fifo := filepath.Join(dir, "fifo")
+	require.NoError(t, unix.Mkfifo(fifo, 0o644))
+
+	b, err := ReadNamed(link, 64)
+	require.NoError(t, err, "a symlink an operator names is followed")
+	require.Equal(t, "tls_server_config: {}\n", string(b))
+
+	_, err = ReadNamed(fifo, 64)
+	require.ErrorIs(t, err, errNotRegular)
+	_, err = ReadNamed("/dev/zero", 64)
+	require.ErrorIs(t, err, errNotRegular)
+	require.ErrorContains(t, err, "character device")
+	_, err = ReadNamed(link, 8)
+	require.ErrorContains(t, err, "larger than 8 bytes")
+}

@@ -104,19 +104,44 @@ func TestRenderFailsOnContradictions(t *testing.T) {
 			wantErr: "at '/bench/force': value must be false",
 		},
 		{
-			name:    "non-root with the state dir",
-			set:     []string{"podSecurityContext.runAsUser=65532"},
-			wantErr: "at '/stateDir': value must be ''",
+			name:    "root pod",
+			set:     []string{"podSecurityContext.runAsUser=0"},
+			wantErr: "at '/podSecurityContext/runAsUser': 'not' failed",
 		},
 		{
-			name:    "non-root container with file output",
-			set:     []string{"securityContext.runAsUser=1000", "stateDir=", "output=file"},
-			wantErr: "at '/output': 'not' failed",
+			name:    "root container",
+			set:     []string{"securityContext.runAsUser=0"},
+			wantErr: "at '/securityContext/runAsUser': 'not' failed",
 		},
 		{
-			name:    "image user (no runAsUser anywhere) with the state dir",
-			set:     []string{"podSecurityContext=null", "securityContext.runAsUser=null"},
-			wantErr: "at '/stateDir': value must be ''",
+			name:    "the host's root as state dir",
+			set:     []string{"stateDir=/"},
+			wantErr: "at '/stateDir': 'not' failed",
+		},
+		{
+			name:    "etc as state dir",
+			set:     []string{"stateDir=/etc"},
+			wantErr: "at '/stateDir': 'not' failed",
+		},
+		{
+			name:    "kubelet's directory as state dir",
+			set:     []string{"stateDir=/var/lib/kubelet"},
+			wantErr: "at '/stateDir': 'not' failed",
+		},
+		{
+			name:    "a state dir that climbs out",
+			set:     []string{"stateDir=/var/lib/pin-feature-daemon/../../../etc"},
+			wantErr: "at '/stateDir': 'not' failed",
+		},
+		{
+			name:    "features dir in sysfs",
+			set:     []string{"output=file", "featuresDir=/sys/kernel/mm"},
+			wantErr: "at '/featuresDir': 'not' failed",
+		},
+		{
+			name:    "etc as features dir, with a trailing slash",
+			set:     []string{"output=file", "featuresDir=/etc/"},
+			wantErr: "at '/featuresDir': 'not' failed",
 		},
 		{
 			name:    "external service account without a name",
@@ -199,6 +224,11 @@ func TestRenderFailsOnContradictions(t *testing.T) {
 			wantErr: "at '/nvidia/visibleDevices': minLength: got 0, want 1",
 		},
 		{
+			name:    "no pin platform",
+			set:     []string{"pinPlatforms=null"},
+			wantErr: "missing property 'pinPlatforms'",
+		},
+		{
 			name:    "unknown pin platform",
 			set:     []string{"pinPlatforms={cuda,opencl}"},
 			wantErr: "at '/pinPlatforms/1': value must be one of",
@@ -235,8 +265,13 @@ func TestTemplateFailsWithoutSchema(t *testing.T) {
 		{[]string{"metrics.serviceMonitor.enabled=true", "metrics.service.enabled=false"}, "metrics.serviceMonitor.enabled needs metrics.service.enabled"},
 		{[]string{"output=node", "nodeFeatureRule.enabled=true"}, "nodeFeatureRule.enabled needs output: nodefeature or file, not node"},
 		{[]string{"bench.enabled=false", "bench.force=true"}, "bench.force has no effect with bench.enabled: false"},
-		{[]string{"podSecurityContext.runAsUser=65532"}, "cannot write the root-owned hostPath directories"},
+		{[]string{"podSecurityContext.runAsUser=0"}, "the daemon must not run as uid 0"},
+		{[]string{"podSecurityContext=null", "securityContext.runAsUser=0"}, "the daemon must not run as uid 0"},
+		{[]string{"stateDir=/etc"}, `stateDir "/etc" is a system directory`},
+		{[]string{"stateDir=/var//lib"}, `stateDir "/var//lib" is a system directory or not a clean path`},
+		{[]string{"output=file", "featuresDir=/"}, `featuresDir "/" is a system directory`},
 		{[]string{"serviceAccount.create=false"}, "serviceAccount.name is required when serviceAccount.create is false"},
+		{[]string{"pinPlatforms=null"}, "pinPlatforms must name at least one platform"},
 		{[]string{"nodeSelection.acceleratorTerms=null"}, "nodeSelection.acceleratorTerms is empty"},
 		{[]string{"rocm.hostPath=relative/path"}, `rocm.hostPath must be an absolute host directory (not /) or empty, not "relative/path"`},
 		{[]string{"rocm.cdiDevices=all"}, "rocm.cdiDevices needs gpuAccess: cdi"},
@@ -611,12 +646,14 @@ func TestRenderedObjects(t *testing.T) {
 					}
 				}
 			}
-			featuresDir := "/etc/kubernetes/node-feature-discovery/features.d"
+			// The daemon's own directory in NFD's features.d at a fixed path; features.d itself only in the
+			// init container, which links the daemon's file there.
 			if vs.output == "file" {
-				require.Contains(t, mounts, featuresDir)
-				require.Contains(t, args, "--features-dir="+featuresDir)
+				require.Equal(t, "features-own", mounts["/features.d"]["name"])
+				require.Contains(t, args, "--features-dir=/features.d")
+				require.NotContains(t, volumeMountNames(mounts), "features-d", "the daemon must not mount NFD's features.d")
 			} else {
-				require.NotContains(t, mounts, featuresDir)
+				require.NotContains(t, mounts, "/features.d")
 				require.NotContains(t, volumeNames(t, ds), "features-d")
 			}
 
@@ -897,4 +934,151 @@ func toString(v any) string {
 		return fmt.Sprint(v)
 	}
 	return string(b)
+}
+
+func volumeMountNames(mounts map[string]map[string]any) []string {
+	var names []string
+	for _, m := range mounts {
+		names = append(names, m["name"].(string))
+	}
+	return names
+}
+
+// TestHostWrites checks what the pod may write on the host. The daemon runs as a non-root user and writes
+// only its own directories at fixed paths; the host's world-writable /dev/shm and /dev/mqueue are mounted
+// read-only over their places in the recursive /dev mount (read-only there on every node, with or without
+// recursive read-only support); only the init container runs as root, with CAP_CHOWN alone, and mounts
+// nothing of the host but the daemon's directories (and NFD's features.d, to link the feature file).
+func TestHostWrites(t *testing.T) {
+	t.Parallel()
+	for _, output := range []string{"nodefeature", "file"} {
+		t.Run(output, func(t *testing.T) {
+			t.Parallel()
+			ds := findObject(t, decodeObjects(t, mustRender(t, "", "output="+output, "stateDir=/srv/pfd-state")), "DaemonSet")
+			pod := nested[map[string]any](t, ds.Object, "spec", "template", "spec")
+			psc := nested[map[string]any](t, pod, "securityContext")
+			require.EqualValues(t, 65532, psc["runAsUser"])
+			require.Equal(t, true, psc["runAsNonRoot"])
+			c := daemonContainer(t, ds)
+			require.NotContains(t, nested[map[string]any](t, c, "securityContext"), "runAsUser")
+			require.Contains(t, containerArgs(t, ds), "--state-dir=/var/lib/pin-feature-daemon", "the host's stateDir at a fixed path")
+
+			mounts := map[string]map[string]any{}
+			for _, m := range c["volumeMounts"].([]any) {
+				m := m.(map[string]any)
+				mounts[m["mountPath"].(string)] = m
+			}
+			require.Equal(t, "state", mounts["/var/lib/pin-feature-daemon"]["name"])
+			for path, volume := range map[string]string{"/host/dev/shm": "/dev/shm", "/host/dev/mqueue": "/dev/mqueue"} {
+				require.Equal(t, true, mounts[path]["readOnly"], path)
+				for _, v := range nested[[]any](t, pod, "volumes") {
+					if v := v.(map[string]any); v["name"] == mounts[path]["name"] {
+						require.Equal(t, volume, v["hostPath"].(map[string]any)["path"])
+					}
+				}
+			}
+			hostPaths := map[string]string{}
+			for _, v := range nested[[]any](t, pod, "volumes") {
+				v := v.(map[string]any)
+				if hp, ok := v["hostPath"].(map[string]any); ok {
+					hostPaths[v["name"].(string)] = hp["path"].(string)
+				}
+			}
+			require.Equal(t, "/srv/pfd-state", hostPaths["state"])
+			for path, m := range mounts {
+				if _, host := hostPaths[m["name"].(string)]; host && m["readOnly"] != true {
+					require.Contains(t, []string{"/var/lib/pin-feature-daemon", "/features.d"}, path,
+						"a writable host mount that is not the daemon's own directory")
+				}
+			}
+
+			inits := nested[[]any](t, pod, "initContainers")
+			require.Len(t, inits, 1)
+			init := inits[0].(map[string]any)
+			require.Equal(t, "prepare-host-dirs", init["name"])
+			sc := nested[map[string]any](t, init, "securityContext")
+			require.EqualValues(t, 0, sc["runAsUser"])
+			require.Equal(t, false, sc["allowPrivilegeEscalation"])
+			require.Equal(t, true, sc["readOnlyRootFilesystem"])
+			require.Equal(t, map[string]any{"drop": []any{"ALL"}, "add": []any{"CHOWN"}}, sc["capabilities"])
+			args := fmt.Sprint(init["args"])
+			require.Contains(t, args, "--uid=65532 --gid=65532 --own=/var/lib/pin-feature-daemon")
+			var initVolumes []string
+			for _, m := range init["volumeMounts"].([]any) {
+				initVolumes = append(initVolumes, m.(map[string]any)["name"].(string))
+			}
+			if output == "file" {
+				require.Contains(t, args, "--own=/features.d --features-dir=/nfd-features.d")
+				require.Equal(t, []string{"state", "features-own", "features-d"}, initVolumes)
+				require.Equal(t, "/etc/kubernetes/node-feature-discovery/features.d/.pin-feature-daemon", hostPaths["features-own"])
+			} else {
+				require.Equal(t, []string{"state"}, initVolumes)
+			}
+		})
+	}
+	t.Run("no host directory, no init container", func(t *testing.T) {
+		t.Parallel()
+		ds := findObject(t, decodeObjects(t, mustRender(t, "", "stateDir=")), "DaemonSet")
+		require.NotContains(t, nested[map[string]any](t, ds.Object, "spec", "template", "spec"), "initContainers")
+	})
+}
+
+// TestSystemDirsRefused renders every system directory of the chart's list as stateDir and featuresDir: the
+// schema and, without it, the templates refuse each one, so that the two lists cannot drift apart.
+func TestSystemDirsRefused(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), chartDir, "values.schema.json"))
+	require.NoError(t, err)
+	var schema struct {
+		Properties map[string]struct {
+			Not struct {
+				AnyOf []struct {
+					Enum []string `json:"enum"`
+				} `json:"anyOf"`
+			} `json:"not"`
+		} `json:"properties"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &schema))
+	var dirs []string
+	for _, a := range schema.Properties["stateDir"].Not.AnyOf {
+		dirs = append(dirs, a.Enum...)
+	}
+	require.Greater(t, len(dirs), 20, "the schema's list of system directories")
+	// Plus the rules beside the list: the root, top-level directories, kernel file systems, unclean paths.
+	dirs = append(dirs, "/", "/etc", "/usr", "/var", "/home", "/root", "/proc/sys", "/sys/fs/cgroup", "/dev/shm",
+		"/boot/efi", "/run/containerd", "/var/lib/", "/var/./lib/x", "/var/lib/x/..", "/opt//cni")
+	for _, dir := range dirs {
+		for _, key := range []string{"stateDir", "featuresDir"} {
+			_, err := render(t, "", "output=file", key+"="+dir)
+			require.Error(t, err, "schema: %s=%s", key, dir)
+			out, err := runHelm(t, "template", releaseName, chartDir, "--namespace", namespace, "--skip-schema-validation",
+				"--set", "output=file", "--set", key+"="+dir)
+			require.Error(t, err, "template: %s=%s rendered:\n%.300s", key, dir, out)
+			require.Contains(t, err.Error(), "is a system directory", "%s=%s", key, dir)
+		}
+	}
+	for _, ok := range []string{"/var/lib/pin-feature-daemon", "/srv/pfd", "/etc/kubernetes/node-feature-discovery/features.d", "/opt/gpu/state"} {
+		_, err := render(t, "", "output=file", "stateDir="+ok, "featuresDir="+ok)
+		require.NoError(t, err, ok)
+	}
+}
+
+// TestNetworkPolicy: off by default; on, it admits ingress to the daemon pods on the metrics port only.
+func TestNetworkPolicy(t *testing.T) {
+	t.Parallel()
+	require.Zero(t, kinds(decodeObjects(t, mustRender(t, "")))["NetworkPolicy"], "off by default")
+	objs := decodeObjects(t, mustRender(t, "", "networkPolicy.enabled=true", "metrics.port=9555",
+		"networkPolicy.from[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring"))
+	np := findObject(t, objs, "NetworkPolicy")
+	require.Equal(t, namespace, np.GetNamespace())
+	spec := nested[map[string]any](t, np.Object, "spec")
+	ds := findObject(t, objs, "DaemonSet")
+	require.Equal(t, nested[map[string]any](t, ds.Object, "spec", "selector", "matchLabels"),
+		nested[map[string]any](t, spec, "podSelector", "matchLabels"))
+	require.Equal(t, []any{"Ingress"}, spec["policyTypes"])
+	require.Equal(t, []any{map[string]any{
+		"ports": []any{map[string]any{"port": float64(9555), "protocol": "TCP"}},
+		"from": []any{map[string]any{"namespaceSelector": map[string]any{"matchLabels": map[string]any{
+			"kubernetes.io/metadata.name": "monitoring"}}}},
+	}}, spec["ingress"])
 }

@@ -86,6 +86,14 @@ func TestNodeBoundWrites(t *testing.T) {
 			require.NoError(t, apply(ctx, dyn, mapper, obj, false), "apply %s", objectKey(obj))
 		}
 	}
+	// A release whose objects namespaceOverride puts into another namespace than the release's.
+	const ovRelease, ovNamespace = "ov", "pfd-override"
+	_, err = kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ovNamespace}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	for _, obj := range decodeObjects(t, mustRenderRelease(t, ovRelease, filepath.Join("testdata", "values", "default.yaml"),
+		"namespaceOverride="+ovNamespace)) {
+		require.NoError(t, apply(ctx, dyn, mapper, obj, false), "apply %s", objectKey(obj))
+	}
 	for _, n := range []string{nodeA, nodeB} {
 		_, err := kc.CoreV1().Nodes().Create(ctx, controlplane.KubeletNode(n), metav1.CreateOptions{})
 		require.NoError(t, err)
@@ -101,12 +109,19 @@ func TestNodeBoundWrites(t *testing.T) {
 	podB := createPod(ctx, t, kc, "pfd-b", releaseName, nodeB, owner)
 	nlPodA := createPod(ctx, t, kc, "nl-a", nodeRelease+"-pin-feature-daemon", nodeA, nil)
 	otherPodA := createPod(ctx, t, kc, "other-a", otherSA, nodeA, nil)
+	ovSA := ovRelease + "-pin-feature-daemon"
+	// Events in its own namespace and in the release's, so that the policy, not RBAC, decides.
+	grantEventsIn(ctx, t, kc, ovNamespace, ovNamespace, ovSA)
+	grantEventsIn(ctx, t, kc, namespace, ovNamespace, ovSA)
+	ovPodA := createPodIn(ctx, t, kc, ovNamespace, "ov-a", ovSA, nodeA, nil)
+	namesakeA := createPod(ctx, t, kc, "ov-a", releaseName, nodeA, nil) // the same pod name in the release namespace
 
 	tokenA := boundToken(ctx, t, cp, releaseName, podA)
 	tokenB := boundToken(ctx, t, cp, releaseName, podB)
 	nlTokenA := boundToken(ctx, t, cp, nodeRelease+"-pin-feature-daemon", nlPodA)
 	otherTokenA := boundToken(ctx, t, cp, otherSA, otherPodA)
 	unbound := boundToken(ctx, t, cp, releaseName, nil)
+	ovTokenA := boundTokenIn(ctx, t, cp, ovNamespace, ovSA, ovPodA)
 
 	// What the policies see: the API server's own authentication of a pod-bound token.
 	review, err := kubernetes.NewForConfigOrDie(tokenA).AuthenticationV1().SelfSubjectReviews().Create(ctx,
@@ -123,8 +138,11 @@ func TestNodeBoundWrites(t *testing.T) {
 		nodePolicy  = "ValidatingAdmissionPolicy '" + nodeRelease + "-pin-feature-daemon-node-labels'"
 		nlEvPolicy  = "ValidatingAdmissionPolicy '" + nodeRelease + "-pin-feature-daemon-events'"
 		wrongObject = "the pin-feature-daemon service account may write only the NodeFeature of the node its pod runs on (node-a-pin-feature-daemon), not "
+		frozenMeta  = "the pin-feature-daemon service account may change only its own labels of its NodeFeature (nfd.node.kubernetes.io/node-name, app.kubernetes.io/managed-by) and its DaemonSet owner reference, not annotations, finalizers, other labels or other owner references"
 	)
-	waitForPolicies(ctx, t, cp, tokenA, nlTokenA)
+	waitForPolicies(ctx, t, cp, tokenA, nlTokenA, ovTokenA)
+	waitAllowed(ctx, t, ovTokenA, "create", "", "events", ovNamespace)
+	waitAllowed(ctx, t, ovTokenA, "create", "", "events", namespace)
 	for _, cfg := range []*rest.Config{tokenA, otherTokenA} {
 		waitAllowed(ctx, t, cfg, "delete", "nfd.k8s-sigs.io", "nodefeatures", namespace)
 		waitAllowed(ctx, t, cfg, "create", "", "events", namespace)
@@ -132,6 +150,7 @@ func TestNodeBoundWrites(t *testing.T) {
 
 	nfA, nfB := nfdclientset.NewForConfigOrDie(tokenA), nfdclientset.NewForConfigOrDie(tokenB)
 	kcA, nlA := kubernetes.NewForConfigOrDie(tokenA), kubernetes.NewForConfigOrDie(nlTokenA)
+	ovA := kubernetes.NewForConfigOrDie(ovTokenA)
 	nfOther, kcOther := nfdclientset.NewForConfigOrDie(otherTokenA), kubernetes.NewForConfigOrDie(otherTokenA)
 	// Everything the steps need from t is prepared here: they run as subtests.
 	daemonKubeconfigA, daemonKubeconfigB := tokenKubeconfig(t, tokenA), tokenKubeconfig(t, tokenB)
@@ -258,6 +277,79 @@ func TestNodeBoundWrites(t *testing.T) {
 			wantErr: "may publish only pinmemory.* labels and features, not pci.device",
 		},
 		{
+			name: "node A: add an annotation",
+			do: func() error {
+				return updateNodeFeature(ctx, cp, nfA, nodeFeatureName(nodeA), func(nf *nfdv1alpha1.NodeFeature) {
+					metav1.SetMetaDataAnnotation(&nf.ObjectMeta, "example.com/keep", "true")
+				})
+			},
+			wantErr: frozenMeta,
+		},
+		{
+			name: "node A: add a finalizer",
+			do: func() error {
+				return updateNodeFeature(ctx, cp, nfA, nodeFeatureName(nodeA), func(nf *nfdv1alpha1.NodeFeature) {
+					nf.Finalizers = append(nf.Finalizers, "example.com/hold")
+				})
+			},
+			wantErr: frozenMeta,
+		},
+		{
+			name: "node A: add another owner",
+			do: func() error {
+				return updateNodeFeature(ctx, cp, nfA, nodeFeatureName(nodeA), func(nf *nfdv1alpha1.NodeFeature) {
+					nf.OwnerReferences = append(nf.OwnerReferences, metav1.OwnerReference{
+						APIVersion: "v1", Kind: "Namespace", Name: "kube-public", UID: "4f1c2c55-0000-4000-8000-000000000001"})
+				})
+			},
+			wantErr: frozenMeta,
+		},
+		{
+			name: "node A: own it by another DaemonSet",
+			do: func() error {
+				return updateNodeFeature(ctx, cp, nfA, nodeFeatureName(nodeA), func(nf *nfdv1alpha1.NodeFeature) {
+					for i := range nf.OwnerReferences { // the daemon's own, to its DaemonSet
+						nf.OwnerReferences[i].Name = "nvidia-device-plugin"
+					}
+				})
+			},
+			wantErr: frozenMeta,
+		},
+		{
+			name: "node A: another object label",
+			do: func() error {
+				return updateNodeFeature(ctx, cp, nfA, nodeFeatureName(nodeA), func(nf *nfdv1alpha1.NodeFeature) {
+					nf.Labels["team"] = "gpu"
+				})
+			},
+			wantErr: frozenMeta + " (labels team)",
+		},
+		{
+			name: "node A: its DaemonSet owner with a new UID (a recreated DaemonSet)",
+			do: func() error {
+				return updateNodeFeature(ctx, cp, nfA, nodeFeatureName(nodeA), func(nf *nfdv1alpha1.NodeFeature) {
+					nf.OwnerReferences = []metav1.OwnerReference{*owner}
+					nf.OwnerReferences[0].UID = "4f1c2c55-0000-4000-8000-000000000002"
+				})
+			},
+		},
+		{
+			name: "node A: the real daemon puts its current DaemonSet back",
+			do: func() error {
+				if err := runDaemon(daemonKubeconfigA, nodeA, podA.Name, cpuNode); err != nil {
+					return err
+				}
+				nf, err := cp.NFDClientset.NfdV1alpha1().NodeFeatures(namespace).Get(ctx, nodeFeatureName(nodeA), metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				if len(nf.OwnerReferences) != 1 || nf.OwnerReferences[0].UID != ds.UID {
+					return fmt.Errorf("owner references %+v, want the DaemonSet %s", nf.OwnerReferences, ds.UID)
+				}
+				return nil
+			},
+		},
+		{
 			name: "node A: relabel its own NodeFeature to node B",
 			do: func() error {
 				return updateNodeFeature(ctx, cp, nfA, nodeFeatureName(nodeA), func(nf *nfdv1alpha1.NodeFeature) {
@@ -280,10 +372,34 @@ func TestNodeBoundWrites(t *testing.T) {
 			do:   func() error { return createEvent(ctx, kcA, podRef(podA)) },
 		},
 		{
+			name: "namespaceOverride: an Event about its own pod",
+			do:   func() error { return createEvent(ctx, ovA, podRef(ovPodA)) },
+		},
+		{
+			name:    "namespaceOverride: an Event about a pod of its name in the release namespace",
+			do:      func() error { return createEvent(ctx, ovA, podRef(namesakeA)) },
+			wantErr: "or that pod, not Pod " + namespace + "/" + namesakeA.Name,
+		},
+		{
 			name: "node A: delete",
 			do: func() error {
 				return nfA.NfdV1alpha1().NodeFeatures(namespace).Delete(ctx, nodeFeatureName(nodeA), metav1.DeleteOptions{})
 			},
+		},
+		{
+			name: "node A: create with a finalizer",
+			do: func() error {
+				spec := nfdv1alpha1.NewNodeFeatureSpec()
+				_, err := nfA.NfdV1alpha1().NodeFeatures(namespace).Create(ctx, &nfdv1alpha1.NodeFeature{
+					ObjectMeta: metav1.ObjectMeta{
+						Name: nodeFeatureName(nodeA), Namespace: namespace, Finalizers: []string{"example.com/hold"},
+						Labels: map[string]string{nfdv1alpha1.NodeFeatureObjNodeNameLabel: nodeA},
+					},
+					Spec: *spec,
+				}, metav1.CreateOptions{})
+				return err
+			},
+			wantErr: frozenMeta,
 		},
 		{
 			name: "node A: create",
@@ -434,11 +550,34 @@ func grantTestRBAC(ctx context.Context, t *testing.T, kc kubernetes.Interface, o
 	}
 }
 
+// grantEventsIn lets ServiceAccount sa of namespace saNS create Events in namespace ns (about Pods), which
+// the chart does not grant.
+func grantEventsIn(ctx context.Context, t *testing.T, kc kubernetes.Interface, ns, saNS, sa string) {
+	t.Helper()
+	meta := metav1.ObjectMeta{Name: "policy-test-" + sa, Namespace: ns}
+	_, err := kc.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: meta, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}},
+	}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = kc.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: meta,
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: meta.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: saNS}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+}
+
 // createPod creates a Pod of a ServiceAccount already bound to node, as the scheduler leaves it.
 func createPod(ctx context.Context, t *testing.T, kc kubernetes.Interface, name, sa, node string, owner *metav1.OwnerReference) *corev1.Pod {
 	t.Helper()
+	return createPodIn(ctx, t, kc, namespace, name, sa, node, owner)
+}
+
+// createPodIn is createPod in namespace ns.
+func createPodIn(ctx context.Context, t *testing.T, kc kubernetes.Interface, ns, name, sa, node string, owner *metav1.OwnerReference) *corev1.Pod {
+	t.Helper()
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: corev1.PodSpec{
 			ServiceAccountName: sa,
 			NodeName:           node,
@@ -448,7 +587,7 @@ func createPod(ctx context.Context, t *testing.T, kc kubernetes.Interface, name,
 	if owner != nil {
 		pod.OwnerReferences = []metav1.OwnerReference{*owner}
 	}
-	pod, err := kc.CoreV1().Pods(namespace).Create(ctx, pod, metav1.CreateOptions{})
+	pod, err := kc.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 	require.NoError(t, err)
 	return pod
 }
@@ -458,11 +597,17 @@ func createPod(ctx context.Context, t *testing.T, kc kubernetes.Interface, name,
 // authenticates with it. A nil pod gives a token bound to nothing.
 func boundToken(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, sa string, pod *corev1.Pod) *rest.Config {
 	t.Helper()
+	return boundTokenIn(ctx, t, cp, namespace, sa, pod)
+}
+
+// boundTokenIn is boundToken for a ServiceAccount in namespace ns.
+func boundTokenIn(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, ns, sa string, pod *corev1.Pod) *rest.Config {
+	t.Helper()
 	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}
 	if pod != nil {
 		req.Spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}
 	}
-	tr, err := cp.Clientset.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, sa, req, metav1.CreateOptions{})
+	tr, err := cp.Clientset.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, req, metav1.CreateOptions{})
 	require.NoError(t, err, "TokenRequest for %s", sa)
 	cfg := rest.AnonymousClientConfig(cp.Config)
 	cfg.BearerToken = tr.Status.Token
@@ -502,7 +647,7 @@ func runDaemonOnce(ctx context.Context, daemon, kubeconfig, node, podName, hostR
 // waitForPolicies waits until the chart's policies are in force (the API server loads new policies
 // asynchronously, and until then RBAC alone decides): each must refuse a write to node B. Probes that got
 // through before are removed again.
-func waitForPolicies(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, nodefeatureToken, nodeToken *rest.Config) {
+func waitForPolicies(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, nodefeatureToken, nodeToken *rest.Config, eventTokens ...*rest.Config) {
 	t.Helper()
 	nf := nfdclientset.NewForConfigOrDie(nodefeatureToken)
 	probes := map[string]func() error{
@@ -514,7 +659,11 @@ func waitForPolicies(ctx context.Context, t *testing.T, cp *controlplane.Control
 			return err
 		},
 	}
-	for name, cfg := range map[string]*rest.Config{"events": nodefeatureToken, "node events": nodeToken} {
+	eventProbes := map[string]*rest.Config{"events": nodefeatureToken, "node events": nodeToken}
+	for i, cfg := range eventTokens {
+		eventProbes[fmt.Sprintf("events %d", i+1)] = cfg
+	}
+	for name, cfg := range eventProbes {
 		c := kubernetes.NewForConfigOrDie(cfg)
 		probes[name] = func() error { return createEvent(ctx, c, nodeRef("policy-probe")) }
 	}

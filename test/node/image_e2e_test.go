@@ -27,26 +27,7 @@ func TestImageProbeInChartPodSpec(t *testing.T) {
 	n := startNode(t)
 	spec := renderedPodSpec(t, n)
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: "default"}, Spec: *spec}
-	ctx := context.Background()
-	// The default ServiceAccount, which admission requires, comes from the controller-manager shortly after start.
-	var createErr error
-	require.True(t, waitFor(time.Minute, func() bool {
-		_, createErr = n.cp.Clientset.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{})
-		return createErr == nil
-	}), "create the probe pod: %v", createErr)
-
-	var last, containerID string
-	require.True(t, waitFor(podWaitLimit, func() bool {
-		p, err := n.cp.Clientset.CoreV1().Pods("default").Get(ctx, pod.Name, metav1.GetOptions{})
-		if err != nil {
-			return false
-		}
-		last = podState(p)
-		if len(p.Status.ContainerStatuses) == 1 {
-			containerID = p.Status.ContainerStatuses[0].ContainerID
-		}
-		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
-	}), "the probe pod did not finish: %s", last)
+	last, containerID := runPodToEnd(t, n, pod)
 	requireRuntimeSpec(t, n.rt, containerID, &spec.Containers[0], spec.SecurityContext)
 	out := containerLog(t, n.kubelet.dir, "default", pod.Name, spec.Containers[0].Name, "stdout")
 	require.Contains(t, last, "phase=Succeeded", "the probe pod failed; its output:\n%s\nits stderr:\n%s", out,
@@ -62,13 +43,55 @@ func TestImageProbeInChartPodSpec(t *testing.T) {
 	n.step("runc ran the rendered user, read-only root, no capabilities, seccomp and mounts; probe -o labels printed the plain binary's labels: " + strings.Join(strings.Fields(out), " "))
 }
 
+// runPodToEnd creates pod in the default namespace and waits until it has succeeded or failed; it returns
+// the pod's state and the container ID of its (only) container.
+func runPodToEnd(t *testing.T, n *testNode, pod *corev1.Pod) (state, containerID string) {
+	ctx := context.Background()
+	// The default ServiceAccount, which admission requires, comes from the controller-manager shortly after start.
+	var createErr error
+	require.True(t, waitFor(time.Minute, func() bool {
+		_, createErr = n.cp.Clientset.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{})
+		return createErr == nil
+	}), "create the pod %s: %v", pod.Name, createErr)
+	require.True(t, waitFor(podWaitLimit, func() bool {
+		p, err := n.cp.Clientset.CoreV1().Pods("default").Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		state = podState(p)
+		if len(p.Status.ContainerStatuses) == 1 {
+			containerID = p.Status.ContainerStatuses[0].ContainerID
+		}
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+	}), "the pod %s did not finish: %s", pod.Name, state)
+	return state, containerID
+}
+
 // renderedPodSpec is the DaemonSet's pod template from `helm template`, made a one-shot pod on the test node:
 // the daemon's arguments become `probe -o labels --bench` with the rendered host-root and probe flags, without
 // the HTTP probes (probe serves nothing) and without an API token (probe does not talk to the API server).
 func renderedPodSpec(t *testing.T, n *testNode) *corev1.PodSpec {
+	spec := renderedDaemonSetPod(t, n)
+	c := &spec.Containers[0]
+	probe := []string{"probe", "-o", "labels", "--bench", "--state-dir="}
+	for _, a := range c.Args {
+		for _, keep := range []string{"--host-root=", "--path.", "--probe-timeout=", "--pin-platforms=", "--mlock-trial-size=",
+			"--cuda-library=", "--nvml-library="} {
+			if strings.HasPrefix(a, keep) {
+				probe = append(probe, a)
+			}
+		}
+	}
+	c.Args = probe
+	return spec
+}
+
+// renderedDaemonSetPod is the DaemonSet's pod template from `helm template` with the package's chart values
+// and extra helm flags, made a one-shot pod on the test node: no HTTP probes, no API token.
+func renderedDaemonSetPod(t *testing.T, n *testNode, extra ...string) *corev1.PodSpec {
 	args := append([]string{"template", release, chartDir(t), "--namespace", chartNS},
 		chartValues(t, n.cp, n.imageRef, filepath.Join(n.dir, "daemon-state"))...)
-	out := helmRun(t, n.cp, args...)
+	out := helmRun(t, n.cp, append(args, extra...)...)
 	var ds *appsv1.DaemonSet
 	for _, doc := range strings.Split(out, "\n---") {
 		if !strings.Contains(doc, "\nkind: DaemonSet") {
@@ -86,16 +109,6 @@ func renderedPodSpec(t *testing.T, n *testNode) *corev1.PodSpec {
 	require.Len(t, spec.Containers, 1)
 	c := &spec.Containers[0]
 	c.LivenessProbe, c.ReadinessProbe = nil, nil
-	probe := []string{"probe", "-o", "labels", "--bench", "--state-dir="}
-	for _, a := range c.Args {
-		for _, keep := range []string{"--host-root=", "--path.", "--probe-timeout=", "--pin-platforms=", "--mlock-trial-size=",
-			"--cuda-library=", "--nvml-library="} {
-			if strings.HasPrefix(a, keep) {
-				probe = append(probe, a)
-			}
-		}
-	}
-	c.Args = probe
 	return spec
 }
 

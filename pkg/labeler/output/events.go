@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -24,6 +26,17 @@ const (
 
 // maxReportingInstance is the API server's limit on an Event's reportingInstance.
 const maxReportingInstance = 128
+
+// The daemon's own limit on the Events it files: a token bucket of eventBurst Events, refilled by one every
+// eventRefill. Events follow label changes, which hysteresis already damps, so a healthy node never meets it;
+// a node whose facts flap (a link that retrains every pass, a driver that comes and goes) files a burst and
+// then one Event per eventRefill at most, instead of one per pass. It binds only this code: a compromised pod
+// holds the token itself, so the cluster-side limit is API Priority and Fairness or the EventRateLimit
+// admission plugin (README "Security").
+const (
+	eventBurst  = 10
+	eventRefill = 5 * time.Minute
+)
 
 // eventNamespace is where Events about cluster-scoped Nodes live, as kubelet files them.
 const eventNamespace = metav1.NamespaceDefault
@@ -96,6 +109,7 @@ type NodeEventer struct {
 	nodeName string
 	instance string
 	clock    clock.PassiveClock
+	limit    flowcontrol.PassiveRateLimiter
 }
 
 // NewNodeEventer returns a NodeEventer for nodeName. instance names the reporter (the Pod's name; "" means
@@ -110,12 +124,14 @@ func NewNodeEventer(client EventClient, nodeName, instance string, clk clock.Pas
 	if len(instance) > maxReportingInstance {
 		instance = instance[:maxReportingInstance]
 	}
-	return &NodeEventer{client: client, nodeName: nodeName, instance: instance, clock: clk}
+	return &NodeEventer{client: client, nodeName: nodeName, instance: instance, clock: clk,
+		limit: flowcontrol.NewTokenBucketPassiveRateLimiterWithClock(float32(time.Second)/float32(eventRefill), eventBurst, clk)}
 }
 
 // Emit files the Events of labelEvents(prev, cur). On the first pass, give as prev what the Output says is
 // published (nil when nothing is), so that a restart reports only a real change. It files every Event it can
-// and returns the errors joined.
+// and returns the errors joined. Events beyond the rate limit (eventBurst, then one per eventRefill) are
+// dropped and logged, not errors: the labels carry the facts.
 func (e *NodeEventer) Emit(ctx context.Context, prev, cur labeler.Labels) error {
 	evs := labelEvents(prev, cur)
 	if len(evs) == 0 {
@@ -134,6 +150,11 @@ func (e *NodeEventer) Emit(ctx context.Context, prev, cur labeler.Labels) error 
 	now := e.clock.Now()
 	var errs []error
 	for i, ev := range evs {
+		if !e.limit.TryAccept() {
+			klog.InfoS("Dropped a node event: over the daemon's event rate limit", "node", klog.KRef("", e.nodeName),
+				"reason", ev.Reason, "burst", eventBurst, "refill", eventRefill)
+			continue
+		}
 		t := metav1.NewTime(now)
 		obj := &corev1.Event{
 			ObjectMeta: metav1.ObjectMeta{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -187,4 +188,35 @@ func TestNodeEventerCreateError(t *testing.T) {
 	require.NoError(t, lerr)
 	require.Len(t, list.Items, 1)
 	require.Equal(t, reasonPCIeLinkDegraded, list.Items[0].Reason)
+}
+
+// TestNodeEventerRateLimit: a node whose facts flap every pass files eventBurst Events, then one per
+// eventRefill; the dropped ones are no error. Time comes from a fake clock, so the test is exact under load.
+func TestNodeEventerRateLimit(t *testing.T) {
+	t.Parallel()
+	cs := fake.NewClientset(testNodeObj(nil))
+	clk := clocktesting.NewFakePassiveClock(fileT0)
+	e := NewNodeEventer(fakeKube{cs}, pubTestNode, "", clk)
+	up := labeler.Labels{"pinmemory.available": "true"}
+	down := labeler.Labels{"pinmemory.available": "false", "pinmemory.reason": "pin-failed"}
+	flap := func(passes int) {
+		for i := 0; i < passes; i++ {
+			clk.SetTime(clk.Now().Add(time.Second)) // one pass a second: far faster than the refill
+			prev, cur := up, down
+			if i%2 == 1 {
+				prev, cur = down, up
+			}
+			require.NoError(t, e.Emit(context.Background(), prev, cur), "a dropped event is not an error")
+		}
+	}
+	flap(3 * eventBurst)
+	require.Len(t, eventsCreated(cs), eventBurst, "the burst, then nothing within the first refill period")
+
+	clk.SetTime(clk.Now().Add(eventRefill))
+	flap(3)
+	require.Len(t, eventsCreated(cs), eventBurst+1, "one more after a refill period")
+
+	clk.SetTime(clk.Now().Add(3 * eventRefill))
+	flap(10)
+	require.Len(t, eventsCreated(cs), eventBurst+4, "tokens accrue while idle, one per refill period")
 }

@@ -98,6 +98,8 @@ validate fails the render on values that contradict each other; values.schema.js
 {{- if and .Values.stateDir (not (isAbs .Values.stateDir)) }}
 {{- fail (printf "stateDir must be an absolute host path or empty, not %q" .Values.stateDir) }}
 {{- end }}
+{{- include "pin-feature-daemon.checkHostDir" (list "stateDir" .Values.stateDir) }}
+{{- include "pin-feature-daemon.checkHostDir" (list "featuresDir" .Values.featuresDir) }}
 {{- if and .Values.rocm.hostPath (or (not (isAbs .Values.rocm.hostPath)) (eq .Values.rocm.hostPath "/")) }}
 {{- fail (printf "rocm.hostPath must be an absolute host directory (not /) or empty, not %q" .Values.rocm.hostPath) }}
 {{- end }}
@@ -122,11 +124,45 @@ validate fails the render on values that contradict each other; values.schema.js
 {{- if and (eq (include "pin-feature-daemon.nodeSelectionMode" .) "accelerators") (empty .Values.nodeSelection.acceleratorTerms) }}
 {{- fail "nodeSelection.mode selects accelerator nodes but nodeSelection.acceleratorTerms is empty: the DaemonSet would run nowhere (use mode: all)" }}
 {{- end }}
+{{- if empty .Values.pinPlatforms }}
+{{- fail "pinPlatforms must name at least one platform (an empty --pin-platforms is refused by the daemon)" }}
+{{- end }}
 {{- if and (not .Values.bench.enabled) .Values.bench.force }}
 {{- fail "bench.force has no effect with bench.enabled: false" }}
 {{- end }}
-{{- if and (ne (include "pin-feature-daemon.runAsUser" .) "0") (or .Values.stateDir (eq .Values.output "file")) }}
-{{- fail "a non-root podSecurityContext.runAsUser cannot write the root-owned hostPath directories: set stateDir: \"\" and use an output other than file" }}
+{{- if eq (include "pin-feature-daemon.runAsUser" .) "0" }}
+{{- fail "the daemon must not run as uid 0 (podSecurityContext.runAsUser, securityContext.runAsUser): root in the pod could write the host's mounts where the node cannot make them read-only recursively" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Host directories the daemon may write (stateDir, featuresDir) must be its own, never a system directory that a
+writable mount would expose: not /, not a top-level directory, none of systemDirs, nothing under /proc, /sys,
+/dev, /boot or /run, and no "." or ".." component. values.schema.json holds the same rule.
+*/}}
+{{- define "pin-feature-daemon.systemDirs" -}}
+/var/lib /var/run /var/log /var/cache /var/spool /var/tmp /usr/lib /usr/lib64 /usr/local /usr/share /usr/bin /usr/sbin /usr/libexec /usr/local/bin /usr/local/lib /etc/kubernetes /etc/systemd /etc/ssh /etc/cni /etc/containerd /etc/default /etc/sysctl.d /etc/modprobe.d /etc/security /etc/pam.d /etc/sudoers.d /etc/cron.d /etc/nvidia-container-runtime /var/lib/kubelet /var/lib/containerd /var/lib/docker /var/lib/etcd /var/lib/cni /opt/cni /opt/cni/bin
+{{- end }}
+{{- define "pin-feature-daemon.checkHostDir" -}}
+{{- $name := index . 0 }}
+{{- $path := index . 1 }}
+{{- if $path }}
+{{- $parts := splitList "/" (trimPrefix "/" $path) }}
+{{- if or (lt (len $parts) 2) (has $path (splitList " " (include "pin-feature-daemon.systemDirs" .))) (regexMatch "^/(proc|sys|dev|boot|run)(/|$)" $path) (regexMatch "(^|/)(\\.|\\.\\.)?(/|$)" (trimPrefix "/" $path)) }}
+{{- fail (printf "%s %q is a system directory or not a clean path: the pod mounts it writable, so give the daemon a directory of its own (e.g. /var/lib/pin-feature-daemon)" $name $path) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The gid the daemon container runs as: the container's runAsGroup, else the pod's, else the image's (65532).
+*/}}
+{{- define "pin-feature-daemon.runAsGroup" -}}
+{{- if hasKey (.Values.securityContext | default dict) "runAsGroup" }}
+{{- .Values.securityContext.runAsGroup | int }}
+{{- else if hasKey (.Values.podSecurityContext | default dict) "runAsGroup" }}
+{{- .Values.podSecurityContext.runAsGroup | int }}
+{{- else }}65532
 {{- end }}
 {{- end }}
 
