@@ -131,6 +131,8 @@ type probe struct {
 	kfd        map[pcie.Address]kfdNode // the KFD topology's GPU nodes, read on first use
 	kfdProcs   *kfdProcs                // the KFD process list, read on first use (amd.go)
 	wslCUDA    bool                     // dev/dxg with WSL's CUDA driver library
+	dxg        bool                     // dev/dxg: WSL's GPU paravirtualisation
+	nvidiaPCI  bool                     // a PCI function with NVIDIA's vendor id, accelerator or not
 }
 
 func (p *probe) absent(fact, path string) {
@@ -163,6 +165,7 @@ func (d *Detector) probePass(ctx context.Context, t *passTracker) (r *Report) {
 		{"pci", func() {
 			nodes := p.readDevNodes()
 			r.WSL = r.WSL || nodes.dxg
+			p.dxg = nodes.dxg
 			if nodes.dxg {
 				r.WSLLibraries, p.wslCUDA = p.wslLibraries()
 			}
@@ -253,6 +256,11 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 		r.Driver.NVMLError = d.disabled
 		return
 	}
+	if why := p.nvmlHasNothingToSay(r); why != "" {
+		klog.V(4).InfoS("NVML not asked", "reason", why)
+		r.Driver.NVMLError = why
+		return
+	}
 	if !d.nvmlUp || nvmlPerPass(d.nvml) {
 		if err := d.nvml.Init(); err != nil {
 			klog.V(2).InfoS("NVML not available", "library", d.opts.NVMLLibrary, "err", err)
@@ -331,6 +339,21 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 		acc.Degraded = info.CurrentPCIeWidth > 0 && info.MaxPCIeWidth > 0 && info.CurrentPCIeWidth < info.MaxPCIeWidth
 		r.Accelerators = append(r.Accelerators, acc)
 	}
+}
+
+// nvmlHasNothingToSay says why NVML is not worth a child process on this node ("" when it is): NVML only
+// knows GPUs the NVIDIA driver drives, which are PCI functions with NVIDIA's vendor id, an integrated Tegra
+// GPU, or WSL's paravirtualised GPUs (dev/dxg, or WSL's driver libraries). Elsewhere the child would only
+// find no library or no device, at the cost of starting a process every pass (about half of a GPU-less
+// node's probe).
+func (p *probe) nvmlHasNothingToSay(r *Report) string {
+	switch {
+	case p.nvidiaPCI, p.dxg, len(r.WSLLibraries) > 0:
+		return ""
+	case slices.ContainsFunc(r.Accelerators, func(a Accelerator) bool { return a.Platform == PlatformCUDA }):
+		return ""
+	}
+	return "nvml not asked: no nvidia device"
 }
 
 // nvmlDevice reads one NVML device's facts; addr is its normalised PCI address ("" when unknown).

@@ -62,7 +62,11 @@
 //     (WSL) the NVML devices are the inventory, with capability and degradation from NVML's max/current link.
 //     A library that does not load sets Driver.NVMLError only; NOT_SUPPORTED and symbols missing from older
 //     drivers are absence; any other failed call is that fact's FactError ("nvml/<index>/<fact>"). NVML
-//     runs in a child process each pass (Options.NVMLChild; nvmlchild.go, internal/nvmlchild): a library that
+//     runs in a child process each pass (Options.NVMLChild; nvmlchild.go, internal/nvmlchild), and only where
+//     NVML can have something to say: a PCI function with NVIDIA's vendor id, an integrated (Tegra) GPU, or
+//     WSL (dev/dxg or its driver libraries); elsewhere no child is started and Driver.NVMLError says "nvml not
+//     asked: no nvidia device" (a child there costs about half of a GPU-less pass: BenchmarkProbeNVMLChild,
+//     `make bench`). A library that
 //     is not NVML, a crash or a hang (killed at half the pass deadline) is the "nvml" fact's error. The
 //     detector reads the child's internal/nvmlsnap.Snapshot and never loads NVML itself.
 //     HostLink is pcie when any accelerator the labels describe reaches host memory over PCIe, else nvlink-c2c.

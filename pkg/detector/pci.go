@@ -196,6 +196,7 @@ func (p *probe) pciAccelerator(busEntry string, addr pcie.Address, nodes devNode
 	vendor, ok1 := p.pciID(entry, name, "vendor", 16)
 	device, ok2 := p.pciID(entry, name, "device", 16)
 	class, ok3 := p.pciID(entry, name, "class", 24)
+	p.nvidiaPCI = p.nvidiaPCI || (ok1 && vendor == vendorNVIDIA)
 	if !ok1 || !ok2 || !ok3 || !isAcceleratorVendor(uint16(vendor)) {
 		return Accelerator{}, false
 	}
