@@ -198,6 +198,7 @@ func (d *Detector) probePass(ctx context.Context, t *passTracker) (r *Report) {
 func (d *Detector) finish(r *Report, p *probe) {
 	sortAccelerators(r.Accelerators)
 	markHostLinks(r.Accelerators)
+	settleLost(r.Accelerators)
 	r.Platforms, r.Platform = choosePlatform(r.Accelerators, p.wslCUDA)
 	r.HostLink, r.LinkDegraded = "", false
 	sawPCIe, sawC2C := false, false
@@ -282,9 +283,13 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 		if err == nil {
 			return true
 		}
-		if errors.Is(err, errNotSupported) {
+		switch {
+		case errors.Is(err, errNotSupported):
 			p.absent(fact, "nvml")
-		} else {
+		case errors.Is(err, nvmlsnap.ErrGPULost):
+			// A fact about the GPU (Accelerator.Lost), not a failed read.
+			klog.V(2).InfoS("NVML says the GPU is lost", "fact", fact, "err", err)
+		default:
 			p.fail(fact, err)
 		}
 		return false
@@ -307,12 +312,18 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 			sysfsNVIDIA = true
 		}
 	}
+	var lostUnplaced []int // lost devices without a handle: NVML cannot say which GPU they are
 	for i := range snap.Devices {
+		lost := nvmlLost(&snap.Devices[i])
 		info, addr := nvmlDevice(i, &snap.Devices[i], nvmlFact)
-		if info == nil {
+		if info == nil || (addr == "" && lost != "") {
+			if lost != "" {
+				lostUnplaced = append(lostUnplaced, i)
+			}
 			continue
 		}
 		if acc := r.GPU(addr); addr != "" && acc != nil {
+			markLost(acc, lost)
 			acc.NVML = info
 			if info.Name != "" {
 				acc.Model = info.Name
@@ -337,7 +348,46 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 			acc.Capability = &LinkCapability{Gen: info.MaxPCIeGen, Width: info.MaxPCIeWidth}
 		}
 		acc.Degraded = info.CurrentPCIeWidth > 0 && info.MaxPCIeWidth > 0 && info.CurrentPCIeWidth < info.MaxPCIeWidth
+		markLost(&acc, lost)
 		r.Accelerators = append(r.Accelerators, acc)
+	}
+	placeLost(p, r, snap, lostUnplaced, sysfsNVIDIA)
+}
+
+// placeLost marks the GPUs behind NVML devices that are lost without a handle (so without a bus id). NVML
+// lists every GPU the nvidia driver drives, so when as many nvidia-bound sysfs GPUs lack an NVML device as
+// there are such lost devices, those GPUs are the lost ones. Otherwise (a container shown only some GPUs)
+// which GPU is lost cannot be told: each such device stays its handle's fact error. Without NVIDIA GPUs in
+// sysfs (WSL) each is listed as a lost GPU of its own.
+func placeLost(p *probe, r *Report, snap *nvmlsnap.Snapshot, lost []int, sysfsNVIDIA bool) {
+	if len(lost) == 0 {
+		return
+	}
+	reason := func(i int) string { return nvmlLost(&snap.Devices[i]) }
+	if !sysfsNVIDIA {
+		for _, i := range lost {
+			acc := Accelerator{Platform: PlatformCUDA, NUMANode: -1, NVML: &NVMLDevice{Index: i}, Driver: "nvidia"}
+			markLost(&acc, reason(i))
+			r.Accelerators = append(r.Accelerators, acc)
+		}
+		return
+	}
+	var unmatched []*Accelerator
+	for i := range r.Accelerators {
+		a := &r.Accelerators[i]
+		if a.Platform == PlatformCUDA && a.NVML == nil && a.Driver == "nvidia" {
+			unmatched = append(unmatched, a)
+		}
+	}
+	if len(unmatched) != len(lost) {
+		for _, i := range lost {
+			p.fail(fmt.Sprintf("nvml/%d", i), fmt.Errorf("%s, and which GPU it is cannot be told (%d nvidia "+
+				"GPUs without an NVML device, %d lost devices without a bus id)", reason(i), len(unmatched), len(lost)))
+		}
+		return
+	}
+	for k, a := range unmatched {
+		markLost(a, reason(lost[k])+"; NVML has a handle for every other nvidia GPU")
 	}
 }
 

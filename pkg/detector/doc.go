@@ -56,6 +56,18 @@
 //     degraded when it trained narrower than the device supports. Link speed is never judged: idle NVIDIA GPUs
 //     run at 2.5 GT/s; the speed and width strings are parsed by internal/pcie. A GPU attached over NVLink-C2C (NVML's C2C mode where NVML answers, else GH200 2342/2348,
 //     GB200 2941, GB300 31c2) has no PCIe capability: its PCIe link does not carry host memory traffic.
+//   - Lost accelerators (lost.go): a GPU that fell off the bus (Xid 79) keeps its cached ids in sysfs while its
+//     config space reads all ones. It is Lost when sysfs config's vendor and device id read 0xffff, when its
+//     link files decode all ones (a width of 63, internal/pcie.AllOnesWidth) or its link is down (width 0),
+//     when a non-emulated port above it has no link (x0) or reads all ones, or when NVML answers
+//     NVML_ERROR_GPU_IS_LOST for it (carried in the snapshot, a fact rather than a fact error; a lost device
+//     without a bus id is the one nvidia-bound GPU NVML has no device for, where that can be told). A
+//     runtime-suspended function (power/runtime_status) is not judged from sysfs. A lost GPU has no
+//     Capability and is Degraded; the node's PCIe capability comes from the others.
+//   - Identity: the vendor, device and class of every PCI function. One that cannot be read (absent, a
+//     FIFO, a directory), is not a hex id, or whose bus entry does not resolve inside the root (a symlink
+//     loop, a link out of the root, a dangling link) fails the pass (Report.Fatal): dropping it would publish
+//     the node without it.
 //   - NVML (optional): driver and CUDA versions, system confidential-computing state, and per GPU its bus id,
 //     UUID, name, max/current PCIe gen and width, memory, compute process count, compute mode and C2C mode.
 //     GPUs are matched to sysfs by normalised PCI address (pcie.NormalizeAddress). When sysfs has no NVIDIA GPU

@@ -189,47 +189,25 @@ var fixtures = map[string]func() *tree{
 	// Two H100 SXM behind Broadcom PCIe switches on two sockets, Gen5 x16 everywhere; GPU 1 is idle and its
 	// link runs at 2.5 GT/s, which is not a fault. Also an NVSwitch bridge, a ConnectX-7 on GPU 0's switch, an
 	// NVMe drive and the ASPEED BMC: none of them accelerators.
-	"dgx-2gpu-switch": func() *tree {
-		const s0, s1 = "0-55,112-167", "56-111,168-223"
-		t := node{
-			hostname: "dgx-h100-01", osrelease: ubuntuRelease, version: ubuntuVersion,
-			bootID:  "3f0c7a4e-9b1d-4c55-a7e2-5d8f1b6c2e90",
-			meminfo: meminfoText(2113663672, 2034811904, 0, 0, 0, 0, 2048),
-			cgroup:  "0::" + k8sCgroup2 + "\n", thp: "always [madvise] never", iommuGroups: 2,
-		}.tree()
-		t.cgroup2(k8sCgroup2, "536870912", "48234496", map[string]string{"/kubepods.slice": "2099999997952"})
-		t.pci(hostBridge("pci0000:00/0000:00:00.0", "0x8086", "0x09a2"))
-		t.pci(aspeedBMC("0000:00:1c.0", s0)...)
-		rc0 := "pci0000:15/0000:15:01.0"
-		t.pci(
-			hostBridge("pci0000:15/0000:15:00.0", "0x8086", "0x09a2"),
-			bridge(rc0, "0x8086", "0x352a", "0", s0, link(gen5, 16, gen5, 16)),
-			bridge(rc0+"/0000:16:00.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
-			bridge(rc0+"/0000:16:00.0/0000:17:00.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
-			fn{path: rc0 + "/0000:16:00.0/0000:17:00.0/0000:18:00.0", vendor: "0x10de", device: "0x2330",
-				class: "0x030200", numa: "0", cpus: s0, link: link(gen5, 16, gen5, 16), driver: "nvidia"},
-			bridge(rc0+"/0000:16:00.0/0000:17:01.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
-			fn{path: rc0 + "/0000:16:00.0/0000:17:01.0/0000:19:00.0", vendor: "0x15b3", device: "0x1021",
-				class: "0x020700", numa: "0", cpus: s0, link: link(gen5, 16, gen5, 16)},
-		)
-		rc1 := "pci0000:9a/0000:9a:01.0"
-		t.pci(
-			hostBridge("pci0000:9a/0000:9a:00.0", "0x8086", "0x09a2"),
-			bridge(rc1, "0x8086", "0x352a", "1", s1, link(gen5, 16, gen5, 16)),
-			bridge(rc1+"/0000:9b:00.0", "0x1000", "0xc030", "1", s1, link(gen5, 16, gen5, 16)),
-			bridge(rc1+"/0000:9b:00.0/0000:9c:00.0", "0x1000", "0xc030", "1", s1, link(gen1, 16, gen5, 16)),
-			fn{path: rc1 + "/0000:9b:00.0/0000:9c:00.0/0000:9d:00.0", vendor: "0x10de", device: "0x2330",
-				class: "0x030200", numa: "1", cpus: s1, link: link(gen1, 16, gen5, 16), driver: "nvidia"},
-		)
-		t.pci(
-			bridge("pci0000:ad/0000:ad:01.0", "0x8086", "0x352a", "1", s1, link(gen4, 2, gen5, 4)),
-			fn{path: "pci0000:ad/0000:ad:01.0/0000:ae:00.0", vendor: "0x10de", device: "0x22a3",
-				class: "0x068000", numa: "1", cpus: s1, link: link(gen4, 2, gen4, 2)},
-			bridge("pci0000:37/0000:37:01.0", "0x8086", "0x352a", "0", s0, link(gen4, 4, gen5, 4)),
-			fn{path: "pci0000:37/0000:37:01.0/0000:38:00.0", vendor: "0x144d", device: "0xa80a",
-				class: "0x010802", numa: "0", cpus: s0, link: link(gen4, 4, gen4, 4)},
-		)
-		t.devNode("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm")
+	"dgx-2gpu-switch": dgxSwitchNode,
+
+	// dgx-2gpu-switch after GPU 1 (0000:9d:00.0) fell off the bus (NVIDIA Xid 79). The kernel keeps the vendor,
+	// device and class ids it cached at enumeration, but every read of the GPU's config space returns all
+	// ones: sysfs config (64 bytes for an unprivileged reader) is 0xff throughout, and the link files decode
+	// 0xffff as the kernel does (internal/pcie.AllOnesWidth: current_link_speed "Unknown", both widths 63,
+	// max_link_speed 64.0 GT/s). The switch's downstream port above it (0000:9c:00.0) has no link:
+	// current_link_width 0 (its Current Link Speed is undefined while the link is down, PCIe Base
+	// Specification, Link Status register; 2.5 GT/s is written). GPU 0 is healthy.
+	"dgx-2gpu-lost": func() *tree {
+		t := dgxSwitchNode()
+		dsp := "sys/devices/pci0000:9a/0000:9a:01.0/0000:9b:00.0/0000:9c:00.0"
+		t.file(dsp+"/current_link_width", "0\n")
+		gpu := dsp + "/0000:9d:00.0"
+		t.file(gpu+"/config", strings.Repeat("\xff", 64))
+		t.file(gpu+"/current_link_speed", "Unknown\n")
+		t.file(gpu+"/current_link_width", "63\n")
+		t.file(gpu+"/max_link_speed", gts("64.0")+"\n")
+		t.file(gpu+"/max_link_width", "63\n")
 		return t
 	},
 
@@ -637,6 +615,51 @@ var fixtures = map[string]func() *tree{
 		t.devNode("nvidia0", "nvidiactl")
 		return t
 	},
+}
+
+// dgxSwitchNode is the dgx-2gpu-switch node (see fixtures).
+func dgxSwitchNode() *tree {
+	const s0, s1 = "0-55,112-167", "56-111,168-223"
+	t := node{
+		hostname: "dgx-h100-01", osrelease: ubuntuRelease, version: ubuntuVersion,
+		bootID:  "3f0c7a4e-9b1d-4c55-a7e2-5d8f1b6c2e90",
+		meminfo: meminfoText(2113663672, 2034811904, 0, 0, 0, 0, 2048),
+		cgroup:  "0::" + k8sCgroup2 + "\n", thp: "always [madvise] never", iommuGroups: 2,
+	}.tree()
+	t.cgroup2(k8sCgroup2, "536870912", "48234496", map[string]string{"/kubepods.slice": "2099999997952"})
+	t.pci(hostBridge("pci0000:00/0000:00:00.0", "0x8086", "0x09a2"))
+	t.pci(aspeedBMC("0000:00:1c.0", s0)...)
+	rc0 := "pci0000:15/0000:15:01.0"
+	t.pci(
+		hostBridge("pci0000:15/0000:15:00.0", "0x8086", "0x09a2"),
+		bridge(rc0, "0x8086", "0x352a", "0", s0, link(gen5, 16, gen5, 16)),
+		bridge(rc0+"/0000:16:00.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
+		bridge(rc0+"/0000:16:00.0/0000:17:00.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
+		fn{path: rc0 + "/0000:16:00.0/0000:17:00.0/0000:18:00.0", vendor: "0x10de", device: "0x2330",
+			class: "0x030200", numa: "0", cpus: s0, link: link(gen5, 16, gen5, 16), driver: "nvidia"},
+		bridge(rc0+"/0000:16:00.0/0000:17:01.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
+		fn{path: rc0 + "/0000:16:00.0/0000:17:01.0/0000:19:00.0", vendor: "0x15b3", device: "0x1021",
+			class: "0x020700", numa: "0", cpus: s0, link: link(gen5, 16, gen5, 16)},
+	)
+	rc1 := "pci0000:9a/0000:9a:01.0"
+	t.pci(
+		hostBridge("pci0000:9a/0000:9a:00.0", "0x8086", "0x09a2"),
+		bridge(rc1, "0x8086", "0x352a", "1", s1, link(gen5, 16, gen5, 16)),
+		bridge(rc1+"/0000:9b:00.0", "0x1000", "0xc030", "1", s1, link(gen5, 16, gen5, 16)),
+		bridge(rc1+"/0000:9b:00.0/0000:9c:00.0", "0x1000", "0xc030", "1", s1, link(gen1, 16, gen5, 16)),
+		fn{path: rc1 + "/0000:9b:00.0/0000:9c:00.0/0000:9d:00.0", vendor: "0x10de", device: "0x2330",
+			class: "0x030200", numa: "1", cpus: s1, link: link(gen1, 16, gen5, 16), driver: "nvidia"},
+	)
+	t.pci(
+		bridge("pci0000:ad/0000:ad:01.0", "0x8086", "0x352a", "1", s1, link(gen4, 2, gen5, 4)),
+		fn{path: "pci0000:ad/0000:ad:01.0/0000:ae:00.0", vendor: "0x10de", device: "0x22a3",
+			class: "0x068000", numa: "1", cpus: s1, link: link(gen4, 2, gen4, 2)},
+		bridge("pci0000:37/0000:37:01.0", "0x8086", "0x352a", "0", s0, link(gen4, 4, gen5, 4)),
+		fn{path: "pci0000:37/0000:37:01.0/0000:38:00.0", vendor: "0x144d", device: "0xa80a",
+			class: "0x010802", numa: "0", cpus: s0, link: link(gen4, 4, gen4, 4)},
+	)
+	t.devNode("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm")
+	return t
 }
 
 // cpuinfo writes proc/cpuinfo for two logical CPUs in the x86 kernel's layout; hypervisor adds the flag every

@@ -237,6 +237,9 @@ func (p *probe) pciAccelerator(busEntry string, addr pcie.Address, nodes devNode
 		}
 	}
 	acc.Link = p.readPCIeLink(entry, name)
+	if acc.suspended = p.runtimeSuspended(entry, name); !acc.suspended {
+		acc.configAllOnes = p.configAllOnes(entry, name)
+	}
 	if linked {
 		acc.Upstream = p.upstreamHops(entry)
 		markCardInternal(uint16(vendor), acc.Upstream)
@@ -299,12 +302,15 @@ func (p *probe) readPCIeLink(dir, name string) *PCIeLink {
 		}
 		*gts, *gen = v, g
 	}
-	width := func(attr string, w *int) {
+	width := func(attr string, w *int, down *bool) {
 		s, ok := p.readString("pci/"+name+"/"+attr, filepath.Join(dir, attr))
 		if !ok {
 			return
 		}
 		found = true
+		if down != nil {
+			*down = pcie.LinkDown(s)
+		}
 		v, err := pcie.ParseWidth(s)
 		if err != nil {
 			p.fail("pci/"+name+"/"+attr, err)
@@ -313,9 +319,9 @@ func (p *probe) readPCIeLink(dir, name string) *PCIeLink {
 		*w = v
 	}
 	speed("current_link_speed", &l.CurrentGTs, &l.CurrentGen)
-	width("current_link_width", &l.CurrentWidth)
+	width("current_link_width", &l.CurrentWidth, &l.Down)
 	speed("max_link_speed", &l.MaxGTs, &l.MaxGen)
-	width("max_link_width", &l.MaxWidth)
+	width("max_link_width", &l.MaxWidth, nil)
 	if !found {
 		return nil
 	}

@@ -124,8 +124,21 @@ type Accelerator struct {
 	// bandwidth (in a virtual machine: the device's own link). nil for a GPU that reaches host memory over
 	// NVLink-C2C, whose PCIe link does not carry host memory traffic.
 	Capability *LinkCapability `json:"capability,omitempty"`
-	// Degraded is true when a link on the path trained narrower than both its ends support.
+	// Degraded is true when a link on the path trained narrower than both its ends support, or the
+	// accelerator is Lost.
 	Degraded bool `json:"degraded"`
+	// Lost is true when the accelerator has fallen off the bus (NVIDIA's Xid 79): its config space reads all
+	// ones, its link registers decode all ones (lost.go), a port above it has no link (x0), or NVML says
+	// "GPU is lost". Nothing it reports is capability: Capability is nil, Degraded true, and the DMA check
+	// fails it without opening a context.
+	Lost bool `json:"lost,omitempty"`
+	// LostReason says what showed the accelerator lost, with the file or NVML call.
+	LostReason string `json:"lostReason,omitempty"`
+	// configAllOnes: the first four bytes of sysfs config (vendor and device id) read 0xff.
+	configAllOnes bool
+	// suspended: power/runtime_status says the function is runtime-suspended (its link may be off; the link
+	// registers are not judged, config space is: the kernel resumes a device to read it).
+	suspended bool
 	// HostLink is how this accelerator reaches host memory: pcie or nvlink-c2c.
 	HostLink string `json:"hostLink,omitempty"`
 	// Driver is the kernel driver bound to the function (the basename of its sysfs driver link), "" when none.
@@ -176,6 +189,8 @@ type PCIeLink struct {
 	MaxGen       int     `json:"maxGen,omitempty"`
 	MaxGTs       float64 `json:"maxGTs,omitempty"`
 	MaxWidth     int     `json:"maxWidth,omitempty"`
+	// Down is true when current_link_width reads 0: the link is not up (pcie.LinkDown).
+	Down bool `json:"down,omitempty"`
 }
 
 // LinkCapability is a PCIe generation and width.
