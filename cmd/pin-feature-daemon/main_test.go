@@ -191,6 +191,32 @@ func TestProbeBenchAgainstFakeDriver(t *testing.T) {
 	})
 }
 
+// TestProbeBenchLostGPU runs `probe --bench -o labels` on dgx-2gpu-lost, whose GPU 1 fell off the bus, with the
+// fake libcuda set to crash the child on any buffer allocated on device 1: the lost GPU is failed in selection
+// and never opened, GPU 0 is measured, and the node says partial, link-degraded=true and no bandwidth figure
+// (the weakest GPU has none). It stays available: GPU 0 pins.
+func TestProbeBenchLostGPU(t *testing.T) {
+	lib, err := fakecuda.Build(t.TempDir())
+	require.NoError(t, err)
+	t.Setenv("FAKECUDA_DEVICES", "2")
+	t.Setenv("FAKECUDA_PCI_BUS_IDS", "0000:18:00.0,0000:9D:00.0")
+	t.Setenv("FAKECUDA_CRASH", "cuMemAlloc_v2@1")
+	t.Setenv("FAKECUDA_COPY_BYTES_MAX", "1048576")
+	out, stderr, code := run(t, "probe", "--bench", "--host-root", filepath.Join(fixtures, "dgx-2gpu-lost"),
+		"--nvml-library", "none", "--cuda-library", lib, "--state-dir=", "--bench-size", "16Mi", "-o", "labels")
+	require.Zero(t, code, stderr)
+	got := parseLabels(t, out)
+	require.Equal(t, "partial", got[labeler.KeyBench], stderr)
+	require.Equal(t, "true", got[labeler.KeyLinkDegraded])
+	require.Equal(t, "true", got[labeler.KeyAvailable])
+	require.Equal(t, "ok", got[labeler.KeyRegister], "GPU 0 pinned")
+	for _, k := range []string{labeler.KeyH2DGBytesPerSec, labeler.KeyD2HGBytesPerSec,
+		labeler.KeyPageableH2DGBytesPerSec, labeler.KeyConcurrentH2DGBytesPerSec} {
+		require.NotContains(t, got, k)
+	}
+	require.Contains(t, stderr, "gpu lost, not measured: config space reads all ones")
+}
+
 // TestProbeBenchROCm runs `probe --bench -o labels` on the MI300X fixture with the fake HIP runtime
 // (libamdhip64.so built from C) loaded through the real dlopen path in the re-executed child: an AMD node
 // gets the same bandwidth labels as a CUDA one, and a hung or crashing HIP call fails the check without them.
