@@ -217,6 +217,30 @@ func TestProbeBenchLostGPU(t *testing.T) {
 	require.Contains(t, stderr, "gpu lost, not measured: config space reads all ones")
 }
 
+// TestProbeBenchIntegratedGPU runs `probe --bench -o labels` on jetson-agx-orin with the fake libcuda: the SoC's
+// GPU has no PCI address, so the child finds it by CUDA ordinal (as on WSL), measures it through the same CUDA
+// path, and the node gets its figures (pinned and device memory are the same DRAM there: the figures are the
+// copy engines' DRAM-to-DRAM rate, not a link's).
+func TestProbeBenchIntegratedGPU(t *testing.T) {
+	lib, err := fakecuda.Build(t.TempDir())
+	require.NoError(t, err)
+	t.Setenv("FAKECUDA_DEVICES", "1")
+	t.Setenv("FAKECUDA_H2D_GBPS", "40.5")
+	t.Setenv("FAKECUDA_D2H_GBPS", "38.5")
+	t.Setenv("FAKECUDA_COPY_BYTES_MAX", "1048576")
+	out, stderr, code := run(t, "probe", "--bench", "--host-root", filepath.Join(fixtures, "jetson-agx-orin"),
+		"--nvml-library", "none", "--cuda-library", lib, "--state-dir=", "--bench-size", "16Mi", "-o", "labels")
+	require.Zero(t, code, stderr)
+	got := parseLabels(t, out)
+	require.Equal(t, "ok", got[labeler.KeyBench], stderr)
+	require.Equal(t, "40", got[labeler.KeyH2DGBytesPerSec])
+	require.Equal(t, "38", got[labeler.KeyD2HGBytesPerSec])
+	require.Equal(t, "integrated", got[labeler.KeyHostLink])
+	require.Equal(t, "true", got[labeler.KeyAvailable])
+	require.NotContains(t, got, labeler.KeyPCIeGen)
+	require.NotContains(t, got, labeler.KeyLinkDegraded)
+}
+
 // TestProbeBenchROCm runs `probe --bench -o labels` on the MI300X fixture with the fake HIP runtime
 // (libamdhip64.so built from C) loaded through the real dlopen path in the re-executed child: an AMD node
 // gets the same bandwidth labels as a CUDA one, and a hung or crashing HIP call fails the check without them.

@@ -174,6 +174,8 @@ func (d *Detector) probePass(ctx context.Context, t *passTracker) (r *Report) {
 				v.Hypervisor = "hyperv" // WSL2 is a Hyper-V utility VM
 			}
 			r.Accelerators = append(r.Accelerators, p.scanAccelerators(r, nodes)...)
+			pciNVIDIA := slices.ContainsFunc(r.Accelerators, func(a Accelerator) bool { return a.Platform == PlatformCUDA })
+			r.Accelerators = append(r.Accelerators, p.scanTegra(pciNVIDIA)...)
 			if slices.ContainsFunc(r.Accelerators, func(a Accelerator) bool { return a.Platform == PlatformROCm }) {
 				r.Driver.AMDGPUVersion = p.amdgpuModuleVersion()
 			}
@@ -201,11 +203,12 @@ func (d *Detector) finish(r *Report, p *probe) {
 	settleLost(r.Accelerators)
 	r.Platforms, r.Platform = choosePlatform(r.Accelerators, p.wslCUDA)
 	r.HostLink, r.LinkDegraded = "", false
-	sawPCIe, sawC2C := false, false
+	sawPCIe, sawC2C, sawIntegrated := false, false, false
 	relevant := platformAccelerators(r)
 	for _, a := range relevant {
 		sawPCIe = sawPCIe || a.HostLink == HostLinkPCIe
 		sawC2C = sawC2C || a.HostLink == HostLinkNVLinkC2C
+		sawIntegrated = sawIntegrated || a.HostLink == HostLinkIntegrated
 		r.LinkDegraded = r.LinkDegraded || a.Degraded
 	}
 	switch {
@@ -213,6 +216,8 @@ func (d *Detector) finish(r *Report, p *probe) {
 		r.HostLink = HostLinkPCIe
 	case sawC2C:
 		r.HostLink = HostLinkNVLinkC2C
+	case sawIntegrated:
+		r.HostLink = HostLinkIntegrated
 	}
 	r.PCIe = weakestCapability(relevant)
 	r.Errors = p.errs
@@ -334,6 +339,15 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 			}
 			continue
 		}
+		if acc := unmatchedIntegrated(r); acc != nil {
+			// The SoC's GPU (tegra.go) has no PCI address in sysfs: NVML's device is it.
+			markLost(acc, lost)
+			acc.NVML = info
+			if info.Name != "" {
+				acc.Model = info.Name
+			}
+			continue
+		}
 		if sysfsNVIDIA {
 			klog.V(2).InfoS("NVML device not found in sysfs", "index", i, "pciBusID", info.PCIBusID)
 			continue
@@ -352,6 +366,16 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 		r.Accelerators = append(r.Accelerators, acc)
 	}
 	placeLost(p, r, snap, lostUnplaced, sysfsNVIDIA)
+}
+
+// unmatchedIntegrated is the one integrated GPU that NVML has not described yet, nil when there is none.
+func unmatchedIntegrated(r *Report) *Accelerator {
+	for i := range r.Accelerators {
+		if a := &r.Accelerators[i]; a.HostLink == HostLinkIntegrated && a.NVML == nil {
+			return a
+		}
+	}
+	return nil
 }
 
 // placeLost marks the GPUs behind NVML devices that are lost without a handle (so without a bus id). NVML

@@ -32,6 +32,11 @@
 //     processing accelerators are tpu, never gVNIC or NVMe. SR-IOV virtual functions (a physfn link) are
 //     skipped. Report.Platforms lists every platform found in the order cuda, rocm, xpu, hpu, neuron, tpu;
 //     Report.Platform is the first with an accelerator that has its driver, else the first, or cpu.
+//   - Integrated NVIDIA GPUs (tegra.go): on a Tegra SoC (Jetson, IGX: the device tree's root compatible
+//     "nvidia,tegra<N>") the SoC's GPU, found as its platform device (<addr>.gpu, gpu.<n>, driver gk20a for
+//     nvgpu) or its device nodes (nvgpu's dev/nvgpu/igpu0, or nvidia.ko's without an NVIDIA PCI GPU), is a cuda
+//     accelerator without a PCI address, HostLink integrated (it shares the CPU's DRAM: no PCIe facts), with
+//     the SoC in Accelerator.Tegra (soc0, etc/nv_tegra_release). Its driver is judged like any GPU's.
 //   - WSL: proc/sys/kernel/osrelease or proc/version containing "microsoft" (any case), or dev/dxg. With dev/dxg,
 //     WSL's CUDA driver library (usr/lib/wsl/lib/libcuda.so*, hostfs.FS.Usr) makes the platform cuda.
 //   - Virtual machine: the CPU's hypervisor flag (proc/cpuinfo), DMI sys/class/dmi/id/{sys_vendor,product_name}
@@ -81,7 +86,8 @@
 //     `make bench`). A library that
 //     is not NVML, a crash or a hang (killed at half the pass deadline) is the "nvml" fact's error. The
 //     detector reads the child's internal/nvmlsnap.Snapshot and never loads NVML itself.
-//     HostLink is pcie when any accelerator the labels describe reaches host memory over PCIe, else nvlink-c2c.
+//     HostLink is pcie when any accelerator the labels describe reaches host memory over PCIe, else nvlink-c2c,
+//     else integrated.
 //     The summary (HostLink, PCIe, LinkDegraded) describes the node platform's accelerators that have their
 //     driver (all of the platform's when none has).
 //   - AMD (amd.go, rocm accelerators only): amdgpu's gpu_busy_percent (0-100), mem_info_vram_total and

@@ -615,6 +615,99 @@ var fixtures = map[string]func() *tree{
 		t.devNode("nvidia0", "nvidiactl")
 		return t
 	},
+
+	// A Jetson AGX Orin developer kit (Tegra234) running k3s on Jetson Linux R36.4 (kernel 5.15.148-tegra).
+	// Its GPU is the SoC's (ga10b), a platform device bound to nvgpu's "gk20a" driver, sharing the CPU's
+	// LPDDR5; no NVIDIA GPU on PCI, only the SoC's root ports (sources in tegra.go and at tegraFiles).
+	"jetson-agx-orin": func() *tree {
+		t := node{
+			hostname: "orin-edge-01", osrelease: "5.15.148-tegra",
+			version: "Linux version 5.15.148-tegra (buildbrain@mobile-u64-6422-d7000) #1 SMP PREEMPT",
+			bootID:  "5c0d1e2f-3a4b-4c5d-8e6f-7a8b9c0d1e2f",
+			meminfo: meminfoText(32543172, 28910432, 0, 0, 0, 0, 2048),
+			cgroup:  "0::" + k8sCgroup2 + "\n", thp: "always [madvise] never", iommuGroups: 1,
+		}.tree()
+		t.cgroup2(k8sCgroup2, "max", "73400320", nil)
+		t.tegra(tegraFiles{
+			compatible: "nvidia,p3737-0000+p3701-0000\x00nvidia,p3701-0000\x00nvidia,tegra234\x00",
+			model:      "NVIDIA Jetson AGX Orin Developer Kit", socID: "35",
+			release: "# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64, " +
+				"DATE: Fri Sep 13 04:36:44 UTC 2024\n# KERNEL_VARIANT: oot\nTARGET_USERSPACE_LIB_DIR=nvidia\n",
+			gpuDevice: "bus@0/17000000.gpu", gpuDriver: "gk20a",
+			gpuUevent: "DRIVER=gk20a\nOF_NAME=gpu\nOF_FULLNAME=/bus@0/gpu@17000000\nOF_COMPATIBLE_0=nvidia,ga10b\n" +
+				"OF_COMPATIBLE_N=1\n",
+			module: "nvgpu",
+		})
+		// lspci of AGX Orin developer kits: root port 10de:229e with the RTL8822CE Wi-Fi (10ec:c822), root port
+		// 10de:229c with the NVMe drive; link attributes are left out (not sourced).
+		t.pci(
+			bridge("platform/bus@0/14100000.pcie/pci0001:00/0001:00:00.0", "0x10de", "0x229e", "-1", "0-11", nil),
+			fn{path: "platform/bus@0/14100000.pcie/pci0001:00/0001:00:00.0/0001:01:00.0", vendor: "0x10ec",
+				device: "0xc822", class: "0x028000", cpus: "0-11"},
+		)
+		t.devNode("nvgpu/igpu0/ctrl", "nvgpu/igpu0/channel", "nvgpu/igpu0/as", "nvgpu/igpu0/tsg", "nvmap")
+		return t
+	},
+
+	// A Jetson AGX Thor developer kit (Tegra264) on Jetson Linux R38.2 (JetPack 7). Thor's GPU is driven by
+	// nvidia.ko (NVIDIA's Jetson Linux Developer Guide r39.2): its device nodes are nvidia.ko's and
+	// sys/module/nvidia is loaded. How Thor's GPU appears in sysfs (platform device or PCI function, its name)
+	// is not confirmed from a public source, so this node has none, and its PCI functions are left out too
+	// (sys/bus/pci/devices holds only a placeholder that is no PCI address).
+	"jetson-agx-thor": func() *tree {
+		t := node{
+			hostname: "thor-edge-01", osrelease: "6.8.12-tegra",
+			version: "Linux version 6.8.12-tegra (buildbrain@mobile-u64-6422-d7000) #1 SMP PREEMPT",
+			bootID:  "6d1e2f3a-4b5c-4d6e-9f7a-8b9c0d1e2f3a",
+			meminfo: meminfoText(129485312, 121634816, 0, 0, 0, 0, 2048),
+			cgroup:  "0::" + k8sCgroup2 + "\n", thp: "always [madvise] never", iommuGroups: 1,
+		}.tree()
+		t.cgroup2(k8sCgroup2, "max", "73400320", nil)
+		t.tegra(tegraFiles{
+			compatible: "nvidia,p3971-0089+p3834-0008\x00nvidia,tegra264\x00",
+			model:      "NVIDIA Jetson AGX Thor Developer Kit", socID: "38",
+			release: "# R38 (release), REVISION: 2.2, GCID: 42205042, BOARD: generic, EABI: aarch64, " +
+				"DATE: Thu Sep 25 22:47:11 UTC 2025\n# KERNEL_VARIANT: oot\nTARGET_USERSPACE_LIB_DIR=nvidia\n",
+			module: "nvidia",
+		})
+		t.file("sys/bus/pci/devices/.placeholder", "")
+		t.devNode("nvidia0", "nvidiactl", "nvidia-uvm")
+		return t
+	},
+}
+
+// tegraFiles are the files of a Tegra SoC that tegra.go reads. Sources: the device tree's root compatible and
+// model (upstream tegra234-p3737-0000+p3701-0000.dts for Orin; for Thor, the compatible and model captured from
+// AGX Thor developer kits in public projects' test fixtures: not an NVIDIA document); sys/devices/soc0
+// (fuse-tegra.c: family "Tegra", soc_id 35 = 0x23 Tegra234, 38 = 0x26 Tegra264; machine is the model);
+// etc/nv_tegra_release (the first three lines of releases R36.4.0 and R38.2.2 as printed on devices, quoted
+// in public projects); Orin's GPU platform device sys/devices/platform/bus@0/17000000.gpu (Jetson Linux R36
+// paths in public scripts) with the uevent the kernel writes for a device-tree device (OF_NAME, OF_FULLNAME,
+// OF_COMPATIBLE_<n>: drivers/of/device.c; "nvidia,ga10b" is nvgpu's Orin match) and nvgpu's driver name
+// "gk20a"; nvgpu's device nodes dev/nvgpu/igpu0/* and dev/nvmap (the nvidia container runtime's Jetson
+// devices.csv).
+type tegraFiles struct {
+	compatible, model, socID, release string
+	gpuDevice, gpuDriver, gpuUevent   string // under sys/devices/platform; "" for none
+	module                            string // the loaded GPU module, sys/module/<module>
+}
+
+func (t *tree) tegra(f tegraFiles) *tree {
+	t.file("sys/firmware/devicetree/base/compatible", f.compatible)
+	t.file("sys/firmware/devicetree/base/model", f.model+"\x00")
+	t.file("sys/devices/soc0/family", "Tegra\n")
+	t.file("sys/devices/soc0/machine", f.model+"\n")
+	t.file("sys/devices/soc0/soc_id", f.socID+"\n")
+	t.file("etc/nv_tegra_release", f.release)
+	if f.gpuDevice != "" {
+		dir := "sys/devices/platform/" + f.gpuDevice
+		t.file(dir+"/uevent", f.gpuUevent)
+		up := strings.Repeat("../", strings.Count(f.gpuDevice, "/")+3)
+		t.link(dir+"/driver", up+"bus/platform/drivers/"+f.gpuDriver)
+		t.link("sys/bus/platform/devices/"+path.Base(f.gpuDevice), "../../../devices/platform/"+f.gpuDevice)
+	}
+	t.file("sys/module/"+f.module+"/initstate", "live\n")
+	return t
 }
 
 // dgxSwitchNode is the dgx-2gpu-switch node (see fixtures).

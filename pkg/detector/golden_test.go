@@ -229,6 +229,18 @@ var goldenCases = []struct {
 			models: []string{"Intel Arc A770"}},
 	},
 	{
+		// The SoC's GPU: cuda, integrated with the CPU's DRAM, no PCIe capability; nvgpu drives it (gk20a).
+		name: "jetson-agx-orin", node: "jetson-agx-orin", sys: podSystem, nvml: noNVML,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 1,
+			hostLink: HostLinkIntegrated, models: []string{"NVIDIA Orin (integrated)"}},
+	},
+	{
+		// Thor's GPU from nvidia.ko's device nodes and module (no sysfs GPU device in this fixture).
+		name: "jetson-agx-thor", node: "jetson-agx-thor", sys: podSystem, nvml: noNVML,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 1,
+			hostLink: HostLinkIntegrated, models: []string{"NVIDIA Thor (integrated)"}},
+	},
+	{
 		name: "switch-x8-gen3-uplink", node: "switch-x8-gen3-uplink", sys: podSystem, nvml: noNVML,
 		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 1,
 			pcie: &LinkCapability{Gen: 3, Width: 16}, hostLink: HostLinkPCIe, models: []string{"NVIDIA H100 PCIe"}},

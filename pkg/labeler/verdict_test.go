@@ -184,6 +184,8 @@ var fixtureVerdicts = map[string]Verdict{
 	"apu-raphael":                no(ReasonNoAccelerator),
 	"arc-a770-igpu":              no(ReasonPlatform),
 	"switch-x8-gen3-uplink":      yes,
+	"jetson-agx-orin":            yes, // the SoC's GPU with nvgpu: same rules as any CUDA GPU
+	"jetson-agx-thor":            yes,
 }
 
 // TestVerdictOfEveryFixture runs every golden report of the detector through Assess, without a bench.
