@@ -110,6 +110,19 @@ func TestProbeTableAndJSON(t *testing.T) {
 	require.Contains(t, out, `"pinmemory.link-degraded": "true"`)
 }
 
+// TestProbeTableShowsALostGPU: the table says which GPU fell off the bus and why, and shows none of the all-ones
+// decoding of its link files.
+func TestProbeTableShowsALostGPU(t *testing.T) {
+	t.Parallel()
+	out, stderr, code := run(t, "probe", "--host-root", filepath.Join(fixtures, "dgx-2gpu-lost"), "--nvml-library",
+		"none", "--state-dir=")
+	require.Zero(t, code, stderr)
+	require.Contains(t, out, "link degraded                yes")
+	require.Contains(t, out, "GPU 1 lost: config space reads all ones")
+	require.Contains(t, out, "LOST")
+	require.NotContains(t, out, "x63")
+}
+
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
