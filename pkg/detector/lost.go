@@ -22,7 +22,8 @@ import (
 //     resuming a runtime-suspended device): its first four bytes, the vendor and device id, read 0xff. A
 //     function that answers never has vendor id 0xffff (the PCI specification reserves it for "no function").
 //   - the device's own link attributes decode all ones (a width of 63), or its link is down (x0);
-//   - a port above it (not a hypervisor's emulated bridge) has no link (x0) or decodes all ones;
+//   - a port above it has no link (x0) or decodes all ones, on bare metal (in a guest every port above a
+//     passed-through GPU is the hypervisor's, whatever its ids);
 //   - NVML answers NVML_ERROR_GPU_IS_LOST for the GPU (internal/nvmlsnap.Err.GPULost).
 //
 // A runtime-suspended function (power/runtime_status "suspended", Documentation/ABI/testing/sysfs-devices-power)
@@ -42,8 +43,10 @@ func (p *probe) runtimeSuspended(dir, name string) bool {
 	return ok && s == "suspended"
 }
 
-// sysfsLost says why sysfs shows a fell off the bus, "" when it does not.
-func sysfsLost(a *Accelerator) string {
+// sysfsLost says why sysfs shows a fell off the bus, "" when it does not. In a virtual machine (guest) the
+// ports above a passed-through GPU are the hypervisor's and their link attributes fiction: only the GPU's own
+// files count there.
+func sysfsLost(a *Accelerator, guest bool) string {
 	if a.configAllOnes {
 		return "config space reads all ones (vendor and device id ffff): the GPU fell off the bus"
 	}
@@ -61,7 +64,7 @@ func sysfsLost(a *Accelerator) string {
 	}
 	for _, h := range a.Upstream {
 		l := h.Link
-		if h.Emulated || l == nil {
+		if guest || h.Emulated || l == nil {
 			continue
 		}
 		switch {

@@ -53,6 +53,14 @@ func TestLostGPU(t *testing.T) {
 		{name: "an emulated port at x0 is no evidence", tree: func() *tree {
 			return node(&pcieLink{gts(gen1), "0", gts(gen4), "32"}, gen5x16, "0x1b36", "0x000c")
 		}, lost: []string{""}},
+		{name: "in a virtual machine a port above at x0 is no evidence", tree: func() *tree {
+			return node(&pcieLink{gts(gen1), "0", gts(gen5), "16"}, gen5x16, "0x8086", "0x352a").
+				file("proc/cpuinfo", "processor\t: 0\nflags\t\t: fpu hypervisor\n")
+		}, lost: []string{""}},
+		{name: "in a virtual machine the GPU's own files still count", tree: func() *tree {
+			return node(gen5x16, allOnes, "0x8086", "0x352a").
+				file("proc/cpuinfo", "processor\t: 0\nflags\t\t: fpu hypervisor\n")
+		}, lost: []string{"current_link_width 63"}},
 		{name: "a runtime-suspended GPU's link and config are not judged", tree: func() *tree {
 			return node(gen5x16, allOnes, "0x8086", "0x352a").
 				file("sys/devices/"+gpu+"/power/runtime_status", "suspended\n").

@@ -154,7 +154,7 @@ func guestPath(dev *PCIeLink) (*LinkCapability, bool) {
 func linkCapabilities(accs []Accelerator, guest bool) {
 	for i := range accs {
 		a := &accs[i]
-		markLost(a, sysfsLost(a))
+		markLost(a, sysfsLost(a, guest))
 		if a.Lost {
 			continue // nothing it reports is capability (settleLost)
 		}
