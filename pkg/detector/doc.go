@@ -63,8 +63,9 @@
 //     GB200 2941, GB300 31c2) has no PCIe capability: its PCIe link does not carry host memory traffic.
 //   - Lost accelerators (lost.go): a GPU that fell off the bus (Xid 79) keeps its cached ids in sysfs while its
 //     config space reads all ones. It is Lost when sysfs config's vendor and device id read 0xffff, when its
-//     link files decode all ones (a width of 63, internal/pcie.AllOnesWidth) or its link is down (width 0),
-//     when a non-emulated port above it has no link (x0) or reads all ones, or when NVML answers
+//     link files decode all ones (a width of 63, internal/pcie.AllOnesWidth) or its link is down below a
+//     port (width 0), when a port above it has no link (x0) or reads all ones (on bare metal: in a guest the
+//     ports are the hypervisor's), or when NVML answers
 //     NVML_ERROR_GPU_IS_LOST for it (carried in the snapshot, a fact rather than a fact error; a lost device
 //     without a bus id is the one nvidia-bound GPU NVML has no device for, where that can be told). A
 //     runtime-suspended function (power/runtime_status) is not judged from sysfs. A lost GPU has no

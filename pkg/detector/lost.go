@@ -21,7 +21,7 @@ import (
 //   - sysfs config (the kernel reads it from the device: drivers/pci/pci-sysfs.c pci_read_config, after
 //     resuming a runtime-suspended device): its first four bytes, the vendor and device id, read 0xff. A
 //     function that answers never has vendor id 0xffff (the PCI specification reserves it for "no function").
-//   - the device's own link attributes decode all ones (a width of 63), or its link is down (x0);
+//   - the device's own link attributes decode all ones (a width of 63), or its link is down (x0) below a port;
 //   - a port above it has no link (x0) or decodes all ones, on bare metal (in a guest every port above a
 //     passed-through GPU is the hypervisor's, whatever its ids);
 //   - NVML answers NVML_ERROR_GPU_IS_LOST for the GPU (internal/nvmlsnap.Err.GPULost).
@@ -58,7 +58,10 @@ func sysfsLost(a *Accelerator, guest bool) string {
 		case l.CurrentWidth == pcie.AllOnesWidth || l.MaxWidth == pcie.AllOnesWidth:
 			return fmt.Sprintf("link registers read all ones (current_link_width %d, max_link_width %d%s): the GPU "+
 				"fell off the bus", l.CurrentWidth, l.MaxWidth, unknownSpeed(l))
-		case l.Down:
+		case l.Down && len(a.Upstream) > 0:
+			// Only below a port: a root-complex integrated endpoint (on the root bus, no port above) has no
+			// Link Status register, and the kernel prints 0 for it (pcie_capability_read_word gives 0 for a
+			// register pcie_capability_reg_implemented says is not there).
 			return "its link is down (current_link_width 0): the GPU fell off the bus"
 		}
 	}

@@ -47,6 +47,11 @@ func TestLostGPU(t *testing.T) {
 		{name: "its own link down",
 			tree: func() *tree { return node(gen5x16, &pcieLink{"Unknown", "0", gts(gen5), "16"}, "0x8086", "0x352a") },
 			lost: []string{"its link is down (current_link_width 0)"}},
+		{name: "a root-complex integrated endpoint's x0 is no evidence", tree: func() *tree {
+			return newTree().pci(fn{path: "pci0000:00/0000:00:05.0", vendor: "0x10de", device: "0x2330",
+				class: "0x030200", numa: "0", cpus: "0-7", link: &pcieLink{"Unknown", "0", "Unknown", "0"},
+				driver: "nvidia"}).devNode("nvidia0").file("proc/version", "Linux version 6.8.0 (x) #1\n")
+		}, lost: []string{""}},
 		{name: "the port above at x0",
 			tree: func() *tree { return node(&pcieLink{gts(gen1), "0", gts(gen5), "16"}, gen5x16, "0x8086", "0x352a") },
 			lost: []string{"port 0000:00:01.0 above it has no link"}},
