@@ -141,7 +141,7 @@ func (p *probe) tegraGPUDevice(acc *Accelerator) bool {
 func (p *probe) tegraGPUNodes(acc *Accelerator, pciNVIDIA bool) bool {
 	module := func(name string) bool { return p.exists(filepath.Join(p.host.Sys, "module", name)) }
 	switch {
-	case p.anyDevNode([]string{"nvgpu/igpu0/ctrl", "nvhost-ctrl-gpu"}):
+	case p.nvgpuControlNode() || p.anyDevNode([]string{"nvhost-ctrl-gpu"}):
 		if module("nvgpu") {
 			acc.Driver = "nvgpu"
 		}
@@ -151,6 +151,22 @@ func (p *probe) tegraGPUNodes(acc *Accelerator, pciNVIDIA bool) bool {
 			acc.Driver = "nvidia"
 		}
 		return true
+	}
+	return false
+}
+
+// nvgpuControlNode says whether nvgpu made a GPU control node: dev/nvgpu/igpu<...>/ctrl. Orin's directory is
+// igpu0; one public script says Thor's nvgpu names it by a PCI address (igpu-0000:01:00.0), not confirmed.
+func (p *probe) nvgpuControlNode() bool {
+	dir := filepath.Join(p.host.Dev, "nvgpu")
+	entries, ok := p.list("tegra/nvgpu", dir)
+	if !ok {
+		return false
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "igpu") && p.exists(filepath.Join(dir, e.Name(), "ctrl")) {
+			return true
+		}
 	}
 	return false
 }

@@ -39,6 +39,14 @@ func TestTegra(t *testing.T) {
 			delete(tr.links, "sys/bus/platform/devices/17000000.gpu")
 			return tr
 		}, want: 1, driver: "nvgpu"},
+		{name: "nvgpu's control node in a directory named by a PCI address", tree: func() *tree {
+			tr := orin()
+			delete(tr.links, "sys/bus/platform/devices/17000000.gpu")
+			for _, n := range []string{"ctrl", "channel", "as", "tsg"} {
+				delete(tr.files, "dev/nvgpu/igpu0/"+n)
+			}
+			return tr.devNode("nvgpu/igpu-0000:01:00.0/ctrl")
+		}, want: 1, driver: "nvgpu"},
 		{name: "nvgpu's device nodes without the module", tree: func() *tree {
 			tr := orin()
 			delete(tr.links, "sys/bus/platform/devices/17000000.gpu")
