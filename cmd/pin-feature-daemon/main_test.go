@@ -110,6 +110,19 @@ func TestProbeTableAndJSON(t *testing.T) {
 	require.Contains(t, out, `"pinmemory.link-degraded": "true"`)
 }
 
+// TestProbeTableShowsALostGPU: the table says which GPU fell off the bus and why, and shows none of the all-ones
+// decoding of its link files.
+func TestProbeTableShowsALostGPU(t *testing.T) {
+	t.Parallel()
+	out, stderr, code := run(t, "probe", "--host-root", filepath.Join(fixtures, "dgx-2gpu-lost"), "--nvml-library",
+		"none", "--state-dir=")
+	require.Zero(t, code, stderr)
+	require.Contains(t, out, "link degraded                yes")
+	require.Contains(t, out, "GPU 1 lost: config space reads all ones")
+	require.Contains(t, out, "LOST")
+	require.NotContains(t, out, "x63")
+}
+
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -189,6 +202,56 @@ func TestProbeBenchAgainstFakeDriver(t *testing.T) {
 		require.Equal(t, "false", got[labeler.KeyAvailable], stderr)
 		require.Equal(t, "pin-failed", got[labeler.KeyReason])
 	})
+}
+
+// TestProbeBenchLostGPU runs `probe --bench -o labels` on dgx-2gpu-lost, whose GPU 1 fell off the bus, with the
+// fake libcuda set to crash the child on any buffer allocated on device 1: the lost GPU is failed in selection
+// and never opened, GPU 0 is measured, and the node says partial, link-degraded=true and no bandwidth figure
+// (the weakest GPU has none). It stays available: GPU 0 pins.
+func TestProbeBenchLostGPU(t *testing.T) {
+	lib, err := fakecuda.Build(t.TempDir())
+	require.NoError(t, err)
+	t.Setenv("FAKECUDA_DEVICES", "2")
+	t.Setenv("FAKECUDA_PCI_BUS_IDS", "0000:18:00.0,0000:9D:00.0")
+	t.Setenv("FAKECUDA_CRASH", "cuMemAlloc_v2@1")
+	t.Setenv("FAKECUDA_COPY_BYTES_MAX", "1048576")
+	out, stderr, code := run(t, "probe", "--bench", "--host-root", filepath.Join(fixtures, "dgx-2gpu-lost"),
+		"--nvml-library", "none", "--cuda-library", lib, "--state-dir=", "--bench-size", "16Mi", "-o", "labels")
+	require.Zero(t, code, stderr)
+	got := parseLabels(t, out)
+	require.Equal(t, "partial", got[labeler.KeyBench], stderr)
+	require.Equal(t, "true", got[labeler.KeyLinkDegraded])
+	require.Equal(t, "true", got[labeler.KeyAvailable])
+	require.Equal(t, "ok", got[labeler.KeyRegister], "GPU 0 pinned")
+	for _, k := range []string{labeler.KeyH2DGBytesPerSec, labeler.KeyD2HGBytesPerSec,
+		labeler.KeyPageableH2DGBytesPerSec, labeler.KeyConcurrentH2DGBytesPerSec} {
+		require.NotContains(t, got, k)
+	}
+	require.Contains(t, stderr, "gpu lost, not measured: config space reads all ones")
+}
+
+// TestProbeBenchIntegratedGPU runs `probe --bench -o labels` on jetson-agx-orin with the fake libcuda: the SoC's
+// GPU has no PCI address, so the child finds it by CUDA ordinal (as on WSL), measures it through the same CUDA
+// path, and the node gets its figures (pinned and device memory are the same DRAM there: the figures are the
+// copy engines' DRAM-to-DRAM rate, not a link's).
+func TestProbeBenchIntegratedGPU(t *testing.T) {
+	lib, err := fakecuda.Build(t.TempDir())
+	require.NoError(t, err)
+	t.Setenv("FAKECUDA_DEVICES", "1")
+	t.Setenv("FAKECUDA_H2D_GBPS", "40.5")
+	t.Setenv("FAKECUDA_D2H_GBPS", "38.5")
+	t.Setenv("FAKECUDA_COPY_BYTES_MAX", "1048576")
+	out, stderr, code := run(t, "probe", "--bench", "--host-root", filepath.Join(fixtures, "jetson-agx-orin"),
+		"--nvml-library", "none", "--cuda-library", lib, "--state-dir=", "--bench-size", "16Mi", "-o", "labels")
+	require.Zero(t, code, stderr)
+	got := parseLabels(t, out)
+	require.Equal(t, "ok", got[labeler.KeyBench], stderr)
+	require.Equal(t, "40", got[labeler.KeyH2DGBytesPerSec])
+	require.Equal(t, "38", got[labeler.KeyD2HGBytesPerSec])
+	require.Equal(t, "integrated", got[labeler.KeyHostLink])
+	require.Equal(t, "true", got[labeler.KeyAvailable])
+	require.NotContains(t, got, labeler.KeyPCIeGen)
+	require.NotContains(t, got, labeler.KeyLinkDegraded)
 }
 
 // TestProbeBenchROCm runs `probe --bench -o labels` on the MI300X fixture with the fake HIP runtime

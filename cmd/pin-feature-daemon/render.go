@@ -34,6 +34,8 @@ func renderProbe(w io.Writer, r *detector.Report, b *bench.Result, a labeler.Ass
 	row("host link", orDash(r.HostLink))
 	if r.PCIe != nil {
 		row("weakest PCIe capability", fmt.Sprintf("Gen%d x%d", r.PCIe.Gen, r.PCIe.Width))
+	}
+	if r.PCIe != nil || r.LinkDegraded {
 		row("link degraded", yesNo(r.LinkDegraded))
 	}
 	if r.ConfidentialComputing {
@@ -84,11 +86,19 @@ func renderProbe(w io.Writer, r *detector.Report, b *bench.Result, a labeler.Ass
 			case a.DriverProblem != "":
 				driver += " (" + a.DriverProblem + ")"
 			}
+			now, degraded := linkNow(a.Link), yesNo(a.Degraded)
+			if a.Lost {
+				now, degraded = "-", "LOST" // its link files decode all ones: nothing to show
+			}
 			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", a.Index, orDash(a.PCIAddress), a.Platform,
-				orDash(a.Model), driver, a.NUMANode, linkNow(a.Link), capString(a.Capability), yesNo(a.Degraded),
-				orDash(uuid))
+				orDash(a.Model), driver, a.NUMANode, now, capString(a.Capability), degraded, orDash(uuid))
 		}
 		ew.err = firstErr(ew.err, tw.Flush())
+		for _, a := range r.Accelerators {
+			if a.Lost {
+				ew.printf("  GPU %d lost: %s\n", a.Index, safe(a.LostReason))
+			}
+		}
 	}
 	if b != nil {
 		ew.printf("\n")

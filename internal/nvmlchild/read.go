@@ -21,10 +21,17 @@ func (e *nvmlReturnError) Error() string {
 	return fmt.Sprintf("nvml %s: %s", e.Op, nvml.ErrorString(e.Return))
 }
 
-// Is makes errors.Is(err, nvmlsnap.ErrNotSupported) true for NOT_SUPPORTED and FUNCTION_NOT_FOUND.
+// Is makes errors.Is(err, nvmlsnap.ErrNotSupported) true for NOT_SUPPORTED and FUNCTION_NOT_FOUND, and
+// errors.Is(err, nvmlsnap.ErrGPULost) for GPU_IS_LOST (NVML's "the target GPU has fallen off the bus or is
+// otherwise inaccessible").
 func (e *nvmlReturnError) Is(target error) bool {
-	return target == nvmlsnap.ErrNotSupported &&
-		(e.Return == nvml.ERROR_NOT_SUPPORTED || e.Return == nvml.ERROR_FUNCTION_NOT_FOUND)
+	switch target {
+	case nvmlsnap.ErrNotSupported:
+		return e.Return == nvml.ERROR_NOT_SUPPORTED || e.Return == nvml.ERROR_FUNCTION_NOT_FOUND
+	case nvmlsnap.ErrGPULost:
+		return e.Return == nvml.ERROR_GPU_IS_LOST
+	}
+	return false
 }
 
 // The NVML symbols newer than the drivers we still meet. Calling a symbol the loaded library lacks would abort

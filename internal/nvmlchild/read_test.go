@@ -2,6 +2,7 @@ package nvmlchild
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"math"
 	"testing"
@@ -113,4 +114,43 @@ func TestFieldValue(t *testing.T) {
 			require.Equal(t, tc.want, got)
 		})
 	}
+}
+
+// TestGPUIsLostTravelsInTheSnapshot: NVML_ERROR_GPU_IS_LOST, from the handle or from a device call, is marked
+// on the fact's error and survives the JSON the child sends, so the detector can tell a lost GPU from a
+// failed read.
+func TestGPUIsLostTravelsInTheSnapshot(t *testing.T) {
+	t.Parallel()
+	lost := &mock.Device{
+		GetPciInfoFunc: func() (nvml.PciInfo, nvml.Return) {
+			var p nvml.PciInfo
+			for i, c := range "00000000:18:00.0" {
+				p.BusId[i] = int8(c)
+			}
+			return p, nvml.SUCCESS
+		},
+		GetUUIDFunc: func() (string, nvml.Return) { return "", nvml.ERROR_GPU_IS_LOST },
+	}
+	lib := FromInterface(&mock.Interface{
+		DeviceGetCountFunc: func() (int, nvml.Return) { return 2, nvml.SUCCESS },
+		DeviceGetHandleByIndexFunc: func(i int) (nvml.Device, nvml.Return) {
+			if i == 0 {
+				return lost, nvml.SUCCESS
+			}
+			return nil, nvml.ERROR_GPU_IS_LOST
+		},
+	})
+	b, err := json.Marshal(lib.Read())
+	require.NoError(t, err)
+	var snap nvmlsnap.Snapshot
+	require.NoError(t, json.Unmarshal(b, &snap))
+	require.Len(t, snap.Devices, 2)
+	_, err = snap.Devices[0].UUID.Get()
+	require.ErrorIs(t, err, nvmlsnap.ErrGPULost)
+	require.NotErrorIs(t, err, nvmlsnap.ErrNotSupported)
+	bus, err := snap.Devices[0].PCIBusID.Get()
+	require.NoError(t, err)
+	require.Equal(t, "00000000:18:00.0", bus)
+	require.ErrorIs(t, snap.Devices[1].Handle, nvmlsnap.ErrGPULost)
+	require.Contains(t, snap.Devices[1].Handle.Error(), "ERROR_GPU_IS_LOST")
 }

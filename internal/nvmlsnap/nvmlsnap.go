@@ -17,23 +17,32 @@ import (
 // fact" (NVML_ERROR_NOT_SUPPORTED, a symbol missing from an older driver): absence, not failure.
 var ErrNotSupported = errors.New("not supported")
 
-// Err is an NVML error as it crosses the process boundary: its message, and whether it means absence.
+// ErrGPULost is matched (errors.Is) by NVML errors that say the GPU has fallen off the bus or is otherwise
+// inaccessible (NVML_ERROR_GPU_IS_LOST, which any device call may return): a fact about the GPU, not a failed
+// read.
+var ErrGPULost = errors.New("gpu is lost")
+
+// Err is an NVML error as it crosses the process boundary: its message, and whether it means absence or a
+// lost GPU.
 type Err struct {
 	Msg          string `json:"msg"`
 	NotSupported bool   `json:"notSupported,omitempty"`
+	GPULost      bool   `json:"gpuLost,omitempty"`
 }
 
 func (e *Err) Error() string { return e.Msg }
 
-// Is keeps errors.Is(err, ErrNotSupported) across the boundary.
-func (e *Err) Is(target error) bool { return target == ErrNotSupported && e.NotSupported }
+// Is keeps errors.Is(err, ErrNotSupported) and errors.Is(err, ErrGPULost) across the boundary.
+func (e *Err) Is(target error) bool {
+	return (target == ErrNotSupported && e.NotSupported) || (target == ErrGPULost && e.GPULost)
+}
 
 // ErrOf carries err across the boundary (nil stays nil).
 func ErrOf(err error) *Err {
 	if err == nil {
 		return nil
 	}
-	return &Err{Msg: err.Error(), NotSupported: errors.Is(err, ErrNotSupported)}
+	return &Err{Msg: err.Error(), NotSupported: errors.Is(err, ErrNotSupported), GPULost: errors.Is(err, ErrGPULost)}
 }
 
 // Fact is one NVML answer: a value or an error.

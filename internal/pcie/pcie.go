@@ -147,6 +147,26 @@ func ParseWidth(s string) (int, error) {
 	return w, nil
 }
 
+// AllOnesWidth is the width sysfs prints for a link whose register reads all ones, as the config space of a
+// function that fell off the bus does (NVIDIA's Xid 79, a surprise removal, a completion timeout: the root
+// complex answers a read with all ones). The kernel prints current_link_width as (Link Status &
+// PCI_EXP_LNKSTA_NLW) >> PCI_EXP_LNKSTA_NLW_SHIFT and max_link_width as the Link Capabilities' MLW field
+// (drivers/pci/pci-sysfs.c current_link_width_show, drivers/pci/pci.c pcie_get_width_cap;
+// include/uapi/linux/pci_regs.h: NLW 0x03f0 and MLW 0x000003f0, shift 4): of 0xffff that is 0x3f, 63 lanes,
+// a width PCIe does not define (x1, x2, x4, x8, x12, x16, x32). The same read gives current_link_speed
+// "Unknown": the speed is pcie_link_speed[Link Status & PCI_EXP_LNKSTA_CLS], and entry 0xf of that table
+// (drivers/pci/probe.c) is PCI_SPEED_UNKNOWN, which pci_speed_string prints as "Unknown". max_link_speed
+// reads 64.0 GT/s: pcie_get_speed_cap tests Link Capabilities 2's supported-speed bits from the fastest
+// down, and all ones has PCI_EXP_LNKCAP2_SLS_64_0GB set.
+const AllOnesWidth = 63
+
+// LinkDown reports whether a sysfs current_link_width says the link is not up: "0", a Negotiated Link Width of
+// zero (a downstream port with nothing trained below it, or a Link Status the kernel could not read:
+// pcie_capability_read_word then gives 0).
+func LinkDown(width string) bool {
+	return strings.TrimPrefix(strings.TrimSpace(width), "x") == "0"
+}
+
 func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
 }

@@ -175,3 +175,11 @@ func FuzzParseWidth(f *testing.F) {
 		require.True(t, w >= 0 && w <= maxWidth)
 	})
 }
+
+func TestLinkDown(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]bool{"0": true, "0\n": true, "x0": true, "16": false, "255": false, "": false,
+		"63": false} {
+		require.Equal(t, want, LinkDown(in), "%q", in)
+	}
+}

@@ -27,6 +27,7 @@ const (
 	CauseNoMemory    Cause = "no-memory"   // too little free host, cgroup or device memory for the buffers
 	CauseImplausible Cause = "implausible" // figures the link cannot carry (trust.go)
 	CauseError       Cause = "error"       // a driver call failed, or the child hung or crashed
+	CauseLost        Cause = "lost"        // the GPU fell off the bus (detector.Accelerator.Lost): never opened
 )
 
 // States lists every state a check can end in (the values of the pinmemory.bench label).

@@ -685,3 +685,31 @@ func schedulingLateness(d time.Duration) time.Duration {
 	slices.Sort(late)
 	return late[len(late)/2]
 }
+
+// TestLostGPUIsNeverOpened: a GPU that fell off the bus fails in selection with cause lost, without figures
+// (not even stored ones, not even with --bench-force), and the child never touches it: the fake driver
+// crashes the child on any copy buffer allocated on that device. The other GPU is measured: partial.
+func TestLostGPUIsNeverOpened(t *testing.T) {
+	t.Parallel()
+	lib := fakeCUDA(t, fakeDefault...)
+	o := testOptions(t, lib, "FAKECUDA_DEVICES=2", "FAKECUDA_CRASH=cuMemAlloc_v2@1")
+	o.Force = true
+	targets := fakeTargets(2)
+	targets[1].Lost = "config space reads all ones (vendor and device id ffff): the GPU fell off the bus"
+	res := NewRunner(o).Run(context.Background(), targets)
+	require.Equal(t, StatePartial, res.State, res.Error)
+	require.Len(t, res.GPUs, 2)
+	require.Equal(t, StateOK, res.GPUs[0].State, res.GPUs[0].Reason)
+	lost := res.GPUs[1]
+	require.Equal(t, StateFailed, lost.State)
+	require.Equal(t, CauseLost, lost.Cause)
+	require.Equal(t, "gpu lost, not measured: "+targets[1].Lost, lost.Reason)
+	require.False(t, lost.PinTried)
+	require.Zero(t, lost.PinnedH2D)
+	require.Equal(t, "gpu 1: "+lost.Reason, res.Error)
+
+	// Alone, it fails the check without starting a child.
+	o.Executable = noExecutable
+	res = NewRunner(o).Run(context.Background(), targets[1:])
+	require.Equal(t, StateFailed, res.State, res.Error)
+}

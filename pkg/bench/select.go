@@ -48,12 +48,18 @@ func (t *Target) matches(sel string) bool {
 }
 
 // decide answers t without measuring where it can, given its last stored entry (nil: none) at time now:
-// a busy GPU is skipped (unless Force) and keeps its last figures; a fresh stored result is reused; a GPU
+// a lost GPU fails, without figures, stored or new (even with Force: a context on it cannot work, and a
+// driver call on it can hang); a busy GPU is skipped (unless Force) and keeps its last figures; a fresh stored result is reused; a GPU
 // the memory caps leave too small a buffer is skipped. Otherwise it returns the buffer size to measure t
 // with (> 0), and the GPUResult is to be ignored.
 func decide(o Options, t *Target, last *stateEntry, now time.Time) (GPUResult, int64) {
 	g := GPUResult{Index: t.Index, UUID: t.UUID, PCIAddress: t.PCIAddress, Model: t.Model}
 	switch {
+	case t.Lost != "":
+		g.State = StateFailed
+		g.Cause = CauseLost
+		g.Reason = "gpu lost, not measured: " + t.Lost
+		return g, 0
 	case busy(t) != "" && !o.Force:
 		if last != nil {
 			g = cachedResult(last, t)

@@ -39,6 +39,9 @@ type Target struct {
 	BusyPercent *int `json:"busyPercent,omitempty"`
 	// MemoryFreeBytes is the GPU's free memory as NVML or amdgpu sees it (0: unknown); it caps the buffer size.
 	MemoryFreeBytes uint64 `json:"memoryFreeBytes,omitempty"`
+	// Lost says why the GPU has fallen off the bus (detector.Accelerator.LostReason), "" when it has not. A
+	// lost GPU fails in selection: no context is opened on it (a driver call on a lost GPU can hang).
+	Lost string `json:"lost,omitempty"`
 }
 
 // targetsFromReport returns the report's CUDA and ROCm GPUs as targets, in inventory order.
@@ -60,6 +63,12 @@ func targetsFromReport(r *detector.Report) []Target {
 			NUMANode:   a.NUMANode,
 			LocalCPUs:  a.LocalCPUs,
 			HostLink:   a.HostLink,
+		}
+		if a.Lost {
+			t.Lost = a.LostReason
+			if t.Lost == "" {
+				t.Lost = "the GPU fell off the bus"
+			}
 		}
 		if a.Capability != nil {
 			c := *a.Capability

@@ -27,6 +27,11 @@ func TestTargetsFromReport(t *testing.T) {
 				MemoryTotalBytes: 192 << 30, MemoryFreeBytes: 190 << 30},
 		},
 		{Index: 4, Platform: detector.PlatformROCm, PCIAddress: "0000:15:00.0", NUMANode: -1},
+		{Index: 5, Platform: detector.PlatformCUDA, PCIAddress: "0000:9d:00.0", NUMANode: -1, Lost: true,
+			LostReason: "config space reads all ones"},
+		// A Jetson's GPU: no PCI address (the child takes CUDA ordinal Index), no link to sample or rate.
+		{Index: 6, Platform: detector.PlatformCUDA, Model: "NVIDIA Orin (integrated)", NUMANode: -1,
+			HostLink: detector.HostLinkIntegrated, Tegra: &detector.TegraSoC{Compatible: "nvidia,tegra234"}},
 	}}
 	got := targetsFromReport(rep)
 	require.Equal(t, []Target{
@@ -43,6 +48,10 @@ func TestTargetsFromReport(t *testing.T) {
 			ProcessesKnown: true, ComputeProcesses: 1, BusyPercent: &busy, MemoryFreeBytes: 190 << 30,
 		},
 		{Index: 4, Platform: detector.PlatformROCm, PCIAddress: "0000:15:00.0", NUMANode: -1},
+		{Index: 5, Platform: detector.PlatformCUDA, PCIAddress: "0000:9d:00.0", NUMANode: -1,
+			Lost: "config space reads all ones"},
+		{Index: 6, Platform: detector.PlatformCUDA, Model: "NVIDIA Orin (integrated)", NUMANode: -1,
+			HostLink: detector.HostLinkIntegrated},
 	}, got)
 	*got[2].BusyPercent = 0
 	require.Equal(t, 42, *rep.Accelerators[3].AMD.BusyPercent, "targets do not alias the report")

@@ -32,3 +32,23 @@ func BenchmarkProbe(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkProbeNVMLChild measures one probe pass with NVML in its real child process (the test binary
+// re-executed as nvmlsnap.Subcommand, loading libnvidia-ml.so.1 as the daemon does), on a node without any
+// NVIDIA device (cpu-bmc) and on the 2-GPU node (dgx-2gpu-switch). Without an NVIDIA device the pass starts no
+// child; with one it does, whether or not the library is there.
+func BenchmarkProbeNVMLChild(b *testing.B) {
+	for _, node := range []string{"cpu-bmc", "dgx-2gpu-switch"} {
+		b.Run(node, func(b *testing.B) {
+			d := New(Options{Host: hostfs.New(filepath.Join(fixtureRoot, node)), NVMLLibrary: "libnvidia-ml.so.1",
+				NVMLChild: selfChild, System: podSystem})
+			defer func() { _ = d.Close() }()
+			ctx := context.Background()
+			for b.Loop() {
+				if r := d.Probe(ctx); r.Err() != nil {
+					b.Fatalf("probe failed: %v", r.Err())
+				}
+			}
+		})
+	}
+}

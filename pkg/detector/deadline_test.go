@@ -55,7 +55,7 @@ func TestProbeDeadline(t *testing.T) {
 func TestProbeCancelWhileStuck(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
-	require.NoError(t, newTree().write(root))
+	require.NoError(t, newTree().pci(gpuAt("pci0000:00/0000:00:02.0", nil)).write(root)) // NVML is asked
 	h := hangingNVML{release: make(chan struct{})}
 	defer close(h.release)
 	d := New(Options{Host: hostfs.New(root), System: podSystem, NVML: h})

@@ -131,6 +131,8 @@ type probe struct {
 	kfd        map[pcie.Address]kfdNode // the KFD topology's GPU nodes, read on first use
 	kfdProcs   *kfdProcs                // the KFD process list, read on first use (amd.go)
 	wslCUDA    bool                     // dev/dxg with WSL's CUDA driver library
+	dxg        bool                     // dev/dxg: WSL's GPU paravirtualisation
+	nvidiaPCI  bool                     // a PCI function with NVIDIA's vendor id, accelerator or not
 }
 
 func (p *probe) absent(fact, path string) {
@@ -163,6 +165,7 @@ func (d *Detector) probePass(ctx context.Context, t *passTracker) (r *Report) {
 		{"pci", func() {
 			nodes := p.readDevNodes()
 			r.WSL = r.WSL || nodes.dxg
+			p.dxg = nodes.dxg
 			if nodes.dxg {
 				r.WSLLibraries, p.wslCUDA = p.wslLibraries()
 			}
@@ -171,6 +174,8 @@ func (d *Detector) probePass(ctx context.Context, t *passTracker) (r *Report) {
 				v.Hypervisor = "hyperv" // WSL2 is a Hyper-V utility VM
 			}
 			r.Accelerators = append(r.Accelerators, p.scanAccelerators(r, nodes)...)
+			pciNVIDIA := slices.ContainsFunc(r.Accelerators, func(a Accelerator) bool { return a.Platform == PlatformCUDA })
+			r.Accelerators = append(r.Accelerators, p.scanTegra(pciNVIDIA)...)
 			if slices.ContainsFunc(r.Accelerators, func(a Accelerator) bool { return a.Platform == PlatformROCm }) {
 				r.Driver.AMDGPUVersion = p.amdgpuModuleVersion()
 			}
@@ -195,13 +200,15 @@ func (d *Detector) probePass(ctx context.Context, t *passTracker) (r *Report) {
 func (d *Detector) finish(r *Report, p *probe) {
 	sortAccelerators(r.Accelerators)
 	markHostLinks(r.Accelerators)
+	settleLost(r.Accelerators)
 	r.Platforms, r.Platform = choosePlatform(r.Accelerators, p.wslCUDA)
 	r.HostLink, r.LinkDegraded = "", false
-	sawPCIe, sawC2C := false, false
+	sawPCIe, sawC2C, sawIntegrated := false, false, false
 	relevant := platformAccelerators(r)
 	for _, a := range relevant {
 		sawPCIe = sawPCIe || a.HostLink == HostLinkPCIe
 		sawC2C = sawC2C || a.HostLink == HostLinkNVLinkC2C
+		sawIntegrated = sawIntegrated || a.HostLink == HostLinkIntegrated
 		r.LinkDegraded = r.LinkDegraded || a.Degraded
 	}
 	switch {
@@ -209,6 +216,8 @@ func (d *Detector) finish(r *Report, p *probe) {
 		r.HostLink = HostLinkPCIe
 	case sawC2C:
 		r.HostLink = HostLinkNVLinkC2C
+	case sawIntegrated:
+		r.HostLink = HostLinkIntegrated
 	}
 	r.PCIe = weakestCapability(relevant)
 	r.Errors = p.errs
@@ -253,6 +262,11 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 		r.Driver.NVMLError = d.disabled
 		return
 	}
+	if why := p.nvmlHasNothingToSay(r); why != "" {
+		klog.V(4).InfoS("NVML not asked", "reason", why)
+		r.Driver.NVMLError = why
+		return
+	}
 	if !d.nvmlUp || nvmlPerPass(d.nvml) {
 		if err := d.nvml.Init(); err != nil {
 			klog.V(2).InfoS("NVML not available", "library", d.opts.NVMLLibrary, "err", err)
@@ -274,9 +288,13 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 		if err == nil {
 			return true
 		}
-		if errors.Is(err, errNotSupported) {
+		switch {
+		case errors.Is(err, errNotSupported):
 			p.absent(fact, "nvml")
-		} else {
+		case errors.Is(err, nvmlsnap.ErrGPULost):
+			// A fact about the GPU (Accelerator.Lost), not a failed read.
+			klog.V(2).InfoS("NVML says the GPU is lost", "fact", fact, "err", err)
+		default:
 			p.fail(fact, err)
 		}
 		return false
@@ -299,12 +317,18 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 			sysfsNVIDIA = true
 		}
 	}
+	var lostUnplaced []int // lost devices without a handle: NVML cannot say which GPU they are
 	for i := range snap.Devices {
+		lost := nvmlLost(&snap.Devices[i])
 		info, addr := nvmlDevice(i, &snap.Devices[i], nvmlFact)
-		if info == nil {
+		if info == nil || (addr == "" && lost != "") {
+			if lost != "" {
+				lostUnplaced = append(lostUnplaced, i)
+			}
 			continue
 		}
 		if acc := r.GPU(addr); addr != "" && acc != nil {
+			markLost(acc, lost)
 			acc.NVML = info
 			if info.Name != "" {
 				acc.Model = info.Name
@@ -312,6 +336,15 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 			acc.DriverProblem = "" // NVML only sees GPUs the nvidia driver drives
 			if acc.Capability == nil && acc.Link == nil && (info.MaxPCIeGen > 0 || info.MaxPCIeWidth > 0) {
 				acc.Capability = &LinkCapability{Gen: info.MaxPCIeGen, Width: info.MaxPCIeWidth}
+			}
+			continue
+		}
+		if acc := unmatchedIntegrated(r); acc != nil {
+			// The SoC's GPU (tegra.go) has no PCI address in sysfs: NVML's device is it.
+			markLost(acc, lost)
+			acc.NVML = info
+			if info.Name != "" {
+				acc.Model = info.Name
 			}
 			continue
 		}
@@ -329,8 +362,72 @@ func (d *Detector) enrichNVML(p *probe, r *Report) {
 			acc.Capability = &LinkCapability{Gen: info.MaxPCIeGen, Width: info.MaxPCIeWidth}
 		}
 		acc.Degraded = info.CurrentPCIeWidth > 0 && info.MaxPCIeWidth > 0 && info.CurrentPCIeWidth < info.MaxPCIeWidth
+		markLost(&acc, lost)
 		r.Accelerators = append(r.Accelerators, acc)
 	}
+	placeLost(p, r, snap, lostUnplaced, sysfsNVIDIA)
+}
+
+// unmatchedIntegrated is the one integrated GPU that NVML has not described yet, nil when there is none.
+func unmatchedIntegrated(r *Report) *Accelerator {
+	for i := range r.Accelerators {
+		if a := &r.Accelerators[i]; a.HostLink == HostLinkIntegrated && a.NVML == nil {
+			return a
+		}
+	}
+	return nil
+}
+
+// placeLost marks the GPUs behind NVML devices that are lost without a handle (so without a bus id). NVML
+// lists every GPU the nvidia driver drives, so when as many nvidia-bound sysfs GPUs lack an NVML device as
+// there are such lost devices, those GPUs are the lost ones. Otherwise (a container shown only some GPUs)
+// which GPU is lost cannot be told: each such device stays its handle's fact error. Without NVIDIA GPUs in
+// sysfs (WSL) each is listed as a lost GPU of its own.
+func placeLost(p *probe, r *Report, snap *nvmlsnap.Snapshot, lost []int, sysfsNVIDIA bool) {
+	if len(lost) == 0 {
+		return
+	}
+	reason := func(i int) string { return nvmlLost(&snap.Devices[i]) }
+	if !sysfsNVIDIA {
+		for _, i := range lost {
+			acc := Accelerator{Platform: PlatformCUDA, NUMANode: -1, NVML: &NVMLDevice{Index: i}, Driver: "nvidia"}
+			markLost(&acc, reason(i))
+			r.Accelerators = append(r.Accelerators, acc)
+		}
+		return
+	}
+	var unmatched []*Accelerator
+	for i := range r.Accelerators {
+		a := &r.Accelerators[i]
+		if a.Platform == PlatformCUDA && a.NVML == nil && a.Driver == "nvidia" {
+			unmatched = append(unmatched, a)
+		}
+	}
+	if len(unmatched) != len(lost) {
+		for _, i := range lost {
+			p.fail(fmt.Sprintf("nvml/%d", i), fmt.Errorf("%s, and which GPU it is cannot be told (%d nvidia "+
+				"GPUs without an NVML device, %d lost devices without a bus id)", reason(i), len(unmatched), len(lost)))
+		}
+		return
+	}
+	for k, a := range unmatched {
+		markLost(a, reason(lost[k])+"; NVML has a handle for every other nvidia GPU")
+	}
+}
+
+// nvmlHasNothingToSay says why NVML is not worth a child process on this node ("" when it is): NVML only
+// knows GPUs the NVIDIA driver drives, which are PCI functions with NVIDIA's vendor id, an integrated Tegra
+// GPU, or WSL's paravirtualised GPUs (dev/dxg, or WSL's driver libraries). Elsewhere the child would only
+// find no library or no device, at the cost of starting a process every pass (about half of a GPU-less
+// node's probe).
+func (p *probe) nvmlHasNothingToSay(r *Report) string {
+	switch {
+	case p.nvidiaPCI, p.dxg, len(r.WSLLibraries) > 0:
+		return ""
+	case slices.ContainsFunc(r.Accelerators, func(a Accelerator) bool { return a.Platform == PlatformCUDA }):
+		return ""
+	}
+	return "nvml not asked: no nvidia device"
 }
 
 // nvmlDevice reads one NVML device's facts; addr is its normalised PCI address ("" when unknown).

@@ -32,6 +32,11 @@
 //     processing accelerators are tpu, never gVNIC or NVMe. SR-IOV virtual functions (a physfn link) are
 //     skipped. Report.Platforms lists every platform found in the order cuda, rocm, xpu, hpu, neuron, tpu;
 //     Report.Platform is the first with an accelerator that has its driver, else the first, or cpu.
+//   - Integrated NVIDIA GPUs (tegra.go): on a Tegra SoC (Jetson, IGX: the device tree's root compatible
+//     "nvidia,tegra<N>") the SoC's GPU, found as its platform device (<addr>.gpu, gpu.<n>, driver gk20a for
+//     nvgpu) or its device nodes (nvgpu's dev/nvgpu/igpu0, or nvidia.ko's without an NVIDIA PCI GPU), is a cuda
+//     accelerator without a PCI address, HostLink integrated (it shares the CPU's DRAM: no PCIe facts), with
+//     the SoC in Accelerator.Tegra (soc0, etc/nv_tegra_release). Its driver is judged like any GPU's.
 //   - WSL: proc/sys/kernel/osrelease or proc/version containing "microsoft" (any case), or dev/dxg. With dev/dxg,
 //     WSL's CUDA driver library (usr/lib/wsl/lib/libcuda.so*, hostfs.FS.Usr) makes the platform cuda.
 //   - Virtual machine: the CPU's hypervisor flag (proc/cpuinfo), DMI sys/class/dmi/id/{sys_vendor,product_name}
@@ -56,16 +61,34 @@
 //     degraded when it trained narrower than the device supports. Link speed is never judged: idle NVIDIA GPUs
 //     run at 2.5 GT/s; the speed and width strings are parsed by internal/pcie. A GPU attached over NVLink-C2C (NVML's C2C mode where NVML answers, else GH200 2342/2348,
 //     GB200 2941, GB300 31c2) has no PCIe capability: its PCIe link does not carry host memory traffic.
+//   - Lost accelerators (lost.go): a GPU that fell off the bus (Xid 79) keeps its cached ids in sysfs while its
+//     config space reads all ones. It is Lost when sysfs config's vendor and device id read 0xffff, when its
+//     link files decode all ones (a width of 63, internal/pcie.AllOnesWidth) or its link is down below a
+//     port (width 0), when a port above it has no link (x0) or reads all ones (on bare metal: in a guest the
+//     ports are the hypervisor's), or when NVML answers
+//     NVML_ERROR_GPU_IS_LOST for it (carried in the snapshot, a fact rather than a fact error; a lost device
+//     without a bus id is the one nvidia-bound GPU NVML has no device for, where that can be told). A
+//     runtime-suspended function (power/runtime_status) is not judged from sysfs. A lost GPU has no
+//     Capability and is Degraded; the node's PCIe capability comes from the others.
+//   - Identity: the vendor, device and class of every PCI function. One that cannot be read (absent, a
+//     FIFO, a directory), is not a hex id, or whose bus entry does not resolve inside the root (a symlink
+//     loop, a link out of the root, a dangling link) fails the pass (Report.Fatal): dropping it would publish
+//     the node without it.
 //   - NVML (optional): driver and CUDA versions, system confidential-computing state, and per GPU its bus id,
 //     UUID, name, max/current PCIe gen and width, memory, compute process count, compute mode and C2C mode.
 //     GPUs are matched to sysfs by normalised PCI address (pcie.NormalizeAddress). When sysfs has no NVIDIA GPU
 //     (WSL) the NVML devices are the inventory, with capability and degradation from NVML's max/current link.
 //     A library that does not load sets Driver.NVMLError only; NOT_SUPPORTED and symbols missing from older
 //     drivers are absence; any other failed call is that fact's FactError ("nvml/<index>/<fact>"). NVML
-//     runs in a child process each pass (Options.NVMLChild; nvmlchild.go, internal/nvmlchild): a library that
+//     runs in a child process each pass (Options.NVMLChild; nvmlchild.go, internal/nvmlchild), and only where
+//     NVML can have something to say: a PCI function with NVIDIA's vendor id, an integrated (Tegra) GPU, or
+//     WSL (dev/dxg or its driver libraries); elsewhere no child is started and Driver.NVMLError says "nvml not
+//     asked: no nvidia device" (a child there costs about half of a GPU-less pass: BenchmarkProbeNVMLChild,
+//     `make bench`). A library that
 //     is not NVML, a crash or a hang (killed at half the pass deadline) is the "nvml" fact's error. The
 //     detector reads the child's internal/nvmlsnap.Snapshot and never loads NVML itself.
-//     HostLink is pcie when any accelerator the labels describe reaches host memory over PCIe, else nvlink-c2c.
+//     HostLink is pcie when any accelerator the labels describe reaches host memory over PCIe, else nvlink-c2c,
+//     else integrated.
 //     The summary (HostLink, PCIe, LinkDegraded) describes the node platform's accelerators that have their
 //     driver (all of the platform's when none has).
 //   - AMD (amd.go, rocm accelerators only): amdgpu's gpu_busy_percent (0-100), mem_info_vram_total and

@@ -189,47 +189,25 @@ var fixtures = map[string]func() *tree{
 	// Two H100 SXM behind Broadcom PCIe switches on two sockets, Gen5 x16 everywhere; GPU 1 is idle and its
 	// link runs at 2.5 GT/s, which is not a fault. Also an NVSwitch bridge, a ConnectX-7 on GPU 0's switch, an
 	// NVMe drive and the ASPEED BMC: none of them accelerators.
-	"dgx-2gpu-switch": func() *tree {
-		const s0, s1 = "0-55,112-167", "56-111,168-223"
-		t := node{
-			hostname: "dgx-h100-01", osrelease: ubuntuRelease, version: ubuntuVersion,
-			bootID:  "3f0c7a4e-9b1d-4c55-a7e2-5d8f1b6c2e90",
-			meminfo: meminfoText(2113663672, 2034811904, 0, 0, 0, 0, 2048),
-			cgroup:  "0::" + k8sCgroup2 + "\n", thp: "always [madvise] never", iommuGroups: 2,
-		}.tree()
-		t.cgroup2(k8sCgroup2, "536870912", "48234496", map[string]string{"/kubepods.slice": "2099999997952"})
-		t.pci(hostBridge("pci0000:00/0000:00:00.0", "0x8086", "0x09a2"))
-		t.pci(aspeedBMC("0000:00:1c.0", s0)...)
-		rc0 := "pci0000:15/0000:15:01.0"
-		t.pci(
-			hostBridge("pci0000:15/0000:15:00.0", "0x8086", "0x09a2"),
-			bridge(rc0, "0x8086", "0x352a", "0", s0, link(gen5, 16, gen5, 16)),
-			bridge(rc0+"/0000:16:00.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
-			bridge(rc0+"/0000:16:00.0/0000:17:00.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
-			fn{path: rc0 + "/0000:16:00.0/0000:17:00.0/0000:18:00.0", vendor: "0x10de", device: "0x2330",
-				class: "0x030200", numa: "0", cpus: s0, link: link(gen5, 16, gen5, 16), driver: "nvidia"},
-			bridge(rc0+"/0000:16:00.0/0000:17:01.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
-			fn{path: rc0 + "/0000:16:00.0/0000:17:01.0/0000:19:00.0", vendor: "0x15b3", device: "0x1021",
-				class: "0x020700", numa: "0", cpus: s0, link: link(gen5, 16, gen5, 16)},
-		)
-		rc1 := "pci0000:9a/0000:9a:01.0"
-		t.pci(
-			hostBridge("pci0000:9a/0000:9a:00.0", "0x8086", "0x09a2"),
-			bridge(rc1, "0x8086", "0x352a", "1", s1, link(gen5, 16, gen5, 16)),
-			bridge(rc1+"/0000:9b:00.0", "0x1000", "0xc030", "1", s1, link(gen5, 16, gen5, 16)),
-			bridge(rc1+"/0000:9b:00.0/0000:9c:00.0", "0x1000", "0xc030", "1", s1, link(gen1, 16, gen5, 16)),
-			fn{path: rc1 + "/0000:9b:00.0/0000:9c:00.0/0000:9d:00.0", vendor: "0x10de", device: "0x2330",
-				class: "0x030200", numa: "1", cpus: s1, link: link(gen1, 16, gen5, 16), driver: "nvidia"},
-		)
-		t.pci(
-			bridge("pci0000:ad/0000:ad:01.0", "0x8086", "0x352a", "1", s1, link(gen4, 2, gen5, 4)),
-			fn{path: "pci0000:ad/0000:ad:01.0/0000:ae:00.0", vendor: "0x10de", device: "0x22a3",
-				class: "0x068000", numa: "1", cpus: s1, link: link(gen4, 2, gen4, 2)},
-			bridge("pci0000:37/0000:37:01.0", "0x8086", "0x352a", "0", s0, link(gen4, 4, gen5, 4)),
-			fn{path: "pci0000:37/0000:37:01.0/0000:38:00.0", vendor: "0x144d", device: "0xa80a",
-				class: "0x010802", numa: "0", cpus: s0, link: link(gen4, 4, gen4, 4)},
-		)
-		t.devNode("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm")
+	"dgx-2gpu-switch": dgxSwitchNode,
+
+	// dgx-2gpu-switch after GPU 1 (0000:9d:00.0) fell off the bus (NVIDIA Xid 79). The kernel keeps the vendor,
+	// device and class ids it cached at enumeration, but every read of the GPU's config space returns all
+	// ones: sysfs config (64 bytes for an unprivileged reader) is 0xff throughout, and the link files decode
+	// 0xffff as the kernel does (internal/pcie.AllOnesWidth: current_link_speed "Unknown", both widths 63,
+	// max_link_speed 64.0 GT/s). The switch's downstream port above it (0000:9c:00.0) has no link:
+	// current_link_width 0 (its Current Link Speed is undefined while the link is down, PCIe Base
+	// Specification, Link Status register; 2.5 GT/s is written). GPU 0 is healthy.
+	"dgx-2gpu-lost": func() *tree {
+		t := dgxSwitchNode()
+		dsp := "sys/devices/pci0000:9a/0000:9a:01.0/0000:9b:00.0/0000:9c:00.0"
+		t.file(dsp+"/current_link_width", "0\n")
+		gpu := dsp + "/0000:9d:00.0"
+		t.file(gpu+"/config", strings.Repeat("\xff", 64))
+		t.file(gpu+"/current_link_speed", "Unknown\n")
+		t.file(gpu+"/current_link_width", "63\n")
+		t.file(gpu+"/max_link_speed", gts("64.0")+"\n")
+		t.file(gpu+"/max_link_width", "63\n")
 		return t
 	},
 
@@ -637,6 +615,144 @@ var fixtures = map[string]func() *tree{
 		t.devNode("nvidia0", "nvidiactl")
 		return t
 	},
+
+	// A Jetson AGX Orin developer kit (Tegra234) running k3s on Jetson Linux R36.4 (kernel 5.15.148-tegra).
+	// Its GPU is the SoC's (ga10b), a platform device bound to nvgpu's "gk20a" driver, sharing the CPU's
+	// LPDDR5; no NVIDIA GPU on PCI, only the SoC's root ports (sources in tegra.go and at tegraFiles).
+	"jetson-agx-orin": func() *tree {
+		t := node{
+			hostname: "orin-edge-01", osrelease: "5.15.148-tegra",
+			version: "Linux version 5.15.148-tegra (buildbrain@mobile-u64-6422-d7000) #1 SMP PREEMPT",
+			bootID:  "5c0d1e2f-3a4b-4c5d-8e6f-7a8b9c0d1e2f",
+			meminfo: meminfoText(32543172, 28910432, 0, 0, 0, 0, 2048),
+			cgroup:  "0::" + k8sCgroup2 + "\n", thp: "always [madvise] never", iommuGroups: 1,
+		}.tree()
+		t.cgroup2(k8sCgroup2, "max", "73400320", nil)
+		t.tegra(tegraFiles{
+			compatible: "nvidia,p3737-0000+p3701-0000\x00nvidia,p3701-0000\x00nvidia,tegra234\x00",
+			model:      "NVIDIA Jetson AGX Orin Developer Kit", socID: "35",
+			release: "# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64, " +
+				"DATE: Fri Sep 13 04:36:44 UTC 2024\n# KERNEL_VARIANT: oot\nTARGET_USERSPACE_LIB_DIR=nvidia\n",
+			gpuDevice: "bus@0/17000000.gpu", gpuDriver: "gk20a",
+			gpuUevent: "DRIVER=gk20a\nOF_NAME=gpu\nOF_FULLNAME=/bus@0/gpu@17000000\nOF_COMPATIBLE_0=nvidia,ga10b\n" +
+				"OF_COMPATIBLE_N=1\n",
+			module: "nvgpu",
+		})
+		// lspci of AGX Orin developer kits: root port 10de:229e with the RTL8822CE Wi-Fi (10ec:c822), root port
+		// 10de:229c with the NVMe drive; link attributes are left out (not sourced).
+		t.pci(
+			bridge("platform/bus@0/14100000.pcie/pci0001:00/0001:00:00.0", "0x10de", "0x229e", "-1", "0-11", nil),
+			fn{path: "platform/bus@0/14100000.pcie/pci0001:00/0001:00:00.0/0001:01:00.0", vendor: "0x10ec",
+				device: "0xc822", class: "0x028000", cpus: "0-11"},
+		)
+		t.devNode("nvgpu/igpu0/ctrl", "nvgpu/igpu0/channel", "nvgpu/igpu0/as", "nvgpu/igpu0/tsg", "nvmap")
+		return t
+	},
+
+	// A Jetson AGX Thor developer kit (Tegra264) on Jetson Linux R38.2 (JetPack 7). Thor's GPU is driven by
+	// nvidia.ko (NVIDIA's Jetson Linux Developer Guide r39.2): its device nodes are nvidia.ko's and
+	// sys/module/nvidia is loaded. How Thor's GPU appears in sysfs (platform device or PCI function, its name)
+	// is not confirmed from a public source, so this node has none, and its PCI functions are left out too
+	// (sys/bus/pci/devices holds only a placeholder that is no PCI address).
+	"jetson-agx-thor": func() *tree {
+		t := node{
+			hostname: "thor-edge-01", osrelease: "6.8.12-tegra",
+			version: "Linux version 6.8.12-tegra (buildbrain@mobile-u64-6422-d7000) #1 SMP PREEMPT",
+			bootID:  "6d1e2f3a-4b5c-4d6e-9f7a-8b9c0d1e2f3a",
+			meminfo: meminfoText(129485312, 121634816, 0, 0, 0, 0, 2048),
+			cgroup:  "0::" + k8sCgroup2 + "\n", thp: "always [madvise] never", iommuGroups: 1,
+		}.tree()
+		t.cgroup2(k8sCgroup2, "max", "73400320", nil)
+		t.tegra(tegraFiles{
+			compatible: "nvidia,p3971-0089+p3834-0008\x00nvidia,tegra264\x00",
+			model:      "NVIDIA Jetson AGX Thor Developer Kit", socID: "38",
+			release: "# R38 (release), REVISION: 2.2, GCID: 42205042, BOARD: generic, EABI: aarch64, " +
+				"DATE: Thu Sep 25 22:47:11 UTC 2025\n# KERNEL_VARIANT: oot\nTARGET_USERSPACE_LIB_DIR=nvidia\n",
+			module: "nvidia",
+		})
+		t.file("sys/bus/pci/devices/.placeholder", "")
+		t.devNode("nvidia0", "nvidiactl", "nvidia-uvm")
+		return t
+	},
+}
+
+// tegraFiles are the files of a Tegra SoC that tegra.go reads. Sources: the device tree's root compatible and
+// model (upstream tegra234-p3737-0000+p3701-0000.dts for Orin; for Thor, the compatible and model captured from
+// AGX Thor developer kits in public projects' test fixtures: not an NVIDIA document); sys/devices/soc0
+// (fuse-tegra.c: family "Tegra", soc_id 35 = 0x23 Tegra234, 38 = 0x26 Tegra264; machine is the model);
+// etc/nv_tegra_release (the first three lines of releases R36.4.0 and R38.2.2 as printed on devices, quoted
+// in public projects); Orin's GPU platform device sys/devices/platform/bus@0/17000000.gpu (Jetson Linux R36
+// paths in public scripts) with the uevent the kernel writes for a device-tree device (OF_NAME, OF_FULLNAME,
+// OF_COMPATIBLE_<n>: drivers/of/device.c; "nvidia,ga10b" is nvgpu's Orin match) and nvgpu's driver name
+// "gk20a"; nvgpu's device nodes dev/nvgpu/igpu0/* and dev/nvmap (the nvidia container runtime's Jetson
+// devices.csv).
+type tegraFiles struct {
+	compatible, model, socID, release string
+	gpuDevice, gpuDriver, gpuUevent   string // under sys/devices/platform; "" for none
+	module                            string // the loaded GPU module, sys/module/<module>
+}
+
+func (t *tree) tegra(f tegraFiles) *tree {
+	t.file("sys/firmware/devicetree/base/compatible", f.compatible)
+	t.file("sys/firmware/devicetree/base/model", f.model+"\x00")
+	t.file("sys/devices/soc0/family", "Tegra\n")
+	t.file("sys/devices/soc0/machine", f.model+"\n")
+	t.file("sys/devices/soc0/soc_id", f.socID+"\n")
+	t.file("etc/nv_tegra_release", f.release)
+	if f.gpuDevice != "" {
+		dir := "sys/devices/platform/" + f.gpuDevice
+		t.file(dir+"/uevent", f.gpuUevent)
+		up := strings.Repeat("../", strings.Count(f.gpuDevice, "/")+3)
+		t.link(dir+"/driver", up+"bus/platform/drivers/"+f.gpuDriver)
+		t.link("sys/bus/platform/devices/"+path.Base(f.gpuDevice), "../../../devices/platform/"+f.gpuDevice)
+	}
+	t.file("sys/module/"+f.module+"/initstate", "live\n")
+	return t
+}
+
+// dgxSwitchNode is the dgx-2gpu-switch node (see fixtures).
+func dgxSwitchNode() *tree {
+	const s0, s1 = "0-55,112-167", "56-111,168-223"
+	t := node{
+		hostname: "dgx-h100-01", osrelease: ubuntuRelease, version: ubuntuVersion,
+		bootID:  "3f0c7a4e-9b1d-4c55-a7e2-5d8f1b6c2e90",
+		meminfo: meminfoText(2113663672, 2034811904, 0, 0, 0, 0, 2048),
+		cgroup:  "0::" + k8sCgroup2 + "\n", thp: "always [madvise] never", iommuGroups: 2,
+	}.tree()
+	t.cgroup2(k8sCgroup2, "536870912", "48234496", map[string]string{"/kubepods.slice": "2099999997952"})
+	t.pci(hostBridge("pci0000:00/0000:00:00.0", "0x8086", "0x09a2"))
+	t.pci(aspeedBMC("0000:00:1c.0", s0)...)
+	rc0 := "pci0000:15/0000:15:01.0"
+	t.pci(
+		hostBridge("pci0000:15/0000:15:00.0", "0x8086", "0x09a2"),
+		bridge(rc0, "0x8086", "0x352a", "0", s0, link(gen5, 16, gen5, 16)),
+		bridge(rc0+"/0000:16:00.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
+		bridge(rc0+"/0000:16:00.0/0000:17:00.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
+		fn{path: rc0 + "/0000:16:00.0/0000:17:00.0/0000:18:00.0", vendor: "0x10de", device: "0x2330",
+			class: "0x030200", numa: "0", cpus: s0, link: link(gen5, 16, gen5, 16), driver: "nvidia"},
+		bridge(rc0+"/0000:16:00.0/0000:17:01.0", "0x1000", "0xc030", "0", s0, link(gen5, 16, gen5, 16)),
+		fn{path: rc0 + "/0000:16:00.0/0000:17:01.0/0000:19:00.0", vendor: "0x15b3", device: "0x1021",
+			class: "0x020700", numa: "0", cpus: s0, link: link(gen5, 16, gen5, 16)},
+	)
+	rc1 := "pci0000:9a/0000:9a:01.0"
+	t.pci(
+		hostBridge("pci0000:9a/0000:9a:00.0", "0x8086", "0x09a2"),
+		bridge(rc1, "0x8086", "0x352a", "1", s1, link(gen5, 16, gen5, 16)),
+		bridge(rc1+"/0000:9b:00.0", "0x1000", "0xc030", "1", s1, link(gen5, 16, gen5, 16)),
+		bridge(rc1+"/0000:9b:00.0/0000:9c:00.0", "0x1000", "0xc030", "1", s1, link(gen1, 16, gen5, 16)),
+		fn{path: rc1 + "/0000:9b:00.0/0000:9c:00.0/0000:9d:00.0", vendor: "0x10de", device: "0x2330",
+			class: "0x030200", numa: "1", cpus: s1, link: link(gen1, 16, gen5, 16), driver: "nvidia"},
+	)
+	t.pci(
+		bridge("pci0000:ad/0000:ad:01.0", "0x8086", "0x352a", "1", s1, link(gen4, 2, gen5, 4)),
+		fn{path: "pci0000:ad/0000:ad:01.0/0000:ae:00.0", vendor: "0x10de", device: "0x22a3",
+			class: "0x068000", numa: "1", cpus: s1, link: link(gen4, 2, gen4, 2)},
+		bridge("pci0000:37/0000:37:01.0", "0x8086", "0x352a", "0", s0, link(gen4, 4, gen5, 4)),
+		fn{path: "pci0000:37/0000:37:01.0/0000:38:00.0", vendor: "0x144d", device: "0xa80a",
+			class: "0x010802", numa: "0", cpus: s0, link: link(gen4, 4, gen4, 4)},
+	)
+	t.devNode("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm")
+	return t
 }
 
 // cpuinfo writes proc/cpuinfo for two logical CPUs in the x86 kernel's layout; hypervisor adds the flag every

@@ -60,6 +60,7 @@ type expect struct {
 	models       []string
 	amdIdle      int // accelerators whose AMD facts know them unused: ProcessesKnown and no compute process
 	virtualized  bool
+	lost         int // accelerators marked Lost
 }
 
 var goldenCases = []struct {
@@ -84,6 +85,30 @@ var goldenCases = []struct {
 		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 2,
 			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe,
 			models: []string{"NVIDIA H100 SXM5", "NVIDIA H100 SXM5"}},
+	},
+	{
+		// GPU 1 fell off the bus: listed, lost, without capability; the node's capability is GPU 0's and the
+		// node is degraded. sysfs alone shows it (config all ones, link registers all ones, the port at x0).
+		name: "dgx-2gpu-lost", node: "dgx-2gpu-lost", sys: podSystem, nvml: noNVML,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 2,
+			pcie: &LinkCapability{Gen: 5, Width: 16}, degraded: true, hostLink: HostLinkPCIe,
+			models: []string{"NVIDIA H100 SXM5", "NVIDIA H100 SXM5"}, lost: 1},
+	},
+	{
+		// NVML gives no handle for the lost GPU (NVML_ERROR_GPU_IS_LOST): the one nvidia GPU NVML has no
+		// handle for is it, and NVML's word joins sysfs's.
+		name: "dgx-2gpu-lost.nvml", node: "dgx-2gpu-lost", sys: podSystem,
+		nvml: &fakeNVML{driver: "570.124.06", cuda: 12080, gpus: []fakeGPU{
+			h100("00000000:18:00.0", "GPU-5a1c1d0e-8f27-4b1d-93c5-2f0d6e9b4a71", 0),
+			func() fakeGPU {
+				g := h100("00000000:9D:00.0", "GPU-c3e8b2a9-1d4f-4e6a-8b7c-9a0d1e2f3b4c", 0)
+				g.fail = map[string]nvml.Return{"handle": nvml.ERROR_GPU_IS_LOST}
+				return g
+			}(),
+		}},
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 2,
+			pcie: &LinkCapability{Gen: 5, Width: 16}, degraded: true, hostLink: HostLinkPCIe,
+			models: []string{"NVIDIA H100 80GB HBM3", "NVIDIA H100 SXM5"}, lost: 1},
 	},
 	{
 		name: "gpu-x8-degraded", node: "gpu-x8-degraded", sys: serviceSystem, nvml: noNVML,
@@ -204,6 +229,18 @@ var goldenCases = []struct {
 			models: []string{"Intel Arc A770"}},
 	},
 	{
+		// The SoC's GPU: cuda, integrated with the CPU's DRAM, no PCIe capability; nvgpu drives it (gk20a).
+		name: "jetson-agx-orin", node: "jetson-agx-orin", sys: podSystem, nvml: noNVML,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 1,
+			hostLink: HostLinkIntegrated, models: []string{"NVIDIA Orin (integrated)"}},
+	},
+	{
+		// Thor's GPU from nvidia.ko's device nodes and module (no sysfs GPU device in this fixture).
+		name: "jetson-agx-thor", node: "jetson-agx-thor", sys: podSystem, nvml: noNVML,
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 1,
+			hostLink: HostLinkIntegrated, models: []string{"NVIDIA Thor (integrated)"}},
+	},
+	{
 		name: "switch-x8-gen3-uplink", node: "switch-x8-gen3-uplink", sys: podSystem, nvml: noNVML,
 		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 1,
 			pcie: &LinkCapability{Gen: 3, Width: 16}, hostLink: HostLinkPCIe, models: []string{"NVIDIA H100 PCIe"}},
@@ -249,6 +286,16 @@ func TestGoldenReports(t *testing.T) {
 				}
 			}
 			require.Equal(t, tc.want.models, models)
+			lost := 0
+			for _, a := range r.Accelerators {
+				if a.Lost {
+					lost++
+					require.Nil(t, a.Capability, "a lost GPU has no capability")
+					require.True(t, a.Degraded)
+					require.NotEmpty(t, a.LostReason)
+				}
+			}
+			require.Equal(t, tc.want.lost, lost, "lost accelerators")
 			require.Equal(t, tc.want.amdIdle, amdIdle, "accelerators known unused from KFD")
 			require.NotEmpty(t, r.Hostname)
 			require.NotZero(t, r.Memory.MemTotalBytes)

@@ -30,7 +30,11 @@ func TestProbeNeverLeavesHostRoot(t *testing.T) {
 	tr.links["sys/fs/cgroup/kubepods"] = "../../../../../../../../../../sys/fs/cgroup"
 	r := probeTree(t, tr)
 	errs := factErrors(r)
-	require.Contains(t, errs["pci/0000:00:02.0/vendor"], "leads out of")
+	fatal := map[string]string{}
+	for _, e := range r.Fatal {
+		fatal[e.Fact] = e.Error
+	}
+	require.Contains(t, fatal["pci/0000:00:02.0/vendor"], "leads out of", "an unreadable PCI identity fails the pass")
 	require.Contains(t, errs["hostname"], "points outside etc")
 	require.Contains(t, errs["osrelease"], "points outside proc")
 	require.Contains(t, errs["shm"], "points outside dev")

@@ -130,10 +130,10 @@ func TestNVMLEnrichment(t *testing.T) {
 				g[1].fail = map[string]nvml.Return{"pci": nvml.ERROR_GPU_IS_LOST}
 				return &fakeNVML{gpus: g}
 			},
+			// GPU_IS_LOST is a fact about GPU 1, not a failed read.
 			errors: map[string]string{
 				"nvml/0/uuid":             "ERROR_UNKNOWN",
 				"nvml/0/computeProcesses": "ERROR_NO_PERMISSION",
-				"nvml/1/pciBusID":         "ERROR_GPU_IS_LOST",
 			},
 			check: func(t *testing.T, r *Report) {
 				a := r.Accelerators[0].NVML
@@ -142,9 +142,12 @@ func TestNVMLEnrichment(t *testing.T) {
 				require.Zero(t, a.MaxPCIeGen)
 				require.Equal(t, 16, a.MaxPCIeWidth)
 				require.Equal(t, "NVIDIA H100 80GB HBM3", a.Name)
-				// GPU 1's bus id is unknown, so it cannot be matched; sysfs still lists it.
+				// GPU 1's bus id is unknown, so it cannot be matched; sysfs still lists it, and it is the one
+				// nvidia GPU without an NVML device: NVML's "lost" is about it.
 				require.Nil(t, r.Accelerators[1].NVML)
 				require.Equal(t, "NVIDIA H100 SXM5", r.Accelerators[1].Model)
+				require.True(t, r.Accelerators[1].Lost)
+				require.Contains(t, r.Accelerators[1].LostReason, "pciBusID: nvml get pci info: ERROR_GPU_IS_LOST")
 			},
 		},
 		{

@@ -122,7 +122,7 @@ func TestNVMLSnapshotRoundTrip(t *testing.T) {
 // hang, that crash, and a tiny working one: the parent always gets an answer, and faults are errors saying so.
 func TestNVMLChild(t *testing.T) {
 	t.Parallel()
-	host := hostfs.New(filepath.Join(fixtureRoot, "cpu-bmc"))
+	host := hostfs.New(filepath.Join(fixtureRoot, "gpu-x8-degraded")) // an NVIDIA GPU: NVML is asked
 	tests := []struct {
 		name    string
 		library func(t *testing.T) string
@@ -130,7 +130,13 @@ func TestNVMLChild(t *testing.T) {
 		nvmlErr string // Driver.NVMLError substring; "" means NVML loaded
 		factErr string // the "nvml" fact's error substring; "" means none
 		check   func(t *testing.T, r *Report)
+		host    string // a fixture node other than the GPU node
 	}{
+		// Without an NVIDIA device NVML has nothing to say: no child is started, so even a library that
+		// crashes is no fault there.
+		{name: "no nvidia device starts no child", host: "cpu-bmc",
+			library: func(t *testing.T) string { return fakeNVMLLibrary(t, "FAKE_CRASH") },
+			nvmlErr: "nvml not asked: no nvidia device"},
 		{name: "libc is not NVML", library: func(*testing.T) string { return "libc.so.6" },
 			nvmlErr: "nvml library libc.so.6 is not NVML: it does not export nvmlInit_v2",
 			factErr: "is not NVML"},
@@ -156,6 +162,10 @@ func TestNVMLChild(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			host := host
+			if tc.host != "" {
+				host = hostfs.New(filepath.Join(fixtureRoot, tc.host))
+			}
 			d := New(Options{Host: host, NVMLLibrary: tc.library(t), NVMLChild: selfChild, System: podSystem,
 				Timeout: tc.timeout})
 			if tc.timeout == 0 {

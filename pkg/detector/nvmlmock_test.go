@@ -11,7 +11,7 @@ import (
 )
 
 // fakeGPU describes one GPU for go-nvml's mock. fail makes a method return an NVML error; its keys are the
-// names used below ("pci", "uuid", "name", "maxGen", "maxWidth", "curGen", "curWidth", "memory", "procs",
+// names used below ("handle" for DeviceGetHandleByIndex, "pci", "uuid", "name", "maxGen", "maxWidth", "curGen", "curWidth", "memory", "procs",
 // "mode", "fields").
 type fakeGPU struct {
 	busID, uuid, name                  string
@@ -141,6 +141,9 @@ func (f *fakeNVML) mock() *mock.Interface {
 			}
 			if i < 0 || i >= len(devices) {
 				return nil, nvml.ERROR_INVALID_ARGUMENT
+			}
+			if r := f.gpus[i].ret("handle"); r != nvml.SUCCESS {
+				return nil, r
 			}
 			return devices[i], nvml.SUCCESS
 		},

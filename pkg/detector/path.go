@@ -154,6 +154,10 @@ func guestPath(dev *PCIeLink) (*LinkCapability, bool) {
 func linkCapabilities(accs []Accelerator, guest bool) {
 	for i := range accs {
 		a := &accs[i]
+		markLost(a, sysfsLost(a, guest))
+		if a.Lost {
+			continue // nothing it reports is capability (settleLost)
+		}
 		if a.Link == nil && len(a.Upstream) == 0 {
 			continue // not from sysfs (NVML-only): NVML filled it
 		}

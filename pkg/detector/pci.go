@@ -180,32 +180,24 @@ func (p *probe) scanPCI(nodes devNodes) []Accelerator {
 
 // pciAccelerator reads one PCI function and describes it when it is an accelerator. Attributes are read from
 // the resolved sys/devices directory, so that an absolute link never leads out of the host root.
+//
+// A function whose identity cannot be known fails the pass (Report.Fatal): an entry that does not resolve
+// inside the root (a symlink loop, a link out of the root, a dangling link), or a vendor, device or class
+// file that is absent, unreadable (a FIFO, a directory) or not a hex id. Dropping it would publish the rest
+// of the node as if the function were not there, and one unreadable GPU would turn a GPU node into
+// "no-accelerator": a failed probe is not a fact.
 func (p *probe) pciAccelerator(busEntry string, addr pcie.Address, nodes devNodes) (Accelerator, bool) {
 	name := addr.String()
 	entry, linked, err := p.resolveDeviceDir(busEntry)
 	if err != nil {
-		p.fail("pci/"+name, err)
+		p.failPass("pci/"+name, fmt.Errorf("resolve %s: %w", busEntry, unwrapPathError(err)))
 		return Accelerator{}, false
 	}
-	hexAttr := func(attr string, bits int) (uint32, bool) {
-		s, ok := p.readString("pci/"+name+"/"+attr, filepath.Join(entry, attr))
-		if !ok {
-			return 0, false
-		}
-		v, err := parseHexID(s, bits)
-		if err != nil {
-			p.fail("pci/"+name+"/"+attr, err)
-			return 0, false
-		}
-		return v, true
-	}
-	vendor, ok := hexAttr("vendor", 16)
-	if !ok || !isAcceleratorVendor(uint16(vendor)) {
-		return Accelerator{}, false
-	}
-	device, ok1 := hexAttr("device", 16)
-	class, ok2 := hexAttr("class", 24)
-	if !ok1 || !ok2 {
+	vendor, ok1 := p.pciID(entry, name, "vendor", 16)
+	device, ok2 := p.pciID(entry, name, "device", 16)
+	class, ok3 := p.pciID(entry, name, "class", 24)
+	p.nvidiaPCI = p.nvidiaPCI || (ok1 && vendor == vendorNVIDIA)
+	if !ok1 || !ok2 || !ok3 || !isAcceleratorVendor(uint16(vendor)) {
 		return Accelerator{}, false
 	}
 	platform := classify(uint16(vendor), uint16(device), class, nodes)
@@ -245,6 +237,9 @@ func (p *probe) pciAccelerator(busEntry string, addr pcie.Address, nodes devNode
 		}
 	}
 	acc.Link = p.readPCIeLink(entry, name)
+	if acc.suspended = p.runtimeSuspended(entry, name); !acc.suspended {
+		acc.configAllOnes = p.configAllOnes(entry, name)
+	}
 	if linked {
 		acc.Upstream = p.upstreamHops(entry)
 		markCardInternal(uint16(vendor), acc.Upstream)
@@ -254,6 +249,24 @@ func (p *probe) pciAccelerator(busEntry string, addr pcie.Address, nodes devNode
 		acc.AMD = p.amdDevice(addr, entry)
 	}
 	return acc, true
+}
+
+// pciID reads one identity attribute (vendor, device, class) of the PCI function at dir as a hex number of at
+// most bits bits. Any failure, absence included (the kernel writes the three for every function), fails the
+// pass with the path and the error.
+func (p *probe) pciID(dir, name, attr string, bits int) (uint32, bool) {
+	fact, path := "pci/"+name+"/"+attr, filepath.Join(dir, attr)
+	data, err := p.readFile(path)
+	if err != nil {
+		p.failPass(fact, fmt.Errorf("read %s: %w", path, unwrapPathError(err)))
+		return 0, false
+	}
+	v, err := parseHexID(strings.TrimSpace(string(data)), bits)
+	if err != nil {
+		p.failPass(fact, fmt.Errorf("%s: %w", path, err))
+		return 0, false
+	}
+	return v, true
 }
 
 func modelName(vendor, device uint16) string {
@@ -289,12 +302,15 @@ func (p *probe) readPCIeLink(dir, name string) *PCIeLink {
 		}
 		*gts, *gen = v, g
 	}
-	width := func(attr string, w *int) {
+	width := func(attr string, w *int, down *bool) {
 		s, ok := p.readString("pci/"+name+"/"+attr, filepath.Join(dir, attr))
 		if !ok {
 			return
 		}
 		found = true
+		if down != nil {
+			*down = pcie.LinkDown(s)
+		}
 		v, err := pcie.ParseWidth(s)
 		if err != nil {
 			p.fail("pci/"+name+"/"+attr, err)
@@ -303,9 +319,9 @@ func (p *probe) readPCIeLink(dir, name string) *PCIeLink {
 		*w = v
 	}
 	speed("current_link_speed", &l.CurrentGTs, &l.CurrentGen)
-	width("current_link_width", &l.CurrentWidth)
+	width("current_link_width", &l.CurrentWidth, &l.Down)
 	speed("max_link_speed", &l.MaxGTs, &l.MaxGen)
-	width("max_link_width", &l.MaxWidth)
+	width("max_link_width", &l.MaxWidth, nil)
 	if !found {
 		return nil
 	}

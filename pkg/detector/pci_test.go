@@ -250,6 +250,7 @@ func TestScanPCI(t *testing.T) {
 		tree   func() *tree
 		check  func(t *testing.T, r *Report)
 		errors map[string]string // fact -> error substring
+		fatal  map[string]string // fact -> error substring of Report.Fatal entries that must be there
 	}{
 		{
 			name: "no sysfs at all",
@@ -284,8 +285,8 @@ func TestScanPCI(t *testing.T) {
 				t.links["sys/bus/pci/devices/0000:00:02.0"] = "/etc"
 				return t
 			},
-			errors: map[string]string{"pci/0000:00:02.0": "points outside sys"},
-			check:  func(t *testing.T, r *Report) { require.Empty(t, r.Accelerators) },
+			fatal: map[string]string{"pci/0000:00:02.0": "points outside sys"},
+			check: func(t *testing.T, r *Report) { require.Empty(t, r.Accelerators) },
 		},
 		{
 			name: "flattened tree without symlinks still lists the device",
@@ -353,7 +354,8 @@ func TestScanPCI(t *testing.T) {
 			},
 		},
 		{
-			name: "unreadable vendor loses only that device",
+			// A failed probe is not a fact: the other GPU must not speak for the node.
+			name: "unreadable vendor fails the pass",
 			tree: func() *tree {
 				t := newTree().pci(
 					gpuAt("pci0000:00/0000:00:02.0", nil),
@@ -363,21 +365,61 @@ func TestScanPCI(t *testing.T) {
 				t.file("sys/devices/pci0000:00/0000:00:02.0/vendor/x", "") // a directory: read fails
 				return t
 			},
-			errors: map[string]string{"pci/0000:00:02.0/vendor": "is a directory"},
+			fatal: map[string]string{"pci/0000:00:02.0/vendor": "sys/devices/pci0000:00/0000:00:02.0/vendor: is a directory"},
 			check: func(t *testing.T, r *Report) {
-				require.Len(t, r.Accelerators, 1)
-				require.Equal(t, "0000:00:03.0", r.Accelerators[0].PCIAddress)
+				require.Error(t, r.Err())
+				require.Len(t, r.Accelerators, 1, "the rest is still read, for the report")
 			},
 		},
 		{
-			name: "malformed class is an error, not an accelerator",
+			name: "malformed class fails the pass",
 			tree: func() *tree {
 				t := newTree().pci(gpuAt("pci0000:00/0000:00:02.0", nil))
 				t.file("sys/devices/pci0000:00/0000:00:02.0/class", "3D controller\n")
 				return t
 			},
-			errors: map[string]string{"pci/0000:00:02.0/class": "malformed"},
-			check:  func(t *testing.T, r *Report) { require.Empty(t, r.Accelerators) },
+			fatal: map[string]string{"pci/0000:00:02.0/class": "malformed"},
+			check: func(t *testing.T, r *Report) { require.Empty(t, r.Accelerators) },
+		},
+		{
+			name: "absent device id fails the pass",
+			tree: func() *tree {
+				t := newTree().pci(gpuAt("pci0000:00/0000:00:02.0", nil))
+				delete(t.files, "sys/devices/pci0000:00/0000:00:02.0/device")
+				return t
+			},
+			fatal: map[string]string{"pci/0000:00:02.0/device": "no such file or directory"},
+			check: func(t *testing.T, r *Report) { require.Error(t, r.Err()) },
+		},
+		{
+			name: "garbage class of a non-accelerator fails the pass too",
+			tree: func() *tree {
+				return newTree().pci(fn{path: "pci0000:00/0000:00:1f.0", vendor: "0x8086", device: "0x1b81",
+					class: "garbage"})
+			},
+			fatal: map[string]string{"pci/0000:00:1f.0/class": "malformed"},
+			check: func(t *testing.T, r *Report) { require.Error(t, r.Err()) },
+		},
+		{
+			name: "entry in a symlink loop fails the pass",
+			tree: func() *tree {
+				t := newTree().pci(gpuAt("pci0000:00/0000:00:02.0", nil))
+				t.links["sys/bus/pci/devices/0000:00:02.0"] = "../../../devices/loop"
+				t.links["sys/devices/loop"] = "../bus/pci/devices/0000:00:02.0"
+				return t
+			},
+			fatal: map[string]string{"pci/0000:00:02.0": "resolve "},
+			check: func(t *testing.T, r *Report) { require.Error(t, r.Err()) },
+		},
+		{
+			name: "dangling entry fails the pass",
+			tree: func() *tree {
+				t := newTree().pci(gpuAt("pci0000:00/0000:00:02.0", nil))
+				t.links["sys/bus/pci/devices/0000:00:02.0"] = "../../../devices/pci0000:00/0000:00:09.0"
+				return t
+			},
+			fatal: map[string]string{"pci/0000:00:02.0": "resolve "},
+			check: func(t *testing.T, r *Report) { require.Error(t, r.Err()) },
 		},
 		{
 			name: "sr-iov virtual functions are not counted",
@@ -645,6 +687,13 @@ func TestScanPCI(t *testing.T) {
 			require.Len(t, errs, len(tc.errors), "errors: %v", r.Errors)
 			for fact, substr := range tc.errors {
 				require.Contains(t, errs[fact], substr, "fact %s", fact)
+			}
+			fatal := map[string]string{}
+			for _, e := range r.Fatal {
+				fatal[e.Fact] = e.Error
+			}
+			for fact, substr := range tc.fatal {
+				require.Contains(t, fatal[fact], substr, "fatal %s: %v", fact, r.Fatal)
 			}
 			tc.check(t, r)
 		})

@@ -23,6 +23,9 @@ var platformPrecedence = []Platform{PlatformCUDA, PlatformROCm, PlatformXPU, Pla
 const (
 	HostLinkPCIe      = "pcie"
 	HostLinkNVLinkC2C = "nvlink-c2c"
+	// HostLinkIntegrated: the GPU is part of the SoC and shares the CPU's DRAM (Jetson, IGX: tegra.go); there
+	// is no link between host and device memory, they are the same memory.
+	HostLinkIntegrated = "integrated"
 )
 
 // NVLinkC2CBytesPerSecond is the per-direction bandwidth of the NVLink-C2C link between a Grace CPU and its
@@ -52,7 +55,7 @@ type Report struct {
 	Virtualization *Virtualization `json:"virtualization,omitempty"`
 	// Accelerators is the accelerator inventory from sysfs (and NVML where it loaded), in PCI address order.
 	Accelerators []Accelerator `json:"accelerators"`
-	// HostLink is pcie or nvlink-c2c; empty when there is no accelerator.
+	// HostLink is pcie, nvlink-c2c or integrated; empty when there is no accelerator.
 	HostLink string `json:"hostLink,omitempty"`
 	// PCIe is the weakest capability, by per-direction bandwidth, of the PCIe-attached accelerators the labels
 	// describe (the node platform's with their driver); nil when none has one (NVLink-C2C, no link attributes).
@@ -124,10 +127,25 @@ type Accelerator struct {
 	// bandwidth (in a virtual machine: the device's own link). nil for a GPU that reaches host memory over
 	// NVLink-C2C, whose PCIe link does not carry host memory traffic.
 	Capability *LinkCapability `json:"capability,omitempty"`
-	// Degraded is true when a link on the path trained narrower than both its ends support.
+	// Degraded is true when a link on the path trained narrower than both its ends support, or the
+	// accelerator is Lost.
 	Degraded bool `json:"degraded"`
-	// HostLink is how this accelerator reaches host memory: pcie or nvlink-c2c.
+	// Lost is true when the accelerator has fallen off the bus (NVIDIA's Xid 79): its config space reads all
+	// ones, its link registers decode all ones (lost.go), a port above it has no link (x0), or NVML says
+	// "GPU is lost". Nothing it reports is capability: Capability is nil, Degraded true, and the DMA check
+	// fails it without opening a context.
+	Lost bool `json:"lost,omitempty"`
+	// LostReason says what showed the accelerator lost, with the file or NVML call.
+	LostReason string `json:"lostReason,omitempty"`
+	// configAllOnes: the first four bytes of sysfs config (vendor and device id) read 0xff.
+	configAllOnes bool
+	// suspended: power/runtime_status says the function is runtime-suspended (its link may be off; the link
+	// registers are not judged, config space is: the kernel resumes a device to read it).
+	suspended bool
+	// HostLink is how this accelerator reaches host memory: pcie, nvlink-c2c or integrated.
 	HostLink string `json:"hostLink,omitempty"`
+	// Tegra is the SoC of an integrated GPU (HostLink integrated), nil for any other.
+	Tegra *TegraSoC `json:"tegra,omitempty"`
 	// Driver is the kernel driver bound to the function (the basename of its sysfs driver link), "" when none.
 	Driver string `json:"driver"`
 	// DriverProblem says why the accelerator cannot be used by its platform's runtime ("bound to vfio-pci, not
@@ -141,6 +159,22 @@ type Accelerator struct {
 	// AMD is what the amdgpu driver and the ROCm kernel driver (KFD) report for a rocm accelerator through sysfs;
 	// nil for other platforms, or when sysfs has none of it.
 	AMD *AMDDevice `json:"amd,omitempty"`
+}
+
+// TegraSoC is what the device tree, the SoC device and Jetson Linux say about the SoC of an integrated GPU.
+type TegraSoC struct {
+	// Compatible is the SoC's device-tree compatible: "nvidia,tegra234" (Orin), "nvidia,tegra264" (Thor).
+	Compatible string `json:"compatible"`
+	// Machine is the board: sys/devices/soc0/machine, else the device tree's model.
+	Machine string `json:"machine,omitempty"`
+	// SoCID is sys/devices/soc0/soc_id, the chip id in decimal ("35": Tegra234, "38": Tegra264).
+	SoCID string `json:"socID,omitempty"`
+	// L4TRelease is the first line of etc/nv_tegra_release (Jetson Linux), "" without it.
+	L4TRelease string `json:"l4tRelease,omitempty"`
+	// GPUDevice is the GPU's platform device ("17000000.gpu"), "" when only its device nodes were found.
+	GPUDevice string `json:"gpuDevice,omitempty"`
+	// GPUCompatible is the GPU's device-tree compatible ("nvidia,ga10b"), from its uevent.
+	GPUCompatible string `json:"gpuCompatible,omitempty"`
 }
 
 // PCIeHop is one upstream bridge or switch port.
@@ -176,6 +210,8 @@ type PCIeLink struct {
 	MaxGen       int     `json:"maxGen,omitempty"`
 	MaxGTs       float64 `json:"maxGTs,omitempty"`
 	MaxWidth     int     `json:"maxWidth,omitempty"`
+	// Down is true when current_link_width reads 0: the link is not up (pcie.LinkDown).
+	Down bool `json:"down,omitempty"`
 }
 
 // LinkCapability is a PCIe generation and width.

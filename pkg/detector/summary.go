@@ -21,6 +21,9 @@ func (p *probe) scanAccelerators(r *Report, nodes devNodes) []Accelerator {
 func markHostLinks(accs []Accelerator) {
 	for i := range accs {
 		a := &accs[i]
+		if a.HostLink == HostLinkIntegrated {
+			continue // tegra.go: no link at all
+		}
 		a.HostLink = HostLinkPCIe
 		if c2cAttached(a) {
 			a.HostLink = HostLinkNVLinkC2C

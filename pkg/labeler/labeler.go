@@ -16,8 +16,9 @@
 // It applies the pin policy (Policy, from --pin-platforms): wsl first, then no-accelerator, then platform (not in
 // the policy; the default policy is cuda and rocm), then no-driver (every accelerator of the node's platform
 // lacks its vendor's driver, detector.Report.PlatformLacksDriver: bound to vfio-pci, nouveau or nothing, or ROCm
-// without dev/kfd; a platform outside the policy is the more lasting reason, so it comes first), then
-// pin-failed when the bench tried to pin on some GPUs (bench.GPUResult.PinTried) and neither cuMemHostAlloc nor
+// without dev/kfd; a platform outside the policy is the more lasting reason, so it comes first), then gpu-lost
+// (every accelerator of the platform fell off the bus, detector.Report.PlatformLost; with one left the node
+// stays available and link-degraded=true says the rest), then pin-failed when the bench tried to pin on some GPUs (bench.GPUResult.PinTried) and neither cuMemHostAlloc nor
 // cuMemHostRegister worked on any of them. Without a bench result, or with one that got as far as pinning on
 // no GPU, there is no evidence either way. Confidential computing does not change it.
 //

@@ -36,7 +36,8 @@ var bandwidthKeys = []string{KeyH2DGBytesPerSec, KeyD2HGBytesPerSec, KeyPageable
 	KeyConcurrentH2DGBytesPerSec}
 
 // fromReport returns the labels that need no DMA check: availability and reason (from v), platform, WSL,
-// virtual machine, memlock, host link, PCIe capability, link degradation and confidential computing.
+// virtual machine, memlock, host link, PCIe capability, link degradation (a lost GPU included) and
+// confidential computing.
 func fromReport(r *detector.Report, v Verdict) Labels {
 	l := Labels{
 		KeyAvailable: strconv.FormatBool(v.Available),
@@ -68,6 +69,10 @@ func fromReport(r *detector.Report, v Verdict) Labels {
 		if r.PCIe.Width > 0 {
 			l[KeyPCIeWidth] = strconv.Itoa(r.PCIe.Width)
 		}
+	}
+	// Degradation is said wherever there is a PCIe capability, and always when some GPU is degraded or lost: a
+	// node whose only GPU fell off the bus has no capability left, and must not look healthy.
+	if r.PCIe != nil || r.LinkDegraded {
 		l[KeyLinkDegraded] = strconv.FormatBool(r.LinkDegraded)
 	}
 	if r.ConfidentialComputing {

@@ -57,6 +57,14 @@ func TestFromReport(t *testing.T) {
 			KeyHostLink: "pcie",
 		},
 	}, {
+		// The node's only GPU fell off the bus: no capability is left, and the node must not look healthy.
+		name: "only gpu lost: link-degraded without PCIe facts, gpu-lost",
+		report: detector.Report{Platform: detector.PlatformCUDA, HostLink: detector.HostLinkPCIe, LinkDegraded: true,
+			Accelerators: []detector.Accelerator{{Platform: detector.PlatformCUDA, Lost: true, Degraded: true}}},
+		verdict: Verdict{Reason: ReasonGPULost},
+		want: Labels{KeyAvailable: "false", KeyReason: "gpu-lost", KeyPlatform: "cuda", KeyHostLink: "pcie",
+			KeyLinkDegraded: "true"},
+	}, {
 		name:    "grace hopper: nvlink-c2c, no PCIe facts",
 		report:  detector.Report{Platform: detector.PlatformCUDA, HostLink: detector.HostLinkNVLinkC2C},
 		verdict: Verdict{Available: true},

@@ -14,14 +14,20 @@ const (
 	ReasonNoAccelerator = "no-accelerator"
 	// ReasonNoDriver: every accelerator of the node's platform lacks its vendor's driver (bound to vfio-pci,
 	// nouveau or nothing; for ROCm also a missing dev/kfd). Checked after platform, before pin-failed.
-	ReasonNoDriver  = "no-driver"
+	ReasonNoDriver = "no-driver"
+	// ReasonGPULost: every accelerator of the node's platform has fallen off the bus (detector.Accelerator.Lost,
+	// detector.Report.PlatformLost). Checked after no-driver, before pin-failed. While one GPU is not lost the
+	// node stays available: pinning works on the others, and link-degraded=true with bench=partial or failed
+	// tells a job that needs every GPU to go elsewhere.
+	ReasonGPULost   = "gpu-lost"
 	ReasonPinFailed = "pin-failed"
 )
 
 // Verdict is the availability decision under the pin policy (pinmemory.available and pinmemory.reason).
 type Verdict struct {
 	Available bool `json:"available"`
-	// Reason is set only when Available is false: wsl, no-accelerator, platform, no-driver or pin-failed.
+	// Reason is set only when Available is false: wsl, no-accelerator, platform, no-driver, gpu-lost or
+	// pin-failed.
 	Reason string `json:"reason,omitempty"`
 }
 
@@ -101,6 +107,8 @@ func decide(r *detector.Report, pinPlatforms []detector.Platform, trials []pinTr
 		return Verdict{Available: false, Reason: ReasonPlatform}
 	case r.PlatformLacksDriver():
 		return Verdict{Available: false, Reason: ReasonNoDriver}
+	case r.PlatformLost():
+		return Verdict{Available: false, Reason: ReasonGPULost}
 	case len(trials) > 0 && !slices.ContainsFunc(trials, pinTrial.pinned):
 		return Verdict{Available: false, Reason: ReasonPinFailed}
 	}

@@ -70,6 +70,19 @@ func TestDecide(t *testing.T) {
 			Accelerators: vfio}, policy: def, trials: failed, want: no(ReasonNoDriver)},
 		{name: "wsl comes before no-driver", r: &detector.Report{WSL: true, Platform: detector.PlatformCUDA,
 			Accelerators: vfio}, policy: def, want: no(ReasonWSL)},
+		// gpu-lost
+		{name: "every gpu lost", r: &detector.Report{Platform: detector.PlatformCUDA,
+			Accelerators: []detector.Accelerator{{Platform: detector.PlatformCUDA, Lost: true}}}, policy: def,
+			want: no(ReasonGPULost)},
+		{name: "one gpu not lost keeps the node available", r: &detector.Report{Platform: detector.PlatformCUDA,
+			Accelerators: []detector.Accelerator{{Platform: detector.PlatformCUDA, Lost: true},
+				{Platform: detector.PlatformCUDA}}}, policy: def, want: yes},
+		{name: "no-driver comes before gpu-lost", r: &detector.Report{Platform: detector.PlatformCUDA,
+			Accelerators: []detector.Accelerator{{Platform: detector.PlatformCUDA, Lost: true,
+				DriverProblem: "no driver bound"}}}, policy: def, want: no(ReasonNoDriver)},
+		{name: "gpu-lost comes before pin-failed", r: &detector.Report{Platform: detector.PlatformCUDA,
+			Accelerators: []detector.Accelerator{{Platform: detector.PlatformCUDA, Lost: true}}}, policy: def,
+			trials: failed, want: no(ReasonGPULost)},
 		// pin-failed
 		{name: "pinning failed on the only gpu", r: cuda(), policy: def, trials: failed, want: no(ReasonPinFailed)},
 		{name: "pinning failed on every gpu", r: cuda(), policy: def, trials: []pinTrial{{}, {}},
@@ -150,6 +163,8 @@ func TestAssess(t *testing.T) {
 var fixtureVerdicts = map[string]Verdict{
 	"dgx-2gpu-switch":            yes,
 	"dgx-2gpu-switch.sysfs-only": yes,
+	"dgx-2gpu-lost":              yes, // GPU 0 is fine: available, link-degraded=true
+	"dgx-2gpu-lost.nvml":         yes,
 	"gpu-x8-degraded":            yes,
 	"gpu-gen3-uplink":            yes,
 	"wsl2":                       no(ReasonWSL),
@@ -169,6 +184,8 @@ var fixtureVerdicts = map[string]Verdict{
 	"apu-raphael":                no(ReasonNoAccelerator),
 	"arc-a770-igpu":              no(ReasonPlatform),
 	"switch-x8-gen3-uplink":      yes,
+	"jetson-agx-orin":            yes, // the SoC's GPU with nvgpu: same rules as any CUDA GPU
+	"jetson-agx-thor":            yes,
 }
 
 // TestVerdictOfEveryFixture runs every golden report of the detector through Assess, without a bench.

@@ -44,7 +44,10 @@ var (
 		"RLIMIT_MEMLOCK of the daemon (what containers on this node inherit); +Inf when unlimited.",
 		[]string{"kind"}, nil)
 	descDegraded = prometheus.NewDesc("pinmemory_link_degraded",
-		"1 when the accelerator's PCIe path trained narrower than both ends of a link support, or its link ran below its capability under load (what sets the pinmemory.link-degraded label).",
+		"1 when the accelerator's PCIe path trained narrower than both ends of a link support, its link ran below its capability under load, or it fell off the bus (what sets the pinmemory.link-degraded label).",
+		gpuLabels, nil)
+	descLost = prometheus.NewDesc("pinmemory_gpu_lost",
+		"1 when the accelerator has fallen off the bus (NVIDIA Xid 79: config space reads all ones, the port above it has no link, or NVML says the GPU is lost), else 0.",
 		gpuLabels, nil)
 	descBandwidth = prometheus.NewDesc("pinmemory_dma_bandwidth_bytes_per_second",
 		"Measured host-device copy bandwidth (median of samples); only figures the check trusts. mode is single (the GPU alone) or concurrent (pinned host-to-device while every measured GPU copies at once).",
@@ -59,7 +62,7 @@ var (
 		"PCIe lane count of the accelerator's link: current or max capability of the path.",
 		withGPU("state"), nil)
 	descGPUBench = prometheus.NewDesc("pinmemory_bench_gpu_info",
-		"Always 1; the state (ok, skipped, failed) of the GPU's last DMA check and, unless ok, the cause (busy, no-memory, implausible, error).",
+		"Always 1; the state (ok, skipped, failed) of the GPU's last DMA check and, unless ok, the cause (busy, no-memory, implausible, error, lost).",
 		withGPU("state", "cause"), nil)
 	descRegister = prometheus.NewDesc("pinmemory_host_register_success",
 		"1 when cuMemHostRegister of ordinary host memory (and a copy from it) worked on the GPU, 0 when it failed; absent where the check did not get as far as pinning.",
@@ -184,7 +187,7 @@ func probeName(fact string) string {
 type snapshot Metrics
 
 func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAvailable, descInfo, descMemlock, descDegraded, descBandwidth,
+	for _, d := range []*prometheus.Desc{descAvailable, descInfo, descMemlock, descDegraded, descLost, descBandwidth,
 		descEfficiency, descGen, descWidth, descBenchDuration, descBenchSuccess, descBenchState, descGPUBench,
 		descRegister, descIOMMU, descIOMMUGroups} {
 		ch <- d
@@ -286,7 +289,8 @@ func collectReport(ch chan<- prometheus.Metric, r *detector.Report, v labeler.Ve
 	for i := range r.Accelerators {
 		a := &r.Accelerators[i]
 		id := ids[a.Index]
-		if a.Link != nil {
+		gauge(ch, descLost, boolValue(a.Lost), id...)
+		if a.Link != nil && !a.Lost { // a lost GPU's link files decode all ones: no figure
 			if a.Link.CurrentGen > 0 {
 				gauge(ch, descGen, float64(a.Link.CurrentGen), id.with("current")...)
 			}
@@ -357,15 +361,15 @@ func gpuCause(g *bench.GPUResult) bench.Cause {
 	return g.Cause
 }
 
-// collectDegraded emits pinmemory_link_degraded for every accelerator with a PCIe link and every GPU the check
-// considered: 1 when the detector found the path trained narrow or the check saw the link slow under load, the
-// same two findings that set the pinmemory.link-degraded label.
+// collectDegraded emits pinmemory_link_degraded for every accelerator with a PCIe link (or lost) and every GPU
+// the check considered: 1 when the detector found the path trained narrow or the GPU lost, or the check saw
+// the link slow under load, the same findings that set the pinmemory.link-degraded label.
 func collectDegraded(ch chan<- prometheus.Metric, r *detector.Report, b *bench.Result, ids map[int]gpuID) {
 	degraded := map[int]bool{}
 	if r != nil {
 		for i := range r.Accelerators {
-			if a := &r.Accelerators[i]; a.Link != nil || a.Capability != nil {
-				degraded[a.Index] = degraded[a.Index] || a.Degraded
+			if a := &r.Accelerators[i]; a.Link != nil || a.Capability != nil || a.Lost {
+				degraded[a.Index] = degraded[a.Index] || a.Degraded || a.Lost
 			}
 		}
 	}

@@ -117,13 +117,16 @@ pinmemory_bench_duration_seconds 1.5
 # HELP pinmemory_dma_link_efficiency_ratio Measured pinned host-to-device bandwidth divided by the theoretical rate of the host link: NVLink-C2C for GH200/GB200, else the weakest PCIe hop.
 # TYPE pinmemory_dma_link_efficiency_ratio gauge
 pinmemory_dma_link_efficiency_ratio{` + ids + `} 0.873
-# HELP pinmemory_link_degraded 1 when the accelerator's PCIe path trained narrower than both ends of a link support, or its link ran below its capability under load (what sets the pinmemory.link-degraded label).
+# HELP pinmemory_link_degraded 1 when the accelerator's PCIe path trained narrower than both ends of a link support, its link ran below its capability under load, or it fell off the bus (what sets the pinmemory.link-degraded label).
 # TYPE pinmemory_link_degraded gauge
 pinmemory_link_degraded{` + ids + `} 1
+# HELP pinmemory_gpu_lost 1 when the accelerator has fallen off the bus (NVIDIA Xid 79: config space reads all ones, the port above it has no link, or NVML says the GPU is lost), else 0.
+# TYPE pinmemory_gpu_lost gauge
+pinmemory_gpu_lost{` + ids + `} 0
 # HELP pinmemory_host_register_success 1 when cuMemHostRegister of ordinary host memory (and a copy from it) worked on the GPU, 0 when it failed; absent where the check did not get as far as pinning.
 # TYPE pinmemory_host_register_success gauge
 pinmemory_host_register_success{` + ids + `} 1
-# HELP pinmemory_bench_gpu_info Always 1; the state (ok, skipped, failed) of the GPU's last DMA check and, unless ok, the cause (busy, no-memory, implausible, error).
+# HELP pinmemory_bench_gpu_info Always 1; the state (ok, skipped, failed) of the GPU's last DMA check and, unless ok, the cause (busy, no-memory, implausible, error, lost).
 # TYPE pinmemory_bench_gpu_info gauge
 pinmemory_bench_gpu_info{` + pre + `,cause="",` + gpu + "," + rest + `,state="ok"} 1
 # HELP pinmemory_iommu_info Always 1; mode is the type of the accelerator's IOMMU group (identity, DMA, DMA-FQ, unmanaged, blocked).
@@ -206,12 +209,12 @@ func TestLinkDegradedPerGPU(t *testing.T) {
 	}}, true)
 	const host = `Hostname="gpu-node-1"`
 	want := `
-# HELP pinmemory_link_degraded 1 when the accelerator's PCIe path trained narrower than both ends of a link support, or its link ran below its capability under load (what sets the pinmemory.link-degraded label).
+# HELP pinmemory_link_degraded 1 when the accelerator's PCIe path trained narrower than both ends of a link support, its link ran below its capability under load, or it fell off the bus (what sets the pinmemory.link-degraded label).
 # TYPE pinmemory_link_degraded gauge
 pinmemory_link_degraded{` + host + `,UUID="GPU-1",gpu="0",modelName="NVIDIA H100 80GB HBM3",pci_bus_id="00000000:1B:00.0"} 0
 pinmemory_link_degraded{` + host + `,UUID="",gpu="1",modelName="NVIDIA H100 80GB HBM3",pci_bus_id="00000000:2B:00.0"} 1
 pinmemory_link_degraded{` + host + `,UUID="",gpu="2",modelName="NVIDIA H100 80GB HBM3",pci_bus_id="00000000:3B:00.0"} 1
-# HELP pinmemory_bench_gpu_info Always 1; the state (ok, skipped, failed) of the GPU's last DMA check and, unless ok, the cause (busy, no-memory, implausible, error).
+# HELP pinmemory_bench_gpu_info Always 1; the state (ok, skipped, failed) of the GPU's last DMA check and, unless ok, the cause (busy, no-memory, implausible, error, lost).
 # TYPE pinmemory_bench_gpu_info gauge
 pinmemory_bench_gpu_info{` + host + `,UUID="GPU-1",cause="",gpu="0",modelName="NVIDIA H100 80GB HBM3",pci_bus_id="00000000:1B:00.0",state="ok"} 1
 pinmemory_bench_gpu_info{` + host + `,UUID="",cause="implausible",gpu="1",modelName="NVIDIA H100 80GB HBM3",pci_bus_id="00000000:2B:00.0",state="failed"} 1
@@ -222,6 +225,51 @@ pinmemory_bench_gpu_info{` + host + `,UUID="",cause="busy",gpu="2",modelName="NV
 	n, err := testutil.GatherAndCount(m.Registry, "pinmemory_dma_bandwidth_bytes_per_second")
 	require.NoError(t, err)
 	require.Equal(t, 2, n, "only GPU 0's pinned figures")
+}
+
+// TestLostGPUSeries: a GPU that fell off the bus is 1 in pinmemory_gpu_lost and pinmemory_link_degraded (the
+// series the PrometheusRule alerts on), its failed check says cause lost, and the all-ones decoding of its link
+// files (width 63, Gen6) is no link series.
+func TestLostGPUSeries(t *testing.T) {
+	t.Parallel()
+	r := testReport()
+	lost := r.Accelerators[0]
+	lost.Index, lost.PCIAddress, lost.NVML, lost.Capability = 1, "0000:9d:00.0", nil, nil
+	lost.Link = &detector.PCIeLink{CurrentWidth: 63, MaxGen: 6, MaxGTs: 64, MaxWidth: 63}
+	lost.Lost, lost.Degraded, lost.LostReason = true, true, "config space reads all ones"
+	r.Accelerators = append(r.Accelerators, lost)
+	m := New(BuildInfo{})
+	m.ObserveReport(r, available)
+	m.ObserveBench(&bench.Result{State: bench.StatePartial, GPUs: []bench.GPUResult{
+		{Index: 0, State: bench.StateOK, PinnedH2D: 55e9, PinnedD2H: 53e9},
+		{Index: 1, State: bench.StateFailed, Cause: bench.CauseLost, Reason: "gpu lost, not measured: ..."},
+	}}, true)
+	const (
+		host = `Hostname="gpu-node-1"`
+		gpu0 = host + `,UUID="GPU-1",gpu="0",modelName="NVIDIA H100 80GB HBM3",pci_bus_id="00000000:1B:00.0"`
+		gpu1 = host + `,UUID="",gpu="1",modelName="NVIDIA H100 80GB HBM3",pci_bus_id="00000000:9D:00.0"`
+	)
+	want := `
+# HELP pinmemory_gpu_lost 1 when the accelerator has fallen off the bus (NVIDIA Xid 79: config space reads all ones, the port above it has no link, or NVML says the GPU is lost), else 0.
+# TYPE pinmemory_gpu_lost gauge
+pinmemory_gpu_lost{` + gpu0 + `} 0
+pinmemory_gpu_lost{` + gpu1 + `} 1
+# HELP pinmemory_link_degraded 1 when the accelerator's PCIe path trained narrower than both ends of a link support, its link ran below its capability under load, or it fell off the bus (what sets the pinmemory.link-degraded label).
+# TYPE pinmemory_link_degraded gauge
+pinmemory_link_degraded{` + gpu0 + `} 0
+pinmemory_link_degraded{` + gpu1 + `} 1
+# HELP pinmemory_bench_gpu_info Always 1; the state (ok, skipped, failed) of the GPU's last DMA check and, unless ok, the cause (busy, no-memory, implausible, error, lost).
+# TYPE pinmemory_bench_gpu_info gauge
+pinmemory_bench_gpu_info{` + host + `,UUID="GPU-1",cause="",gpu="0",modelName="NVIDIA H100 80GB HBM3",pci_bus_id="00000000:1B:00.0",state="ok"} 1
+pinmemory_bench_gpu_info{` + host + `,UUID="",cause="lost",gpu="1",modelName="NVIDIA H100 80GB HBM3",pci_bus_id="00000000:9D:00.0",state="failed"} 1
+`
+	require.NoError(t, testutil.GatherAndCompare(m.Registry, strings.NewReader(want),
+		"pinmemory_gpu_lost", "pinmemory_link_degraded", "pinmemory_bench_gpu_info"))
+	for _, name := range []string{"pinmemory_pcie_link_generation", "pinmemory_pcie_link_width"} {
+		n, err := testutil.GatherAndCount(m.Registry, name)
+		require.NoError(t, err)
+		require.Equal(t, 2, n, "%s: GPU 0's current and max only", name)
+	}
 }
 
 // TestAMDGPUSeries: an AMD GPU, measured through HIP, has the same series as an NVIDIA one, identified by its

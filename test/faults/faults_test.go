@@ -42,6 +42,48 @@ var pciFaults = []struct {
 	}},
 }
 
+// gpu0 is the first H100 of the dgx-2gpu-switch fixture: its bus entry and its sys/devices directory.
+const (
+	gpu0Entry = "sys/bus/pci/devices/0000:18:00.0"
+	gpu0Dir   = "sys/devices/pci0000:15/0000:15:01.0/0000:16:00.0/0000:17:00.0/0000:18:00.0"
+)
+
+// Ways to make one GPU's PCI identity unreadable or unresolvable on a copied dgx-2gpu-switch, and what the
+// failure must name. The node still has the other GPU, /dev/nvidia0 and the nvidia driver bound: without
+// the fault it is a CUDA node, so "cpu", "no-accelerator" or one GPU's labels would be a wrong fact.
+var identityFaults = []struct {
+	name, cause string
+	apply       func(t *testing.T, root string)
+}{
+	{"vendor is a FIFO", "pci/0000:18:00.0/vendor: read ", func(t *testing.T, root string) {
+		p := filepath.Join(root, gpu0Dir, "vendor")
+		require.NoError(t, os.Remove(p))
+		require.NoError(t, syscall.Mkfifo(p, 0o644))
+	}},
+	{"vendor is a directory", "vendor: is a directory", func(t *testing.T, root string) {
+		p := filepath.Join(root, gpu0Dir, "vendor")
+		require.NoError(t, os.Remove(p))
+		require.NoError(t, os.Mkdir(p, 0o755))
+	}},
+	{"device is garbage", "pci/0000:18:00.0/device: ", func(t *testing.T, root string) {
+		require.NoError(t, os.WriteFile(filepath.Join(root, gpu0Dir, "device"), []byte("\x00\x01garbage\n"), 0o644))
+	}},
+	{"class is missing", "pci/0000:18:00.0/class: read ", func(t *testing.T, root string) {
+		require.NoError(t, os.Remove(filepath.Join(root, gpu0Dir, "class")))
+	}},
+	{"entry is a symlink loop", "pci/0000:18:00.0: resolve ", func(t *testing.T, root string) {
+		entry := filepath.Join(root, gpu0Entry)
+		require.NoError(t, os.Remove(entry))
+		require.NoError(t, os.Symlink("../../../devices/loop", entry))
+		require.NoError(t, os.Symlink("../bus/pci/devices/0000:18:00.0", filepath.Join(root, "sys", "devices", "loop")))
+	}},
+	{"entry points outside the root", "pci/0000:18:00.0: resolve ", func(t *testing.T, root string) {
+		entry := filepath.Join(root, gpu0Entry)
+		require.NoError(t, os.Remove(entry))
+		require.NoError(t, os.Symlink(strings.Repeat("../", 20)+"etc", entry))
+	}},
+}
+
 var noDevice = []string{"--nvml-library", "none", "--state-dir="}
 
 // readFeatureFiles returns the contents of the files in an NFD features.d directory, by name.
@@ -58,7 +100,8 @@ func readFeatureFiles(t *testing.T, dir string) map[string]string {
 	return out
 }
 
-// TestProbeErrorsAreNotFacts: a host root that does not exist or a PCI bus that cannot be listed makes
+// TestProbeErrorsAreNotFacts: a host root that does not exist, a PCI bus that cannot be listed or a GPU whose
+// PCI identity (vendor, device, class, the bus entry itself) cannot be read or resolved makes
 // `probe` exit 1 with the reason and no result, and `run` publish nothing: the feature file of the last
 // good pass stays as it was, stdout gets no labels.
 func TestProbeErrorsAreNotFacts(t *testing.T) {
@@ -75,6 +118,13 @@ func TestProbeErrorsAreNotFacts(t *testing.T) {
 			f.apply(t, root)
 			return root
 		}, "pci: list "})
+	}
+	for _, f := range identityFaults {
+		faults = append(faults, fault{"gpu identity: " + f.name, func(t *testing.T) string {
+			root := copyFixture(t, "dgx-2gpu-switch")
+			f.apply(t, root)
+			return root
+		}, f.cause})
 	}
 	for _, f := range faults {
 		t.Run(f.name, func(t *testing.T) {
