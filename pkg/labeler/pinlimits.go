@@ -71,8 +71,9 @@ var knownPinLimits = []PinLimit{
 
 // SinglePinLimit is the largest single pin known to work on a node, and the limits that set it.
 type SinglePinLimit struct {
-	// MaxBytes is one page below the smallest cap that applies.
+	// MaxBytes is one page below the smallest cap that applies, and By names that limit.
 	MaxBytes uint64 `json:"maxBytes"`
+	By       string `json:"by"`
 	// Limits are the known limits that apply to the node, in the table's order.
 	Limits []PinLimit `json:"limits"`
 }
@@ -96,7 +97,9 @@ func MaxSinglePin(r *detector.Report) *SinglePinLimit {
 			out = &SinglePinLimit{MaxBytes: math.MaxUint64}
 		}
 		out.Limits = append(out.Limits, l)
-		out.MaxBytes = min(out.MaxBytes, l.FailsAtBytes-pageBytes)
+		if l.FailsAtBytes-pageBytes < out.MaxBytes {
+			out.MaxBytes, out.By = l.FailsAtBytes-pageBytes, l.Name
+		}
 	}
 	return out
 }

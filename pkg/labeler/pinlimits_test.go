@@ -55,6 +55,7 @@ func TestMaxSinglePin(t *testing.T) {
 				require.Less(t, m.MaxBytes, lim.FailsAtBytes, "the largest pin known to work is below every cap")
 			}
 			require.Equal(t, tc.wantLims, names)
+			require.Contains(t, names, m.By)
 		})
 	}
 	// Every limit of the table names its source; one without a version range is never applied.
