@@ -107,7 +107,7 @@ type benchOptions struct {
 
 func (o *benchOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Size, "bench-size", "256Mi", "Size of each DMA copy (a Kubernetes quantity); capped by free host memory, the cgroup's headroom and free device memory.")
-	fs.StringVar(&o.PinTrialSize, "pin-trial-size", "1Gi", "Largest region the pin trial pins in one call (a Kubernetes quantity, at least 2Mi; 0 disables the trial): it pins half, then all of it, with the runtime's allocator and by registering ordinary memory; capped by 1/16 of MemAvailable and the cgroup's headroom less 512Mi.")
+	fs.StringVar(&o.PinTrialSize, "pin-trial-size", "1Gi", "Largest region the pin trial pins in one call (a Kubernetes quantity, at least 2Mi; 0 disables the trial): it pins half, then all of it, with the runtime's allocator and by registering ordinary memory; capped by 1/16 of MemAvailable and by the cgroup's headroom less 512Mi (or half of it, when that is more).")
 	fs.DurationVar(&o.Timeout, "bench-timeout", bench.DefaultTimeout, "Hard limit on the DMA check's child process; it is killed after this.")
 	fs.BoolVar(&o.Force, "bench-force", false, "Measure GPUs that have running compute processes too (by default they are skipped and keep their last result).")
 	fs.DurationVar(&o.MaxAge, "bench-max-age", bench.DefaultMaxAge, "Re-measure a GPU when its stored result is older than this (and the GPU is idle).")

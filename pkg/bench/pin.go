@@ -38,7 +38,8 @@ const (
 	// reclaim.
 	pinTrialDivisor = 16
 	// pinTrialReserve is the part of the cgroup's headroom the trial leaves to the child process itself and
-	// to the runtime's own host memory (a CUDA context holds hundreds of MiB).
+	// to the runtime's own host memory (a CUDA context holds hundreds of MiB); with less than twice that
+	// headroom, the trial takes half of it.
 	pinTrialReserve = 512 * mib
 	// maxPinSamples bounds the samples of an API (two are taken; the state file's validation uses it).
 	maxPinSamples = 8
@@ -164,8 +165,9 @@ func judgePin(p PinTrial) PinTrial {
 }
 
 // pinTrialBytes is the size of the trial's larger call: Options.PinTrialBytes capped by 1/16 of MemAvailable
-// and by the cgroup's headroom less pinTrialReserve, in whole MiB. It returns 0 and why when the caps leave
-// less than minPinTrialBytes or the trial is off.
+// and by the cgroup's headroom less pinTrialReserve (half the headroom when that is more), in whole MiB.
+// Pinned memory is charged to the pod's cgroup. It returns 0 and why when the caps leave less than
+// minPinTrialBytes or the trial is off.
 func pinTrialBytes(o Options) (int64, string) {
 	if o.PinTrialBytes < 0 {
 		return 0, "pin trial disabled (--pin-trial-size=0)"
@@ -175,7 +177,8 @@ func pinTrialBytes(o Options) (int64, string) {
 		n = min(n, int64(o.HostMemAvailable/pinTrialDivisor))
 	}
 	if o.CgroupHeadroom > 0 {
-		n = min(n, int64(o.CgroupHeadroom)-pinTrialReserve)
+		h := int64(o.CgroupHeadroom)
+		n = min(n, max(h-pinTrialReserve, h/2))
 	}
 	n = roundDownMiB(n)
 	if n < min(minPinTrialBytes, roundDownMiB(o.PinTrialBytes)) || n < 2*4096 {

@@ -224,7 +224,8 @@ func TestPinTrialBytes(t *testing.T) {
 		{"1/16 of MemAvailable", DefaultPinTrialBytes, 8 << 30, 0, 512 * mib, ""},
 		{"cgroup headroom less the reserve", DefaultPinTrialBytes, 0, 1 << 30, 512 * mib, ""},
 		{"rounded down to MiB", DefaultPinTrialBytes, 16*(100*mib) + 16*5, 0, 100 * mib, ""},
-		{"headroom below the reserve", DefaultPinTrialBytes, 0, 256 * mib, 0, "not enough free memory"},
+		{"headroom below twice the reserve: half of it", DefaultPinTrialBytes, 0, 464 * mib, 232 * mib, ""},
+		{"no headroom to speak of", DefaultPinTrialBytes, 0, 3 * mib, 0, "not enough free memory"},
 		{"off", -1, 0, 0, 0, "disabled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
