@@ -58,9 +58,14 @@ func pinTarget(req *bench.ChildRequest, results []bench.GPUResult, pt bench.Chil
 
 // pinOnThread runs the trial on the calling thread, pinned to t's local CPUs (the pages land on the GPU's
 // NUMA node), in a context of its own.
-func pinOnThread(drv gpuDriver, t bench.Target, pt bench.ChildPinTrial, phase func(string), report func(bench.PinTrial)) {
+func pinOnThread(drv gpuDriver, t bench.Target, pt bench.ChildPinTrial, phase func(string), send func(bench.PinTrial)) {
+	started := time.Now()
 	trial := bench.PinTrial{Platform: pt.Platform, GPU: t.Index}
 	trial.Alloc.Call, trial.Register.Call = pinCalls(pt.Platform)
+	report := func(t bench.PinTrial) {
+		t.Duration = time.Since(started)
+		send(t)
+	}
 	pinToLocalCPUs(t)
 	phase("pin-context")
 	fail := func(err error) {

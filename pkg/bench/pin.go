@@ -56,8 +56,10 @@ type PinTrial struct {
 	Skipped string `json:"skipped,omitempty"`
 	// Cached is true when the trial comes from the state file rather than this run.
 	Cached bool `json:"cached"`
-	// MeasuredAt is when the trial ran.
-	MeasuredAt time.Time `json:"measuredAt,omitzero"`
+	// MeasuredAt is when the trial ran, and Duration its wall time in the child (context, the pin calls,
+	// faulting in the regions to register, releasing them).
+	MeasuredAt time.Time     `json:"measuredAt,omitzero"`
+	Duration   time.Duration `json:"duration,omitempty"`
 	// Alloc is the runtime's pinned allocator (cuMemHostAlloc, hipHostMalloc), Register the registration of
 	// pre-faulted ordinary memory (cuMemHostRegister, hipHostRegister).
 	Alloc    PinAPIResult `json:"alloc"`

@@ -160,6 +160,9 @@ func (e *statePinEntry) validate(now time.Time) error {
 	if p.Platform != RuntimeOf(p.Platform) || p.Platform == "" {
 		return fmt.Errorf("platform %q is no GPU runtime", p.Platform)
 	}
+	if p.Duration < 0 || p.Duration > maxStateDuration {
+		return fmt.Errorf("duration %s out of range", p.Duration)
+	}
 	if p.GPU < -1 || p.GPU >= maxStateIndex {
 		return fmt.Errorf("gpu %d out of range", p.GPU)
 	}
