@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -58,14 +59,15 @@ func TestProbeBenchPinTrials(t *testing.T) {
 				key  string
 			}{{p.Alloc, rt.alloc, 2.5e9, labeler.KeyPinAllocGBytesPerSec}, {p.Register, rt.register, 1.5e9, labeler.KeyPinRegisterGBytesPerSec}} {
 				require.Equal(t, c.call, c.a.Call)
-				require.Len(t, c.a.Samples, 2, "two sizes: %+v", c.a)
+				require.Len(t, c.a.Samples, 4, "two sizes, twice: %+v", c.a)
 				require.Equal(t, int64(bench.DefaultPinTrialBytes), c.a.VerifiedBytes)
 				require.InEpsilon(t, c.rate, c.a.BytesPerSecond, 0.10, "%s", c.call)
 				require.Equal(t, strconv.Itoa(int(math.Floor(c.rate/1e9))), doc.Labels[c.key], c.key)
 			}
 
 			t.Run("registration capped below the trial", func(t *testing.T) {
-				t.Setenv(rt.prefix+"REGISTER_MAX_BYTES", "600000000")
+				t.Setenv(rt.prefix+"REGISTER_MAX_BYTES", "200000000")
+				args := append(slices.Clone(args), "--pin-trial-size", "256Mi")
 				out, stderr, code := run(t, append(args, "-o", "labels")...)
 				require.Zero(t, code, stderr)
 				got := parseLabels(t, out)
@@ -73,9 +75,9 @@ func TestProbeBenchPinTrials(t *testing.T) {
 				require.NotContains(t, got, labeler.KeyPinRegisterGBytesPerSec)
 				require.Equal(t, "ok", got[labeler.KeyRegister], "the check's own 16 MiB registration works")
 				out, _, code = run(t, "bench", "--host-root", filepath.Join(fixtures, rt.fixture), "--nvml-library", "none",
-					rt.libFlag, rt.lib, "--state-dir=", "--bench-size", "16Mi")
+					rt.libFlag, rt.lib, "--state-dir=", "--bench-size", "16Mi", "--pin-trial-size", "256Mi")
 				require.Zero(t, code)
-				require.Contains(t, out, rt.register+" failed at 1024 MiB")
+				require.Contains(t, out, rt.register+" failed at 256 MiB")
 			})
 		})
 	}

@@ -15,8 +15,8 @@ import (
 
 // The pin trial (bench's pin.go says why and how big): after the copies, on one GPU of the runtime, time
 // the runtime's pinned allocator on a fresh region and the registration of pre-faulted mmap'd memory, each at
-// the request's two sizes (bench.PinTrialSizes), smaller first. Only the pin call is timed; every region is
-// released (and unmapped) before the next call, so the trial never holds more than its larger size. The first
+// the request's two sizes (bench.PinTrialSizes), smaller first. Only the pin call is timed; every pinned
+// region is released before the next call, so the trial never holds more than its larger size. The first
 // failure of an API ends that API: a bigger call would fail too, and the failure is the finding.
 
 // pinTrial runs the trial pt on the first candidate GPU this child did not fail (results are this run's, by
@@ -99,15 +99,35 @@ func pinOnThread(drv gpuDriver, t bench.Target, pt bench.ChildPinTrial, phase fu
 	report(trial)
 
 	phase("pin-register")
-	for _, n := range sizes {
-		d, err := timeHostRegister(drv, t.Index, n)
-		if err != nil {
-			setPinError(&trial.Register, err, n)
-			break
-		}
-		trial.Register.Samples = append(trial.Register.Samples, bench.PinSample{Bytes: n, Duration: d})
-	}
+	registerTrial(drv, t.Index, sizes, &trial.Register)
 	report(trial)
+}
+
+// registerTrial maps one region of the larger size, faults every page in (untimed: a KV-cache pool is written
+// before it is registered), and times the registration of its first n bytes for each size, unregistering
+// (untimed) after each; the region is unmapped at the end. One region for both sizes: faulting pages in is
+// the slow part on many machines, and each call still registers pages never registered before in this trial.
+func registerTrial(drv gpuDriver, gpu int, sizes []int64, a *bench.PinAPIResult) {
+	size := sizes[len(sizes)-1]
+	b, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		setPinError(a, fmt.Errorf("mmap %d-byte region to register: %w", size, err), size)
+		return
+	}
+	defer cleanup(gpu, "pin trial: unmap region", func() error { return unix.Munmap(b) })
+	prefault(b)
+	p := unsafe.Pointer(&b[0])
+	for _, n := range sizes {
+		start := time.Now()
+		err := drv.MemHostRegister(p, n, hostRegisterPortable)
+		d := time.Since(start)
+		if err != nil {
+			setPinError(a, err, n)
+			return
+		}
+		cleanup(gpu, "pin trial: unregister region", func() error { return drv.MemHostUnregister(p) })
+		a.Samples = append(a.Samples, bench.PinSample{Bytes: n, Duration: d})
+	}
 }
 
 // pinCalls names the runtime's allocator and registration calls, as the trial reports them.
@@ -140,25 +160,5 @@ func timeHostAlloc(drv gpuDriver, gpu int, n int64) (time.Duration, error) {
 		return 0, err
 	}
 	cleanup(gpu, "pin trial: free pinned region", func() error { return drv.MemFreeHost(p) })
-	return d, nil
-}
-
-// timeHostRegister maps n bytes of ordinary memory, faults every page in (untimed: a KV-cache pool is
-// written before it is registered), times its registration, and unregisters and unmaps it (untimed).
-func timeHostRegister(drv gpuDriver, gpu int, n int64) (time.Duration, error) {
-	b, err := unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	if err != nil {
-		return 0, fmt.Errorf("mmap %d-byte region to register: %w", n, err)
-	}
-	defer cleanup(gpu, "pin trial: unmap region", func() error { return unix.Munmap(b) })
-	prefault(b)
-	p := unsafe.Pointer(&b[0])
-	start := time.Now()
-	err = drv.MemHostRegister(p, n, hostRegisterPortable)
-	d := time.Since(start)
-	if err != nil {
-		return 0, err
-	}
-	cleanup(gpu, "pin trial: unregister region", func() error { return drv.MemHostUnregister(p) })
 	return d, nil
 }

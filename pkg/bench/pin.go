@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -16,7 +17,9 @@ import (
 // pin_memory() and its caching host allocator do) and registers pre-faulted mmap'd memory (cuMemHostRegister,
 // hipHostRegister: what KV-cache connectors do), each at two sizes, half of the trial size and the trial size,
 // timed on the wall clock. Two sizes separate the cost of a call from the cost of a byte: t(n) = perCall +
-// n/rate. It runs at most once per check and runtime, on one GPU (the first of that runtime the check
+// n/rate. Each size is timed twice, interleaved (half, full, half, full), and the faster of the two counts: a
+// pin call can only be made slower by a busy machine, and the fit of two sizes magnifies a slow smaller call into
+// a rate that is too fast. It runs at most once per check and runtime, on one GPU (the first of that runtime the check
 // measured OK, or reused from the state file), only when no GPU of the node is busy, and never pins more than
 // the trial size, which pinTrialBytes caps by MemAvailable and the cgroup's headroom (pinned memory is
 // charged to the pod). Every region is released before the next call.
@@ -106,17 +109,42 @@ func (p *PinTrial) APIs() map[string]*PinAPIResult {
 	return map[string]*PinAPIResult{PinAPIAlloc: &p.Alloc, PinAPIRegister: &p.Register}
 }
 
-// PinTrialSizes are the sizes of the two calls of each API for a trial of n bytes: n/2 and n, whole pages.
+// pinRepeats is how often each size is timed.
+const pinRepeats = 2
+
+// PinTrialSizes are the sizes of the calls of each API for a trial of n bytes, in order: n/2 and n in whole
+// pages, pinRepeats times.
 func PinTrialSizes(n int64) []int64 {
 	const page = 4096
 	half := (n / 2) &^ (page - 1)
-	return []int64{half, 2 * half}
+	var out []int64
+	for range pinRepeats {
+		out = append(out, half, 2*half)
+	}
+	return out
 }
 
-// fitPin fits t(n) = perCall + n/rate through the two largest samples. When noise makes that fit
-// meaningless (the larger call no slower, or a negative per-call cost), it falls back to the average rate of
-// the larger call with no separate per-call cost: the slower, safe reading.
+// fastestBySize keeps the fastest sample of each size, smallest size first.
+func fastestBySize(samples []PinSample) []PinSample {
+	best := map[int64]time.Duration{}
+	for _, s := range samples {
+		if d, ok := best[s.Bytes]; !ok || s.Duration < d {
+			best[s.Bytes] = s.Duration
+		}
+	}
+	out := make([]PinSample, 0, len(best))
+	for n, d := range best {
+		out = append(out, PinSample{Bytes: n, Duration: d})
+	}
+	slices.SortFunc(out, func(a, b PinSample) int { return cmp.Compare(a.Bytes, b.Bytes) })
+	return out
+}
+
+// fitPin fits t(n) = perCall + n/rate through the fastest samples of the two largest sizes. When noise makes
+// that fit meaningless (the larger call no slower, or a negative per-call cost), it falls back to the average
+// rate of the larger call with no separate per-call cost: the slower, safe reading.
 func fitPin(samples []PinSample) (rate float64, perCall time.Duration) {
+	samples = fastestBySize(samples)
 	if len(samples) == 0 {
 		return 0, 0
 	}

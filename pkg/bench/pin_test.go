@@ -81,7 +81,11 @@ func TestPinTrialFollowsEmulatedRates(t *testing.T) {
 					c.a.BytesPerSecond/1e9, c.rate/1e9, c.a.PerCall, c.a.Samples)
 				require.Equal(t, c.call, c.a.Call)
 				require.True(t, c.a.Trusted(), "%s: %s", c.call, c.a.Error)
-				require.Equal(t, []int64{64 * mib, 128 * mib}, []int64{c.a.Samples[0].Bytes, c.a.Samples[1].Bytes})
+				var sizes []int64
+				for _, s := range c.a.Samples {
+					sizes = append(sizes, s.Bytes)
+				}
+				require.Equal(t, []int64{64 * mib, 128 * mib, 64 * mib, 128 * mib}, sizes, "each size twice, interleaved")
 				require.Equal(t, int64(128*mib), c.a.VerifiedBytes)
 				requireWithin(t, c.call, c.rate, c.a.BytesPerSecond, 0.10)
 				// The per-call cost is what is left of the smaller call once its bytes are paid at the fitted
@@ -255,6 +259,7 @@ func TestFitPin(t *testing.T) {
 		{"larger call no slower: the average of the larger", []PinSample{{1e8, 50 * ms}, {2e8, 50 * ms}}, 4e9, 0, 1, 0},
 		{"negative per-call cost: the average of the larger", []PinSample{{1e8, 10 * ms}, {2e8, 100 * ms}}, 2e9, 0, 1, 0},
 		{"one sample", []PinSample{{2e8, 100 * ms}}, 2e9, 0, 1, 0},
+		{"the fastest of each size", []PinSample{{1e8, 90 * ms}, {2e8, 110 * ms}, {1e8, 60 * ms}, {2e8, 150 * ms}}, 2e9, 10 * ms, 1, ms / 100},
 		{"none", nil, 0, 0, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
