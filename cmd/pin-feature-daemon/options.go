@@ -98,17 +98,20 @@ func (o *probeOptions) detectorOptions() detector.Options {
 
 // benchOptions are the flags of the DMA check.
 type benchOptions struct {
-	Size     string
-	Timeout  time.Duration
-	Force    bool
-	MaxAge   time.Duration
-	StateDir string
+	Size         string
+	PinTrialSize string
+	Timeout      time.Duration
+	Force        bool
+	MaxAge       time.Duration
+	StateDir     string
 
-	bufferBytes int64
+	bufferBytes   int64
+	pinTrialBytes int64 // -1: no trial
 }
 
 func (o *benchOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Size, "bench-size", "256Mi", "Size of each DMA copy (a Kubernetes quantity); capped by free host memory, the cgroup's headroom and free device memory.")
+	fs.StringVar(&o.PinTrialSize, "pin-trial-size", "1Gi", "Largest region the pin trial pins in one call (a Kubernetes quantity, at least 2Mi; 0 disables the trial): it pins half, then all of it, with the runtime's allocator and by registering ordinary memory; capped by 1/16 of MemAvailable and by the cgroup's headroom less 512Mi (or half of it, when that is more).")
 	fs.DurationVar(&o.Timeout, "bench-timeout", bench.DefaultTimeout, "Hard limit on the DMA check's child process; it is killed after this.")
 	fs.BoolVar(&o.Force, "bench-force", false, "Measure GPUs that have running compute processes too (by default they are skipped and keep their last result).")
 	fs.DurationVar(&o.MaxAge, "bench-max-age", bench.DefaultMaxAge, "Re-measure a GPU when its stored result is older than this (and the GPU is idle).")
@@ -124,6 +127,7 @@ func (o *benchOptions) Validate() error {
 		errs = append(errs, fmt.Errorf("--bench-size: %s is below the 1Mi minimum", o.Size))
 	}
 	o.bufferBytes = n
+	errs = append(errs, o.validatePinTrialSize())
 	errs = append(errs, checkDuration("bench-timeout", o.Timeout, time.Second, maxBenchTimeout),
 		checkDuration("bench-max-age", o.MaxAge, time.Second, maxBenchMaxAge))
 	if o.StateDir != "" && !filepath.IsAbs(o.StateDir) {
@@ -132,13 +136,31 @@ func (o *benchOptions) Validate() error {
 	return errors.Join(errs...)
 }
 
+// validatePinTrialSize parses --pin-trial-size: 0 turns the trial off, else at least 2Mi and at most 1Ti.
+func (o *benchOptions) validatePinTrialSize() error {
+	if q := strings.TrimSpace(o.PinTrialSize); q == "0" {
+		o.pinTrialBytes = -1
+		return nil
+	}
+	n, err := parseSize(o.PinTrialSize, 1<<40)
+	if err != nil {
+		return fmt.Errorf("--pin-trial-size: %w", err)
+	}
+	if n < 2<<20 {
+		return fmt.Errorf("--pin-trial-size: %s is below the 2Mi minimum (0 disables the trial)", o.PinTrialSize)
+	}
+	o.pinTrialBytes = n
+	return nil
+}
+
 func (o *benchOptions) runnerOptions(p *probeOptions, gpu string) bench.Options {
 	exe, err := os.Executable()
 	if err != nil {
 		exe = os.Args[0]
 	}
 	return bench.Options{
-		CUDALibrary: p.CUDALibrary, HIPLibrary: p.HIPLibrary, BufferBytes: o.bufferBytes, Timeout: o.Timeout, Force: o.Force,
+		CUDALibrary: p.CUDALibrary, HIPLibrary: p.HIPLibrary, BufferBytes: o.bufferBytes, PinTrialBytes: o.pinTrialBytes,
+		Timeout: o.Timeout, Force: o.Force,
 		StateDir: o.StateDir, MaxAge: o.MaxAge, GPU: gpu, Executable: exe, ChildArgs: []string{benchChildCommand},
 		SysRoot: p.hostFS().Sys,
 	}

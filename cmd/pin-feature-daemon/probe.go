@@ -26,13 +26,15 @@ type probeOutput struct {
 // embedded ones (encoding/json takes the shallower field) so that they follow the verdict.
 type reportJSON struct {
 	*detector.Report
-	Verdict labeler.Verdict      `json:"verdict"`
-	Errors  []detector.FactError `json:"errors,omitempty"`
-	Fatal   []detector.FactError `json:"fatal,omitempty"`
+	Verdict labeler.Verdict `json:"verdict"`
+	// MaxSinglePin is the largest single pin known to work on the node, where a known limit applies.
+	MaxSinglePin *labeler.SinglePinLimit `json:"maxSinglePin,omitempty"`
+	Errors       []detector.FactError    `json:"errors,omitempty"`
+	Fatal        []detector.FactError    `json:"fatal,omitempty"`
 }
 
 func newReportJSON(r *detector.Report, v labeler.Verdict) reportJSON {
-	return reportJSON{Report: r, Verdict: v, Errors: r.Errors, Fatal: r.Fatal}
+	return reportJSON{Report: r, Verdict: v, MaxSinglePin: labeler.MaxSinglePin(r), Errors: r.Errors, Fatal: r.Fatal}
 }
 
 func probeCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer) error {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
@@ -147,7 +148,33 @@ func renderBench(w io.Writer, b *bench.Result) error {
 			capString(g.LinkUnderLoad)+degradedNote(g.Degraded), pinString(&g), orDash(note))
 	}
 	ew.err = firstErr(ew.err, tw.Flush())
+	renderPinTrials(ew, b)
 	return ew.err
+}
+
+// renderPinTrials prints one line per runtime and API of the pin trials: rate and per-call cost, or why not.
+func renderPinTrials(ew *errWriter, b *bench.Result) {
+	for i := range b.PinTrials {
+		p := &b.PinTrials[i]
+		if p.Skipped != "" {
+			ew.printf("Pin trial (%s): skipped: %s\n", p.Platform, safe(p.Skipped))
+			continue
+		}
+		stored := ""
+		if p.Cached {
+			stored = ", stored " + p.MeasuredAt.Format("2006-01-02 15:04")
+		}
+		for _, api := range []string{bench.PinAPIAlloc, bench.PinAPIRegister} {
+			a := p.APIs()[api]
+			if a.Trusted() {
+				ew.printf("Pin trial (%s, gpu %d%s): %s %s + %s per call, verified %d MiB\n", p.Platform, p.GPU, stored,
+					a.Call, gbytesPerSec(a.BytesPerSecond), a.PerCall.Round(10*time.Microsecond), a.VerifiedBytes>>20)
+			} else {
+				ew.printf("Pin trial (%s, gpu %d%s): %s failed at %d MiB: %s\n", p.Platform, p.GPU, stored, orDash(a.Call),
+					a.FailedBytes>>20, safe(a.Error))
+			}
+		}
+	}
 }
 
 type errWriter struct {

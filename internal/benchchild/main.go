@@ -71,8 +71,39 @@ func Main(ctx context.Context, stdin io.Reader, stdout io.Writer) int {
 			w.emit(ev)
 		}
 	}
+	runPinTrials(ctx, drivers, &req, results, w)
 	w.emit(bench.ChildEvent{Event: bench.EventDone})
 	return 0
+}
+
+// runPinTrials runs the request's pin trials, one per runtime, after every copy (pin.go), and emits each
+// trial as it progresses. A runtime that did not load fails its trial with its reason.
+func runPinTrials(ctx context.Context, drivers map[detector.Platform]loadedDriver, req *bench.ChildRequest,
+	results []bench.GPUResult, w *eventWriter) {
+	for _, pt := range req.PinTrials {
+		if ctx.Err() != nil {
+			return
+		}
+		report := func(t bench.PinTrial) {
+			w.emit(bench.ChildEvent{Event: bench.EventPin, Platform: pt.Platform, Index: t.GPU, Pin: &t})
+		}
+		d, ok := drivers[bench.RuntimeOf(pt.Platform)]
+		if !ok || d.err != nil {
+			err := errors.New("runtime not loaded")
+			if ok {
+				err = d.err
+			}
+			t := bench.PinTrial{Platform: pt.Platform, GPU: -1}
+			for _, a := range t.APIs() {
+				setPinError(a, err, 0)
+			}
+			report(t)
+			continue
+		}
+		pinTrial(d.drv, req, results, pt, func(idx int, p string) {
+			w.emit(bench.ChildEvent{Event: bench.EventPhase, Index: idx, Phase: p})
+		}, report)
+	}
 }
 
 // loadedDriver is one platform's runtime, or why it could not be used.
@@ -86,6 +117,11 @@ func platforms(req *bench.ChildRequest) []detector.Platform {
 	var out []detector.Platform
 	for _, g := range req.GPUs {
 		if p := bench.RuntimeOf(g.Target.Platform); !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	for _, pt := range req.PinTrials { // a check whose GPUs were all reused may still run a pin trial
+		if p := bench.RuntimeOf(pt.Platform); !slices.Contains(out, p) {
 			out = append(out, p)
 		}
 	}

@@ -57,6 +57,7 @@ func testOptions(t *testing.T, lib string, env ...string) Options {
 	return Options{
 		CUDALibrary:   lib,
 		BufferBytes:   32 * mib,
+		PinTrialBytes: 4 * mib, // small: the pin tests choose their own sizes
 		Samples:       3,
 		Warmup:        1,
 		Timeout:       60 * time.Second,

@@ -47,6 +47,9 @@ type Options struct {
 	BufferBytes int64
 	// Samples and Warmup are the timed and untimed copies per figure (defaults 7 and 2); the median is kept.
 	Samples, Warmup int
+	// PinTrialBytes is the larger call of the pin trial (default DefaultPinTrialBytes, 1 GiB; negative: no
+	// trial). It is capped by 1/16 of MemAvailable and the cgroup's headroom less 512 MiB, or half of it (pin.go).
+	PinTrialBytes int64
 	// Timeout is the hard limit on the child process (default 60s), after which it is killed (SIGKILL).
 	Timeout time.Duration
 	// Force measures GPUs that run compute processes too (--bench-force).
@@ -120,6 +123,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.BufferBytes <= 0 {
 		o.BufferBytes = defaultBufferBytes
+	}
+	if o.PinTrialBytes == 0 {
+		o.PinTrialBytes = DefaultPinTrialBytes
 	}
 	if o.Samples <= 0 {
 		o.Samples = defaultSamples

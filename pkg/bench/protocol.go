@@ -29,7 +29,10 @@ const (
 	// EventConcurrent is GPU Index's figure of the concurrent phase: BytesPerSecond and Duration, or Error.
 	// It comes after every GPU's EventGPU; a parent that does not know it ignores it.
 	EventConcurrent = "concurrent"
-	EventDone       = "done" // the child finished
+	// EventPin is a runtime's pin trial so far (Pin): sent after each of its APIs, so an API that hangs keeps
+	// the one before it. It comes after the concurrent phase; a parent that does not know it ignores it.
+	EventPin  = "pin"
+	EventDone = "done" // the child finished
 )
 
 // ChildRequest is one check as the child runs it, built once by the Runner and sent as is.
@@ -47,6 +50,17 @@ type ChildRequest struct {
 	// Timeout is the parent's limit; the child exits on its own a little later, should the parent be gone.
 	Timeout time.Duration `json:"timeout"`
 	GPUs    []ChildGPU    `json:"gpus"`
+	// PinTrials are the pin trials to run after the copies, at most one per runtime; none in a request that
+	// predates them.
+	PinTrials []ChildPinTrial `json:"pinTrials,omitempty"`
+}
+
+// ChildPinTrial is one runtime's pin trial of a ChildRequest: the size of its larger call and the GPUs it may
+// run on, in order. The child takes the first candidate that it did not measure in this run or measured OK.
+type ChildPinTrial struct {
+	Platform   detector.Platform `json:"platform"`
+	Bytes      int64             `json:"bytes"`
+	Candidates []Target          `json:"candidates"`
 }
 
 // ChildGPU is one GPU of a ChildRequest and the size of each of its copies.
@@ -69,6 +83,8 @@ type ChildEvent struct {
 	// BytesPerSecond and Duration are a concurrent event's figure and the GPU's time in that phase.
 	BytesPerSecond float64       `json:"bytesPerSecond,omitempty"`
 	Duration       time.Duration `json:"duration,omitempty"`
+	// Pin is a pin event's trial so far.
+	Pin *PinTrial `json:"pin,omitempty"`
 }
 
 // RuntimeOf is the runtime that measures a GPU of platform p: CUDA for cuda (and for a target from a request

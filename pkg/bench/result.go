@@ -58,6 +58,12 @@ type Result struct {
 	// once (the sum of GPUResult.ConcurrentH2D), bytes per second; 0 when the concurrent phase did not run
 	// (fewer than two GPUs measured OK in this run) or gave no trusted figure for some GPU.
 	ConcurrentH2D float64 `json:"concurrentH2DBytesPerSecond,omitempty"`
+	// PinTrials holds one pin trial per GPU runtime of the check (pin.go), in the order of their first GPU:
+	// run now, reused from the state file, or only why it was skipped.
+	PinTrials []PinTrial `json:"pinTrials,omitempty"`
+	// PinTrialBytes is the size of the larger pin call this check asked for, after the memory caps (0 when
+	// no trial ran).
+	PinTrialBytes int64 `json:"pinTrialBytes,omitempty"`
 }
 
 // GPUResult is the DMA check of one GPU.

@@ -70,12 +70,14 @@ func (r *Runner) run(ctx context.Context, req Options, targets []Target) *Result
 	c.res.SharedUplinks = sharedUplinks(c.sel)
 	state := openState(req.StateDir, req.BootID, req.Clock.Now())
 	toMeasure := c.decideAll(state)
-	if len(toMeasure.GPUs) > 0 {
+	c.decidePins(state, targets, toMeasure)
+	if len(toMeasure.GPUs) > 0 || len(toMeasure.PinTrials) > 0 {
 		r.measureInChild(ctx, c, toMeasure)
 		if state != nil {
 			// Under the lock, on the file as it is now: another bench may have saved since openState.
 			err := updateState(req.StateDir, req.Clock.Now(), func(s *stateFile) bool {
-				return s.putMeasured(c.sel, c.res, req.DriverVersion, req.BootID)
+				gpus := s.putMeasured(c.sel, c.res, req.DriverVersion, req.BootID)
+				return s.putPins(c.res, req.DriverVersion, req.BootID) || gpus
 			})
 			if err != nil {
 				klog.ErrorS(err, "Saving bench results failed; the next start measures again")
@@ -95,6 +97,9 @@ type check struct {
 	Options
 	sel []Target
 	res *Result
+	// lastPin is the stored pin trial of each runtime whose trial the child was asked for: what the runtime
+	// keeps when the child gives none.
+	lastPin map[detector.Platform]*statePinEntry
 }
 
 // decideAll answers every selected GPU that needs no measurement (from state, nil when off) and returns
@@ -167,7 +172,7 @@ func (r *Runner) measureInChild(ctx context.Context, c *check, req *ChildRequest
 			return
 		}
 		c.setConcurrent(slot[f.Index], f)
-	}})
+	}, OnPin: c.setPin})
 	c.res.Duration = time.Since(started)
 	if v := cr.driverVersions[detector.PlatformCUDA]; v != 0 {
 		c.res.CUDADriverVersion = v
@@ -182,6 +187,9 @@ func (r *Runner) measureInChild(ctx context.Context, c *check, req *ChildRequest
 		if !done[cg.Target.Index] {
 			c.set(slot[cg.Target.Index], unfinished(cg.Target, cr))
 		}
+	}
+	for _, pt := range req.PinTrials {
+		c.finishPin(pt, cr)
 	}
 }
 

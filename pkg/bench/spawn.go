@@ -19,6 +19,7 @@ import (
 type childCallbacks struct {
 	OnGPU        func(GPUResult)
 	OnConcurrent func(concurrentFigure)
+	OnPin        func(PinTrial)
 }
 
 // concurrentFigure is one GPU's outcome of the concurrent phase, as its event told it.
@@ -105,6 +106,11 @@ func (s *supervision) handle(ev ChildEvent) {
 			}
 			s.OnConcurrent(f)
 		}
+	case EventPin:
+		delete(s.cr.phases, ev.Index)
+		if s.OnPin != nil && ev.Pin != nil {
+			s.OnPin(*ev.Pin)
+		}
 	case EventFatal:
 		s.fatal = ev.Error
 	case EventDone:
@@ -142,6 +148,13 @@ func hungPhase(phases map[int]string, req *ChildRequest) string {
 		idx := req.GPUs[i].Target.Index
 		if p, ok := phases[idx]; ok {
 			return fmt.Sprintf(" (gpu %d in phase %s)", idx, p)
+		}
+	}
+	for _, pt := range req.PinTrials {
+		for _, t := range pt.Candidates {
+			if p, ok := phases[t.Index]; ok {
+				return fmt.Sprintf(" (gpu %d in phase %s)", t.Index, p)
+			}
 		}
 	}
 	return ""

@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/renameio/v2"
 	"k8s.io/klog/v2"
+
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
 // stateFileName is the state file's name inside Options.StateDir.
@@ -24,6 +26,16 @@ const stateVersion = 1
 type stateFile struct {
 	Version int          `json:"version"`
 	Entries []stateEntry `json:"entries"`
+	// PinTrials holds the last pin trial of each runtime under the same keys (a file written before pin
+	// trials has none, and reads as before).
+	PinTrials []statePinEntry `json:"pinTrials,omitempty"`
+}
+
+// statePinEntry is one runtime's stored pin trial.
+type statePinEntry struct {
+	DriverVersion string   `json:"driverVersion"`
+	BootID        string   `json:"bootID"`
+	Trial         PinTrial `json:"trial"`
 }
 
 type stateEntry struct {
@@ -72,6 +84,47 @@ func (s *stateFile) put(e stateEntry, t *Target) {
 		kept = append(kept, old)
 	}
 	s.Entries = append(kept, e)
+}
+
+// lookupPin returns the stored pin trial of runtime p under the given driver version and boot id, or nil
+// (always nil on a nil state).
+func (s *stateFile) lookupPin(p detector.Platform, driverVersion, bootID string) *statePinEntry {
+	if s == nil {
+		return nil
+	}
+	for i := range s.PinTrials {
+		e := &s.PinTrials[i]
+		if e.DriverVersion == driverVersion && e.BootID == bootID && e.Trial.Platform == p {
+			return e
+		}
+	}
+	return nil
+}
+
+// putPins stores the pin trials that ran to their end in this run (not cached, not interrupted, not skipped)
+// and got as far as a pin call (a trial whose context could not be created is no finding about pinning),
+// replacing the runtime's entry and dropping entries of other boots or drivers, and reports whether it put any.
+func (s *stateFile) putPins(res *Result, driverVersion, bootID string) bool {
+	if s == nil {
+		return false
+	}
+	changed := false
+	for _, p := range res.PinTrials {
+		if p.Cached || p.interrupted || p.Skipped != "" || p.MeasuredAt.IsZero() ||
+			len(p.Alloc.Samples)+len(p.Register.Samples) == 0 && p.Alloc.FailedBytes+p.Register.FailedBytes == 0 {
+			continue
+		}
+		kept := s.PinTrials[:0]
+		for _, old := range s.PinTrials {
+			if old.DriverVersion != driverVersion || old.BootID != bootID || old.Trial.Platform == p.Platform {
+				continue
+			}
+			kept = append(kept, old)
+		}
+		s.PinTrials = append(kept, statePinEntry{DriverVersion: driverVersion, BootID: bootID, Trial: p})
+		changed = true
+	}
+	return changed
 }
 
 // putMeasured puts the results measured in this run (res.GPUs, in the order of targets) under the given
@@ -145,8 +198,10 @@ func loadState(dir string, now time.Time) (*stateFile, error) {
 	if f.Version != stateVersion {
 		return s, fmt.Errorf("bench state %s has version %d, want %d", path, f.Version, stateVersion)
 	}
+	var pinErr error
 	s.Entries, err = f.validEntries(now)
-	if err != nil {
+	s.PinTrials, pinErr = f.validPinTrials(now)
+	if err = errors.Join(err, pinErr); err != nil {
 		return s, fmt.Errorf("bench state %s: %w", path, err)
 	}
 	return s, nil

@@ -127,3 +127,72 @@ func (f *stateFile) validEntries(now time.Time) ([]stateEntry, error) {
 	}
 	return kept, errors.Join(errs...)
 }
+
+// validPinTrials returns f's stored pin trials that pass validatePin, and an error listing those dropped.
+func (f *stateFile) validPinTrials(now time.Time) ([]statePinEntry, error) {
+	if len(f.PinTrials) > maxStateEntries {
+		return nil, fmt.Errorf("%d pin trials (at most %d)", len(f.PinTrials), maxStateEntries)
+	}
+	var (
+		kept []statePinEntry
+		errs []error
+	)
+	for i := range f.PinTrials {
+		if err := f.PinTrials[i].validate(now); err != nil {
+			errs = append(errs, fmt.Errorf("pin trial %d dropped: %w", i, err))
+			continue
+		}
+		kept = append(kept, f.PinTrials[i])
+	}
+	return kept, errors.Join(errs...)
+}
+
+// validate checks every stored value a pin trial's figures are computed from (judgePin recomputes them from
+// the samples): known runtime, sane time, bounded strings, samples in physical range.
+func (e *statePinEntry) validate(now time.Time) error {
+	p := &e.Trial
+	for name, s := range map[string]string{"driverVersion": e.DriverVersion, "bootID": e.BootID,
+		"skipped": p.Skipped, "platform": string(p.Platform)} {
+		if err := checkStateString(name, s); err != nil {
+			return err
+		}
+	}
+	if p.Platform != RuntimeOf(p.Platform) || p.Platform == "" {
+		return fmt.Errorf("platform %q is no GPU runtime", p.Platform)
+	}
+	if p.Duration < 0 || p.Duration > maxStateDuration {
+		return fmt.Errorf("duration %s out of range", p.Duration)
+	}
+	if p.GPU < -1 || p.GPU >= maxStateIndex {
+		return fmt.Errorf("gpu %d out of range", p.GPU)
+	}
+	if p.MeasuredAt.Unix() < earliestMeasured || p.MeasuredAt.After(now.Add(maxFutureSkew)) {
+		return fmt.Errorf("measuredAt %s is not a plausible time", p.MeasuredAt.Format(time.RFC3339))
+	}
+	for api, a := range p.APIs() {
+		if err := a.validateStored(); err != nil {
+			return fmt.Errorf("%s: %w", api, err)
+		}
+	}
+	return nil
+}
+
+func (a *PinAPIResult) validateStored() error {
+	for name, s := range map[string]string{"call": a.Call, "error": a.Error, "errorName": a.ErrorName} {
+		if err := checkStateString(name, s); err != nil {
+			return err
+		}
+	}
+	if len(a.Samples) > maxPinSamples {
+		return fmt.Errorf("%d samples (at most %d)", len(a.Samples), maxPinSamples)
+	}
+	for _, s := range a.Samples {
+		if s.Bytes <= 0 || s.Bytes > maxStateBuffer || s.Duration <= 0 || s.Duration > maxStateDuration {
+			return fmt.Errorf("sample of %d bytes in %s out of range", s.Bytes, s.Duration)
+		}
+	}
+	if a.FailedBytes < 0 || a.FailedBytes > maxStateBuffer {
+		return fmt.Errorf("failedBytes %d out of range", a.FailedBytes)
+	}
+	return nil
+}

@@ -1,10 +1,13 @@
 package detector
 
 import (
+	"cmp"
 	"fmt"
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -26,6 +29,7 @@ func (p *probe) memoryFacts(m *MemoryFacts) {
 			m.TransparentHugePages = mode
 		}
 	}
+	m.HugePagePools = p.hugePagePools()
 	m.IOMMU = p.iommu()
 	shm := filepath.Join(p.host.Dev, "shm")
 	if size, err := p.shmSize(shm); err != nil {
@@ -140,8 +144,13 @@ func (p *probe) cgroupMemoryAt(version int, mount, cgPath, limitFile, usageFile 
 			l, err := parseCgroupLimit(s)
 			if err != nil {
 				p.fail("cgroup", fmt.Errorf("%s: %w", file, err))
-			} else if !l.Unlimited && (cg.Limit.Unlimited || l.Bytes < cg.Limit.Bytes) {
-				cg.Limit = l
+			} else {
+				if !l.Unlimited && (cg.Limit.Unlimited || l.Bytes < cg.Limit.Bytes) {
+					cg.Limit = l
+				}
+				if podsCgroup(dir) {
+					cg.PodsLimit = &l
+				}
 			}
 		}
 		if dir == "/" {
@@ -157,6 +166,48 @@ func (p *probe) cgroupMemoryAt(version int, mount, cgPath, limitFile, usageFile 
 		}
 	}
 	return cg
+}
+
+// podsCgroup reports whether the cgroup at dir holds every pod of the node: kubelet's kubepods (cgroupfs
+// driver) or kubepods.slice (systemd driver).
+func podsCgroup(dir string) bool {
+	base := path.Base(dir)
+	return base == "kubepods" || base == "kubepods.slice"
+}
+
+// hugePagePools reads the huge page pools of every size from sys/kernel/mm/hugepages/hugepages-<N>kB
+// (nr_hugepages, free_hugepages); nil when the kernel has none.
+func (p *probe) hugePagePools() []HugePages {
+	dir := filepath.Join(p.host.Sys, "kernel", "mm", "hugepages")
+	entries, ok := p.list("hugepages", dir)
+	if !ok {
+		return nil
+	}
+	var pools []HugePages
+	for _, e := range entries {
+		kb, ok := strings.CutPrefix(e.Name(), "hugepages-")
+		if kb, ok = strings.CutSuffix(kb, "kB"); !ok {
+			continue
+		}
+		size, err := strconv.ParseUint(kb, 10, 64)
+		if err != nil || size == 0 {
+			continue
+		}
+		pool := HugePages{SizeBytes: size << 10}
+		for name, dst := range map[string]*uint64{"nr_hugepages": &pool.Total, "free_hugepages": &pool.Free} {
+			file := filepath.Join(dir, e.Name(), name)
+			if s, ok := p.readString("hugepages", file); ok {
+				if n, err := parseUintStrict(s); err != nil {
+					p.fail("hugepages", fmt.Errorf("%s: %w", file, err))
+				} else {
+					*dst = n
+				}
+			}
+		}
+		pools = append(pools, pool)
+	}
+	slices.SortFunc(pools, func(a, b HugePages) int { return cmp.Compare(a.SizeBytes, b.SizeBytes) })
+	return pools
 }
 
 // iommu reports whether an IOMMU is active: sys/class/iommu has entries or sys/kernel/iommu_groups is not empty.

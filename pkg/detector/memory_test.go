@@ -33,7 +33,9 @@ func TestMemoryFacts(t *testing.T) {
 						"/kubepods.slice": "8388608"})
 			},
 			check: func(t *testing.T, m MemoryFacts) {
-				require.Equal(t, &CgroupMemory{Version: 2, Path: scope, Limit: Limit{Bytes: 1048576}, UsageBytes: 4096}, m.Cgroup)
+				// The pods' parent cgroup (kubepods.slice) has its own limit: the node's allocatable memory.
+				require.Equal(t, &CgroupMemory{Version: 2, Path: scope, Limit: Limit{Bytes: 1048576}, UsageBytes: 4096,
+					PodsLimit: &Limit{Bytes: 8388608}}, m.Cgroup)
 			},
 		},
 		{
@@ -63,6 +65,22 @@ func TestMemoryFacts(t *testing.T) {
 			},
 			check: func(t *testing.T, m MemoryFacts) {
 				require.Equal(t, &CgroupMemory{Version: 1, Path: "/a/b", Limit: Limit{Bytes: 2147483648}, UsageBytes: 77}, m.Cgroup)
+			},
+		},
+		{
+			name: "huge page pools of every size, smallest first; a malformed count is the fact's error",
+			tree: func() *tree {
+				return newTree().file("proc/self/cgroup", "0::/gone\n").
+					file("sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages", "8\n").
+					file("sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages", "6\n").
+					file("sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "512\n").
+					file("sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "many\n").
+					file("sys/kernel/mm/hugepages/not-a-pool/nr_hugepages", "1\n")
+			},
+			errors: map[string]string{"hugepages": "free_hugepages"},
+			check: func(t *testing.T, m MemoryFacts) {
+				require.Equal(t, []HugePages{{Total: 512, SizeBytes: 2 << 20}, {Total: 8, Free: 6, SizeBytes: 1 << 30}},
+					m.HugePagePools)
 			},
 		},
 		{
@@ -256,7 +274,7 @@ func TestCgroupNamespaceRoot(t *testing.T) {
 				file("own/memory.max", "1\n"),
 			own: "own",
 			want: &CgroupMemory{Version: 2, Path: "/kubepods.slice/pod.slice/cri.scope",
-				Limit: Limit{Bytes: 2 << 30}, UsageBytes: 7},
+				Limit: Limit{Bytes: 2 << 30}, UsageBytes: 7, PodsLimit: &Limit{Bytes: 2 << 30}},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

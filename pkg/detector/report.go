@@ -286,6 +286,8 @@ type MemoryFacts struct {
 	SwapFreeBytes     uint64 `json:"swapFreeBytes"`
 	// HugePages is the default-size huge page pool from proc/meminfo.
 	HugePages *HugePages `json:"hugePages,omitempty"`
+	// HugePagePools are the huge page pools of every size (sys/kernel/mm/hugepages), smallest size first.
+	HugePagePools []HugePages `json:"hugePagePools,omitempty"`
 	// TransparentHugePages is the selected mode of sys/kernel/mm/transparent_hugepage/enabled.
 	TransparentHugePages string `json:"transparentHugePages,omitempty"`
 	// IOMMU is true when sys/class/iommu has entries (or sys/kernel/iommu_groups is not empty).
@@ -311,6 +313,9 @@ type CgroupMemory struct {
 	// Limit is memory.max (v2) or memory.limit_in_bytes (v1).
 	Limit      Limit  `json:"limit"`
 	UsageBytes uint64 `json:"usageBytes"`
+	// PodsLimit is the memory limit of the cgroup that holds every pod of the node (kubepods, kubepods.slice:
+	// the node's allocatable memory), where the cgroup path passes through it and its file is readable.
+	PodsLimit *Limit `json:"podsLimit,omitempty"`
 }
 
 // HugePages is the default-size huge page pool.

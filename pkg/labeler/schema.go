@@ -26,14 +26,21 @@ const (
 	KeyPageableH2DGBytesPerSec = "pinmemory.pageable-h2d-gbytes-per-sec"
 	// KeyConcurrentH2DGBytesPerSec is the weakest GPU's pinned H2D rate while all GPUs copy at once.
 	KeyConcurrentH2DGBytesPerSec = "pinmemory.concurrent-h2d-gbytes-per-sec"
-	KeyBench                     = "pinmemory.bench"
-	KeyRegister                  = "pinmemory.register"
-	KeyCC                        = "pinmemory.cc"
+	// KeyPinAllocGBytesPerSec and KeyPinRegisterGBytesPerSec are how fast the node pins (the pin trial's
+	// per-byte rate of the runtime's allocator and of registering ordinary memory), the slower GPU runtime's.
+	KeyPinAllocGBytesPerSec    = "pinmemory.pin-alloc-gbytes-per-sec"
+	KeyPinRegisterGBytesPerSec = "pinmemory.pin-register-gbytes-per-sec"
+	// KeyMaxSinglePinGiB is the largest single pin known to work (MaxSinglePin), only where a known limit
+	// applies.
+	KeyMaxSinglePinGiB = "pinmemory.max-single-pin-gib"
+	KeyBench           = "pinmemory.bench"
+	KeyRegister        = "pinmemory.register"
+	KeyCC              = "pinmemory.cc"
 )
 
 // bandwidthKeys are the integer bandwidth labels that hysteresis applies to.
 var bandwidthKeys = []string{KeyH2DGBytesPerSec, KeyD2HGBytesPerSec, KeyPageableH2DGBytesPerSec,
-	KeyConcurrentH2DGBytesPerSec}
+	KeyConcurrentH2DGBytesPerSec, KeyPinAllocGBytesPerSec, KeyPinRegisterGBytesPerSec}
 
 // fromReport returns the labels that need no DMA check: availability and reason (from v), platform, WSL,
 // virtual machine, memlock, host link, PCIe capability, link degradation (a lost GPU included) and
@@ -78,6 +85,9 @@ func fromReport(r *detector.Report, v Verdict) Labels {
 	if r.ConfidentialComputing {
 		l[KeyCC] = "true"
 	}
+	if m := MaxSinglePin(r); m != nil {
+		l[KeyMaxSinglePinGiB] = strconv.FormatInt(m.gib(), 10)
+	}
 	return l
 }
 
@@ -96,7 +106,8 @@ func fromBench(b *bench.Result) Labels {
 	if b == nil {
 		return Labels{}
 	}
-	l := Labels{KeyBench: string(b.State)}
+	l := fromPinTrials(b)
+	l[KeyBench] = string(b.State)
 	if reg := registerValue(b); reg != "" {
 		l[KeyRegister] = reg
 	}
@@ -123,6 +134,30 @@ func fromBench(b *bench.Result) Labels {
 	setGBytesPerSec(l, KeyD2HGBytesPerSec, d2h)
 	setGBytesPerSec(l, KeyPageableH2DGBytesPerSec, pageable)
 	setGBytesPerSec(l, KeyConcurrentH2DGBytesPerSec, concurrent)
+	return l
+}
+
+// fromPinTrials returns the pin-rate labels: per API, the slowest runtime's per-byte rate in whole GB/s,
+// rounded down, published only when every runtime of the check has a trusted rate for that API (the trust
+// rule of the bandwidth labels: a node figure that leaves a runtime out would promise more than the node
+// has). A trial reused from the state file counts like the figures reused with it.
+func fromPinTrials(b *bench.Result) Labels {
+	l := Labels{}
+	if b == nil || len(b.PinTrials) == 0 {
+		return l
+	}
+	for key, api := range map[string]string{KeyPinAllocGBytesPerSec: bench.PinAPIAlloc,
+		KeyPinRegisterGBytesPerSec: bench.PinAPIRegister} {
+		rate := math.Inf(1)
+		for i := range b.PinTrials {
+			a := b.PinTrials[i].APIs()[api]
+			if !a.Trusted() {
+				rate = 0 // leaves the label out
+			}
+			rate = min(rate, a.BytesPerSecond)
+		}
+		setGBytesPerSec(l, key, rate)
+	}
 	return l
 }
 

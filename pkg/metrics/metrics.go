@@ -168,8 +168,8 @@ func (m *Metrics) PublishFailed(output string) { m.publishErrors.WithLabelValues
 func (m *Metrics) InitPublish(output string) { m.publishErrors.WithLabelValues(output) }
 
 // knownProbes are the first path elements of the detector's fact names (see pkg/detector's collector).
-var knownProbes = []string{"bootID", "cgroup", "dev", "hostfs", "hostname", "iommu", "meminfo", "memlock", "mlock",
-	"nvml", "osrelease", "pci", "probe", "shm", "thp", "version"}
+var knownProbes = []string{"bootID", "cgroup", "dev", "hostfs", "hostname", "hugepages", "iommu", "meminfo", "memlock",
+	"mlock", "nvml", "osrelease", "pci", "probe", "shm", "thp", "version"}
 
 // probeName bounds the probe label's cardinality: the first path element of the fact ("pci/0000:..." -> "pci").
 func probeName(fact string) string {
@@ -192,6 +192,9 @@ func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
 		descRegister, descIOMMU, descIOMMUGroups} {
 		ch <- d
 	}
+	for _, d := range pinDescs {
+		ch <- d
+	}
 }
 
 func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
@@ -201,9 +204,11 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 	ids := identities(r, b)
 	if r != nil {
 		collectReport(ch, r, v, ids)
+		collectMemoryFacts(ch, r)
 	}
 	if b != nil {
 		collectBench(ch, b, ids)
+		collectPinTrials(ch, b)
 	}
 	collectDegraded(ch, r, b, ids)
 }

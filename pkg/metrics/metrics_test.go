@@ -87,6 +87,7 @@ pinmemory_probe_errors_total{probe="cgroup"} 0
 pinmemory_probe_errors_total{probe="dev"} 0
 pinmemory_probe_errors_total{probe="hostfs"} 0
 pinmemory_probe_errors_total{probe="hostname"} 0
+pinmemory_probe_errors_total{probe="hugepages"} 0
 pinmemory_probe_errors_total{probe="iommu"} 0
 pinmemory_probe_errors_total{probe="meminfo"} 0
 pinmemory_probe_errors_total{probe="memlock"} 1

@@ -311,6 +311,8 @@ func TestDashboardMetricsExported(t *testing.T) {
 		"FAKECUDA_H2D_GBPS=50", "FAKECUDA_D2H_GBPS=48",
 		"FAKECUDA_PAGEABLE_H2D_GBPS=20", "FAKECUDA_PAGEABLE_D2H_GBPS=18",
 		"FAKECUDA_COPY_BYTES_MAX=65536",
+		// The pin trial's rates: emulated, so that a loaded machine cannot make its fit implausible.
+		"FAKECUDA_PIN_ALLOC_GBPS=10", "FAKECUDA_PIN_REGISTER_GBPS=8",
 	}
 	d := startDaemon(t, env, args...)
 

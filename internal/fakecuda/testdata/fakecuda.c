@@ -26,6 +26,12 @@
 //     and idles with its stream open as busy; the DMA check measures GPUs one at a time, destroying each
 //     one's stream before the next, and all at once only in its concurrent phase, so the shares are exact
 //     there. The copy is timed on its stream's clock as any other;
+//   - pinning: cuMemHostAlloc and cuMemHostRegister_v2 take a fixed time per call plus a time per byte
+//     (PIN_CALL_US, PIN_ALLOC_GBPS, PIN_REGISTER_GBPS): the call returns when that much wall time has
+//     passed since it began (with an emulated per-byte rate, cuMemHostAlloc does not fault its pages in:
+//     the emulated time stands for that work). A call above HOSTALLOC_MAX_BYTES or REGISTER_MAX_BYTES fails, as drivers with a
+//     per-call cap do (CUDA_ERROR_INVALID_VALUE for the allocation, CUDA_ERROR_OUT_OF_MEMORY for the
+//     registration, the codes the public reports show), and the fault rules apply to both as to any call;
 //   - faults: any exported call can be made to fail with a given CUresult, to hang, or to crash.
 //
 // fakehip.c includes this file as the core of the fake HIP runtime: the FAKE_* macros below (FAKE_ENV,
@@ -56,6 +62,13 @@
 //   FAKECUDA_COPY_BYTES_MAX            bytes of data moved per copy at most (default: all)
 //   FAKECUDA_UPLINK_GBPS               rate of the shared uplink in GB/s (default: none)
 //   FAKECUDA_UPLINK_DEVICES=0,1,...    devices behind it (default: none; both must be set to have one)
+//   FAKECUDA_PIN_ALLOC_GBPS            cuMemHostAlloc's per-byte pinning rate in GB/s (default 0: no
+//                                      emulated cost, only the real page faults)
+//   FAKECUDA_PIN_REGISTER_GBPS         cuMemHostRegister_v2's per-byte rate (default 0: none)
+//   FAKECUDA_PIN_CALL_US               the fixed cost of each of those calls in microseconds (default 0)
+//   FAKECUDA_HOSTALLOC_MAX_BYTES       cuMemHostAlloc of more bytes fails (default: no cap)
+//   FAKECUDA_REGISTER_MAX_BYTES        cuMemHostRegister_v2 of more bytes fails (default: no cap)
+//                                      (each of the five also per device: FAKECUDA_DEV<i>_PIN_CALL_US, ...)
 //   FAKECUDA_FAIL=call:code[@dev],...  call returns code (e.g. cuMemHostAlloc:2)
 //   FAKECUDA_HANG=call[@dev],...       call never returns
 //   FAKECUDA_CRASH=call[:segv][@dev],... call aborts the process (or dereferences NULL with :segv)
@@ -163,10 +176,15 @@ static const struct {
 enum { RATE_H2D, RATE_D2H, RATE_PAGEABLE_H2D, RATE_PAGEABLE_D2H, NRATES };
 static const char *rate_names[NRATES] = {"H2D_GBPS", "D2H_GBPS", "PAGEABLE_H2D_GBPS", "PAGEABLE_D2H_GBPS"};
 
+enum { PIN_ALLOC, PIN_REGISTER, NPIN };
+
 struct device {
 	unsigned domain, bus, dev, fn;
 	double rate[NRATES]; // bytes per second
 	size_t total, used;
+	double pin_rate[NPIN];   // bytes per second; 0: no emulated per-byte cost
+	int64_t pin_call_ns;     // emulated fixed cost of a pin call
+	double pin_max[NPIN];    // bytes; a larger call fails (0: no cap)
 };
 
 enum { RULE_FAIL, RULE_HANG, RULE_CRASH };
@@ -315,6 +333,11 @@ static void load_config(void) {
 		for (int k = 0; k < NRATES; k++)
 			d->rate[k] = dev_env(i, rate_names[k], defaults[k]) * 1e9;
 		d->total = (size_t)dev_env(i, "MEM_BYTES", 80.0 * (1ull << 30));
+		d->pin_rate[PIN_ALLOC] = dev_env(i, "PIN_ALLOC_GBPS", 0) * 1e9;
+		d->pin_rate[PIN_REGISTER] = dev_env(i, "PIN_REGISTER_GBPS", 0) * 1e9;
+		d->pin_call_ns = (int64_t)(dev_env(i, "PIN_CALL_US", 0) * 1e3);
+		d->pin_max[PIN_ALLOC] = dev_env(i, "HOSTALLOC_MAX_BYTES", 0);
+		d->pin_max[PIN_REGISTER] = dev_env(i, "REGISTER_MAX_BYTES", 0);
 		d->domain = 0;
 		d->bus = 0x1b + 0x10 * (unsigned)i;
 		d->dev = 0;
@@ -697,18 +720,43 @@ FAKE_EXPORT_CUDA CUresult cuMemFree(CUdeviceptr_v1 dp) {
 
 /* ---- host memory ---- */
 
+// pin_capped reports whether a pin call of kind (PIN_ALLOC, PIN_REGISTER) of n bytes is above the current
+// device's cap.
+static int pin_capped(int kind, size_t n) {
+	double cap = devs[current->dev].pin_max[kind];
+	return cap > 0 && (double)n > cap;
+}
+
+// pin_wait returns when the emulated cost of a pin call of kind of n bytes that began at start has passed:
+// the device's fixed cost per call plus n at its pinning rate.
+static void pin_wait(int kind, size_t n, int64_t start) {
+	struct device *d = &devs[current->dev];
+	int64_t cost = d->pin_call_ns;
+	if (d->pin_rate[kind] > 0)
+		cost += (int64_t)((double)n / d->pin_rate[kind] * 1e9);
+	if (cost > 0)
+		sleep_until(start + cost);
+}
+
 FAKE_EXPORT_CUDA CUresult cuMemHostAlloc(void **pp, size_t n, unsigned int flags) {
 	(void)flags;
 	CU_HOOK("cuMemHostAlloc");
 	NEED_CTX();
+	int64_t start = now_ns();
 	if (!pp || n == 0)
 		return CUDA_ERROR_INVALID_VALUE;
-	// Pinning makes every page resident: MAP_POPULATE faults them all in.
-	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (pin_capped(PIN_ALLOC, n))
+		return CUDA_ERROR_INVALID_VALUE;
+	// Pinning makes every page resident: MAP_POPULATE faults them all in, unless the cost of pinning is
+	// emulated (PIN_ALLOC_GBPS), which then stands for it: faulting in on a loaded machine could take longer
+	// than the emulated time and make the emulation lie.
+	int populate = devs[current->dev].pin_rate[PIN_ALLOC] > 0 ? 0 : MAP_POPULATE;
+	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | populate, -1, 0);
 	if (p == MAP_FAILED)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	add_range((uintptr_t)p, n, RANGE_HOSTALLOC, current->dev);
 	*pp = p;
+	pin_wait(PIN_ALLOC, n, start);
 	return CUDA_SUCCESS;
 }
 
@@ -726,13 +774,17 @@ FAKE_EXPORT_CUDA CUresult cuMemFreeHost(void *p) {
 static CUresult host_register(void *p, size_t n, unsigned int flags) {
 	(void)flags;
 	NEED_CTX();
+	int64_t start = now_ns();
 	if (!p || n == 0)
 		return CUDA_ERROR_INVALID_VALUE;
+	if (pin_capped(PIN_REGISTER, n))
+		return CUDA_ERROR_OUT_OF_MEMORY;
 	if (overlaps_host((uintptr_t)p, n))
 		return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
 	// The real driver faults in and pins every page. The fake only records the range: the caller's buffer
 	// is resident already, and touching each page again costs seconds on some virtual machines.
 	add_range((uintptr_t)p, n, RANGE_REGISTERED, current->dev);
+	pin_wait(PIN_REGISTER, n, start);
 	return CUDA_SUCCESS;
 }
 

@@ -44,6 +44,11 @@
 //   FAKEHIP_COPY_BYTES_MAX             bytes of data moved per copy at most (default: all)
 //   FAKEHIP_UPLINK_GBPS                rate of the shared uplink in GB/s (default: none)
 //   FAKEHIP_UPLINK_DEVICES=0,1,...     devices behind it (default: none; both must be set to have one)
+//   FAKEHIP_PIN_ALLOC_GBPS, FAKEHIP_PIN_REGISTER_GBPS, FAKEHIP_PIN_CALL_US   pinning cost of hipHostMalloc
+//                                      (and hipHostAlloc) and of hipHostRegister, as fakecuda.c's
+//   FAKEHIP_HOSTALLOC_MAX_BYTES, FAKEHIP_REGISTER_MAX_BYTES  per-call caps of the same calls (a larger
+//                                      hipHostMalloc fails with hipErrorInvalidValue, a larger
+//                                      hipHostRegister with hipErrorOutOfMemory)
 //   FAKEHIP_FAIL=call:code[@dev],...   call returns code (e.g. hipHostMalloc:2)
 //   FAKEHIP_HANG=call[@dev],...        call never returns (e.g. hipMemcpyHtoDAsync@1)
 //   FAKEHIP_CRASH=call[:segv][@dev],... call aborts the process (or dereferences NULL with :segv)
