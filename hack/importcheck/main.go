@@ -15,6 +15,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -99,7 +100,7 @@ func main() {
 
 // goList runs `go list -deps -json` on patterns, with cgo enabled (so cgo files are listed as such).
 func goList(patterns []string) ([]pkg, error) {
-	cmd := exec.Command("go", append([]string{"list", "-deps", "-json=ImportPath,Standard,DepOnly,CgoFiles,Imports"}, patterns...)...)
+	cmd := exec.CommandContext(context.Background(), "go", append([]string{"list", "-deps", "-json=ImportPath,Standard,DepOnly,CgoFiles,Imports"}, patterns...)...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

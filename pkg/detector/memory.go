@@ -185,9 +185,9 @@ func (p *probe) hugePagePools() []HugePages {
 	}
 	var pools []HugePages
 	for _, e := range entries {
-		kb, ok := strings.CutPrefix(e.Name(), "hugepages-")
-		if kb, ok = strings.CutSuffix(kb, "kB"); !ok {
-			continue
+		kb, isPool := strings.CutPrefix(e.Name(), "hugepages-")
+		if kb, ok = strings.CutSuffix(kb, "kB"); !isPool || !ok {
+			continue // not a pool directory ("hugepages-2048kB")
 		}
 		size, err := strconv.ParseUint(kb, 10, 64)
 		if err != nil || size == 0 {

@@ -235,15 +235,6 @@ func parseNUMANode(s string) (int, error) {
 	return n, nil
 }
 
-func isHex(s string) bool {
-	for _, c := range s {
-		if !isHexDigit(c) {
-			return false
-		}
-	}
-	return true
-}
-
 func isPrintable(s string) bool {
 	for _, c := range s {
 		if c < 0x20 || c == 0x7f {
@@ -260,8 +251,4 @@ func truncate(s string) string {
 		return s
 	}
 	return s[:max] + "..."
-}
-
-func isHexDigit(c rune) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
