@@ -46,6 +46,12 @@
 // together behind a barrier, timed with events; a short warm-up, then the median of at most 5 samples, sent
 // as a bench.EventConcurrent after every GPU's result, so a hang there costs none of them.
 //
+// Pin trial: last, for each of the request's PinTrials (one per runtime), on the first candidate GPU it did not
+// fail, on a locked thread with that GPU's affinity and a context of its own, the child times the runtime's
+// pinned allocator on fresh regions and the registration of one pre-faulted mmap'd region (pin.go), at the two
+// sizes twice each, releasing every region before the next call, and sends the trial as a bench.EventPin after
+// each API, so a hang in the second keeps the first. The daemon fits and judges the samples.
+//
 // Layout, one responsibility per file:
 //
 //   - main.go: Main: read the request, load the runtimes (with the HIP fallbacks), measure each GPU, run
@@ -54,7 +60,7 @@
 //     trial, link verdict) with phase timing; timing.go times copies and takes the median.
 //   - link.go: reading and sampling the PCIe link from sysfs, theoretical rates; affinity.go: the CPU
 //     affinity of the measuring thread.
-//   - concurrent.go: the concurrent phase.
+//   - concurrent.go: the concurrent phase; pin.go: the pin trial.
 //   - driver.go: the gpuDriver interface, handles, flags and the status error; dl_cgo.go and shim.h: the one
 //     dlopen loader and the C call shapes; cuda.go, cuda_cgo.go: the CUDA driver API; hip.go, hip_cgo.go:
 //     the HIP runtime; nocgo.go: the build without cgo.

@@ -31,6 +31,15 @@
 // the detector walked. A busy AMD GPU is one with a KFD compute process or engines at least 5% busy
 // (Target.BusyPercent).
 //
+// Pin trial (pin.go): after the copies, once per GPU runtime, the child times how fast the node pins host
+// memory, with the runtime's allocator (cuMemHostAlloc, hipHostMalloc) and by registering pre-faulted mmap'd
+// memory (cuMemHostRegister, hipHostRegister), at half the trial size and the trial size, each twice. This
+// package decides whether and how big (pinTrialBytes: --pin-trial-size, 1/16 of MemAvailable, the cgroup's
+// headroom less 512 MiB; nodeBusy: never while a GPU of the node is busy, since pinning takes driver-wide
+// locks) and on which GPUs (the first of the runtime measured OK, or reused), fits the per-call and per-byte
+// cost (fitPin, from the faster call of each size), judges it (judgePin), and stores and reuses it like the
+// figures (Result.PinTrials, one per runtime).
+//
 // Safety: the buffer is capped by MemAvailable, the cgroup's headroom and the GPU's free memory; a GPU with
 // compute processes is skipped unless forced and keeps its last stored result; the child is killed at the
 // timeout; results are stored atomically, keyed by GPU (UUID and PCI address), driver version and boot id.
@@ -44,7 +53,7 @@
 // Child protocol (protocol.go): the Runner builds one ChildRequest (libraries, the sysfs root, samples,
 // warm-up, sample interval, timeout, the GPUs with their buffer sizes) and writes it as is as JSON to the
 // child's stdin; the child writes one ChildEvent per line to stdout, each prefixed ChildEventPrefix
-// ("pfd-bench-event ": driver, phase, gpu, concurrent, fatal, done), as they happen, so GPUs finished before a
+// ("pfd-bench-event ": driver, phase, gpu, concurrent, pin, fatal, done), as they happen, so GPUs finished before a
 // hang or crash keep their results. A parent ignores events it does not know, and a request without new
 // fields means what it meant before.
 //
@@ -71,6 +80,8 @@
 //     printable strings) before it is used.
 //   - result.go: Result and GPUResult, what the package returns; trust.go: whether a GPU's figures can be
 //     true (judge) and may be published (Trusted).
+//   - pin.go: the pin trial's result (PinTrial), its size and busy rule, the fit and judgement, and the
+//     per-runtime decision (run, reuse, skip) of a check.
 //
 // The tests load a fake libcuda.so.1 and a fake libamdhip64.so built by internal/fakecuda, in a child that
 // is the test binary itself (main_test.go runs benchchild.Main for ChildSubcommand).
