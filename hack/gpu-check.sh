@@ -2,7 +2,12 @@
 # Checks the DMA bandwidth check on a real NVIDIA machine: runs `pin-feature-daemon probe --bench -o table`
 # and `bench -o json`, measures the same copies with PyTorch (a pinned tensor copied with non_blocking=True,
 # timed with CUDA events, same size, median of samples; pageable too), reads nvidia-smi's PCIe link idle and
-# while PyTorch copies, and prints the figures side by side, one short table per GPU.
+# while PyTorch copies, and prints the figures side by side, one short table per GPU. It then times the pin trial's
+# calls from PyTorch on the first GPU (as the daemon's trial runs on the first GPU measured OK):
+# torch.empty(n, dtype=torch.uint8, pin_memory=True) (cudaHostAlloc through the caching host allocator, whose
+# cache is emptied after each call) and cudaHostRegister of a pre-faulted mmap'd region through
+# torch.cuda.cudart(), at half the trial size and the trial size, each twice, the faster call of each size fitted
+# like the daemon's (time = per-call + bytes / rate), and prints both side by side.
 #
 # The machine needs no internet and no Go module cache: the script uses ./bin/pin-feature-daemon when it is
 # there (build it elsewhere with `make build` and carry it over; the build machine's glibc must not be newer
@@ -10,17 +15,20 @@
 #
 # Usage: hack/gpu-check.sh
 #   BENCH_SIZE=256Mi   size of each copy (both tools)
+#   PIN_TRIAL_SIZE=1Gi the pin trial's larger call (both tools; the daemon caps it by MemAvailable/16 and its
+#                      cgroup's headroom, and the table says the size each used)
 #   SAMPLES=7 WARMUP=2 PyTorch samples and warm-up copies (the daemon uses its own defaults, the same)
 #   OUT=dir            also keep the raw outputs there (probe table, bench JSON, PyTorch JSON, the table)
 #   BIN=path           the daemon binary (default ./bin/pin-feature-daemon)
 #   DAEMON_ARGS="..."  more flags for both daemon runs (e.g. --cuda-library=... --host-root=... for a dry run
 #                      against the fake driver on a machine without a GPU)
-# Normally done in well under a minute; each step has its own timeout (60 s, 60 s, 75 s).
+# Normally done in well under a minute; each step has its own timeout (60 s, 60 s, 120 s).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=${BIN:-./bin/pin-feature-daemon}
 BENCH_SIZE=${BENCH_SIZE:-256Mi}
+PIN_TRIAL_SIZE=${PIN_TRIAL_SIZE:-1Gi}
 SAMPLES=${SAMPLES:-7}
 WARMUP=${WARMUP:-2}
 WORK=$(mktemp -d)
@@ -52,20 +60,20 @@ log "binary: $(head -n1 "$WORK/version")"
 log "running $BIN probe --bench -o table"
 start=$(date +%s.%N)
 # shellcheck disable=SC2086 # DAEMON_ARGS is a list of flags
-timeout 60 "$BIN" probe --bench --state-dir= --bench-size="$BENCH_SIZE" --bench-timeout=45s $DAEMON_ARGS -o table >"$WORK/probe-table.txt" 2>"$WORK/probe.stderr" ||
+timeout 60 "$BIN" probe --bench --state-dir= --bench-size="$BENCH_SIZE" --pin-trial-size="$PIN_TRIAL_SIZE" --bench-timeout=45s $DAEMON_ARGS -o table >"$WORK/probe-table.txt" 2>"$WORK/probe.stderr" ||
 	log "probe --bench exited with $? (stderr: $(tail -n3 "$WORK/probe.stderr" | tr '\n' ' '))"
 probe_s=$(python3 -c "import sys,time; print(f'{time.time()-float(sys.argv[1]):.2f}')" "$start")
 log "running $BIN bench -o json"
 start=$(date +%s.%N)
 # shellcheck disable=SC2086
-timeout 60 "$BIN" bench --state-dir= --bench-size="$BENCH_SIZE" --bench-timeout=45s $DAEMON_ARGS -o json >"$WORK/bench.json" 2>"$WORK/bench.stderr" ||
+timeout 60 "$BIN" bench --state-dir= --bench-size="$BENCH_SIZE" --pin-trial-size="$PIN_TRIAL_SIZE" --bench-timeout=45s $DAEMON_ARGS -o json >"$WORK/bench.json" 2>"$WORK/bench.stderr" ||
 	log "bench exited with $? (stderr: $(tail -n3 "$WORK/bench.stderr" | tr '\n' ' '))"
 bench_s=$(python3 -c "import sys,time; print(f'{time.time()-float(sys.argv[1]):.2f}')" "$start")
 
 # PyTorch, GPU by GPU in PCI order (as nvidia-smi numbers them), sampling nvidia-smi's link while copying.
 log "measuring with PyTorch"
-CUDA_DEVICE_ORDER=PCI_BUS_ID timeout 75 python3 - "$BENCH_SIZE" "$SAMPLES" "$WARMUP" >"$WORK/torch.json" 2>"$WORK/torch.stderr" <<'PY' ||
-import json, re, statistics, subprocess, sys, threading, time
+CUDA_DEVICE_ORDER=PCI_BUS_ID timeout 120 python3 - "$BENCH_SIZE" "$SAMPLES" "$WARMUP" "$PIN_TRIAL_SIZE" >"$WORK/torch.json" 2>"$WORK/torch.stderr" <<'PY' ||
+import json, mmap, re, statistics, subprocess, sys, threading, time
 
 def size_bytes(s):
     m = re.fullmatch(r"(\d+)(Ki|Mi|Gi|K|M|G)?", s.strip())
@@ -75,6 +83,7 @@ def size_bytes(s):
     return int(m.group(1)) * mult
 
 size, samples, warmup = size_bytes(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+pin_size = size_bytes(sys.argv[4])
 FIELDS = "index,name,pci.bus_id,pcie.link.gen.current,pcie.link.width.current,pcie.link.gen.max,pcie.link.width.max"
 
 def smi():
@@ -158,6 +167,53 @@ for dev in range(torch.cuda.device_count()):
     result["gpus"].append(r)
     del gpu, pinned, pageable
     torch.cuda.empty_cache()
+
+def pin_trial(dev):
+    """The daemon's pin trial from PyTorch on GPU dev: each size (half, full) twice, interleaved, wall clock."""
+    torch.cuda.set_device(dev)
+    torch.cuda.synchronize()
+    half = (pin_size // 2) & ~4095
+    sizes = [half, 2 * half] * 2
+    empty_host_cache = getattr(torch._C, "_host_emptyCache", None)
+    out = {"gpu": dev, "sizes": sizes}
+    # torch.empty(pin_memory=True): cudaHostAlloc through the caching host allocator. A freed block is cached and
+    # a second call of the same size would reuse it: without a way to empty the cache, each size is timed once.
+    alloc = []
+    for n in (sizes if empty_host_cache else sizes[:2]):
+        t0 = time.perf_counter()
+        t = torch.empty(n, dtype=torch.uint8, pin_memory=True)
+        alloc.append([n, time.perf_counter() - t0])
+        del t
+        if empty_host_cache:
+            empty_host_cache()
+    out["alloc"] = alloc
+    # cudaHostRegister of one pre-faulted mmap'd region (what KV connectors do), its first n bytes each time.
+    cudart = torch.cuda.cudart()
+    region = mmap.mmap(-1, 2 * half)
+    buf = torch.frombuffer(region, dtype=torch.uint8)
+    buf.fill_(1)  # fault the pages in, untimed
+    ptr = buf.data_ptr()
+    register = []
+    for n in sizes:
+        t0 = time.perf_counter()
+        err = cudart.cudaHostRegister(ptr, n, 0)
+        d = time.perf_counter() - t0
+        code = int(getattr(err, "value", err))
+        if code != 0:
+            out["registerError"] = f"cudaHostRegister({n}): {err}"
+            break
+        register.append([n, d])
+        cudart.cudaHostUnregister(ptr)
+    out["register"] = register
+    del buf
+    region.close()
+    return out
+
+if torch.cuda.device_count() > 0:
+    try:
+        result["pin"] = pin_trial(0)
+    except Exception as e:
+        result["pin"] = {"error": f"{type(e).__name__}: {e}"}
 print(json.dumps(result))
 PY
 	log "PyTorch measurement exited with $? (stderr: $(tail -n3 "$WORK/torch.stderr" | tr '\n' ' '))"
@@ -233,6 +289,43 @@ for g in bench.get("gpus", []) or [{"pciAddress": k} for k in idle]:
         print(f"  link rate {g['theoreticalBytesPerSecond'] / 1e9:.2f} GB/s per direction, efficiency {g.get('efficiency', 0) * 100:.1f}%"
               f", cuMemHostAlloc {'ok' if g.get('hostAllocOK') else 'FAILED'}, cuMemHostRegister "
               + ("ok" if g.get("hostRegisterOK") else f"FAILED ({g.get('hostRegisterError', '')})"))
+
+def fit(samples):
+    """The daemon's fit (pkg/bench fitPin): the fastest call of each size; rate and per-call cost through the two
+    largest sizes, or the larger call's average rate when noise makes the fit meaningless."""
+    best = {}
+    for n, d in samples:
+        best[n] = min(d, best.get(n, d))
+    pts = sorted(best.items())
+    if not pts or pts[-1][1] <= 0:
+        return 0, 0
+    (n2, t2) = pts[-1]
+    if len(pts) < 2:
+        return n2 / t2, 0
+    (n1, t1) = pts[-2]
+    if t2 <= t1:
+        return n2 / t2, 0
+    rate = (n2 - n1) / (t2 - t1)
+    c = t1 - n1 / rate
+    return (n2 / t2, 0) if c < 0 else (rate, c)
+
+tp = torch.get("pin") or {}
+trials = [p for p in bench.get("pinTrials") or [] if p.get("platform") == "cuda"]
+dp = trials[0] if trials else {}
+print()
+print(f"Pin trial: pin-feature-daemon (cuMemHostAlloc, cuMemHostRegister on GPU {dp.get('gpu', '-')}, "
+      f"{bench.get('pinTrialBytes', 0) >> 20} MiB) vs PyTorch (torch.empty(pin_memory=True), cudart().cudaHostRegister on GPU "
+      f"{tp.get('gpu', '-')}, {max(tp.get('sizes') or [0]) >> 20} MiB)"
+      + (f"; daemon: {dp['skipped']}" if dp.get("skipped") else "")
+      + (f"; PyTorch: {tp['error']}" if tp.get("error") else ""))
+print(f"  {'':10} {'daemon GB/s':>11} {'PyTorch GB/s':>12} {'diff':>7} {'daemon per call':>16} {'PyTorch per call':>17}")
+for api, tk in [("alloc", "alloc"), ("register", "register")]:
+    a = dp.get(api) or {}
+    rate, per_call = fit(tp.get(tk) or [])
+    d = a.get("bytesPerSecond", 0)
+    note = a.get("error", "") or (tp.get("registerError", "") if api == "register" else "")
+    print(f"  {api:10} {f(d):>11} {f(rate):>12} {diff(d, rate)} {a.get('perCall', 0) / 1e6:13.2f} ms {per_call * 1e3:14.2f} ms"
+          + (f"  ({note})" if note else ""))
 PY
 
 cat "$WORK/table.txt"
