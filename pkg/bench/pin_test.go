@@ -310,3 +310,25 @@ func TestStateWithoutPinTrials(t *testing.T) {
 	require.Len(t, s.Entries, 1)
 	require.Empty(t, s.PinTrials)
 }
+
+// TestPinTrialContextFails: a trial whose context cannot be created fails both APIs before any call (size 0,
+// the driver's error name) and is not stored, so the next check tries again.
+func TestPinTrialContextFails(t *testing.T) {
+	t.Parallel()
+	// The check's own context is the first cuCtxCreate_v2, the pin trial's the second.
+	o := testOptions(t, fakeCUDA(t, fakeDefault...), "FAKECUDA_COPY_BYTES_MAX=1048576", "FAKECUDA_FAIL=cuCtxCreate_v2:2#2")
+	o.StateDir = t.TempDir()
+	res := NewRunner(o).Run(context.Background(), fakeTargets(1))
+	require.Equal(t, StateOK, res.State, res.Error)
+	p := pinOf(t, res, detector.PlatformCUDA)
+	for _, a := range []PinAPIResult{p.Alloc, p.Register} {
+		require.False(t, a.Trusted())
+		require.Equal(t, "CUDA_ERROR_OUT_OF_MEMORY", a.ErrorName)
+		require.Zero(t, a.FailedBytes)
+		require.Empty(t, a.Samples)
+	}
+	s, err := loadState(o.StateDir, time.Now())
+	require.NoError(t, err)
+	require.Len(t, s.Entries, 1, "the figures are stored")
+	require.Empty(t, s.PinTrials, "the failed trial is not")
+}

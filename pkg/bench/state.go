@@ -101,7 +101,8 @@ func (s *stateFile) lookupPin(p detector.Platform, driverVersion, bootID string)
 	return nil
 }
 
-// putPins stores the pin trials that ran to their end in this run (not cached, not interrupted, not skipped),
+// putPins stores the pin trials that ran to their end in this run (not cached, not interrupted, not skipped)
+// and got as far as a pin call (a trial whose context could not be created is no finding about pinning),
 // replacing the runtime's entry and dropping entries of other boots or drivers, and reports whether it put any.
 func (s *stateFile) putPins(res *Result, driverVersion, bootID string) bool {
 	if s == nil {
@@ -109,7 +110,8 @@ func (s *stateFile) putPins(res *Result, driverVersion, bootID string) bool {
 	}
 	changed := false
 	for _, p := range res.PinTrials {
-		if p.Cached || p.interrupted || p.Skipped != "" || p.MeasuredAt.IsZero() {
+		if p.Cached || p.interrupted || p.Skipped != "" || p.MeasuredAt.IsZero() ||
+			len(p.Alloc.Samples)+len(p.Register.Samples) == 0 && p.Alloc.FailedBytes+p.Register.FailedBytes == 0 {
 			continue
 		}
 		kept := s.PinTrials[:0]
