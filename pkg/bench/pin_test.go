@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,45 +59,68 @@ func pinOf(t *testing.T, res *Result, p detector.Platform) PinTrial {
 // 0.125 GB/s (registration) with 20 ms per call, and finds the per-byte rates within 10 % and the per-call
 // cost apart from them. The fake's calls return when the emulated time has passed, whatever the machine
 // is doing, so only a late wake-up of the calling thread can make a call look slower: the rates are slow
-// enough that the two calls differ by 268 and 537 ms, against wake-ups of a few ms on a loaded machine. Not
-// parallel: the package's parallel tests start only after it, so their children do not load the machine.
+// enough that the two calls differ by 268 and 537 ms, and the trial keeps the faster of two calls per size.
+// As TestAccuracy, a case gets up to three runs: a machine busy enough to delay both calls of a size by tens of
+// milliseconds can fail one run, never make a wrong rate pass; an error in the trial itself fails all three.
+// Not parallel: the package's parallel tests start only after it, so their children do not load the machine.
 func TestPinTrialFollowsEmulatedRates(t *testing.T) {
 	for _, rt := range pinRuntimes(t) {
 		t.Run(rt.name, func(t *testing.T) {
 			o := rt.options(t, prefixed(rt.prefix, "COPY_BYTES_MAX=1048576", "PIN_ALLOC_GBPS=0.25",
 				"PIN_REGISTER_GBPS=0.125", "PIN_CALL_US=20000")...)
 			o.PinTrialBytes = 128 * mib
-			res := NewRunner(o).Run(context.Background(), rt.targets(1))
-			require.Equal(t, StateOK, res.State, res.Error)
-			require.Equal(t, int64(128*mib), res.PinTrialBytes)
-			p := pinOf(t, res, RuntimeOf(rt.targets(1)[0].Platform))
-			require.Empty(t, p.Skipped)
-			require.False(t, p.Cached)
-			require.Equal(t, 0, p.GPU)
-			for _, c := range []struct {
-				a    PinAPIResult
-				call string
-				rate float64
-			}{{p.Alloc, rt.allocCall, 0.25e9}, {p.Register, rt.registerCall, 0.125e9}} {
-				t.Logf("%s: %.3f GB/s (emulated %.3f), per call %s (emulated 20ms), samples %v", c.call,
-					c.a.BytesPerSecond/1e9, c.rate/1e9, c.a.PerCall, c.a.Samples)
-				require.Equal(t, c.call, c.a.Call)
-				require.True(t, c.a.Trusted(), "%s: %s", c.call, c.a.Error)
-				var sizes []int64
-				for _, s := range c.a.Samples {
-					sizes = append(sizes, s.Bytes)
+			var offs []string
+			for attempt := 1; attempt <= 3; attempt++ {
+				offs = pinTrialOffs(t, NewRunner(o).Run(context.Background(), rt.targets(1)), rt)
+				if len(offs) == 0 {
+					return
 				}
-				require.Equal(t, []int64{64 * mib, 128 * mib, 64 * mib, 128 * mib}, sizes, "each size twice, interleaved")
-				require.Equal(t, int64(128*mib), c.a.VerifiedBytes)
-				requireWithin(t, c.call, c.rate, c.a.BytesPerSecond, 0.10)
-				// The per-call cost is what is left of the smaller call once its bytes are paid at the fitted
-				// rate: 20 ms, give or take that rate's error on 64 MiB (up to 10 % of 268 or 537 ms).
-				require.InDelta(t, 20*time.Millisecond, c.a.PerCall, 0.1*float64(64*mib)/c.rate*1e9)
+				t.Logf("attempt %d out of bounds: %s", attempt, strings.Join(offs, "; "))
 			}
-			g := res.GPUs[0]
-			require.True(t, g.Trusted(), "the copies' figures are untouched")
+			t.Fatalf("not within the bounds of the emulated pinning in 3 runs: %s", strings.Join(offs, "; "))
 		})
 	}
+}
+
+// pinTrialOffs checks one run of TestPinTrialFollowsEmulatedRates: everything but the timing must hold (it
+// fails the test), and it returns the figures off the emulated ones.
+func pinTrialOffs(t *testing.T, res *Result, rt pinRuntime) []string {
+	t.Helper()
+	require.Equal(t, StateOK, res.State, res.Error)
+	require.True(t, res.GPUs[0].Trusted(), "the copies' figures are untouched")
+	require.Equal(t, int64(128*mib), res.PinTrialBytes)
+	p := pinOf(t, res, RuntimeOf(rt.targets(1)[0].Platform))
+	require.Empty(t, p.Skipped)
+	require.False(t, p.Cached)
+	require.Equal(t, 0, p.GPU)
+	var offs []string
+	for _, c := range []struct {
+		a    PinAPIResult
+		call string
+		rate float64
+	}{{p.Alloc, rt.allocCall, 0.25e9}, {p.Register, rt.registerCall, 0.125e9}} {
+		t.Logf("%s: %.3f GB/s (emulated %.3f), per call %s (emulated 20ms), samples %v", c.call,
+			c.a.BytesPerSecond/1e9, c.rate/1e9, c.a.PerCall, c.a.Samples)
+		require.Equal(t, c.call, c.a.Call)
+		require.True(t, c.a.Trusted(), "%s: %s", c.call, c.a.Error)
+		var sizes []int64
+		for _, s := range c.a.Samples {
+			sizes = append(sizes, s.Bytes)
+		}
+		require.Equal(t, []int64{64 * mib, 128 * mib, 64 * mib, 128 * mib}, sizes, "each size twice, interleaved")
+		require.Equal(t, int64(128*mib), c.a.VerifiedBytes)
+		if off := c.a.BytesPerSecond/c.rate - 1; math.Abs(off) > 0.10 {
+			offs = append(offs, fmt.Sprintf("%s: measured %.3f GB/s, emulated %.3f (%+.1f%%, allowed ±10%%)",
+				c.call, c.a.BytesPerSecond/1e9, c.rate/1e9, off*100))
+		}
+		// The per-call cost is what is left of the smaller call once its bytes are paid at the fitted rate:
+		// 20 ms, give or take that rate's error on 64 MiB (up to 10 % of 268 or 537 ms).
+		if d := time.Duration(0.1 * float64(64*mib) / c.rate * 1e9); c.a.PerCall < 20*time.Millisecond-d ||
+			c.a.PerCall > 20*time.Millisecond+d {
+			offs = append(offs, fmt.Sprintf("%s: per call %s, emulated 20ms (allowed ±%s)", c.call, c.a.PerCall, d))
+		}
+	}
+	return offs
 }
 
 // TestPinTrialSizeCap: a fake whose registration fails above 48 MiB fails the trial's 64 MiB call with
