@@ -2,6 +2,12 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -eu -o pipefail -c
 
+# The Go toolchain (hack/toolchain.sh names it once): the go command takes it from the Go module proxy, since
+# a machine starts on its own older Go. Its bin directory goes first on PATH (see hack/toolchain.sh).
+GO_TOOLCHAIN := $(shell sed -n 's/^GO_TOOLCHAIN=//p' hack/toolchain.sh)
+export GOTOOLCHAIN := $(GO_TOOLCHAIN)
+export PATH := $(shell GOTOOLCHAIN=$(GO_TOOLCHAIN) go env GOROOT 2>/dev/null)/bin:$(PATH)
+
 export CGO_ENABLED := 1
 # go-nvml's header marks deprecated NVML calls; their warnings are noise in every build.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
@@ -49,6 +55,7 @@ e2e: tools image ## End-to-end tests: a real control plane, and a kubelet with c
 	$(GO_TEST) -tags e2e -timeout 30m ./test/...
 
 vet: ## go vet, and exportcheck (no exported name that only its own package uses)
+	@grep -qx 'ARG GOTOOLCHAIN=$(GO_TOOLCHAIN)' Dockerfile || { echo "Dockerfile: ARG GOTOOLCHAIN is not $(GO_TOOLCHAIN) (hack/toolchain.sh)" >&2; exit 1; }
 	go vet ./...
 	go vet -tags e2e ./test/...
 	go run ./hack/exportcheck

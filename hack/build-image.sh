@@ -19,6 +19,8 @@
 #
 # Usage: hack/build-image.sh   (env: IMAGE, VERSION, REVISION, SOURCE_DATE_EPOCH, PLATFORMS, OUT_DIR)
 set -euo pipefail
+# shellcheck source=hack/toolchain.sh
+source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "${REPO_ROOT}"
