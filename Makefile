@@ -23,7 +23,7 @@ CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2
 GO_TEST    ?= go test -count=1
 RUN_ARGS   ?= -o table
 
-.PHONY: all build run test unit helm promtool e2e tools lint vet exports bench fuzz footprint manifests helm-lint image image-docker clean help
+.PHONY: all build run deps test unit helm promtool e2e tools lint vet exports bench fuzz footprint manifests helm-lint image image-docker clean help
 
 all: build
 
@@ -36,9 +36,12 @@ build: ## Build bin/pin-feature-daemon (cgo; the Dockerfile runs this same recip
 run: build ## Probe this machine once (no cluster needed) and print the report; RUN_ARGS="-o labels" etc.
 	$(BIN) probe --state-dir= $(RUN_ARGS)
 
-test: unit e2e ## Every test: unit, fuzz seeds, e2e on a real control plane, chart checks
+deps: ## Install the Debian packages the tests need and this machine lacks (hack/deps.sh; root, or it prints the command)
+	hack/deps.sh
 
-unit: helm promtool ## Unit tests (fixture nodes, fake libcuda, fake clientsets), the chart and alert checks and the image writer
+test: deps unit e2e ## Every test: unit, fuzz seeds, e2e on a real control plane, chart checks (runs deps first)
+
+unit: deps helm promtool ## Unit tests (fixture nodes, fake libcuda, fake clientsets), the chart and alert checks and the image writer
 	$(GO_TEST) ./...
 	cd hack/tools/image && GOWORK=off $(GO_TEST) ./...
 
@@ -51,7 +54,7 @@ promtool: ## Build promtool into $(TOOLS_DIR) (the chart's alert rules are unit-
 tools: helm ## Build the test tools (kube-apiserver, etcd, nfd-master, kube-scheduler, helm) into $(TOOLS_DIR)
 	hack/build-controlplane.sh
 
-e2e: tools image ## End-to-end tests: a real control plane, and a kubelet with containerd running the built image
+e2e: deps tools image ## End-to-end tests: a real control plane, and a kubelet with containerd running the built image
 	$(GO_TEST) -tags e2e -timeout 30m ./test/...
 
 vet: ## go vet, and exportcheck (no exported name that only its own package uses)
