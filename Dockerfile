@@ -18,9 +18,16 @@
 # NVIDIA_VISIBLE_DEVICES (the Helm chart does). Without them the daemon still probes the node and reports the
 # DMA check as skipped.
 
+# The base image's Go only starts the build: GOTOOLCHAIN makes the go command take the toolchain that every
+# build of this repository uses (hack/toolchain.sh names it; `make vet` checks that this line agrees) from
+# the Go module proxy, as on a development machine. go.mod's `go` line asks for it too, so nothing older
+# can build the binary.
 ARG GO_VERSION=1.26.8
+ARG GOTOOLCHAIN=go1.27.3
 
 FROM docker.io/library/golang:${GO_VERSION}-bookworm AS build
+ARG GOTOOLCHAIN
+ENV GOTOOLCHAIN=${GOTOOLCHAIN}
 WORKDIR /src
 # Module downloads first, so that a source change does not download them again.
 COPY go.mod go.sum ./

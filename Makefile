@@ -2,6 +2,12 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -eu -o pipefail -c
 
+# The Go toolchain (hack/toolchain.sh names it once): the go command takes it from the Go module proxy, since
+# a machine starts on its own older Go. Its bin directory goes first on PATH (see hack/toolchain.sh).
+GO_TOOLCHAIN := $(shell sed -n 's/^GO_TOOLCHAIN=//p' hack/toolchain.sh)
+export GOTOOLCHAIN := $(GO_TOOLCHAIN)
+export PATH := $(shell GOTOOLCHAIN=$(GO_TOOLCHAIN) go env GOROOT 2>/dev/null)/bin:$(PATH)
+
 export CGO_ENABLED := 1
 # go-nvml's header marks deprecated NVML calls; their warnings are noise in every build.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
@@ -17,7 +23,7 @@ CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2
 GO_TEST    ?= go test -count=1
 RUN_ARGS   ?= -o table
 
-.PHONY: all build run test unit helm promtool e2e tools lint vet exports bench fuzz footprint manifests helm-lint image image-docker clean help
+.PHONY: all build run deps test unit helm promtool e2e tools lint vet exports bench fuzz footprint manifests helm-lint image image-docker clean help
 
 all: build
 
@@ -30,9 +36,12 @@ build: ## Build bin/pin-feature-daemon (cgo; the Dockerfile runs this same recip
 run: build ## Probe this machine once (no cluster needed) and print the report; RUN_ARGS="-o labels" etc.
 	$(BIN) probe --state-dir= $(RUN_ARGS)
 
-test: unit e2e ## Every test: unit, fuzz seeds, e2e on a real control plane, chart checks
+deps: ## Install the Debian packages the tests need and this machine lacks (hack/deps.sh; root, or it prints the command)
+	hack/deps.sh
 
-unit: helm promtool ## Unit tests (fixture nodes, fake libcuda, fake clientsets), the chart and alert checks and the image writer
+test: deps unit e2e ## Every test: unit, fuzz seeds, e2e on a real control plane, chart checks (runs deps first)
+
+unit: deps helm promtool ## Unit tests (fixture nodes, fake libcuda, fake clientsets), the chart and alert checks and the image writer
 	$(GO_TEST) ./...
 	cd hack/tools/image && GOWORK=off $(GO_TEST) ./...
 
@@ -45,15 +54,18 @@ promtool: ## Build promtool into $(TOOLS_DIR) (the chart's alert rules are unit-
 tools: helm ## Build the test tools (kube-apiserver, etcd, nfd-master, kube-scheduler, helm) into $(TOOLS_DIR)
 	hack/build-controlplane.sh
 
-e2e: tools image ## End-to-end tests: a real control plane, and a kubelet with containerd running the built image
+e2e: deps tools image ## End-to-end tests: a real control plane, and a kubelet with containerd running the built image
 	$(GO_TEST) -tags e2e -timeout 30m ./test/...
 
-vet: ## go vet, exportcheck (no exported name that only its own package uses), importcheck (no cgo or child package under the daemon)
+vet: ## go vet, exportcheck (no exported name that only its own package uses), importcheck (no cgo or child package under the daemon), govulncheck offline (hack/vulncheck.sh)
+	@grep -qx 'ARG GOTOOLCHAIN=$(GO_TOOLCHAIN)' Dockerfile || { echo "Dockerfile: ARG GOTOOLCHAIN is not $(GO_TOOLCHAIN) (hack/toolchain.sh)" >&2; exit 1; }
 	go vet ./...
 	go vet -tags e2e ./test/...
 	go run ./hack/exportcheck
 	go run ./hack/importcheck
 	cd hack/tools/image && GOWORK=off go vet ./...
+	cd hack/tools/vuln && GOWORK=off go vet ./...
+	hack/vulncheck.sh
 
 exports: ## List exported names that only their own package uses (hack/exportcheck); fails when there is one
 	go run ./hack/exportcheck

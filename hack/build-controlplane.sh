@@ -26,12 +26,14 @@
 #
 # Usage: hack/build-controlplane.sh [--sync] [--force]
 set -euo pipefail
+# shellcheck source=hack/toolchain.sh
+source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 
 # k8s.io/kubernetes release and the matching k8s.io/* staging module version.
-KUBE_VERSION=v1.35.3
-STAGING_VERSION=v0.35.3
-# The etcd that k8s.io/kubernetes v1.35.3's go.mod names.
-ETCD_VERSION=v3.6.5
+KUBE_VERSION=v1.37.2
+STAGING_VERSION=v0.37.2
+# The etcd that k8s.io/kubernetes v1.37.2's go.mod names.
+ETCD_VERSION=v3.7.0
 NFD_VERSION=v0.19.0
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -104,17 +106,32 @@ write_replaces() {
   go mod edit -fmt
 }
 
+# write_godebug replaces the godebug lines of the go.mod in the current
+# directory by those of k8s.io/kubernetes' go.mod (the GODEBUG defaults that
+# upstream builds its binaries with).
+write_godebug() {
+  local gomod=$1 k
+  go mod edit -json | jq -r '.GoDebug[]?.Key' | while read -r k; do
+    go mod edit "-dropgodebug=${k}"
+  done
+  go mod edit -json "${gomod}" | jq -r '.GoDebug[]? | "\(.Key)=\(.Value)"' | while read -r k; do
+    go mod edit "-godebug=${k}"
+  done
+}
+
 # sync rewrites the tool modules' go.mod files from the versions above.
 sync_modules() {
   log "syncing hack/tools/controlplane/go.mod to k8s.io/kubernetes ${KUBE_VERSION}, etcd ${ETCD_VERSION}"
-  local staging
+  local staging kube_mod
   staging=$(staging_modules)
+  kube_mod=$(kube_gomod)
   [[ $(wc -l <<<"${staging}") -gt 10 ]] ||
     die "found only $(wc -l <<<"${staging}") staging modules in k8s.io/kubernetes ${KUBE_VERSION} go.mod"
   (
     cd "${KUBE_MOD_DIR}"
     # shellcheck disable=SC2001 # the same path on both sides of =>
     sed "s|.*|& => & ${STAGING_VERSION}|" <<<"${staging}" | write_replaces
+    write_godebug "${kube_mod}"
     go mod edit \
       "-require=k8s.io/kubernetes@${KUBE_VERSION}" \
       "-require=go.etcd.io/etcd/server/v3@${ETCD_VERSION}" \
@@ -127,6 +144,7 @@ sync_modules() {
     cd "${NODE_MOD_DIR}"
     # shellcheck disable=SC2001 # the same path on both sides of =>
     sed "s|.*|& => & ${STAGING_VERSION}|" <<<"${staging}" | write_replaces
+    write_godebug "${kube_mod}"
     go mod edit \
       "-require=k8s.io/kubernetes@${KUBE_VERSION}" \
       -tool=k8s.io/kubernetes/cmd/kube-controller-manager \

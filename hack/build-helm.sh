@@ -15,6 +15,8 @@
 #
 # Usage: hack/build-helm.sh [--force]
 set -euo pipefail
+# shellcheck source=hack/toolchain.sh
+source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 
 HELM_VERSION=v3.22.0
 PROMETHEUS_OPERATOR_VERSION=v0.85.0

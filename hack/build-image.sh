@@ -15,10 +15,12 @@
 # package; it is the home of the image's static labels, which this script reads from it.
 #
 # Needs: go, gcc, gcc-aarch64-linux-gnu, dpkg-deb, apt-get with arm64 enabled
-# (dpkg --add-architecture arm64 && apt-get update; .ci/run does this).
+# (dpkg --add-architecture arm64 && apt-get update; hack/deps.sh does this, and make test runs it first).
 #
 # Usage: hack/build-image.sh   (env: IMAGE, VERSION, REVISION, SOURCE_DATE_EPOCH, PLATFORMS, OUT_DIR)
 set -euo pipefail
+# shellcheck source=hack/toolchain.sh
+source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "${REPO_ROOT}"
@@ -51,7 +53,7 @@ libc6_deb() {
   local arch=$1 file
   file=$(apt-cache show --no-all-versions "libc6:${arch}" 2>/dev/null | sed -n 's/^Filename: //p' | head -1)
   [[ -n ${file} ]] ||
-    die "apt knows no libc6:${arch}; run: dpkg --add-architecture ${arch} && apt-get update"
+    die "apt knows no libc6:${arch}; run hack/deps.sh as root (it adds dpkg's ${arch} architecture and runs apt-get update)"
   file=${DEB_DIR}/$(basename "${file}")
   if [[ ! -f ${file} ]]; then
     mkdir -p "${DEB_DIR}"

@@ -18,6 +18,8 @@
 #
 # Usage: hack/build-promtool.sh [--force]
 set -euo pipefail
+# shellcheck source=hack/toolchain.sh
+source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 
 PROMETHEUS_VERSION=v0.316.0
 PROMETHEUS_RELEASE=3.16.0 # the Prometheus release of that module version, for promtool --version

@@ -2,6 +2,8 @@
 # Runs every Go fuzz target of the repository for a while each (default 20s): hack/fuzz.sh [DURATION].
 # `go test` alone (make test) only replays the seed corpora; this explores new inputs.
 set -euo pipefail
+# shellcheck source=hack/toolchain.sh
+source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 cd "$(dirname "$0")/.."
 fuzztime=${1:-20s}
 export CGO_ENABLED=1 CGO_CFLAGS="${CGO_CFLAGS:--O2 -Wno-deprecated-declarations}"

@@ -24,6 +24,8 @@
 #                      against the fake driver on a machine without a GPU)
 # Normally done in well under a minute; each step has its own timeout (60 s, 60 s, 120 s).
 set -euo pipefail
+# shellcheck source=hack/toolchain.sh
+source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=${BIN:-./bin/pin-feature-daemon}

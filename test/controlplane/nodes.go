@@ -49,7 +49,7 @@ func KubeletNode(name string) *corev1.Node {
 			NodeInfo: corev1.NodeSystemInfo{
 				OperatingSystem: "linux",
 				Architecture:    "amd64",
-				KubeletVersion:  "v1.35.3",
+				KubeletVersion:  "v1.37.2",
 			},
 		},
 	}

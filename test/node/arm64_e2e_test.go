@@ -22,9 +22,9 @@ import (
 // setting this test must not change; the child's protocol and supervision are architecture-neutral Go.
 func TestImageArm64(t *testing.T) {
 	qemu, err := exec.LookPath("qemu-aarch64")
-	require.NoError(t, err, "qemu-aarch64 is missing: apt-get install qemu-user (.ci/run does)")
+	require.NoError(t, err, "qemu-aarch64 is missing: apt-get install qemu-user (hack/deps.sh does; make test runs it)")
 	cc, err := exec.LookPath("aarch64-linux-gnu-gcc")
-	require.NoError(t, err, "aarch64-linux-gnu-gcc is missing: apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross")
+	require.NoError(t, err, "aarch64-linux-gnu-gcc is missing: apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross (hack/deps.sh does; make test runs it)")
 	root := filepath.Join(repoRoot(t), "_output", "image", "rootfs")
 	glibc := filepath.Join(root, "arm64", "glibc")
 	arm64Bin := filepath.Join(root, "arm64", "pin-feature-daemon", "usr", "bin", "pin-feature-daemon")

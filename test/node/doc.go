@@ -6,8 +6,8 @@
 // arm64 half runs under qemu-user (arm64_e2e_test.go): its binary on every fixture node, and the runtime shims.
 //
 // Every file is behind the e2e build tag (`make e2e`, part of `make test`). It needs root, cgroups, containerd,
-// runc, containernetworking-plugins and qemu-user (Debian packages; .ci/run installs them); it skips only where those cannot
-// exist (not root, no cgroup filesystem) and fails, naming the fix, when something that can be built or installed
-// is missing. It must not touch the host's own containerd, kubelet or /var/lib state: every path, socket, port,
+// runc, containernetworking-plugins and qemu-user (Debian packages that hack/deps.sh installs; make test runs it
+// first); it skips only where those cannot exist (not root, no cgroup filesystem) and fails, naming the fix,
+// when something that can be built or installed is missing. It must not touch the host's own containerd, kubelet or /var/lib state: every path, socket, port,
 // bridge and cgroup it uses is its own, and its cleanup kills what it started and unmounts what it mounted.
 package node

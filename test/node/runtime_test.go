@@ -48,11 +48,11 @@ func requireNodePrerequisites(t *testing.T) {
 	}
 	for _, bin := range []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc", "gcc", "ip"} {
 		_, err := exec.LookPath(bin)
-		require.NoError(t, err, "%s is missing: apt-get install containerd runc iproute2 (.ci/run does)", bin)
+		require.NoError(t, err, "%s is missing: apt-get install containerd runc iproute2 (hack/deps.sh does; make test runs it)", bin)
 	}
 	for _, plugin := range []string{"bridge", "host-local", "loopback"} {
 		_, err := os.Stat(filepath.Join("/usr/lib/cni", plugin))
-		require.NoError(t, err, "CNI plugin %s is missing: apt-get install containernetworking-plugins (.ci/run does)", plugin)
+		require.NoError(t, err, "CNI plugin %s is missing: apt-get install containernetworking-plugins (hack/deps.sh does; make test runs it)", plugin)
 	}
 }
 

@@ -26,7 +26,7 @@ var hipStatus = regexp.MustCompile(`^hipInit: hipError[A-Za-z]+ \(\d+\)$`)
 func TestRealHIPRuntime(t *testing.T) {
 	out, err := exec.Command("ldconfig", "-p").Output()
 	require.NoError(t, err)
-	require.Contains(t, string(out), "libamdhip64.so.5", "Debian's HIP runtime is missing: apt-get install libamdhip64-5 (.ci/run does)")
+	require.Contains(t, string(out), "libamdhip64.so.5", "Debian's HIP runtime is missing: apt-get install libamdhip64-5 (hack/deps.sh does; make test runs it)")
 	bin, err := fakecuda.BuildDaemon(t.TempDir())
 	require.NoError(t, err)
 	host, err := filepath.Abs(filepath.Join("..", "..", "testdata", "mi300x"))

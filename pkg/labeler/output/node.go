@@ -104,7 +104,7 @@ func ownedLabelKeys(entries []metav1.ManagedFieldsEntry) (map[string]bool, error
 				Labels map[string]json.RawMessage `json:"f:labels"`
 			} `json:"f:metadata"`
 		}
-		if err := json.Unmarshal(e.FieldsV1.Raw, &fields); err != nil {
+		if err := json.Unmarshal(e.FieldsV1.GetRawBytes(), &fields); err != nil {
 			return nil, fmt.Errorf("parse managed fields of %s: %w", FieldManager, err)
 		}
 		for k := range fields.Metadata.Labels {

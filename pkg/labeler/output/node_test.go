@@ -211,7 +211,7 @@ func TestNodeLabelsUpToDate(t *testing.T) {
 
 func TestOwnedLabelKeys(t *testing.T) {
 	t.Parallel()
-	fields := func(s string) *metav1.FieldsV1 { return &metav1.FieldsV1{Raw: []byte(s)} }
+	fields := metav1.NewFieldsV1
 	entries := []metav1.ManagedFieldsEntry{
 		{Manager: FieldManager, Operation: metav1.ManagedFieldsOperationApply,
 			FieldsV1: fields(`{"f:metadata":{"f:labels":{".":{},"f:feature.node.kubernetes.io/pinmemory.available":{}}}}`)},
