@@ -184,10 +184,12 @@ func TestProbeBenchAgainstFakeDriver(t *testing.T) {
 	require.Equal(t, "24", got[labeler.KeyH2DGBytesPerSec])
 	require.Equal(t, "20", got[labeler.KeyD2HGBytesPerSec])
 	// Pageable copies are timed by the wall clock (as in the real check), so a loaded machine can only make
-	// them look slower; their accuracy is pkg/bench's test. Here: present, and never above the emulated rate.
+	// them look slower; their accuracy is pkg/bench's test. Here: present, never above the emulated 10.5 GB/s,
+	// and within the 25% that pkg/bench's TestAccuracy allows a wall-clock figure on a busy machine.
 	pageable, err := strconv.Atoi(got[labeler.KeyPageableH2DGBytesPerSec])
 	require.NoError(t, err)
-	require.InDelta(t, 8, pageable, 2.0)
+	require.LessOrEqual(t, pageable, 10)
+	require.GreaterOrEqual(t, pageable, 7)
 	require.Equal(t, "true", got[labeler.KeyAvailable])
 	require.Contains(t, stderr, "bench: GPU 0 (0000:18:00.0) pinned h2d 24.", "a progress line per GPU")
 	require.Contains(t, stderr, "bench: GPU 1 (0000:9d:00.0) pinned h2d 30.")

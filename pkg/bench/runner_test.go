@@ -17,7 +17,9 @@ import (
 )
 
 // TestAccuracy runs the whole check (child process included) against emulated links and requires every
-// figure within 2% of the emulated rate. It is not parallel: pageable copies are timed with the wall clock,
+// pinned figure (timed on the fake driver's clock) within 2% of the emulated rate, plus the scheduling
+// lateness measured on this machine, and every pageable figure (wall clock) at most 2% faster and at most 25%
+// slower. It is not parallel: pageable copies are timed with the wall clock,
 // which other tests' load on a small machine would disturb.
 func TestAccuracy(t *testing.T) {
 	type rates struct{ h2d, d2h, pageableH2D, pageableD2H float64 } // GB/s
@@ -86,12 +88,20 @@ func TestAccuracy(t *testing.T) {
 					for _, f := range []struct {
 						what      string
 						want, got float64
+						wallClock bool
 					}{
-						{"pinned h2d", w.h2d, g.PinnedH2D}, {"pinned d2h", w.d2h, g.PinnedD2H},
-						{"pageable h2d", w.pageableH2D, g.PageableH2D}, {"pageable d2h", w.pageableD2H, g.PageableD2H},
+						{"pinned h2d", w.h2d, g.PinnedH2D, false}, {"pinned d2h", w.d2h, g.PinnedD2H, false},
+						{"pageable h2d", w.pageableH2D, g.PageableH2D, true}, {"pageable d2h", w.pageableD2H, g.PageableD2H, true},
 					} {
 						copyTime := time.Duration(float64(tc.bytes) / (f.want * 1e9) * float64(time.Second))
 						slack := 0.02 + float64(late)/float64(copyTime)
+						if f.wallClock {
+							// Every pageable copy is timed on the wall clock (memcpy, then the fake's sleep), so the
+							// load of the moment shows in it and one lateness sample after the run cannot bound it:
+							// CI's 2 shared cores have made a run 18% slow. A wrong formula (bytes, units, the
+							// median) is off by far more than 25%, and no load makes a copy faster than emulated.
+							slack = max(slack, 1.0/0.75-1)
+						}
 						ratio := f.got / (f.want * 1e9)
 						if ratio > 1.02 || ratio < 1/(1+slack) {
 							offs = append(offs, fmt.Sprintf("gpu %d %s: measured %.3f GB/s, emulated %.3f (%+.2f%%, allowed -%.2f%%..+2%%)",
