@@ -235,7 +235,8 @@ func chartValues(t testing.TB, cp *controlplane.ControlPlane, imageRef, stateDir
 	repo, tag, ok := strings.Cut(imageRef[slash+1:], ":")
 	require.True(t, ok, "image reference %s has no tag", imageRef)
 	return []string{
-		"--set", "image.repository=" + imageRef[:slash+1] + repo, "--set", "image.tag=" + tag,
+		// --set-string: a tag of digits only (a short commit hash such as 7493681) would be a number to --set.
+		"--set", "image.repository=" + imageRef[:slash+1] + repo, "--set-string", "image.tag=" + tag,
 		"--set", "image.pullPolicy=Never",
 		"--set", "stateDir=" + stateDir,
 		"--set", "nodeSelection.mode=all",
