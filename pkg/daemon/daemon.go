@@ -80,8 +80,10 @@ type Daemon struct {
 	inPass       bool
 	published    labeler.Labels // what the output holds, as far as we know; nil until read back
 	haveRead     bool
-	next         labeler.Labels // the newest labels built, before hysteresis
-	last         labeler.Labels // what we want published (next after hysteresis)
+	next         labeler.Labels   // the newest labels built, before hysteresis
+	nextGPUs     []labeler.Labels // the newest GPU instances built, before hysteresis
+	publishedGPU []labeler.Labels // the GPU instances the output holds, as far as we know (GPU outputs only)
+	last         labeler.Labels   // what we want published (next after hysteresis)
 }
 
 // New checks cfg and fills defaults.
@@ -208,30 +210,44 @@ func (d *Daemon) runPass(ctx context.Context) (retry bool, err error) {
 	if err := interrupted(ctx, "publish"); err != nil {
 		return false, err
 	}
-	return retry, d.publish(ctx, a.Labels)
+	return retry, d.publish(ctx, a.Labels, a.GPUs)
 }
 
-// publish stabilises next against what is published and writes it. The first call reads the output back,
-// so a restarted daemon neither rewrites equal labels nor loses its hysteresis baseline.
-func (d *Daemon) publish(ctx context.Context, next labeler.Labels) error {
+// publish stabilises next (and, for an output.GPUOutput, the GPU instances nextGPUs) against what is published
+// and writes it. The first call reads the output back, so a restarted daemon neither rewrites equal labels
+// nor loses its hysteresis baseline.
+func (d *Daemon) publish(ctx context.Context, next labeler.Labels, nextGPUs []labeler.Labels) error {
 	d.mu.Lock()
-	d.next = next
-	published, haveRead := d.published, d.haveRead
+	d.next, d.nextGPUs = next, nextGPUs
+	published, publishedGPUs, haveRead := d.published, d.publishedGPU, d.haveRead
 	d.mu.Unlock()
 	out := d.cfg.Output
+	gpuOut, withGPUs := out.(output.GPUOutput)
 	if !haveRead {
 		p, err := out.Published(ctx)
 		if err != nil {
 			return d.publishFailed(ctx, fmt.Errorf("read published labels: %w", err))
 		}
+		if withGPUs {
+			if publishedGPUs, err = gpuOut.PublishedGPUs(ctx); err != nil {
+				return d.publishFailed(ctx, fmt.Errorf("read published GPU instances: %w", err))
+			}
+		}
 		published, haveRead = p, true
 	}
 	want := labeler.Stabilize(published, next, d.cfg.Hysteresis)
+	wantGPUs := labeler.StabilizeGPUs(publishedGPUs, nextGPUs, d.cfg.Hysteresis)
 	d.mu.Lock()
-	d.last, d.published, d.haveRead = want, published, haveRead
+	d.last, d.published, d.publishedGPU, d.haveRead = want, published, publishedGPUs, haveRead
 	d.mu.Unlock()
 
-	changed, err := out.Publish(ctx, want)
+	var changed bool
+	var err error
+	if withGPUs {
+		changed, err = gpuOut.PublishGPUs(ctx, want, wantGPUs)
+	} else {
+		changed, err = out.Publish(ctx, want)
+	}
 	if err != nil {
 		return d.publishFailed(ctx, err)
 	}
@@ -247,6 +263,9 @@ func (d *Daemon) publish(ctx context.Context, next labeler.Labels) error {
 	}
 	d.mu.Lock()
 	d.published, d.publishErr = want, nil
+	if withGPUs {
+		d.publishedGPU = wantGPUs
+	}
 	d.mu.Unlock()
 	return nil
 }
@@ -295,7 +314,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			continue
 		}
 		if retry {
-			err = d.publish(ctx, d.pending())
+			labels, gpus := d.pending()
+			err = d.publish(ctx, labels, gpus)
 			backoff = min(2*backoff, d.cfg.RetryMax)
 			if err == nil {
 				backoff = d.cfg.RetryMin
@@ -304,11 +324,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 }
 
-// pending is the newest label set built, before hysteresis.
-func (d *Daemon) pending() labeler.Labels {
+// pending is the newest label set and GPU instances built, before hysteresis.
+func (d *Daemon) pending() (labeler.Labels, []labeler.Labels) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.next
+	return d.next, d.nextGPUs
 }
 
 func (d *Daemon) jittered() time.Duration {

@@ -241,6 +241,7 @@ func (p *probe) pciAccelerator(busEntry string, addr pcie.Address, nodes devNode
 		acc.configAllOnes = p.configAllOnes(entry, name)
 	}
 	if linked {
+		acc.PCIeRoot = p.pcieRoot(entry)
 		acc.Upstream = p.upstreamHops(entry)
 		markCardInternal(uint16(vendor), acc.Upstream)
 	}
@@ -356,6 +357,22 @@ func (p *probe) upstreamHops(dir string) []PCIeHop {
 		dir = parent
 	}
 	return hops
+}
+
+// pcieRoot returns the root complex a resolved device directory sits under: the first element of its path
+// below sys/devices when that is a "pci<domain>:<bus>" directory ("pci0000:00"), else "". It is the value
+// of DRA's standard attribute resource.kubernetes.io/pcieRoot, which k8s.io/dynamic-resource-allocation
+// (deviceattribute/pci_linux.go, resolvePCIeRoot) takes the same way from the sys/bus/pci/devices link.
+func (p *probe) pcieRoot(dir string) string {
+	rel, err := filepath.Rel(filepath.Join(p.host.Sys, "devices"), dir)
+	if err != nil {
+		return ""
+	}
+	first, _, _ := strings.Cut(filepath.ToSlash(rel), "/")
+	if !strings.HasPrefix(first, "pci") || strings.Count(first, ":") != 1 {
+		return ""
+	}
+	return first
 }
 
 // resolveDeviceDir follows the sys/bus/pci/devices/<BDF> link into the sys/devices tree, inside Host.Sys

@@ -740,3 +740,21 @@ func FuzzProbeFile(f *testing.F) {
 		require.NotContains(t, factErrors(r), "probe", "no panic")
 	})
 }
+
+// TestPCIeRoot: the root complex is the first directory below sys/devices, as DRA's resolvePCIeRoot takes it
+// (a VMD domain's devices are under their host bridge's root complex), and nothing outside a pci root.
+func TestPCIeRoot(t *testing.T) {
+	t.Parallel()
+	p := &probe{host: hostfs.New("/host")}
+	for _, tc := range []struct{ dir, want string }{
+		{"/host/sys/devices/pci0000:15/0000:15:01.0/0000:16:00.0", "pci0000:15"},
+		{"/host/sys/devices/pci0009:00/0009:00:00.0/0009:01:00.0", "pci0009:00"},
+		{"/host/sys/devices/pci0000:00/0000:00:0e.0/pci10000:00/10000:00:02.0/10000:01:00.0", "pci0000:00"},
+		{"/host/sys/devices/pci0000:2a:00.0", ""},
+		{"/host/sys/devices/LNXSYSTM:00/LNXSYBUS:00/0000:00:02.0", ""},
+		{"/host/sys/bus/pci/devices/0000:00:02.0", ""},
+		{"/elsewhere/sys/devices/pci0000:00/0000:00:02.0", ""},
+	} {
+		require.Equal(t, tc.want, p.pcieRoot(tc.dir), tc.dir)
+	}
+}

@@ -121,6 +121,11 @@ type Accelerator struct {
 	LocalCPUs string `json:"localCPUs,omitempty"`
 	// Link is the device's own PCIe link (nil when sysfs has no link attributes).
 	Link *PCIeLink `json:"link,omitempty"`
+	// PCIeRoot is the PCIe root complex the device sits under, as sysfs names it and as DRA's standard
+	// attribute resource.kubernetes.io/pcieRoot gives it ("pci0000:00", "pci<domain>:<bus>"): the first
+	// directory below sys/devices of its resolved sysfs path. Empty when the path was not resolved (a
+	// flattened tree, a GPU known only to NVML).
+	PCIeRoot string `json:"pcieRoot,omitempty"`
 	// Upstream lists the bridge/switch ports from the device's parent up to the root port.
 	Upstream []PCIeHop `json:"upstream,omitempty"`
 	// Capability is the generation and width of the one link on the path with the lowest per-direction

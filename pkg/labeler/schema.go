@@ -202,11 +202,17 @@ func build(r *detector.Report, v Verdict, b *bench.Result) Labels {
 // margin (a fraction of the published value, e.g. 0.1) keeps the published value, so measurement noise never
 // rewrites the node. Every other key is taken from next as it is. published may be nil.
 func Stabilize(published, next Labels, margin float64) Labels {
+	return stabilize(published, next, margin, bandwidthKeys)
+}
+
+// stabilize is Stabilize over the integer figures named by keys (the node's bandwidth labels, or a GPU
+// instance's figures): the one home of the hysteresis rule.
+func stabilize(published, next Labels, margin float64, keys []string) Labels {
 	out := make(Labels, len(next))
 	for k, v := range next {
 		out[k] = v
 	}
-	for _, k := range bandwidthKeys {
+	for _, k := range keys {
 		pv, ok1 := published[k]
 		nv, ok2 := next[k]
 		if !ok1 || !ok2 || pv == nv {

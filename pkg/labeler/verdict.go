@@ -55,6 +55,8 @@ func (p Policy) pinPlatforms() []detector.Platform {
 type Assessment struct {
 	Verdict Verdict
 	Labels  Labels
+	// GPUs holds the attributes of one GPUFeature instance per accelerator, in the report's order.
+	GPUs []Labels
 }
 
 // Assess is the one call that judges a node: the verdict over the report, the pin trials of b (none when b
@@ -62,7 +64,7 @@ type Assessment struct {
 // the run loop both call it; the report itself holds facts only.
 func Assess(r *detector.Report, b *bench.Result, policy Policy) Assessment {
 	v := decide(r, policy.pinPlatforms(), pinTrials(b))
-	return Assessment{Verdict: v, Labels: build(r, v, b)}
+	return Assessment{Verdict: v, Labels: build(r, v, b), GPUs: gpus(r, b)}
 }
 
 // pinTrial is what the DMA check found on one accelerator where it got as far as trying to pin host memory

@@ -239,13 +239,7 @@ func identities(r *detector.Report, b *bench.Result) map[int]gpuID {
 		host = r.Hostname
 		for i := range r.Accelerators {
 			a := &r.Accelerators[i]
-			idx, uuid, model := a.Index, "", a.Model
-			if n := a.NVML; n != nil {
-				idx, uuid = n.Index, n.UUID
-				if n.Name != "" {
-					model = n.Name
-				}
-			}
+			idx, uuid, model := labeler.GPUIdentity(a)
 			busID := a.PCIAddress
 			if a.NVML != nil && a.NVML.PCIBusID != "" {
 				busID = a.NVML.PCIBusID

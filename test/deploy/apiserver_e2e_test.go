@@ -31,6 +31,8 @@ import (
 	"k8s.io/utils/ptr"
 	nfdv1alpha1 "sigs.k8s.io/node-feature-discovery/api/nfd/v1alpha1"
 
+	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
+	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 	"github.com/pinmemory/pin-feature-daemon/pkg/labeler/output"
 	"github.com/pinmemory/pin-feature-daemon/test/controlplane"
@@ -48,7 +50,9 @@ const testFieldManager = "pin-feature-daemon-chart-test"
 func TestChartOnAPIServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cp, err := controlplane.Start(ctx, controlplane.Options{LogDir: t.TempDir(), WithoutScheduler: true})
+	cp, err := controlplane.Start(ctx, controlplane.Options{LogDir: t.TempDir(), WithoutScheduler: true,
+		// NodeFeatureRule taints (the per-GPU example rules) reach nodes only with this flag.
+		ExtraNFDMasterArgs: []string{"-enable-taints"}})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -139,6 +143,10 @@ func TestChartOnAPIServer(t *testing.T) {
 
 	t.Run("example NodeFeatureRule with nfd-master", func(t *testing.T) {
 		testNodeFeatureRule(ctx, t, cp, dyn, kc, mapper)
+	})
+
+	t.Run("per-GPU NodeFeatureRules with nfd-master", func(t *testing.T) {
+		testGPURules(ctx, t, cp, dyn, kc, mapper)
 	})
 
 	t.Run("daemon as its service account", func(t *testing.T) {
@@ -232,6 +240,109 @@ func testNodeFeatureRule(ctx context.Context, t *testing.T, cp *controlplane.Con
 			require.NotContains(t, got["nopin"], ready, "pinned memory unavailable")
 		})
 	}
+}
+
+// testGPURules installs the chart's per-GPU NodeFeatureRules (gpuRules.enabled, 40 GB/s) and publishes, through
+// the real nodefeature output, the labels and pinmemory.gpu instances that labeler.Assess builds for four
+// 4-GPU nodes: two fast GPUs and two slow ones, three fast GPUs of which one is on a degraded link, no fast
+// GPU at all, and fast GPUs whose figures are not trusted yet (bench failed). The real nfd-master must label the
+// first two pinmemory.fast-gpus=2, taint the last two and only them, and leave the labels derived from the
+// node's weakest GPU (pinmemory.h2d-gbytes-per-sec) as they are.
+func testGPURules(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, dyn dynamic.Interface,
+	kc kubernetes.Interface, mapper meta.RESTMapper) {
+	const (
+		count = "feature.node.kubernetes.io/pinmemory.fast-gpus"
+		taint = "feature.node.kubernetes.io/pinmemory-no-fast-gpu"
+	)
+	type gpu struct {
+		h2d      float64 // GB/s
+		degraded bool
+		state    bench.State
+	}
+	ok := func(h2d float64) gpu { return gpu{h2d: h2d, state: bench.StateOK} }
+	nodes := map[string][]gpu{
+		"two-fast":       {ok(52), ok(51), ok(26), ok(25)},
+		"degraded-third": {ok(52), ok(51), {h2d: 53, degraded: true, state: bench.StateOK}, ok(12)},
+		"none-fast":      {ok(26), ok(25), ok(40), ok(13)},
+		"untrusted":      {{h2d: 52, state: bench.StateFailed}, {h2d: 52, state: bench.StateFailed}},
+	}
+	rendered := mustRenderRelease(t, "gpu-rules", filepath.Join("testdata", "values", "gpu-rules.yaml"))
+	require.NoError(t, apply(ctx, dyn, mapper, findObject(t, decodeObjects(t, rendered), "NodeFeatureRule"), false))
+
+	client, err := output.NewClient(cp.Config)
+	require.NoError(t, err)
+	for c, gpus := range nodes {
+		name := "gpus-" + c
+		_, err := kc.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Labels:      map[string]string{"kubernetes.io/hostname": name},
+			Annotations: map[string]string{"node.alpha.kubernetes.io/ttl": "0"},
+		}}, metav1.CreateOptions{})
+		require.NoError(t, err)
+		r := &detector.Report{Platform: detector.PlatformCUDA, HostLink: detector.HostLinkPCIe,
+			PCIe: &detector.LinkCapability{Gen: 5, Width: 16}}
+		b := &bench.Result{State: bench.StateOK}
+		for i, g := range gpus {
+			r.Accelerators = append(r.Accelerators, detector.Accelerator{Index: i, Platform: detector.PlatformCUDA,
+				PCIAddress: fmt.Sprintf("0000:%02x:00.0", 0x18+i*0x10), PCIeRoot: "pci0000:00", NUMANode: 0,
+				Capability: &detector.LinkCapability{Gen: 5, Width: 16}, Degraded: g.degraded})
+			b.GPUs = append(b.GPUs, bench.GPUResult{Index: i, State: g.state, PinnedH2D: g.h2d * 1e9,
+				PinnedD2H: g.h2d * 1e9})
+		}
+		a := labeler.Assess(r, b, labeler.Policy{})
+		out, err := output.NewNodeFeature(client, namespace, name, nil)
+		require.NoError(t, err)
+		gout, isGPU := out.(output.GPUOutput)
+		require.True(t, isGPU, "the nodefeature output carries GPU instances")
+		changed, err := gout.PublishGPUs(ctx, a.Labels, a.GPUs)
+		require.NoError(t, err)
+		require.True(t, changed)
+	}
+
+	type state struct {
+		labels map[string]string
+		taints []corev1.Taint
+	}
+	got := map[string]state{}
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		for c := range nodes {
+			n, err := kc.CoreV1().Nodes().Get(ctx, "gpus-"+c, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			got[c] = state{n.Labels, n.Spec.Taints}
+		}
+		for _, s := range got {
+			// nfd-master has processed a node once the daemon's labels are on it.
+			if s.labels["feature.node.kubernetes.io/pinmemory.available"] == "" {
+				return false, nil
+			}
+		}
+		return got["two-fast"].labels[count] != "" && len(got["none-fast"].taints) > 0, nil
+	})
+	require.NoError(t, err, "nfd-master never applied the per-GPU rules: %v\n%s", got, cp.Logs(30))
+
+	noFast := []corev1.Taint{{Key: taint, Value: "true", Effect: corev1.TaintEffectNoSchedule}}
+	require.Equal(t, "2", got["two-fast"].labels[count], "GPUs 52 and 51 are above 40, 26 and 25 are not")
+	require.Empty(t, got["two-fast"].taints)
+	require.Equal(t, "25", got["two-fast"].labels["feature.node.kubernetes.io/pinmemory.h2d-gbytes-per-sec"],
+		"the node label still says the weakest GPU")
+	require.Equal(t, "2", got["degraded-third"].labels[count], "a fast GPU on a degraded link does not count")
+	require.Empty(t, got["degraded-third"].taints)
+	require.NotContains(t, got["none-fast"].labels, count, "40 is not above 40")
+	require.Equal(t, noFast, stripTimeAdded(got["none-fast"].taints))
+	require.NotContains(t, got["untrusted"].labels, count, "figures of failed GPUs are not published")
+	require.Equal(t, noFast, stripTimeAdded(got["untrusted"].taints))
+}
+
+// stripTimeAdded returns the taints without their TimeAdded (set for NoExecute only, but compared as a whole).
+func stripTimeAdded(taints []corev1.Taint) []corev1.Taint {
+	out := make([]corev1.Taint, len(taints))
+	for i, tt := range taints {
+		tt.TimeAdded = nil
+		out[i] = tt
+	}
+	return out
 }
 
 // testDaemonAsServiceAccount runs the real daemon binary (one pass) with each output that talks to the API

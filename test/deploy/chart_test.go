@@ -730,7 +730,11 @@ func TestRenderedObjects(t *testing.T) {
 				on = 1
 			}
 			require.Equal(t, on, k["ServiceMonitor"])
-			require.Equal(t, on, k["NodeFeatureRule"])
+			nfRules := on // the example of "all", or the per-GPU rules of "gpu-rules" (one object each)
+			if vs.name == "gpu-rules" {
+				nfRules = 1
+			}
+			require.Equal(t, nfRules, k["NodeFeatureRule"])
 			require.Equal(t, on, k["ConfigMap"])
 			require.Equal(t, on, k["PrometheusRule"])
 			require.Equal(t, 1, k["Service"])
@@ -1081,4 +1085,20 @@ func TestNetworkPolicy(t *testing.T) {
 		"from": []any{map[string]any{"namespaceSelector": map[string]any{"matchLabels": map[string]any{
 			"kubernetes.io/metadata.name": "monitoring"}}}},
 	}}, spec["ingress"])
+}
+
+// TestGPURulesNeedNodeFeatureOutput: the per-GPU rules match instances that only the NodeFeature object
+// carries, so asking for them with another output is an error at render time, not rules that never match.
+func TestGPURulesNeedNodeFeatureOutput(t *testing.T) {
+	t.Parallel()
+	for _, out := range []string{"file", "node"} {
+		_, err := render(t, "", "output="+out, "gpuRules.enabled=true")
+		require.ErrorContains(t, err, "gpuRules.enabled needs output: nodefeature", out)
+	}
+	rendered := mustRender(t, "", "gpuRules.enabled=true", "gpuRules.taint.enabled=false", "gpuRules.minH2DGBytesPerSec=25")
+	rule := findObject(t, decodeObjects(t, rendered), "NodeFeatureRule")
+	rules, _, err := unstructured.NestedSlice(rule.Object, "spec", "rules")
+	require.NoError(t, err)
+	require.Len(t, rules, 1, "no taint rule when gpuRules.taint.enabled is false")
+	require.Contains(t, rendered, "- \"25\"")
 }

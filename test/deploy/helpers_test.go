@@ -44,6 +44,7 @@ var valueSets = []valueSet{
 	{name: "rocm-cdi", output: "nodefeature", gpuAccess: "cdi", cdi: "nvidia.com/gpu=all,amd.com/gpu=all"},
 	{name: "rocm-only", output: "nodefeature", gpuAccess: "cdi", cdi: "amd.com/gpu=all"},
 	{name: "rocm-hostpath", output: "nodefeature", rocmPath: "/opt/rocm"},
+	{name: "gpu-rules", output: "nodefeature"},
 }
 
 func (v valueSet) file() string { return filepath.Join("testdata", "values", v.name+".yaml") }

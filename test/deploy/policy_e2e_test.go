@@ -258,6 +258,19 @@ func TestNodeBoundWrites(t *testing.T) {
 			},
 		},
 		{
+			name: "node A: the per-GPU instance feature",
+			do: func() error {
+				return updateNodeFeature(ctx, cp, nfA, nodeFeatureName(nodeA), setInstance("pinmemory.gpu"))
+			},
+		},
+		{
+			name: "node A: another pinmemory instance feature",
+			do: func() error {
+				return updateNodeFeature(ctx, cp, nfA, nodeFeatureName(nodeA), setInstance("pinmemory.extra"))
+			},
+			wantErr: "may publish only the instance feature pinmemory.gpu, not pinmemory.extra",
+		},
+		{
 			name: "node A: add a non-pinmemory label",
 			do: func() error {
 				return updateNodeFeature(ctx, cp, nfA, nodeFeatureName(nodeA), setLabel("pci-10de.present", "false"))
@@ -730,6 +743,17 @@ func setLabel(key, value string) func(*nfdv1alpha1.NodeFeature) {
 			nf.Spec.Labels = map[string]string{}
 		}
 		nf.Spec.Labels[key] = value
+	}
+}
+
+// setInstance adds one instance of the instance feature name.
+func setInstance(name string) func(*nfdv1alpha1.NodeFeature) {
+	return func(nf *nfdv1alpha1.NodeFeature) {
+		if nf.Spec.Features.Instances == nil {
+			nf.Spec.Features.Instances = map[string]nfdv1alpha1.InstanceFeatureSet{}
+		}
+		nf.Spec.Features.Instances[name] = nfdv1alpha1.NewInstanceFeatures(
+			*nfdv1alpha1.NewInstanceFeature(map[string]string{"pciBusID": "0000:2a:00.0"}))
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 
+	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
 	"github.com/pinmemory/pin-feature-daemon/pkg/labeler/output"
 )
 
@@ -68,6 +69,42 @@ func TestPublishAndSchedule(t *testing.T) {
 				}
 				return nf.Labels["nfd.node.kubernetes.io/node-name"] == n.name
 			}, waitLong, pollEvery, "NodeFeature %s; daemon log:\n%s", name, daemons[n.name].log.String())
+		}
+	})
+
+	t.Run("the NodeFeature of a 2-GPU node has one pinmemory.gpu instance per GPU", func(t *testing.T) {
+		name := output.NodeFeatureName("gpu-fast")
+		var got []map[string]string
+		require.Eventually(t, func() bool {
+			nf, err := cp.NFDClientset.NfdV1alpha1().NodeFeatures(cp.Namespace).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false
+			}
+			got = nil
+			for _, e := range nf.Spec.Features.Instances[labeler.GPUFeature].Elements {
+				got = append(got, e.Attributes)
+			}
+			return len(got) == 2
+		}, waitLong, pollEvery, "NodeFeature %s; daemon log:\n%s", name, daemons["gpu-fast"].log.String())
+		// The fixture's second GPU idles at 2.5 GT/s and the fake driver's copies do not raise it, so the link
+		// sampler sees it slow under load: the node's one link-degraded bit is true, and the instances say which.
+		nf, err := cp.NFDClientset.NfdV1alpha1().NodeFeatures(cp.Namespace).Get(ctx, name, metav1.GetOptions{})
+		require.NoError(t, err)
+		require.Equal(t, "true", nf.Spec.Labels[labeler.KeyLinkDegraded])
+		for i, want := range []map[string]string{
+			{"pciBusID": "0000:18:00.0", "pcieRoot": "pci0000:15", "degraded": "false"},
+			{"pciBusID": "0000:9d:00.0", "pcieRoot": "pci0000:9a", "degraded": "true"},
+		} {
+			g := got[i]
+			require.Equal(t, want["pciBusID"], g[labeler.AttrPCIBusID], "instance %d: %v", i, g)
+			require.Equal(t, want["pcieRoot"], g[labeler.AttrPCIeRoot], "instance %d: %v", i, g)
+			require.Equal(t, "ok", g[labeler.AttrBench], "instance %d: %v", i, g)
+			require.Equal(t, "24", g[labeler.AttrH2D], "instance %d: %v", i, g)
+			require.Equal(t, "22", g[labeler.AttrD2H], "instance %d: %v", i, g)
+			require.Equal(t, want["degraded"], g[labeler.AttrDegraded], "instance %d: %v", i, g)
+			require.Equal(t, "false", g[labeler.AttrLost], "instance %d: %v", i, g)
+			require.Equal(t, "5", g[labeler.AttrGen], "instance %d: %v", i, g)
+			require.NotEmpty(t, g[labeler.AttrIndex], "instance %d: %v", i, g)
 		}
 	})
 

@@ -30,7 +30,9 @@ const expiryDirective = "# +expiry-time="
 // maxFeatureFileSize is NFD's limit; nfd-worker ignores a larger file.
 const maxFeatureFileSize = 64 << 10
 
-// fileOutput keeps an NFD feature file (nfd-worker's "local" source) holding the labels.
+// fileOutput keeps an NFD feature file (nfd-worker's "local" source) holding the labels. It is no GPUOutput:
+// NFD v0.19's local source reads flat "key=value" lines (labels, and local.feature attributes with the
+// +no-label directive), never instance features, so the per-GPU pinmemory.gpu instances have no place here.
 type fileOutput struct {
 	mu     sync.Mutex
 	dir    string

@@ -110,13 +110,24 @@ func NewNodeFeature(client NodeFeatureClient, namespace, nodeName string, owner 
 
 func (o *nodeFeatureOutput) Name() string { return "nodefeature" }
 
+// Publish writes the labels and leaves the GPU instances as they are.
 func (o *nodeFeatureOutput) Publish(ctx context.Context, labels labeler.Labels) (bool, error) {
+	return o.publish(ctx, labels, nil, false)
+}
+
+// PublishGPUs writes the labels and makes spec.features.instances[labeler.GPUFeature] hold exactly gpus.
+func (o *nodeFeatureOutput) PublishGPUs(ctx context.Context, labels labeler.Labels, gpus []labeler.Labels) (bool, error) {
+	return o.publish(ctx, labels, gpus, true)
+}
+
+// publish writes labels, and gpus when withGPUs is set.
+func (o *nodeFeatureOutput) publish(ctx context.Context, labels labeler.Labels, gpus []labeler.Labels, withGPUs bool) (bool, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var changed bool
 	err := retryAPI(ctx, o.backoff, "publish NodeFeature", func(ctx context.Context) error {
 		var err error
-		changed, err = o.publishOnce(ctx, labels)
+		changed, err = o.publishOnce(ctx, labels, gpus, withGPUs)
 		return err
 	})
 	if err != nil {
@@ -125,10 +136,10 @@ func (o *nodeFeatureOutput) Publish(ctx context.Context, labels labeler.Labels) 
 	return changed, nil
 }
 
-func (o *nodeFeatureOutput) publishOnce(ctx context.Context, labels labeler.Labels) (bool, error) {
+func (o *nodeFeatureOutput) publishOnce(ctx context.Context, labels labeler.Labels, gpus []labeler.Labels, withGPUs bool) (bool, error) {
 	cur, err := o.client.GetNodeFeature(ctx, o.namespace, o.name)
 	if apierrors.IsNotFound(err) {
-		return true, o.create(ctx, labels)
+		return true, o.create(ctx, labels, gpus)
 	}
 	if err != nil {
 		return false, err
@@ -139,6 +150,9 @@ func (o *nodeFeatureOutput) publishOnce(ctx context.Context, labels labeler.Labe
 	want.OwnerReferences = o.ownerReferences(want.OwnerReferences)
 	want.Spec.Labels = maps.Clone(labels)
 	setLabelsFeature(&want.Spec.Features, labels)
+	if withGPUs {
+		setGPUFeature(&want.Spec.Features, gpus)
+	}
 	if apiequality.Semantic.DeepEqual(cur, want) {
 		klog.V(4).InfoS("NodeFeature up to date", "nodeFeature", klog.KObj(cur))
 		return false, nil
@@ -146,7 +160,7 @@ func (o *nodeFeatureOutput) publishOnce(ctx context.Context, labels labeler.Labe
 	_, err = o.client.UpdateNodeFeature(ctx, want)
 	if apierrors.IsNotFound(err) {
 		// Deleted between our GET and PUT (by hand, or by the garbage collector): make it anew.
-		return true, o.create(ctx, labels)
+		return true, o.create(ctx, labels, gpus)
 	}
 	if err != nil {
 		return false, err
@@ -155,7 +169,7 @@ func (o *nodeFeatureOutput) publishOnce(ctx context.Context, labels labeler.Labe
 	return true, nil
 }
 
-func (o *nodeFeatureOutput) create(ctx context.Context, labels labeler.Labels) error {
+func (o *nodeFeatureOutput) create(ctx context.Context, labels labeler.Labels, gpus []labeler.Labels) error {
 	obj := &nfdv1alpha1.NodeFeature{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            o.name,
@@ -166,6 +180,7 @@ func (o *nodeFeatureOutput) create(ctx context.Context, labels labeler.Labels) e
 		Spec: nfdv1alpha1.NodeFeatureSpec{Labels: maps.Clone(labels)},
 	}
 	setLabelsFeature(&obj.Spec.Features, labels)
+	setGPUFeature(&obj.Spec.Features, gpus)
 	if _, err := o.client.CreateNodeFeature(ctx, obj); err != nil {
 		return err
 	}
@@ -180,6 +195,26 @@ func setLabelsFeature(f *nfdv1alpha1.Features, labels labeler.Labels) {
 		f.Attributes = map[string]nfdv1alpha1.AttributeFeatureSet{}
 	}
 	f.Attributes[labelsFeature] = nfdv1alpha1.NewAttributeFeatures(maps.Clone(labels))
+}
+
+// setGPUFeature sets the instance feature labeler.GPUFeature to one instance per element of gpus, or removes
+// it when there are none, leaving other features as they are.
+func setGPUFeature(f *nfdv1alpha1.Features, gpus []labeler.Labels) {
+	if len(gpus) == 0 {
+		delete(f.Instances, labeler.GPUFeature)
+		if len(f.Instances) == 0 {
+			f.Instances = nil
+		}
+		return
+	}
+	set := nfdv1alpha1.InstanceFeatureSet{Elements: make([]nfdv1alpha1.InstanceFeature, 0, len(gpus))}
+	for _, g := range gpus {
+		set.Elements = append(set.Elements, *nfdv1alpha1.NewInstanceFeature(maps.Clone(g)))
+	}
+	if f.Instances == nil {
+		f.Instances = map[string]nfdv1alpha1.InstanceFeatureSet{}
+	}
+	f.Instances[labeler.GPUFeature] = set
 }
 
 // objectLabels returns the object's labels with ours set and everybody else's kept.
@@ -233,6 +268,22 @@ func (o *nodeFeatureOutput) Published(ctx context.Context) (labeler.Labels, erro
 	out := labeler.Labels(maps.Clone(cur.Spec.Labels))
 	if out == nil {
 		out = labeler.Labels{}
+	}
+	return out, nil
+}
+
+// PublishedGPUs returns the instances of labeler.GPUFeature in the NodeFeature object, nil when there are none.
+func (o *nodeFeatureOutput) PublishedGPUs(ctx context.Context) ([]labeler.Labels, error) {
+	cur, err := o.client.GetNodeFeature(ctx, o.namespace, o.name)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get NodeFeature %s/%s: %w", o.namespace, o.name, err)
+	}
+	var out []labeler.Labels
+	for _, e := range cur.Spec.Features.Instances[labeler.GPUFeature].Elements {
+		out = append(out, labeler.Labels(maps.Clone(e.Attributes)))
 	}
 	return out, nil
 }

@@ -26,3 +26,15 @@ type Output interface {
 	// a restarted daemon applies hysteresis against what is really published.
 	Published(ctx context.Context) (labeler.Labels, error)
 }
+
+// GPUOutput is an Output that also carries one instance of the per-GPU feature labeler.GPUFeature per GPU,
+// written together with the labels (a pass is published whole or not at all). Only the nodefeature output
+// is one: nfd-worker's feature files carry flat features and labels, never instances, and node labels
+// and stdout carry labels only.
+type GPUOutput interface {
+	Output
+	// PublishGPUs is Publish that also makes the destination hold exactly gpus (nil or empty: no instances).
+	PublishGPUs(ctx context.Context, labels labeler.Labels, gpus []labeler.Labels) (changed bool, err error)
+	// PublishedGPUs reads back the instances the destination holds now (nil, nil when it holds none).
+	PublishedGPUs(ctx context.Context) ([]labeler.Labels, error)
+}
