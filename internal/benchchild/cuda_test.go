@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/fakecuda"
 )
 
 // TestShimInProcess drives the cgo shim directly against the fake driver: data really moves, bus ids are
@@ -18,7 +20,7 @@ func TestShimInProcess(t *testing.T) {
 	require.ErrorIs(t, err, errNoDriver)
 	require.ErrorContains(t, err, "no CUDA driver: dlopen ")
 
-	drv, err := openDriver(fakeCUDA(t, fakeDefault...))
+	drv, err := openDriver(fakecuda.Lib(t, fakeDefault...))
 	require.NoError(t, err)
 	runtime.LockOSThread() // the context is current on this thread only
 	defer runtime.UnlockOSThread()

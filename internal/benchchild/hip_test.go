@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pinmemory/pin-feature-daemon/internal/fakecuda"
 	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 	"github.com/pinmemory/pin-feature-daemon/pkg/bench"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
@@ -36,7 +37,7 @@ func TestROCmDefaultLibraryFallback(t *testing.T) {
 		t.Skip("this machine has an unversioned libamdhip64.so on the loader's path; the fallback cannot be shown")
 	}
 	dir := t.TempDir()
-	data, err := os.ReadFile(fakeHIP(t))
+	data, err := os.ReadFile(fakecuda.HIPLib(t))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "libamdhip64.so.6"), data, 0o755))
 
@@ -54,7 +55,7 @@ func TestHIPShimInProcess(t *testing.T) {
 	require.ErrorIs(t, err, errNoDriver)
 	require.ErrorContains(t, err, "no ROCm HIP runtime: dlopen ")
 
-	drv, err := openHIP(fakeHIP(t))
+	drv, err := openHIP(fakecuda.HIPLib(t))
 	require.NoError(t, err)
 	runtime.LockOSThread() // the current device is the thread's
 	defer runtime.UnlockOSThread()

@@ -29,27 +29,6 @@ func TestMain(m *testing.M) {
 // fakeDefault is the fake driver as most tests load it (internal/fakecuda).
 var fakeDefault = fakecuda.Default
 
-// fakeCUDA returns the path of the fake driver's libcuda.so.1 built with the given -D flags (once per
-// process and variant).
-func fakeCUDA(t testing.TB, defines ...string) string {
-	t.Helper()
-	p, err := fakecuda.Cached(defines...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// fakeHIP returns the path of the fake HIP runtime, built once per process.
-func fakeHIP(t testing.TB) string {
-	t.Helper()
-	p, err := fakecuda.CachedHIP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // rocmTargets are n idle AMD GPUs at the fake runtime's default PCI bus ids (0000:1b:00.0, 0000:2b:00.0, ...).
 func rocmTargets(n int) []bench.Target {
 	ts := make([]bench.Target, n)

@@ -7,7 +7,7 @@
 // check's tests, and the daemon binary for the tests that run it.
 //
 // The fakes are always compiled with -Wall -Wextra -Werror, so a warning in them fails the tests that use
-// them. Build variants are -D defines (see the head of fakecuda.c); Cached and CachedHIP build each variant
+// them. Build variants are -D defines (see the head of fakecuda.c); Lib and HIPLib build each variant
 // once per process.
 //
 // It is test support only; nothing in the daemon imports it.
@@ -21,6 +21,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"testing"
 )
 
 // Defines of the build variants.
@@ -79,7 +80,7 @@ func build(l lib, dir string, defines []string) (string, error) {
 	return out, nil
 }
 
-// cache holds the builds of Cached and CachedHIP: one directory per process, one build per library and
+// cache holds the builds of Lib and HIPLib: one directory per process, one build per library and
 // variant.
 var cache struct {
 	mu    sync.Mutex
@@ -87,18 +88,29 @@ var cache struct {
 	built map[string]string // library name and defines joined by spaces -> library path
 }
 
-// Cached returns the fake driver built with the given defines, building it on the first call for that
-// variant in this process into a temporary directory. Call RemoveCached when the tests are done (TestMain).
-func Cached(defines ...string) (string, error) {
-	return cached(cudaLib, defines)
+// Lib returns the fake driver built with the given defines, building it on the first call for that variant
+// in this process into a temporary directory; it fails the test when the fake cannot be built. Call
+// RemoveCached when the tests are done (TestMain).
+func Lib(t testing.TB, defines ...string) string {
+	t.Helper()
+	p, err := cached(cudaLib, defines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
-// CachedHIP is Cached for the fake HIP runtime.
-func CachedHIP(defines ...string) (string, error) {
-	return cached(hipLib, defines)
+// HIPLib is Lib for the fake HIP runtime.
+func HIPLib(t testing.TB, defines ...string) string {
+	t.Helper()
+	p, err := cached(hipLib, defines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
-// cached is Cached for l.
+// cached builds l with defines once per process (Lib, HIPLib).
 func cached(l lib, defines []string) (string, error) {
 	key := strings.Join(append([]string{l.name}, defines...), " ")
 	cache.mu.Lock()
@@ -125,7 +137,7 @@ func cached(l lib, defines []string) (string, error) {
 	return p, nil
 }
 
-// RemoveCached deletes what Cached and CachedHIP built; a later call builds again.
+// RemoveCached deletes what Lib and HIPLib built; a later call builds again.
 func RemoveCached() error {
 	cache.mu.Lock()
 	defer cache.mu.Unlock()

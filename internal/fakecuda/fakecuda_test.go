@@ -63,20 +63,17 @@ func exported(t *testing.T, lib string) map[string]bool {
 
 func TestExports(t *testing.T) {
 	for _, c := range []struct {
-		build        func(...string) (string, error)
+		build        func(testing.TB, ...string) string
 		file         string
 		want         []string
 		forbidden    string
 		forbiddenWhy string
 	}{
-		{CachedHIP, "libamdhip64.so", hipNames, "cu", "the CUDA core stays hidden"},
-		{Cached, "libcuda.so.1", cudaNames, "hip", "the HIP wrappers are not in the CUDA fake"},
+		{HIPLib, "libamdhip64.so", hipNames, "cu", "the CUDA core stays hidden"},
+		{Lib, "libcuda.so.1", cudaNames, "hip", "the HIP wrappers are not in the CUDA fake"},
 	} {
 		t.Run(c.file, func(t *testing.T) {
-			lib, err := c.build()
-			if err != nil {
-				t.Fatal(err)
-			}
+			lib := c.build(t)
 			if filepath.Base(lib) != c.file {
 				t.Errorf("built %s, want a file named %s", lib, c.file)
 			}
@@ -97,30 +94,16 @@ func TestExports(t *testing.T) {
 
 // TestCachedKeepsLibrariesApart checks that the cache tells the two libraries apart for the same defines.
 func TestCachedKeepsLibrariesApart(t *testing.T) {
-	cuda, err := Cached()
-	if err != nil {
-		t.Fatal(err)
-	}
-	hip, err := CachedHIP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, err := CachedHIP()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cuda, hip, again := Lib(t), HIPLib(t), HIPLib(t)
 	if cuda == hip || hip != again {
-		t.Errorf("Cached() = %s, CachedHIP() = %s then %s", cuda, hip, again)
+		t.Errorf("Lib() = %s, HIPLib() = %s then %s", cuda, hip, again)
 	}
 }
 
 // TestHIPBehaviour runs testdata/hipcheck.c, which loads the fake HIP runtime with dlopen and checks it
 // through its hip* names: see that file's head for what each mode checks.
 func TestHIPBehaviour(t *testing.T) {
-	lib, err := CachedHIP()
-	if err != nil {
-		t.Fatal(err)
-	}
+	lib := HIPLib(t)
 	check := filepath.Join(t.TempDir(), "hipcheck")
 	cc := os.Getenv("CC")
 	if cc == "" {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pinmemory/pin-feature-daemon/internal/fakecuda"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
@@ -43,12 +44,12 @@ func benchmarkCheck(b *testing.B, gpus int, hip bool) {
 	o := Options{SysRoot: b.TempDir(), Timeout: time.Minute}
 	targets := fakeTargets(gpus)
 	if hip {
-		prefix, o.HIPLibrary, o.CUDALibrary = "FAKEHIP_", fakeHIP(b), "/nonexistent/libcuda.so.1"
+		prefix, o.HIPLibrary, o.CUDALibrary = "FAKEHIP_", fakecuda.HIPLib(b), "/nonexistent/libcuda.so.1"
 		for i := range targets {
 			targets[i].Platform = detector.PlatformROCm
 		}
 	} else {
-		o.CUDALibrary = fakeCUDA(b, fakeDefault...)
+		o.CUDALibrary = fakecuda.Lib(b, fakeDefault...)
 	}
 	for _, kv := range []string{"H2D_GBPS=55", "D2H_GBPS=53", "PAGEABLE_H2D_GBPS=20", "PAGEABLE_D2H_GBPS=18",
 		"COPY_BYTES_MAX=1048576", fmt.Sprintf("DEVICES=%d", gpus), "PIN_ALLOC_GBPS=10", "PIN_REGISTER_GBPS=10",

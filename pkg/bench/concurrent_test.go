@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pinmemory/pin-feature-daemon/internal/fakecuda"
 )
 
 // TestConcurrent runs the whole check on two fake GPUs at 25 GB/s each, with and without a shared 25 GB/s
@@ -14,7 +16,7 @@ import (
 // clock, so the ratios hold on a busy machine. Default buffer, samples and warm-up: the test also logs what
 // the concurrent phase adds to the check.
 func TestConcurrent(t *testing.T) {
-	lib := fakeCUDA(t, fakeDefault...)
+	lib := fakecuda.Lib(t, fakeDefault...)
 	base := []string{"FAKECUDA_DEVICES=2", "FAKECUDA_H2D_GBPS=25", "FAKECUDA_D2H_GBPS=25",
 		"FAKECUDA_COPY_BYTES_MAX=1048576"}
 	for _, tc := range []struct {
@@ -62,7 +64,7 @@ func TestConcurrent(t *testing.T) {
 
 // TestConcurrentNeedsTwoGPUs: the concurrent phase runs only when two or more GPUs were measured OK.
 func TestConcurrentNeedsTwoGPUs(t *testing.T) {
-	lib := fakeCUDA(t, fakeDefault...)
+	lib := fakecuda.Lib(t, fakeDefault...)
 	t.Run("one gpu", func(t *testing.T) {
 		res := NewRunner(testOptions(t, lib, "FAKECUDA_COPY_BYTES_MAX=1048576")).Run(context.Background(), fakeTargets(1))
 		require.Equal(t, StateOK, res.State, res.Error)
@@ -129,7 +131,7 @@ func TestConsistentConcurrent(t *testing.T) {
 // TestConcurrentStored: a check that reuses every GPU's stored figures keeps their concurrent figures (a
 // restart does not drop the node's concurrent label); one that mixes stored and fresh GPUs clears them.
 func TestConcurrentStored(t *testing.T) {
-	lib := fakeCUDA(t, fakeDefault...)
+	lib := fakecuda.Lib(t, fakeDefault...)
 	t.Run("all stored", func(t *testing.T) {
 		o := testOptions(t, lib, "FAKECUDA_DEVICES=2", "FAKECUDA_COPY_BYTES_MAX=1048576",
 			"FAKECUDA_UPLINK_GBPS=24", "FAKECUDA_UPLINK_DEVICES=0,1")
@@ -168,7 +170,7 @@ func TestConcurrentStored(t *testing.T) {
 // what failed.
 func TestConcurrentPhaseFaults(t *testing.T) {
 	t.Parallel()
-	lib := fakeCUDA(t, fakeDefault...)
+	lib := fakecuda.Lib(t, fakeDefault...)
 	for _, tc := range []struct {
 		name, env, wantError string
 	}{

@@ -21,17 +21,6 @@ var (
 	fakeLegacySafe = fakecuda.LegacySafe
 )
 
-// fakeCUDA returns the path of the fake driver's libcuda.so.1 built with the given -D flags (once per
-// process and variant).
-func fakeCUDA(t testing.TB, defines ...string) string {
-	t.Helper()
-	p, err := fakecuda.Cached(defines...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // fakeTargets returns n targets matching the fake driver's default PCI bus ids (0000:1b:00.0, 0000:2b:00.0,
 // ...), idle, on a Gen5 x16 path.
 func fakeTargets(n int) []Target {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pinmemory/pin-feature-daemon/internal/fakecuda"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
@@ -26,7 +27,7 @@ type pinRuntime struct {
 }
 
 func pinRuntimes(t *testing.T) []pinRuntime {
-	cuda, hip := fakeCUDA(t, fakeDefault...), fakeHIP(t)
+	cuda, hip := fakecuda.Lib(t, fakeDefault...), fakecuda.HIPLib(t)
 	return []pinRuntime{
 		{"cuda", "FAKECUDA_", func(t *testing.T, env ...string) Options { return testOptions(t, cuda, env...) },
 			fakeTargets, "cuMemHostAlloc", "cuMemHostRegister", "CUDA_ERROR_OUT_OF_MEMORY"},
@@ -154,7 +155,7 @@ func TestPinTrialSizeCap(t *testing.T) {
 // bandwidth figures of the same run stand, and so does an API finished before the hang.
 func TestPinTrialHangKilledKeepsFigures(t *testing.T) {
 	t.Parallel()
-	lib := fakeCUDA(t, fakeDefault...)
+	lib := fakecuda.Lib(t, fakeDefault...)
 	for _, tc := range []struct {
 		name, rule, phase string
 		allocOK           bool
@@ -195,7 +196,7 @@ func TestPinTrialHangKilledKeepsFigures(t *testing.T) {
 // the same state directory) reuses both without starting a child; a busy GPU keeps the stored trial too.
 func TestPinTrialStoredAndReused(t *testing.T) {
 	t.Parallel()
-	o := testOptions(t, fakeCUDA(t, fakeDefault...), "FAKECUDA_COPY_BYTES_MAX=1048576", "FAKECUDA_PIN_ALLOC_GBPS=2")
+	o := testOptions(t, fakecuda.Lib(t, fakeDefault...), "FAKECUDA_COPY_BYTES_MAX=1048576", "FAKECUDA_PIN_ALLOC_GBPS=2")
 	o.StateDir = t.TempDir()
 	first := NewRunner(o).Run(context.Background(), fakeTargets(1))
 	require.Equal(t, StateOK, first.State, first.Error)
@@ -221,7 +222,7 @@ func TestPinTrialStoredAndReused(t *testing.T) {
 // takes driver-wide locks; --bench-force runs it.
 func TestPinTrialNotWhileBusy(t *testing.T) {
 	t.Parallel()
-	lib := fakeCUDA(t, fakeDefault...)
+	lib := fakecuda.Lib(t, fakeDefault...)
 	for _, force := range []bool{false, true} {
 		o := testOptions(t, lib, "FAKECUDA_DEVICES=2", "FAKECUDA_COPY_BYTES_MAX=1048576")
 		o.Force = force
@@ -341,7 +342,7 @@ func TestStateWithoutPinTrials(t *testing.T) {
 func TestPinTrialContextFails(t *testing.T) {
 	t.Parallel()
 	// The check's own context is the first cuCtxCreate_v2, the pin trial's the second.
-	o := testOptions(t, fakeCUDA(t, fakeDefault...), "FAKECUDA_COPY_BYTES_MAX=1048576", "FAKECUDA_FAIL=cuCtxCreate_v2:2#2")
+	o := testOptions(t, fakecuda.Lib(t, fakeDefault...), "FAKECUDA_COPY_BYTES_MAX=1048576", "FAKECUDA_FAIL=cuCtxCreate_v2:2#2")
 	o.StateDir = t.TempDir()
 	res := NewRunner(o).Run(context.Background(), fakeTargets(1))
 	require.Equal(t, StateOK, res.State, res.Error)

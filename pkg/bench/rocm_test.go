@@ -15,16 +15,6 @@ import (
 // The ROCm DMA check against the fake HIP runtime (internal/fakecuda's libamdhip64.so), through the same
 // dlopen path, child process and supervision as the CUDA check.
 
-// fakeHIP returns the path of the fake HIP runtime, built once per process.
-func fakeHIP(t testing.TB) string {
-	t.Helper()
-	p, err := fakecuda.CachedHIP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // rocmTargets are n idle AMD GPUs at the fake runtime's default PCI bus ids.
 func rocmTargets(n int) []Target {
 	ts := fakeTargets(n)
@@ -44,7 +34,7 @@ func rocmOptions(t *testing.T, lib string, env ...string) Options {
 }
 
 func TestROCmCheck(t *testing.T) {
-	lib := fakeHIP(t)
+	lib := fakecuda.HIPLib(t)
 	o := rocmOptions(t, lib, "FAKEHIP_DEVICES=2", "FAKEHIP_H2D_GBPS=50", "FAKEHIP_D2H_GBPS=48",
 		"FAKEHIP_PAGEABLE_H2D_GBPS=12", "FAKEHIP_PAGEABLE_D2H_GBPS=11", "FAKEHIP_DEV1_H2D_GBPS=25",
 		"FAKEHIP_COPY_BYTES_MAX=1048576")
@@ -74,7 +64,7 @@ func TestROCmCheck(t *testing.T) {
 // TestROCmSharedUplink: two AMD GPUs behind one 25 GB/s uplink get about half of it each when they copy
 // together, as CUDA GPUs do.
 func TestROCmSharedUplink(t *testing.T) {
-	o := rocmOptions(t, fakeHIP(t), "FAKEHIP_DEVICES=2", "FAKEHIP_H2D_GBPS=25", "FAKEHIP_D2H_GBPS=25",
+	o := rocmOptions(t, fakecuda.HIPLib(t), "FAKEHIP_DEVICES=2", "FAKEHIP_H2D_GBPS=25", "FAKEHIP_D2H_GBPS=25",
 		"FAKEHIP_COPY_BYTES_MAX=1048576", "FAKEHIP_UPLINK_GBPS=25", "FAKEHIP_UPLINK_DEVICES=0,1")
 	o.BufferBytes, o.Samples, o.Warmup = defaultBufferBytes, defaultSamples, defaultWarmup
 	targets := rocmTargets(2)
@@ -96,7 +86,7 @@ func TestROCmSharedUplink(t *testing.T) {
 // names the call, never hangs the caller, and never yields figures.
 func TestROCmFaults(t *testing.T) {
 	t.Parallel()
-	lib := fakeHIP(t)
+	lib := fakecuda.HIPLib(t)
 	const timeout = 3 * time.Second
 	tests := []struct {
 		name      string
@@ -179,7 +169,7 @@ func TestMixedRuntimes(t *testing.T) {
 	targets := append(fakeTargets(1), rocmTargets(2)[1])
 	targets[1].Index = 1
 
-	o := testOptions(t, fakeCUDA(t, fakeDefault...), "FAKEHIP_DEVICES=2", "FAKECUDA_DEVICES=1")
+	o := testOptions(t, fakecuda.Lib(t, fakeDefault...), "FAKEHIP_DEVICES=2", "FAKECUDA_DEVICES=1")
 	o.HIPLibrary = "/nonexistent/libamdhip64.so"
 	res := NewRunner(o).Run(context.Background(), targets)
 	require.Equal(t, StatePartial, res.State, "error: %s", res.Error)
@@ -188,7 +178,7 @@ func TestMixedRuntimes(t *testing.T) {
 	require.Contains(t, res.GPUs[1].Reason, "no ROCm HIP runtime")
 	require.Equal(t, 12080, res.CUDADriverVersion)
 
-	o.HIPLibrary = fakeHIP(t)
+	o.HIPLibrary = fakecuda.HIPLib(t)
 	res = NewRunner(o).Run(context.Background(), targets)
 	require.Equal(t, StateOK, res.State, "error: %s", res.Error)
 	require.Equal(t, 12080, res.CUDADriverVersion)
@@ -217,7 +207,7 @@ func TestROCmBusySkip(t *testing.T) {
 			t.Parallel()
 			targets := rocmTargets(1)
 			tc.target(&targets[0])
-			res := NewRunner(rocmOptions(t, fakeHIP(t))).Run(context.Background(), targets)
+			res := NewRunner(rocmOptions(t, fakecuda.HIPLib(t))).Run(context.Background(), targets)
 			require.Equal(t, tc.want, res.GPUs[0].State, res.GPUs[0].Reason)
 			require.Contains(t, res.GPUs[0].Reason, tc.reason)
 			if tc.want == StateSkipped {
@@ -236,7 +226,7 @@ func TestROCmStateFollowsDriver(t *testing.T) {
 	require.Equal(t, "570.86.15,amdgpu 6.12.12",
 		stateDriverKey(detector.DriverInfo{Version: "570.86.15", AMDGPUVersion: "6.12.12"}))
 
-	base := rocmOptions(t, fakeHIP(t))
+	base := rocmOptions(t, fakecuda.HIPLib(t))
 	base.StateDir = t.TempDir()
 	run := func(amdgpu string) GPUResult {
 		o := base.WithReport(&detector.Report{BootID: "boot-a", Driver: detector.DriverInfo{AMDGPUVersion: amdgpu}})

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/pinmemory/pin-feature-daemon/internal/fakecuda"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
 
@@ -59,7 +60,7 @@ func TestAccuracy(t *testing.T) {
 			want: []rates{{0.5, 0.4, 0.25, 0.2}},
 		},
 	}
-	lib := fakeCUDA(t, fakeDefault...)
+	lib := fakecuda.Lib(t, fakeDefault...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			o := testOptions(t, lib, tc.env...)
@@ -123,7 +124,7 @@ func TestAccuracy(t *testing.T) {
 
 func TestRunErrors(t *testing.T) {
 	t.Parallel()
-	lib := fakeCUDA(t, fakeDefault...)
+	lib := fakecuda.Lib(t, fakeDefault...)
 	tests := []struct {
 		name      string
 		lib       string
@@ -261,7 +262,7 @@ func TestRunErrors(t *testing.T) {
 		},
 		{
 			name:      "a driver without _v2 entry points is refused",
-			lib:       fakeCUDA(t, fakeNoV2...),
+			lib:       fakecuda.Lib(t, fakeNoV2...),
 			gpus:      1,
 			wantState: StateFailed,
 			wantError: "resolve cuCtxCreate_v2 in ",
@@ -272,7 +273,7 @@ func TestRunErrors(t *testing.T) {
 		},
 		{
 			name:      "unversioned names of the same ABI are a fallback",
-			lib:       fakeCUDA(t, fakeLegacySafe...),
+			lib:       fakecuda.Lib(t, fakeLegacySafe...),
 			gpus:      1,
 			wantState: StateOK,
 			wantGPUs:  []State{StateOK},
@@ -316,7 +317,7 @@ func TestRunErrors(t *testing.T) {
 // finished before keep their results.
 func TestChildHangAndCrash(t *testing.T) {
 	t.Parallel()
-	lib := fakeCUDA(t, fakeDefault...)
+	lib := fakecuda.Lib(t, fakeDefault...)
 	const timeout = 3 * time.Second
 	tests := []struct {
 		name      string
@@ -397,7 +398,7 @@ func TestChildHangAndCrash(t *testing.T) {
 
 func TestContextCancelStopsChild(t *testing.T) {
 	t.Parallel()
-	o := testOptions(t, fakeCUDA(t, fakeDefault...), "FAKECUDA_HANG=cuMemAlloc_v2")
+	o := testOptions(t, fakecuda.Lib(t, fakeDefault...), "FAKECUDA_HANG=cuMemAlloc_v2")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	start := time.Now()
@@ -411,7 +412,7 @@ func TestContextCancelStopsChild(t *testing.T) {
 // reboot or a driver change, expire after MaxAge, and a busy GPU keeps its last result.
 func TestState(t *testing.T) {
 	t.Parallel()
-	lib := fakeCUDA(t, fakeDefault...)
+	lib := fakecuda.Lib(t, fakeDefault...)
 	dir := t.TempDir()
 	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	base := testOptions(t, lib, "FAKECUDA_DEVICES=2")
@@ -518,7 +519,7 @@ func TestState(t *testing.T) {
 
 func TestGPUSelection(t *testing.T) {
 	t.Parallel()
-	lib := fakeCUDA(t, fakeDefault...)
+	lib := fakecuda.Lib(t, fakeDefault...)
 	tests := []struct {
 		gpu       string
 		want      []int
@@ -562,7 +563,7 @@ func TestNoTargetsSpawnsNothing(t *testing.T) {
 
 func TestHostMemoryCapsBuffer(t *testing.T) {
 	t.Parallel()
-	lib := fakeCUDA(t, fakeDefault...)
+	lib := fakecuda.Lib(t, fakeDefault...)
 	tests := []struct {
 		name      string
 		avail     uint64
@@ -604,7 +605,7 @@ func TestHostMemoryCapsBuffer(t *testing.T) {
 // trained to Gen4, or whose switch port runs at x8, is degraded.
 func TestLinkUnderLoad(t *testing.T) {
 	t.Parallel()
-	lib := fakeCUDA(t, fakeDefault...)
+	lib := fakecuda.Lib(t, fakeDefault...)
 	tests := []struct {
 		name         string
 		gpuSpeed     string
@@ -636,7 +637,7 @@ func TestLinkUnderLoad(t *testing.T) {
 
 func TestRunReport(t *testing.T) {
 	t.Parallel()
-	o := testOptions(t, fakeCUDA(t, fakeDefault...))
+	o := testOptions(t, fakecuda.Lib(t, fakeDefault...))
 	o.BootID, o.DriverVersion = "", ""
 	o.StateDir = t.TempDir()
 	rep := &detector.Report{
@@ -660,7 +661,7 @@ func TestRunReport(t *testing.T) {
 // SIGKILL does not end: Run must still return soon after the timeout.
 func TestUnkillableChildIsAbandoned(t *testing.T) {
 	t.Parallel()
-	o := testOptions(t, fakeCUDA(t, fakeDefault...), "FAKECUDA_HANG=cuCtxCreate_v2")
+	o := testOptions(t, fakecuda.Lib(t, fakeDefault...), "FAKECUDA_HANG=cuCtxCreate_v2")
 	o.Timeout = time.Second
 	r := NewRunner(o)
 	killed := make(chan *os.Process, 1)
@@ -701,7 +702,7 @@ func schedulingLateness(d time.Duration) time.Duration {
 // crashes the child on any copy buffer allocated on that device. The other GPU is measured: partial.
 func TestLostGPUIsNeverOpened(t *testing.T) {
 	t.Parallel()
-	lib := fakeCUDA(t, fakeDefault...)
+	lib := fakecuda.Lib(t, fakeDefault...)
 	o := testOptions(t, lib, "FAKECUDA_DEVICES=2", "FAKECUDA_CRASH=cuMemAlloc_v2@1")
 	o.Force = true
 	targets := fakeTargets(2)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pinmemory/pin-feature-daemon/internal/fakecuda"
 	"github.com/pinmemory/pin-feature-daemon/internal/pcie"
 	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 )
@@ -95,7 +96,7 @@ func TestOverallState(t *testing.T) {
 // GPU fails with the reason, its figures are cleared and not stored, and a GPU measured beside it stands.
 func TestImplausibleFiguresFail(t *testing.T) {
 	t.Parallel()
-	lib := fakeCUDA(t, fakeDefault...)
+	lib := fakecuda.Lib(t, fakeDefault...)
 	o := testOptions(t, lib, "FAKECUDA_DEVICES=2", "FAKECUDA_DEV1_H2D_GBPS=1000", // Gen5 x16 carries 63 GB/s
 		"FAKECUDA_COPY_BYTES_MAX=1048576")
 	o.StateDir = t.TempDir()
@@ -119,7 +120,7 @@ func TestGen7Efficiency(t *testing.T) {
 	t.Parallel()
 	ts := fakeTargets(1)
 	ts[0].Capability = &detector.LinkCapability{Gen: 7, Width: 16}
-	res := NewRunner(testOptions(t, fakeCUDA(t, fakeDefault...))).Run(context.Background(), ts)
+	res := NewRunner(testOptions(t, fakecuda.Lib(t, fakeDefault...))).Run(context.Background(), ts)
 	require.Equal(t, StateOK, res.State, res.Error)
 	g := res.GPUs[0]
 	require.Equal(t, pcie.BytesPerSecond(7, 16), g.TheoreticalBytesPerSecond)
@@ -133,7 +134,7 @@ func TestC2CEfficiency(t *testing.T) {
 	t.Parallel()
 	ts := fakeTargets(1)
 	ts[0].Capability, ts[0].HostLink = nil, detector.HostLinkNVLinkC2C
-	o := testOptions(t, fakeCUDA(t, fakeDefault...), "FAKECUDA_H2D_GBPS=400", "FAKECUDA_D2H_GBPS=380",
+	o := testOptions(t, fakecuda.Lib(t, fakeDefault...), "FAKECUDA_H2D_GBPS=400", "FAKECUDA_D2H_GBPS=380",
 		"FAKECUDA_PAGEABLE_H2D_GBPS=60", "FAKECUDA_PAGEABLE_D2H_GBPS=50", "FAKECUDA_COPY_BYTES_MAX=65536")
 	res := NewRunner(o).Run(context.Background(), ts)
 	require.Equal(t, StateOK, res.State, res.Error)
