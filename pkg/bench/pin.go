@@ -17,9 +17,11 @@ import (
 // pin_memory() and its caching host allocator do) and registers pre-faulted mmap'd memory (cuMemHostRegister,
 // hipHostRegister: what KV-cache connectors do), each at two sizes, half of the trial size and the trial size,
 // timed on the wall clock. Two sizes separate the cost of a call from the cost of a byte: t(n) = perCall +
-// n/rate. Each size is timed twice, interleaved (half, full, half, full), and the faster of the two counts: a
-// pin call can only be made slower by a busy machine, and the fit of two sizes magnifies a slow smaller call into
-// a rate that is too fast. It runs at most once per check and runtime, on one GPU (the first of that runtime the check
+// n/rate. The smaller size is timed twice, before and after the larger (half, full, half), and the faster of its
+// two calls counts: a pin call can only be made slower by a busy machine, and the fit of two sizes magnifies a
+// slow smaller call into a rate that is too fast (a label that promises more than the node gives). A slow larger
+// call errs the other way, towards a slower rate, so it is timed once: a second one would cost a third of the
+// trial's time to guard against an error that only under-promises. It runs at most once per check and runtime, on one GPU (the first of that runtime the check
 // measured OK, or reused from the state file), only when no GPU of the node is busy, and never pins more than
 // the trial size, which pinTrialBytes caps by MemAvailable and the cgroup's headroom (pinned memory is
 // charged to the pod). Every region is released before the next call.
@@ -44,7 +46,7 @@ const (
 	// to the runtime's own host memory (a CUDA context holds hundreds of MiB); with less than twice that
 	// headroom, the trial takes half of it.
 	pinTrialReserve = 512 * mib
-	// maxPinSamples bounds the samples of an API (two are taken; the state file's validation uses it).
+	// maxPinSamples bounds the samples of an API (three are taken; the state file's validation uses it).
 	maxPinSamples = 8
 )
 
@@ -109,19 +111,12 @@ func (p *PinTrial) APIs() map[string]*PinAPIResult {
 	return map[string]*PinAPIResult{PinAPIAlloc: &p.Alloc, PinAPIRegister: &p.Register}
 }
 
-// pinRepeats is how often each size is timed.
-const pinRepeats = 2
-
-// PinTrialSizes are the sizes of the calls of each API for a trial of n bytes, in order: n/2 and n in whole
-// pages, pinRepeats times.
+// PinTrialSizes are the sizes of the calls of each API for a trial of n bytes, in order: n/2, n and n/2
+// again, in whole pages (the file's head says why the smaller is timed twice).
 func PinTrialSizes(n int64) []int64 {
 	const page = 4096
 	half := (n / 2) &^ (page - 1)
-	var out []int64
-	for range pinRepeats {
-		out = append(out, half, 2*half)
-	}
-	return out
+	return []int64{half, 2 * half, half}
 }
 
 // fastestBySize keeps the fastest sample of each size, smallest size first.
