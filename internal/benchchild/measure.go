@@ -363,18 +363,6 @@ func linkAddresses(t bench.Target) []string {
 	return append([]string{t.PCIAddress}, t.UpstreamPCIAddresses...)
 }
 
-// prefault makes every page of b resident and writable, so the pageable copies time the copies and not
-// page faults: one madvise(MADV_POPULATE_WRITE) (Linux 5.14), else a write to each page.
-func prefault(b []byte) {
-	if err := unix.Madvise(b, unix.MADV_POPULATE_WRITE); err == nil {
-		return
-	}
-	page := unix.Getpagesize()
-	for i := 0; i < len(b); i += page {
-		b[i] = 1
-	}
-}
-
 // cleanup runs a release step, logging (not returning) its failure: the figures are already taken.
 func cleanup(gpu int, what string, f func() error) {
 	if err := f(); err != nil {
