@@ -24,14 +24,17 @@ func Own(dir string, uid, gid int) error {
 	if err != nil {
 		return fmt.Errorf("open %s: %w", dir, err)
 	}
-	defer func() { _ = unix.Close(fd) }()
+	// The os.File owns fd from here: its Close (and, were it forgotten, its finalizer) closes fd. Closing fd
+	// with unix.Close as well closed it twice: the finalizer's close, at some later GC, hit whatever file
+	// another goroutine had opened under the same number meanwhile.
+	f := os.NewFile(uintptr(fd), dir)
+	defer func() { _ = f.Close() }()
 	if err := unix.Fchmod(fd, 0o750); err != nil {
 		return fmt.Errorf("chmod %s: %w", dir, err)
 	}
 	if err := unix.Fchown(fd, uid, gid); err != nil {
 		return fmt.Errorf("chown %s: %w", dir, err)
 	}
-	f := os.NewFile(uintptr(fd), dir)
 	names, err := f.Readdirnames(-1)
 	if err != nil {
 		return fmt.Errorf("list %s: %w", dir, err)

@@ -3,8 +3,10 @@ package hostdirs
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -68,4 +70,32 @@ func TestLink(t *testing.T) {
 
 	require.NoError(t, os.Mkdir(filepath.Join(dir, "d"), 0o755))
 	require.ErrorContains(t, Link(dir, "d", target), "neither a file nor a symlink")
+}
+
+// TestOwnClosesItsDirectoryOnce: Own closes the directory it opened once. Files opened after it returns take
+// the lowest free numbers, the one Own used among them; each must survive the garbage collections that
+// would run a forgotten os.File's finalizer (it closed the number a second time, so another goroutine's
+// pipe or directory broke at random).
+func TestOwnClosesItsDirectoryOnce(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, Own(dir, os.Getuid(), os.Getgid()))
+	var files []*os.File
+	for range 4 {
+		r, w, err := os.Pipe()
+		require.NoError(t, err)
+		files = append(files, r, w)
+	}
+	t.Cleanup(func() {
+		for _, f := range files {
+			_ = f.Close()
+		}
+	})
+	for range 5 {
+		runtime.GC()
+		time.Sleep(20 * time.Millisecond) // finalizers run on their own goroutine after a GC
+	}
+	for _, f := range files {
+		_, err := f.Stat()
+		require.NoError(t, err, "%s (fd %d) was closed behind its owner's back", f.Name(), f.Fd())
+	}
 }
