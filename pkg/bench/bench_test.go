@@ -22,7 +22,7 @@ import (
 //	copies-s/gpu      the four timed figures alone (warm-up and samples)
 //	alloc-s/gpu       context, device, pinned and pageable allocation (pages faulted in)
 //	concurrent-s/gpu  the GPU's time in the concurrent phase (2-GPU cases)
-//	pin-s/gpu         the pin trial's time (once per runtime, shared by its GPUs): context, the four pin calls,
+//	pin-s/gpu         the pin trial's time (once per runtime, shared by its GPUs): context, the six pin calls,
 //	                  faulting in and releasing the regions
 //	*-err-%           the mean error of each figure (and of the two pin rates) against the emulated rate
 //
