@@ -23,7 +23,7 @@ CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2
 GO_TEST    ?= go test -count=1
 RUN_ARGS   ?= -o table
 
-.PHONY: all build run deps test unit helm promtool e2e tools lint vet exports bench fuzz footprint manifests helm-lint image image-docker clean help
+.PHONY: all build run deps test unit helm promtool e2e fleet tools lint vet exports bench fuzz footprint manifests helm-lint image image-docker clean help
 
 all: build
 
@@ -56,6 +56,15 @@ tools: helm ## Build the test tools (kube-apiserver, etcd, nfd-master, kube-sche
 
 e2e: deps tools image ## End-to-end tests: a real control plane, and a kubelet with containerd running the built image
 	$(GO_TEST) -tags e2e -timeout 30m ./test/...
+
+# The fleet simulation at scale (docs/fleet.md), not part of `make test` (whose e2e run has it at 200 nodes): N
+# daemons against one control plane on this machine, then LISTs of every NodeFeature and `report`. An interval
+# of 60 s and starts spread over 60 s keep 10,000 daemons within what 2 cores serve; FLEET_ARGS replaces them.
+FLEET_NODES ?= 10000
+FLEET_ARGS  ?= -fleet.interval=60s -fleet.stagger=60s -fleet.steady-intervals=2 -fleet.rollout-timeout=40m
+
+fleet: deps tools ## The fleet simulation at scale (FLEET_NODES, default 10000; FLEET_ARGS), with its table in the test log; not part of make test
+	$(GO_TEST) -tags e2e -timeout 90m -run '^TestFleet$$' -v ./test/fleet/ -args -fleet.nodes=$(FLEET_NODES) -fleet.report $(FLEET_ARGS)
 
 vet: ## go vet, exportcheck (no exported name that only its own package uses), importcheck (no cgo or child package under the daemon), govulncheck offline (hack/vulncheck.sh)
 	@grep -qx 'ARG GOTOOLCHAIN=$(GO_TOOLCHAIN)' Dockerfile || { echo "Dockerfile: ARG GOTOOLCHAIN is not $(GO_TOOLCHAIN) (hack/toolchain.sh)" >&2; exit 1; }

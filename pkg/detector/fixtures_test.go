@@ -191,6 +191,11 @@ var fixtures = map[string]func() *tree{
 	// NVMe drive and the ASPEED BMC: none of them accelerators.
 	"dgx-2gpu-switch": dgxSwitchNode,
 
+	// An HGX H100 8-GPU board (DGX H100 layout): eight H100 SXM5, each behind its own Broadcom PCIe switch on
+	// a root port of its own root complex, four on each socket, Gen5 x16 everywhere, at the bus addresses
+	// nvidia-smi shows on a DGX H100. The node of the fleet simulation's 8-GPU NodeFeature objects.
+	"hgx-h100-8gpu": hgxNode,
+
 	// dgx-2gpu-switch after GPU 1 (0000:9d:00.0) fell off the bus (NVIDIA Xid 79). The kernel keeps the vendor,
 	// device and class ids it cached at enumeration, but every read of the GPU's config space returns all
 	// ones: sysfs config (64 bytes for an unprivileged reader) is 0xff throughout, and the link files decode
@@ -752,6 +757,42 @@ func dgxSwitchNode() *tree {
 			class: "0x010802", numa: "0", cpus: s0, link: link(gen4, 4, gen4, 4)},
 	)
 	t.devNode("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm")
+	return t
+}
+
+// hgxNode is the hgx-h100-8gpu node (see fixtures).
+func hgxNode() *tree {
+	const s0, s1 = "0-55,112-167", "56-111,168-223"
+	t := node{
+		hostname: "hgx-h100-17", osrelease: ubuntuRelease, version: ubuntuVersion,
+		bootID:  "8e2b4d61-0c7a-4f3e-b5d9-7a1c3e5f9b24",
+		meminfo: meminfoText(2113663672, 2034811904, 0, 0, 0, 0, 2048),
+		cgroup:  "0::" + k8sCgroup2 + "\n", thp: "always [madvise] never", iommuGroups: 8,
+	}.tree()
+	t.cgroup2(k8sCgroup2, "536870912", "48234496", map[string]string{"/kubepods.slice": "2099999997952"})
+	t.pci(hostBridge("pci0000:00/0000:00:00.0", "0x8086", "0x09a2"))
+	t.pci(aspeedBMC("0000:00:1c.0", s0)...)
+	t.devNode("nvidiactl", "nvidia-uvm")
+	// The GPU's bus; its root complex is three buses up (root port, switch upstream port, downstream port).
+	for i, bus := range []int{0x1b, 0x43, 0x52, 0x61, 0x9d, 0xc3, 0xd1, 0xdf} {
+		numa, cpus := "0", s0
+		if i >= 4 {
+			numa, cpus = "1", s1
+		}
+		root := bus - 3
+		rp := fmt.Sprintf("pci0000:%02x/0000:%02x:01.0", root, root)
+		up := fmt.Sprintf("%s/0000:%02x:00.0", rp, root+1)
+		down := fmt.Sprintf("%s/0000:%02x:00.0", up, root+2)
+		t.pci(
+			hostBridge(fmt.Sprintf("pci0000:%02x/0000:%02x:00.0", root, root), "0x8086", "0x09a2"),
+			bridge(rp, "0x8086", "0x352a", numa, cpus, link(gen5, 16, gen5, 16)),
+			bridge(up, "0x1000", "0xc030", numa, cpus, link(gen5, 16, gen5, 16)),
+			bridge(down, "0x1000", "0xc030", numa, cpus, link(gen5, 16, gen5, 16)),
+			fn{path: fmt.Sprintf("%s/0000:%02x:00.0", down, bus), vendor: "0x10de", device: "0x2330",
+				class: "0x030200", numa: numa, cpus: cpus, link: link(gen5, 16, gen5, 16), driver: "nvidia"},
+		)
+		t.devNode(fmt.Sprintf("nvidia%d", i))
+	}
 	return t
 }
 

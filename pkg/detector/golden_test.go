@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 
@@ -85,6 +87,19 @@ var goldenCases = []struct {
 		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 2,
 			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe,
 			models: []string{"NVIDIA H100 SXM5", "NVIDIA H100 SXM5"}},
+	},
+	{
+		name: "hgx-h100-8gpu", node: "hgx-h100-8gpu", sys: podSystem,
+		nvml: &fakeNVML{driver: "570.124.06", cuda: 12080, gpus: func() []fakeGPU {
+			var gpus []fakeGPU
+			for i, bus := range []string{"1B", "43", "52", "61", "9D", "C3", "D1", "DF"} {
+				gpus = append(gpus, h100("00000000:"+bus+":00.0", fmt.Sprintf("GPU-7d3e9b20-41c6-4f8a-9e15-c2b8a06f3d%02d", i), 0))
+			}
+			return gpus
+		}()},
+		want: expect{platform: PlatformCUDA, platforms: []Platform{PlatformCUDA}, accelerators: 8,
+			pcie: &LinkCapability{Gen: 5, Width: 16}, hostLink: HostLinkPCIe,
+			models: slices.Repeat([]string{"NVIDIA H100 80GB HBM3"}, 8)},
 	},
 	{
 		// GPU 1 fell off the bus: listed, lost, without capability; the node's capability is GPU 0's and the

@@ -166,6 +166,7 @@ var fixtureVerdicts = map[string]Verdict{
 	"dgx-2gpu-lost":              yes, // GPU 0 is fine: available, link-degraded=true
 	"dgx-2gpu-lost.nvml":         yes,
 	"gpu-x8-degraded":            yes,
+	"hgx-h100-8gpu":              yes,
 	"gpu-gen3-uplink":            yes,
 	"wsl2":                       no(ReasonWSL),
 	"wsl2.sysfs-only":            no(ReasonWSL),

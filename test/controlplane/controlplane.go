@@ -495,6 +495,26 @@ func (cp *ControlPlane) CheckProcesses() error {
 	return errors.Join(errs...)
 }
 
+// PID returns the process id of the running process name (Etcd, KubeAPIServer, ...), 0 when it is not
+// running, so that a test can read what it costs from /proc (peak memory, CPU time).
+func (cp *ControlPlane) PID(name string) int {
+	for _, p := range cp.procs {
+		if p.name != name {
+			continue
+		}
+		if done, _ := p.exited(); done {
+			return 0
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.cmd == nil || p.cmd.Process == nil {
+			return 0
+		}
+		return p.cmd.Process.Pid
+	}
+	return 0
+}
+
 // Logs returns the last lines of every process log, each under a header, for
 // printing when a test fails (before Stop removes them).
 func (cp *ControlPlane) Logs(lines int) string {

@@ -7,55 +7,47 @@ import (
 	"flag"
 	"fmt"
 	"maps"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"text/tabwriter"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
-	nfdclientset "sigs.k8s.io/node-feature-discovery/api/generated/clientset/versioned"
 
-	"github.com/pinmemory/pin-feature-daemon/internal/hostfs"
-	"github.com/pinmemory/pin-feature-daemon/pkg/daemon"
-	"github.com/pinmemory/pin-feature-daemon/pkg/detector"
 	"github.com/pinmemory/pin-feature-daemon/pkg/labeler"
-	"github.com/pinmemory/pin-feature-daemon/pkg/labeler/output"
-	"github.com/pinmemory/pin-feature-daemon/pkg/metrics"
 	"github.com/pinmemory/pin-feature-daemon/test/controlplane"
 	"github.com/pinmemory/pin-feature-daemon/test/fleet"
 )
 
-const maxNodes = 1000
+const maxNodes = 10000
 
 var (
 	flagNodes    = flag.Int("fleet.nodes", 200, fmt.Sprintf("publishers (and Nodes) to simulate, 1 to %d", maxNodes))
 	flagInterval = flag.Duration("fleet.interval", 5*time.Second, "each daemon's re-probe interval (its --interval)")
 	flagSteady   = flag.Int("fleet.steady-intervals", 3, "intervals of steady state over which API requests are counted")
 	flagRollout  = flag.Duration("fleet.rollout-timeout", 4*time.Minute, "how long every node may take to be labelled")
+	flagStagger  = flag.Duration("fleet.stagger", 0, "spread the daemons' starts evenly over this long (0: all at once)")
+	flagPolicies = flag.Bool("fleet.admission-policies", true, "apply the chart's ValidatingAdmissionPolicies (its RBAC is always applied)")
+	flagReport   = flag.Bool("fleet.report", false, "build the daemon and time `pin-feature-daemon report` against the fleet")
+	flagLists    = flag.Int("fleet.list-samples", 3, "LISTs of every NodeFeature timed each way after the steady state")
 	flagKeepLogs = flag.Bool("fleet.keep-logs", false, "keep the daemons' and the control plane's logs after a passing run")
 )
 
 // What the chart and the CLI use by default, so that the simulated clients behave as the DaemonSet's do.
 const (
 	daemonNamespace = "pin-feature-daemon"
-	serviceAccount  = "pin-feature-daemon"
+	serviceAccount  = "pin-feature-daemon" // the chart's release name, and so its ServiceAccount's name
 	clientQPS       = 5
 	clientBurst     = 10
 	jitter          = 0.1
@@ -68,40 +60,24 @@ const (
 	nfdNodeUpdatesMetric = "nfd_master_node_updates_total"
 )
 
-// cachedProber hands a daemon a copy of its fixture's report on every pass and counts the passes. The fixture
-// is probed once per kind before the clock starts: on a real fleet every node probes on its own CPUs, so the
-// probing cost (a few ms a node) is no part of what the API server sees, and N probes per interval on this
-// 2-core machine would only slow the control plane being measured.
-type cachedProber struct {
-	report *detector.Report
-	passes atomic.Int64
-}
-
-func (p *cachedProber) Probe(context.Context) *detector.Report {
-	p.passes.Add(1)
-	r := *p.report // a copy per pass, as a prober returns; the run loop reads it, never writes
-	return &r
-}
-
-// publisher is one simulated node: its Node's name, its fixture and its daemon.
-type publisher struct {
-	node, fixture string
-	prober        *cachedProber
-	daemon        *daemon.Daemon
-}
-
 // TestFleet runs -fleet.nodes daemons, one per simulated Node, in this process against the real API server and
-// nfd-master. It measures the time until nfd-master has put pinmemory.available on every Node and the API
-// requests the daemons make, by verb, during that rollout and over -fleet.steady-intervals intervals after it,
-// where it requires zero writes (from the daemons, and to Nodes and NodeFeatures by anybody).
+// nfd-master, each authenticated by a token bound to its own Node and narrowed by the chart's own RBAC and
+// admission policies. It measures the time until nfd-master has put pinmemory.available on every Node and the
+// API requests the daemons make, by verb, during that rollout and over -fleet.steady-intervals intervals after
+// it, where it requires zero writes (from the daemons, and to Nodes and NodeFeatures by anybody); then the
+// size of each NodeFeature as stored, how long a LIST of them all takes, and (-fleet.report) how long the
+// report command takes on the fleet.
 func TestFleet(t *testing.T) {
-	n, interval, steadyIntervals := *flagNodes, *flagInterval, *flagSteady
+	n, interval, steadyIntervals, policies := *flagNodes, *flagInterval, *flagSteady, *flagPolicies
 	require.True(t, n >= 1 && n <= maxNodes, "-fleet.nodes must be in [1, %d], got %d", maxNodes, n)
 	require.GreaterOrEqual(t, interval, time.Second, "-fleet.interval")
 	require.GreaterOrEqual(t, steadyIntervals, 1, "-fleet.steady-intervals")
+	require.GreaterOrEqual(t, *flagStagger, time.Duration(0), "-fleet.stagger")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	loadBefore := loadAverage(t)
+	reportBin := buildDaemon(t)
 
 	logDir := logToDir(t)
 	cp, err := controlplane.Start(ctx, controlplane.Options{LogDir: logDir})
@@ -112,28 +88,43 @@ func TestFleet(t *testing.T) {
 		}
 		require.NoError(t, cp.Stop())
 	})
+	apiPID, etcdPID := cp.PID(controlplane.KubeAPIServer), cp.PID(controlplane.Etcd)
 
 	reports := probeFixtures(ctx, t)
-	fixtures := slices.Sorted(maps.Keys(reports))
-	daemonCfg := grantDaemonIdentity(ctx, t, cp)
-	createNodes(ctx, t, cp, n)
-
-	// Every daemon gets its own client configuration, transport and connection, as a Pod on its own node
-	// would; only the request counter is shared.
-	heapBefore, goroutinesBefore := heapAndGoroutines()
-	var counter fleet.RequestCounter
-	pubs := make([]*publisher, n)
+	pubs := newPublishers(reports, n)
 	byNode := make(map[string]*publisher, n)
-	for i := range pubs {
-		fx := fixtures[i%len(fixtures)]
-		p := &publisher{node: nodeName(i), fixture: fx, prober: &cachedProber{report: reports[fx]}}
-		p.daemon = newDaemon(t, daemonCfg, &counter, p.node, p.prober, interval)
-		pubs[i], byNode[p.node] = p, p
+	nodes := make([]string, n)
+	for i, p := range pubs {
+		byNode[p.node], nodes[i] = p, p.node
 	}
 
-	apiStart, nfdStart := scrapeAPIServer(ctx, t, cp), scrapeNFDMaster(ctx, t, cp)
+	// Setup, not part of the figures: the chart's objects, the Nodes and one token per Node.
+	setupStart := time.Now()
+	chartObjects := installChart(ctx, t, cp, policies)
+	uids := createNodes(ctx, t, cp, pubs)
+	nodesTook := time.Since(setupStart)
+	tokens := mintTokens(ctx, t, cp, uids, nodes)
+	tokensTook := time.Since(setupStart) - nodesTook
+	checkTokenIdentity(ctx, t, tokens[nodes[0]], nodes[0])
+	waitIdentityInForce(ctx, t, cp, tokens[nodes[0]], nodes[0], nodePrefix+"policy-probe", policies)
+	t.Logf("setup: chart objects %v, %d nodes in %s, %d node-bound tokens in %s", chartObjects, n,
+		nodesTook.Round(time.Millisecond), n, tokensTook.Round(time.Millisecond))
 
-	// Rollout: every daemon starts at once (the worst case of a DaemonSet rollout or a cluster restart).
+	// Every daemon gets its own client configuration, token, transport and connection, as a Pod on its own
+	// node would; only the request counter is shared.
+	heapBefore, goroutinesBefore := heapAndGoroutines()
+	var counter fleet.RequestCounter
+	for _, p := range pubs {
+		p.daemon = newDaemon(t, tokens[p.node], &counter, p, interval)
+	}
+	clear(tokens)
+	apiSetup := readProc(t, apiPID)
+
+	apiStart, nfdStart := scrapeAPIServer(ctx, t, cp), scrapeNFDMaster(ctx, t, cp)
+	cpuStart, apiProcStart := processCPU(t), readProc(t, apiPID)
+
+	// Rollout: every daemon starts at once (the worst case of a DaemonSet rollout or a cluster restart), or
+	// spread evenly over -fleet.stagger.
 	runCtx, stopDaemons := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	t.Cleanup(func() { // before the control plane stops, also when the test fails half-way
@@ -142,24 +133,33 @@ func TestFleet(t *testing.T) {
 	})
 	runErrs := make(chan error, n)
 	start := time.Now()
-	for _, p := range pubs {
+	for i, p := range pubs {
+		delay := *flagStagger * time.Duration(i) / time.Duration(n)
 		wg.Go(func() {
+			select {
+			case <-time.After(delay):
+			case <-runCtx.Done():
+				return
+			}
 			if err := p.daemon.Run(runCtx); err != nil {
 				runErrs <- fmt.Errorf("daemon of %s: %w", p.node, err)
 			}
 		})
 	}
 	labelled, allPublished := waitLabelled(ctx, t, cp, byNode, start)
+	rolloutTook := time.Since(start)
 	allLabelled := slices.Max(labelled)
 	rollout := counter.Reset()
 	rolloutPasses := sum(passes(pubs))
 	apiLabelled, nfdLabelled := scrapeAPIServer(ctx, t, cp), scrapeNFDMaster(ctx, t, cp)
+	cpuRollout, apiProcLabelled := processCPU(t)-cpuStart, readProc(t, apiPID)
 	heapAfter, goroutinesAfter := heapAndGoroutines()
 
 	t.Run("rollout writes one NodeFeature per node and nothing else", func(t *testing.T) {
 		require.Equal(t, int64(n), rollout[fleet.Key{Verb: fleet.VerbPost, Outcome: fleet.OutcomeOK}], "created NodeFeatures: %s", rollout)
 		require.Zero(t, rollout.Verb(fleet.VerbPut)+rollout.Verb(fleet.VerbPatch)+rollout.Verb(fleet.VerbDelete), "%s", rollout)
 		require.Zero(t, rollout.Verb(fleet.VerbWatch)+rollout.Verb(fleet.VerbList), "%s", rollout)
+		require.Zero(t, rollout.Outcome(fleet.OutcomeFailed), "requests refused (RBAC, admission policy): %s", rollout)
 	})
 	t.Run("every node carries every label its daemon publishes", func(t *testing.T) {
 		checkAllLabels(ctx, t, cp, byNode, n)
@@ -168,7 +168,7 @@ func TestFleet(t *testing.T) {
 	// Steady state: nothing changes on the nodes, so the daemons must not write at all.
 	window := time.Duration(steadyIntervals) * interval
 	apiBefore, nfdBefore := scrapeAPIServer(ctx, t, cp), scrapeNFDMaster(ctx, t, cp)
-	cpuBefore := processCPU(t)
+	cpuBefore, apiProcBefore, etcdBefore := processCPU(t), readProc(t, apiPID), readProc(t, etcdPID)
 	passesBefore := passes(pubs)
 	counter.Reset()
 	select {
@@ -178,7 +178,7 @@ func TestFleet(t *testing.T) {
 	}
 	steady := counter.Reset()
 	passesAfter := passes(pubs)
-	cpuSteady := processCPU(t) - cpuBefore
+	cpuSteady, apiProcAfter, etcdAfter := processCPU(t)-cpuBefore, readProc(t, apiPID), readProc(t, etcdPID)
 	apiAfter, nfdAfter := scrapeAPIServer(ctx, t, cp), scrapeNFDMaster(ctx, t, cp)
 	serverWrites := fleet.ServerWrites(apiBefore, apiAfter)
 	nfdNodeUpdates := nfdAfter.Sum(nfdNodeUpdatesMetric, nil) - nfdBefore.Sum(nfdNodeUpdatesMetric, nil)
@@ -211,6 +211,27 @@ func TestFleet(t *testing.T) {
 		require.InDelta(t, steadyPasses, steadyGets, float64(n), "GETs %d against passes %d", steadyGets, steadyPasses)
 	})
 
+	// With the daemons still running, as on a real cluster: the objects' sizes, LISTs of them all, the report.
+	sizes := measureSizes(ctx, t, cp, byNode)
+	t.Run("every NodeFeature is there, what the daemon writes for 8 GPUs within 4 KiB", func(t *testing.T) {
+		require.Equal(t, n, sizes.count, "NodeFeatures of the fleet")
+		if sizes.gpu.n > 0 {
+			require.Equal(t, 8, sizes.gpuInstancesPerNode, "pinmemory.gpu instances of an 8-GPU node")
+			// The target of the issue, for the object the daemon writes. The API server adds managedFields
+			// (about 1.3 KiB here), which the table shows and no client can leave out.
+			require.LessOrEqual(t, sizes.gpuNoManagedFields.max, 4096, "bytes of an 8-GPU node's NodeFeature without managedFields")
+		}
+	})
+	lists := timeLists(ctx, t, cp, *flagLists)
+	var rep reportRun
+	if reportBin != "" {
+		rep = runReport(ctx, t, reportBin, cp.Kubeconfig)
+		t.Run("the report has a row for every node", func(t *testing.T) {
+			require.Equal(t, n, rep.rows, "report rows")
+		})
+	}
+	apiEnd, etcdEnd := readProc(t, apiPID), readProc(t, etcdPID)
+
 	stopStart := time.Now()
 	stopDaemons()
 	wg.Wait()
@@ -219,17 +240,24 @@ func TestFleet(t *testing.T) {
 	for err := range runErrs {
 		t.Error(err)
 	}
-	require.Less(t, stopTook, 10*time.Second, "daemons stop")
+	require.Less(t, stopTook, 30*time.Second, "daemons stop")
 
 	slices.Sort(labelled)
+	ms := func(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }
+	pctOfCore := func(cpu, over time.Duration) string { return fmt.Sprintf("%.1f%%", 100*cpu.Seconds()/over.Seconds()) }
+	mib := func(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+	nfdRolloutUpdates := nfdLabelled.Sum(nfdNodeUpdatesMetric, nil) - nfdStart.Sum(nfdNodeUpdatesMetric, nil)
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	row := func(k string, v ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprint(v...)) }
-	row("nodes (fixture kinds)", fmt.Sprintf("%d (%d: %s)", n, len(fixtures), strings.Join(fixtures, ", ")))
-	row("interval, jitter, client QPS/burst", fmt.Sprintf("%s, +-%.0f%%, %d/%d per daemon", interval, jitter*100, clientQPS, clientBurst))
-	row("all NodeFeatures published", allPublished.Round(10*time.Millisecond))
-	row("nodes labelled: first, p50, p95, all", fmt.Sprintf("%s, %s, %s, %s", labelled[0].Round(10*time.Millisecond),
-		pct(labelled, 50).Round(10*time.Millisecond), pct(labelled, 95).Round(10*time.Millisecond), allLabelled.Round(10*time.Millisecond)))
+	row("nodes (kinds)", fmt.Sprintf("%d: %d %s (8 GPUs), %d of %d other kinds", n, sizes.gpu.n, gpuFixture, sizes.other.n, len(reports)-1))
+	row("identity", fmt.Sprintf("node-bound tokens of the chart's ServiceAccount; chart objects applied: %v", chartObjects))
+	row("interval, jitter, client QPS/burst, start spread", fmt.Sprintf("%s, +-%.0f%%, %d/%d per daemon, %s", interval, jitter*100, clientQPS, clientBurst, *flagStagger))
+	row("setup (not in the figures): nodes, tokens", fmt.Sprintf("%s, %s", nodesTook.Round(time.Millisecond), tokensTook.Round(time.Millisecond)))
+	row("all NodeFeatures published", ms(allPublished))
+	row("nodes labelled: first, p50, p95, all", fmt.Sprintf("%s, %s, %s, %s", ms(labelled[0]), ms(pct(labelled, 50)), ms(pct(labelled, 95)), ms(allLabelled)))
+	row("nfd-master pace (node updates / (all - first labelled))", fmt.Sprintf("%.1f nodes/s (%.0f updates)",
+		nfdRolloutUpdates/(allLabelled-labelled[0]).Seconds(), nfdRolloutUpdates))
 	row("rollout requests (until all labelled)", fmt.Sprintf("%d in %d passes: %s", rollout.Total(), rolloutPasses, rollout))
 	row("rollout writes", rollout.Writes())
 	row("rollout API server writes by resource (anybody)", fleet.FormatWrites(fleet.ServerWrites(apiStart, apiLabelled)))
@@ -237,21 +265,38 @@ func TestFleet(t *testing.T) {
 		"apiserver_flowcontrol_dispatched_requests_total", "priority_level", "flow_schema")))
 	row("rollout requests rejected by APF (level/schema/reason)", fleet.FormatWrites(fleet.Delta(apiStart, apiLabelled,
 		"apiserver_flowcontrol_rejected_requests_total", "priority_level", "flow_schema", "reason")))
-	row("rollout nfd-master node updates", nfdLabelled.Sum(nfdNodeUpdatesMetric, nil)-nfdStart.Sum(nfdNodeUpdatesMetric, nil))
+	row("rollout NodeFeature writes, server side: POST latency; ValidatingAdmissionPolicy admission",
+		fmt.Sprintf("%s; %s", histogramMean(apiStart, apiLabelled, "apiserver_request_duration_seconds", isNodeFeaturePost),
+			histogramMean(apiStart, apiLabelled, "apiserver_admission_controller_admission_duration_seconds", isVAPOnNodeFeatures)))
+	row("rollout requests denied by admission policies", fleet.FormatWrites(fleet.Delta(apiStart, apiLabelled,
+		"apiserver_validating_admission_policy_check_total", "policy", "enforcement_action")))
+	row("rollout nfd-master node updates", nfdRolloutUpdates)
 	row(fmt.Sprintf("steady requests (%d intervals, %s)", steadyIntervals, window), fmt.Sprintf("%d: %s", steady.Total(), steady))
 	row("steady writes", steady.Writes())
 	row("steady GETs per interval", fmt.Sprintf("%.1f (%.2f per node; %d passes)", float64(steadyGets)/float64(steadyIntervals),
 		float64(steadyGets)/float64(steadyIntervals)/float64(n), steadyPasses))
 	row("steady API server writes by resource (anybody)", fleet.FormatWrites(serverWrites))
 	row("steady nfd-master node updates", nfdNodeUpdates)
-	row("steady CPU: kube-apiserver, fleet process", fmt.Sprintf("%.1f%%, %.1f%% of one core",
-		100*(apiAfter.Sum("process_cpu_seconds_total", nil)-apiBefore.Sum("process_cpu_seconds_total", nil))/window.Seconds(),
-		100*cpuSteady.Seconds()/window.Seconds()))
-	row("kube-apiserver RSS", fmt.Sprintf("%.0f MiB", apiAfter.Sum("process_resident_memory_bytes", nil)/(1<<20)))
+	row("NodeFeature as stored: 8-GPU nodes", sizes.gpu)
+	row("NodeFeature as stored: 8-GPU nodes without managedFields", sizes.gpuNoManagedFields)
+	row("NodeFeature as stored: other kinds", sizes.other)
+	for _, l := range lists {
+		row("LIST all NodeFeatures as admin, "+l.name, l)
+	}
+	if reportBin != "" {
+		row("report -o json (admin)", fmt.Sprintf("%s: %d rows, %d findings", rep.took.Round(time.Millisecond), rep.rows, rep.findings))
+	}
+	row("kube-apiserver CPU: rollout, steady", fmt.Sprintf("%s, %s of one core", pctOfCore(apiProcLabelled.cpu-apiProcStart.cpu, rolloutTook),
+		pctOfCore(apiProcAfter.cpu-apiProcBefore.cpu, window)))
+	row("kube-apiserver RSS: after setup, after rollout, end; peak", fmt.Sprintf("%s, %s, %s; %s", mib(apiSetup.rss), mib(apiProcLabelled.rss), mib(apiEnd.rss), mib(apiEnd.peak)))
+	row("etcd CPU steady; RSS end, peak", fmt.Sprintf("%s of one core; %s, %s", pctOfCore(etcdAfter.cpu-etcdBefore.cpu, window), mib(etcdEnd.rss), mib(etcdEnd.peak)))
+	row("etcd database (apiserver_storage_size_bytes)", mib(int64(apiAfter.Sum("apiserver_storage_size_bytes", nil))))
+	row("fleet process CPU: rollout, steady", fmt.Sprintf("%s, %s of one core", pctOfCore(cpuRollout, rolloutTook), pctOfCore(cpuSteady, window)))
 	row("fleet process heap, goroutines", fmt.Sprintf("%.1f MiB -> %.1f MiB (%.1f KiB a daemon), %d -> %d (%.1f a daemon)",
 		float64(heapBefore)/(1<<20), float64(heapAfter)/(1<<20), (float64(heapAfter)-float64(heapBefore))/1024/float64(n),
 		goroutinesBefore, goroutinesAfter, float64(goroutinesAfter-goroutinesBefore)/float64(n)))
 	row("daemons stopped in", stopTook.Round(time.Millisecond))
+	row("load average: before, after", fmt.Sprintf("%s; %s", loadBefore, loadAverage(t)))
 	require.NoError(t, tw.Flush())
 	t.Logf("fleet of %d publishers (%s, GOMAXPROCS %d):\n%s", n, runtime.Version(), runtime.GOMAXPROCS(0), b.String())
 }
@@ -294,137 +339,11 @@ func repoRoot(t *testing.T) string {
 	return filepath.Join(wd, "..", "..")
 }
 
-// probeFixtures probes every fixture node under testdata once with the real detector (NVML off).
-func probeFixtures(ctx context.Context, t *testing.T) map[string]*detector.Report {
-	t.Helper()
-	dir := filepath.Join(repoRoot(t), "testdata")
-	entries, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	out := map[string]*detector.Report{}
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		det := detector.New(detector.Options{Host: hostfs.New(filepath.Join(dir, e.Name())), NVMLLibrary: "none"})
-		out[e.Name()] = det.Probe(ctx)
-		require.NoError(t, det.Close())
-	}
-	require.GreaterOrEqual(t, len(out), 2, "fixture nodes in %s", dir)
-	return out
-}
-
-func nodeName(i int) string { return fmt.Sprintf("%s%04d", nodePrefix, i) }
-
-// grantDaemonIdentity creates the daemon's namespace and the chart's RBAC for output: nodefeature (a Role for
-// NodeFeatures and Pods in its namespace, one for Events in default), and returns a client configuration that
-// authenticates as the chart's ServiceAccount, so that the daemons are authorized by RBAC and classified by API
-// Priority and Fairness as the DaemonSet's Pods are (cluster-admin would be exempt from both). It waits until
-// RBAC lets that identity read NodeFeatures.
-func grantDaemonIdentity(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane) *rest.Config {
-	t.Helper()
-	kc := cp.Clientset
-	_, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: daemonNamespace}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	subject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: serviceAccount, Namespace: daemonNamespace}}
-	roles := []struct {
-		namespace string
-		rules     []rbacv1.PolicyRule
-	}{
-		{daemonNamespace, []rbacv1.PolicyRule{
-			{APIGroups: []string{"nfd.k8s-sigs.io"}, Resources: []string{"nodefeatures"}, Verbs: []string{"get", "create", "update"}},
-			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}},
-		}},
-		{metav1.NamespaceDefault, []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
-		}},
-	}
-	for _, r := range roles {
-		meta := metav1.ObjectMeta{Name: serviceAccount, Namespace: r.namespace}
-		_, err := kc.RbacV1().Roles(r.namespace).Create(ctx, &rbacv1.Role{ObjectMeta: meta, Rules: r.rules}, metav1.CreateOptions{})
-		require.NoError(t, err)
-		_, err = kc.RbacV1().RoleBindings(r.namespace).Create(ctx, &rbacv1.RoleBinding{
-			ObjectMeta: meta, Subjects: subject,
-			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: serviceAccount},
-		}, metav1.CreateOptions{})
-		require.NoError(t, err)
-	}
-	cfg, _, err := cp.UserConfig("system:serviceaccount:"+daemonNamespace+":"+serviceAccount,
-		"system:serviceaccounts", "system:serviceaccounts:"+daemonNamespace)
-	require.NoError(t, err)
-
-	probe, err := nfdclientset.NewForConfig(rest.CopyConfig(cfg))
-	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		_, err := probe.NfdV1alpha1().NodeFeatures(daemonNamespace).Get(ctx, "rbac-probe", metav1.GetOptions{})
-		return apierrors.IsNotFound(err)
-	}, 30*time.Second, 100*time.Millisecond, "RBAC for the daemon's ServiceAccount takes effect")
-	return cfg
-}
-
-// createNodes registers n Nodes as kubelets do (create, then report status), a few at a time, with a client of
-// its own that is not counted.
-func createNodes(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, n int) {
-	t.Helper()
-	cfg := rest.CopyConfig(cp.Config)
-	cfg.QPS, cfg.Burst = 500, 500
-	kc, err := kubernetes.NewForConfig(cfg)
-	require.NoError(t, err)
-	start := time.Now()
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(8)
-	for i := range n {
-		g.Go(func() error {
-			node := controlplane.KubeletNode(nodeName(i))
-			status := node.Status
-			created, err := kc.CoreV1().Nodes().Create(gctx, node, metav1.CreateOptions{})
-			if err != nil {
-				return fmt.Errorf("create node %s: %w", node.Name, err)
-			}
-			created.Status = status
-			if _, err := kc.CoreV1().Nodes().UpdateStatus(gctx, created, metav1.UpdateOptions{}); err != nil {
-				return fmt.Errorf("update status of node %s: %w", node.Name, err)
-			}
-			return nil
-		})
-	}
-	require.NoError(t, g.Wait())
-	t.Logf("created %d nodes in %s", n, time.Since(start).Round(time.Millisecond))
-}
-
-// newDaemon wires one daemon as `pin-feature-daemon run --output nodefeature` does, with the DMA check off and
-// no metrics server: its own rate-limited clients over its own connection (a Dial of its own keeps client-go
-// from sharing one cached transport among all daemons), counted by counter.
-func newDaemon(t *testing.T, base *rest.Config, counter *fleet.RequestCounter, node string, prober daemon.Prober,
-	interval time.Duration) *daemon.Daemon {
-	t.Helper()
-	cfg := rest.CopyConfig(base)
-	cfg.QPS, cfg.Burst = clientQPS, clientBurst
-	cfg.UserAgent = "pin-feature-daemon/fleet"
-	cfg.WrapTransport = counter.Wrap
-	cfg.Dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	hc, err := rest.HTTPClientFor(cfg)
-	require.NoError(t, err)
-	kc, err := output.NewClientForConfigAndClient(cfg, hc)
-	require.NoError(t, err)
-	out, err := output.NewNodeFeature(kc, daemonNamespace, node, nil)
-	require.NoError(t, err)
-	d, err := daemon.New(daemon.Config{
-		Prober:     prober,
-		Output:     out,
-		Eventer:    output.NewNodeEventer(kc, node, "", nil),
-		Metrics:    metrics.New(metrics.BuildInfo{}),
-		Interval:   interval,
-		Jitter:     jitter,
-		Hysteresis: hysteresis,
-	})
-	require.NoError(t, err)
-	return d
-}
-
-// waitLabelled lists the nodes that carry pinmemory.available until every fleet node carries the value its
-// daemon publishes, and returns when each was first seen so (since start), and when every daemon had first
-// published (was ready). It polls every 250 ms, slower for big fleets so that the polling itself stays small
-// next to the fleet's load; the times are as fine as that.
+// waitLabelled watches the Nodes until every fleet node carries the pinmemory.available value its daemon
+// publishes, and returns when each was first seen so (since start), and when every daemon had first
+// published (was ready; polled every 250 ms, every second above 1000 nodes). One watch, resumed from the last
+// resourceVersion when the API server ends it, costs the API server next to nothing against the fleet, and
+// the times are those of the watch events.
 func waitLabelled(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, byNode map[string]*publisher,
 	start time.Time) ([]time.Duration, time.Duration) {
 	t.Helper()
@@ -433,57 +352,79 @@ func waitLabelled(ctx context.Context, t *testing.T, cp *controlplane.ControlPla
 	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	kc, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)
-	every := 250 * time.Millisecond * time.Duration((n+249)/250)
 	seen := make(map[string]time.Duration, n)
+	see := func(node *corev1.Node) {
+		p := byNode[node.Name]
+		if p == nil {
+			return
+		}
+		if _, done := seen[node.Name]; done {
+			return
+		}
+		if want := p.daemon.Labels()[labeler.KeyAvailable]; want != "" && node.Labels[availableKey] == want {
+			seen[node.Name] = time.Since(start)
+		}
+	}
+	readyEvery := 250 * time.Millisecond
+	if n > 1000 {
+		readyEvery = time.Second
+	}
 	var allPublished time.Duration
-	deadline := time.After(*flagRollout)
-	tick := time.NewTicker(every)
-	defer tick.Stop()
+	deadline := time.NewTimer(*flagRollout)
+	defer deadline.Stop()
+	ready := time.NewTicker(readyEvery)
+	defer ready.Stop()
+	rv := ""
 	for {
-		if allPublished == 0 && allReady(byNode) {
-			allPublished = time.Since(start)
-		}
-		list, err := kc.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: availableKey})
-		if err == nil {
-			now := time.Since(start)
+		if rv == "" {
+			list, err := kc.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+			require.NoError(t, err, "list nodes")
 			for i := range list.Items {
-				node := &list.Items[i]
-				p := byNode[node.Name]
-				if p == nil {
-					continue
-				}
-				if _, done := seen[node.Name]; done {
-					continue
-				}
-				if want := p.daemon.Labels()[labeler.KeyAvailable]; want != "" && node.Labels[availableKey] == want {
-					seen[node.Name] = now
-				}
+				see(&list.Items[i])
 			}
-		} else {
-			t.Logf("list nodes: %v", err)
+			rv = list.ResourceVersion
 		}
-		if len(seen) == n && allPublished > 0 {
-			out := make([]time.Duration, 0, n)
-			for _, d := range seen {
-				out = append(out, d)
-			}
-			return out, allPublished
-		}
-		select {
-		case <-tick.C:
-		case <-deadline:
-			var missing []string
-			for name := range byNode {
-				if _, ok := seen[name]; !ok {
-					missing = append(missing, name)
+		w, err := kc.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true})
+		require.NoError(t, err, "watch nodes")
+		for open := true; open; {
+			select {
+			case ev, ok := <-w.ResultChan():
+				switch {
+				case !ok:
+					open = false
+				case ev.Type == watch.Error: // e.g. 410 Gone: list again
+					rv, open = "", false
+				default:
+					if node, isNode := ev.Object.(*corev1.Node); isNode {
+						rv = node.ResourceVersion
+						see(node)
+					}
 				}
+			case <-ready.C:
+				if allPublished == 0 && allReady(byNode) {
+					allPublished = time.Since(start)
+				}
+			case <-deadline.C:
+				w.Stop()
+				missing := slices.Sorted(func(yield func(string) bool) {
+					for name := range byNode {
+						if _, ok := seen[name]; !ok && !yield(name) {
+							return
+						}
+					}
+				})
+				t.Fatalf("after %s, %d of %d nodes labelled (all published: %t); first missing: %v",
+					*flagRollout, len(seen), n, allPublished > 0, missing[:min(5, len(missing))])
+			case <-ctx.Done():
+				w.Stop()
+				t.Fatal(ctx.Err())
 			}
-			slices.Sort(missing)
-			t.Fatalf("after %s, %d of %d nodes labelled (all published: %t); first missing: %v",
-				*flagRollout, len(seen), n, allPublished > 0, missing[:min(5, len(missing))])
-		case <-ctx.Done():
-			t.Fatal(ctx.Err())
+			if len(seen) == n && allPublished > 0 {
+				w.Stop()
+				return slices.Collect(maps.Values(seen)), allPublished
+			}
 		}
+		w.Stop()
 	}
 }
 
@@ -520,19 +461,11 @@ func checkAllLabels(ctx context.Context, t *testing.T, cp *controlplane.ControlP
 		platforms[want[labeler.KeyPlatform]] = true
 	}
 	require.Equal(t, n, checked, "fleet nodes listed")
-	if fixtures := len(distinctFixtures(byNode)); n >= fixtures {
+	if n >= otherEvery*2 {
 		require.Positive(t, verdicts["true"], "nodes with pinned memory available")
 		require.Positive(t, verdicts["false"], "nodes without")
 		require.Greater(t, len(platforms), 2, "distinct platforms: %v", platforms)
 	}
-}
-
-func distinctFixtures(byNode map[string]*publisher) map[string]bool {
-	out := map[string]bool{}
-	for _, p := range byNode {
-		out[p.fixture] = true
-	}
-	return out
 }
 
 func passes(pubs []*publisher) []int64 {
@@ -558,41 +491,30 @@ func heapAndGoroutines() (uint64, int) {
 	return m.HeapAlloc, runtime.NumGoroutine()
 }
 
-// processCPU is the user and system CPU time this process has used.
-func processCPU(t *testing.T) time.Duration {
-	t.Helper()
-	var ru syscall.Rusage
-	require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func scrapeAPIServer(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane) fleet.Sample {
-	t.Helper()
-	raw, err := cp.Clientset.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	require.NoError(t, err, "scrape kube-apiserver metrics")
-	s, err := fleet.ParseSample(strings.NewReader(string(raw)))
-	require.NoError(t, err)
-	return s
-}
-
-func scrapeNFDMaster(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane) fleet.Sample {
-	t.Helper()
-	url := strings.TrimSuffix(cp.NFDMasterHealthURL, "/healthz") + "/metrics"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	require.NoError(t, err)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err, "scrape nfd-master metrics")
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode, "scrape %s", url)
-	s, err := fleet.ParseSample(resp.Body)
-	require.NoError(t, err)
-	_, ok := s[nfdNodeUpdatesMetric]
-	require.True(t, ok, "nfd-master exports nfd_master_node_updates_total")
-	return s
-}
-
 // pct is the p-th percentile of sorted durations (nearest rank).
 func pct(sorted []time.Duration, p int) time.Duration {
 	i := (len(sorted)*p + 99) / 100
 	return sorted[max(0, min(len(sorted)-1, i-1))]
+}
+
+// histogramMean is the mean of the observations of a histogram between two scrapes, and their number.
+func histogramMean(before, after fleet.Sample, name string, keep func(map[string]string) bool) string {
+	c0, s0 := before.Histogram(name, keep)
+	c1, s1 := after.Histogram(name, keep)
+	if c1 == c0 {
+		return "none"
+	}
+	mean := time.Duration((s1 - s0) / float64(c1-c0) * float64(time.Second))
+	return fmt.Sprintf("mean %s over %d", mean.Round(time.Microsecond), c1-c0)
+}
+
+func isNodeFeaturePost(l map[string]string) bool {
+	return l["resource"] == "nodefeatures" && l["verb"] == "POST" && l["subresource"] == ""
+}
+
+// isVAPOnNodeFeatures keeps the ValidatingAdmissionPolicy plugin's admission of creates: the metric does not
+// say which resource, and in the rollout nothing but the daemons' NodeFeatures is created (nfd-master's Node
+// patches are updates).
+func isVAPOnNodeFeatures(l map[string]string) bool {
+	return l["name"] == "ValidatingAdmissionPolicy" && l["type"] == "validate" && l["operation"] == "CREATE"
 }

@@ -49,6 +49,22 @@ func (s Sample) Sum(name string, keep func(labels map[string]string) bool) float
 	return sum
 }
 
+// Histogram adds up the observations (count and sum) of the series of histogram name whose labels keep
+// accepts; keep nil accepts all. A metric that is absent has none.
+func (s Sample) Histogram(name string, keep func(labels map[string]string) bool) (count uint64, sum float64) {
+	fam, ok := s[name]
+	if !ok {
+		return 0, 0
+	}
+	for _, m := range fam.GetMetric() {
+		if h := m.GetHistogram(); h != nil && (keep == nil || keep(labelMap(m))) {
+			count += h.GetSampleCount()
+			sum += h.GetSampleSum()
+		}
+	}
+	return count, sum
+}
+
 func labelMap(m *dto.Metric) map[string]string {
 	out := make(map[string]string, len(m.GetLabel()))
 	for _, l := range m.GetLabel() {

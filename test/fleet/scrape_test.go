@@ -106,3 +106,26 @@ func TestParseSampleError(t *testing.T) {
 	_, err := ParseSample(strings.NewReader("not a metric line {"))
 	require.Error(t, err)
 }
+
+func TestSampleHistogram(t *testing.T) {
+	t.Parallel()
+	s := parse(t, `# TYPE apiserver_admission_controller_admission_duration_seconds histogram
+apiserver_admission_controller_admission_duration_seconds_bucket{name="ValidatingAdmissionPolicy",operation="CREATE",rejected="false",type="validate",le="0.005"} 3
+apiserver_admission_controller_admission_duration_seconds_bucket{name="ValidatingAdmissionPolicy",operation="CREATE",rejected="false",type="validate",le="+Inf"} 4
+apiserver_admission_controller_admission_duration_seconds_sum{name="ValidatingAdmissionPolicy",operation="CREATE",rejected="false",type="validate"} 0.25
+apiserver_admission_controller_admission_duration_seconds_count{name="ValidatingAdmissionPolicy",operation="CREATE",rejected="false",type="validate"} 4
+apiserver_admission_controller_admission_duration_seconds_bucket{name="ValidatingAdmissionPolicy",operation="UPDATE",rejected="false",type="validate",le="+Inf"} 2
+apiserver_admission_controller_admission_duration_seconds_sum{name="ValidatingAdmissionPolicy",operation="UPDATE",rejected="false",type="validate"} 0.5
+apiserver_admission_controller_admission_duration_seconds_count{name="ValidatingAdmissionPolicy",operation="UPDATE",rejected="false",type="validate"} 2
+`)
+	const name = "apiserver_admission_controller_admission_duration_seconds"
+	count, sum := s.Histogram(name, nil)
+	require.Equal(t, uint64(6), count)
+	require.InDelta(t, 0.75, sum, 1e-9)
+	count, sum = s.Histogram(name, func(l map[string]string) bool { return l["operation"] == "CREATE" })
+	require.Equal(t, uint64(4), count)
+	require.InDelta(t, 0.25, sum, 1e-9)
+	count, sum = s.Histogram("absent", nil)
+	require.Zero(t, count)
+	require.Zero(t, sum)
+}
