@@ -59,7 +59,7 @@ func TestProbeBenchPinTrials(t *testing.T) {
 				key  string
 			}{{p.Alloc, rt.alloc, 2.5e9, labeler.KeyPinAllocGBytesPerSec}, {p.Register, rt.register, 1.5e9, labeler.KeyPinRegisterGBytesPerSec}} {
 				require.Equal(t, c.call, c.a.Call)
-				require.Len(t, c.a.Samples, 3, "half, full, half: %+v", c.a)
+				require.Contains(t, []int{3, 4}, len(c.a.Samples), "half, full, half, and full again when noisy: %+v", c.a)
 				require.Equal(t, int64(bench.DefaultPinTrialBytes), c.a.VerifiedBytes)
 				require.InEpsilon(t, c.rate, c.a.BytesPerSecond, 0.10, "%s", c.call)
 				require.Equal(t, strconv.Itoa(int(math.Floor(c.rate/1e9))), doc.Labels[c.key], c.key)

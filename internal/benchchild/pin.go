@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -88,14 +89,7 @@ func pinOnThread(drv gpuDriver, t bench.Target, pt bench.ChildPinTrial, phase fu
 	sizes := bench.PinTrialSizes(pt.Bytes)
 
 	phase("pin-alloc")
-	for _, n := range sizes {
-		d, err := timeHostAlloc(drv, t.Index, n)
-		if err != nil {
-			setPinError(&trial.Alloc, err, n)
-			break
-		}
-		trial.Alloc.Samples = append(trial.Alloc.Samples, bench.PinSample{Bytes: n, Duration: d})
-	}
+	timeSizes(sizes, &trial.Alloc, func(n int64) (time.Duration, error) { return timeHostAlloc(drv, t.Index, n) })
 	report(trial)
 
 	phase("pin-register")
@@ -103,12 +97,35 @@ func pinOnThread(drv gpuDriver, t bench.Target, pt bench.ChildPinTrial, phase fu
 	report(trial)
 }
 
-// registerTrial maps one region of the larger size, faults every page in (untimed: a KV-cache pool is written
-// before it is registered), and times the registration of its first n bytes for each size, unregistering
-// (untimed) after each; the region is unmapped at the end. One region for both sizes: faulting pages in is
-// the slow part on many machines, and each call still registers pages never registered before in this trial.
+// timeSizes times call at each of sizes in order, then once more at the size bench.PinRepeat asks for when
+// the first calls were noisy, and records the samples in a; the first failure ends the API and is recorded.
+func timeSizes(sizes []int64, a *bench.PinAPIResult, call func(n int64) (time.Duration, error)) {
+	time1 := func(n int64) bool {
+		d, err := call(n)
+		if err != nil {
+			setPinError(a, err, n)
+			return false
+		}
+		a.Samples = append(a.Samples, bench.PinSample{Bytes: n, Duration: d})
+		return true
+	}
+	for _, n := range sizes {
+		if !time1(n) {
+			return
+		}
+	}
+	if n, ok := bench.PinRepeat(a.Samples); ok {
+		time1(n)
+	}
+}
+
+// registerTrial maps one region of the largest size, faults every page in (untimed: a KV-cache pool is
+// written before it is registered), and times the registration of its first n bytes for each size,
+// unregistering (untimed) after each; the region is unmapped at the end. One region for all calls: faulting
+// pages in is the slow part on many machines, and each call still registers pages never registered before in
+// this trial.
 func registerTrial(drv gpuDriver, gpu int, sizes []int64, a *bench.PinAPIResult) {
-	size := sizes[len(sizes)-1]
+	size := slices.Max(sizes)
 	b, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		setPinError(a, fmt.Errorf("mmap %d-byte region to register: %w", size, err), size)
@@ -117,17 +134,16 @@ func registerTrial(drv gpuDriver, gpu int, sizes []int64, a *bench.PinAPIResult)
 	defer cleanup(gpu, "pin trial: unmap region", func() error { return unix.Munmap(b) })
 	prefault(b)
 	p := unsafe.Pointer(&b[0])
-	for _, n := range sizes {
+	timeSizes(sizes, a, func(n int64) (time.Duration, error) {
 		start := time.Now()
 		err := drv.MemHostRegister(p, n, hostRegisterPortable)
 		d := time.Since(start)
 		if err != nil {
-			setPinError(a, err, n)
-			return
+			return 0, err
 		}
 		cleanup(gpu, "pin trial: unregister region", func() error { return drv.MemHostUnregister(p) })
-		a.Samples = append(a.Samples, bench.PinSample{Bytes: n, Duration: d})
-	}
+		return d, nil
+	})
 }
 
 // pinCalls names the runtime's allocator and registration calls, as the trial reports them.

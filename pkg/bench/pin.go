@@ -17,11 +17,12 @@ import (
 // pin_memory() and its caching host allocator do) and registers pre-faulted mmap'd memory (cuMemHostRegister,
 // hipHostRegister: what KV-cache connectors do), each at two sizes, half of the trial size and the trial size,
 // timed on the wall clock. Two sizes separate the cost of a call from the cost of a byte: t(n) = perCall +
-// n/rate. The smaller size is timed twice, before and after the larger (half, full, half), and the faster of its
-// two calls counts: a pin call can only be made slower by a busy machine, and the fit of two sizes magnifies a
-// slow smaller call into a rate that is too fast (a label that promises more than the node gives). A slow larger
-// call errs the other way, towards a slower rate, so it is timed once: a second one would cost a third of the
-// trial's time to guard against an error that only under-promises. It runs at most once per check and runtime, on one GPU (the first of that runtime the check
+// n/rate. The smaller size is timed before and after the larger (half, full, half), and the faster call of each
+// size counts: a pin call can only be made slower by a busy machine, and the fit of two sizes magnifies a slow
+// smaller call into a rate that is too fast (a label that promises more than the node gives). When the two
+// smaller calls differ by more than pinNoise, the machine was busy during the trial and the larger is timed
+// again (PinRepeat): a slow larger call makes the rate too slow. A quiet trial takes three calls an API, a
+// noisy one four. It runs at most once per check and runtime, on one GPU (the first of that runtime the check
 // measured OK, or reused from the state file), only when no GPU of the node is busy, and never pins more than
 // the trial size, which pinTrialBytes caps by MemAvailable and the cgroup's headroom (pinned memory is
 // charged to the pod). Every region is released before the next call.
@@ -46,7 +47,7 @@ const (
 	// to the runtime's own host memory (a CUDA context holds hundreds of MiB); with less than twice that
 	// headroom, the trial takes half of it.
 	pinTrialReserve = 512 * mib
-	// maxPinSamples bounds the samples of an API (three are taken; the state file's validation uses it).
+	// maxPinSamples bounds the samples of an API (three or four are taken; the state file's validation uses it).
 	maxPinSamples = 8
 )
 
@@ -111,12 +112,42 @@ func (p *PinTrial) APIs() map[string]*PinAPIResult {
 	return map[string]*PinAPIResult{PinAPIAlloc: &p.Alloc, PinAPIRegister: &p.Register}
 }
 
-// PinTrialSizes are the sizes of the calls of each API for a trial of n bytes, in order: n/2, n and n/2
-// again, in whole pages (the file's head says why the smaller is timed twice).
+// PinTrialSizes are the sizes of the first calls of each API for a trial of n bytes, in order: n/2, n and n/2
+// again, in whole pages (the file's head says why; PinRepeat may ask for one more).
 func PinTrialSizes(n int64) []int64 {
 	const page = 4096
 	half := (n / 2) &^ (page - 1)
 	return []int64{half, 2 * half, half}
+}
+
+// pinNoise is how far apart (relative to the faster) the two calls of the smaller size may be in a quiet
+// trial.
+const pinNoise = 0.05
+
+// PinRepeat returns the size to time once more after the calls of PinTrialSizes, the larger, when the two
+// calls of the smaller differ by more than pinNoise; ok is false for a quiet trial (or too few samples).
+func PinRepeat(samples []PinSample) (n int64, ok bool) {
+	if len(samples) == 0 {
+		return 0, false
+	}
+	small := slices.MinFunc(samples, func(a, b PinSample) int { return cmp.Compare(a.Bytes, b.Bytes) }).Bytes
+	var fast, slow time.Duration
+	count := 0
+	for _, s := range samples {
+		n = max(n, s.Bytes)
+		if s.Bytes != small {
+			continue
+		}
+		if count == 0 || s.Duration < fast {
+			fast = s.Duration
+		}
+		slow = max(slow, s.Duration)
+		count++
+	}
+	if count < 2 || n == small || fast <= 0 {
+		return 0, false
+	}
+	return n, float64(slow-fast)/float64(fast) > pinNoise
 }
 
 // fastestBySize keeps the fastest sample of each size, smallest size first.
