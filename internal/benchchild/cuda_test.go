@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/pinmemory/pin-feature-daemon/internal/fakecuda"
 )
@@ -56,6 +57,18 @@ func TestShimInProcess(t *testing.T) {
 	err = drv.MemcpyHtoDAsync(d, src, n+1, s)
 	require.Equal(t, "cuMemcpyHtoDAsync_v2: CUDA_ERROR_INVALID_VALUE (1)", err.Error(), "the copy overruns the device buffer")
 	require.False(t, errors.Is(err, errNoDriver))
+
+	// A registration must lie in mapped memory, as the real driver's: the fake refuses a range that runs past
+	// the end of a mapping (a region smaller than the registration), and registers the mapping itself.
+	// unix.Munmap unmaps whole mappings only: the second MiB goes by the pointer calls.
+	p, err := unix.MmapPtr(-1, 0, nil, 2*mib, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	require.NoError(t, err)
+	require.NoError(t, unix.MunmapPtr(unsafe.Add(p, mib), mib))
+	defer func() { require.NoError(t, unix.MunmapPtr(p, mib)) }()
+	err = drv.MemHostRegister(p, 2*mib, hostRegisterPortable)
+	require.EqualError(t, err, "cuMemHostRegister_v2: CUDA_ERROR_INVALID_VALUE (1)", "the second MiB is not mapped")
+	require.NoError(t, drv.MemHostRegister(p, mib, hostRegisterPortable))
+	require.NoError(t, drv.MemHostUnregister(p))
 }
 
 // requireRoundTrip allocates a device buffer of n bytes, a non-blocking stream and two pinned host buffers

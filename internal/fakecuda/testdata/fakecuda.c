@@ -31,7 +31,9 @@
 //     passed since it began (with an emulated per-byte rate, cuMemHostAlloc does not fault its pages in:
 //     the emulated time stands for that work). A call above HOSTALLOC_MAX_BYTES or REGISTER_MAX_BYTES fails, as drivers with a
 //     per-call cap do (CUDA_ERROR_INVALID_VALUE for the allocation, CUDA_ERROR_OUT_OF_MEMORY for the
-//     registration, the codes the public reports show), and the fault rules apply to both as to any call;
+//     registration, the codes the public reports show), and the fault rules apply to both as to any call.
+//     A registration of a range with unmapped pages fails with CUDA_ERROR_INVALID_VALUE, as the real
+//     driver's does;
 //   - faults: any exported call can be made to fail with a given CUresult, to hang, or to crash.
 //
 // fakehip.c includes this file as the core of the fake HIP runtime: the FAKE_* macros below (FAKE_ENV,
@@ -771,6 +773,21 @@ FAKE_EXPORT_CUDA CUresult cuMemFreeHost(void *p) {
 	return CUDA_SUCCESS;
 }
 
+// mapped reports whether every page of [p, p+n) is mapped in this process, as the real driver needs of a range
+// it registers (it pins the pages, and fails with CUDA_ERROR_INVALID_VALUE where there are none): mincore
+// fails with ENOMEM for a range with unmapped pages, and says nothing about residency that matters here.
+static int mapped(void *p, size_t n) {
+	long page = sysconf(_SC_PAGESIZE);
+	uintptr_t lo = (uintptr_t)p & ~(uintptr_t)(page - 1);
+	size_t len = (uintptr_t)p + n - lo;
+	unsigned char *vec = malloc((len + page - 1) / page);
+	if (!vec)
+		return 1; // cannot tell: do not fail the call for the fake's own lack of memory
+	int ok = mincore((void *)lo, len, vec) == 0 || errno != ENOMEM;
+	free(vec);
+	return ok;
+}
+
 static CUresult host_register(void *p, size_t n, unsigned int flags) {
 	(void)flags;
 	NEED_CTX();
@@ -781,6 +798,8 @@ static CUresult host_register(void *p, size_t n, unsigned int flags) {
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	if (overlaps_host((uintptr_t)p, n))
 		return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
+	if (!mapped(p, n))
+		return CUDA_ERROR_INVALID_VALUE;
 	// The real driver faults in and pins every page. The fake only records the range: the caller's buffer
 	// is resident already, and touching each page again costs seconds on some virtual machines.
 	add_range((uintptr_t)p, n, RANGE_REGISTERED, current->dev);
