@@ -46,3 +46,32 @@ func isDaemonSetRef(ref *metav1.OwnerReference) bool {
 	gv, err := schema.ParseGroupVersion(ref.APIVersion)
 	return err == nil && gv.Group == appsGroup && ref.Kind == "DaemonSet" && ref.Name != "" && ref.UID != ""
 }
+
+// withOwner returns the owner references an object of ours should have, given those it has: any Pod owner
+// dropped (it would delete the object on a restart), a reference to a DaemonSet of owner's name replaced by
+// owner (a recreated DaemonSet has a new UID; the stale one would get the object collected), others kept.
+// owner may be nil (the daemon runs outside a DaemonSet).
+func withOwner(have []metav1.OwnerReference, owner *metav1.OwnerReference) []metav1.OwnerReference {
+	var out []metav1.OwnerReference
+	for _, r := range have {
+		if r.Kind == "Pod" && groupOf(r.APIVersion) == "" {
+			continue
+		}
+		if owner != nil && isDaemonSetRef(&r) && r.Name == owner.Name {
+			continue
+		}
+		out = append(out, r)
+	}
+	if owner != nil {
+		out = append(out, *owner)
+	}
+	return out
+}
+
+func groupOf(apiVersion string) string {
+	gv, err := schema.ParseGroupVersion(apiVersion)
+	if err != nil {
+		return apiVersion
+	}
+	return gv.Group
+}
