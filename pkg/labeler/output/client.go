@@ -100,6 +100,7 @@ var (
 	_ NodeFeatureClient = (*Client)(nil)
 	_ FleetLister       = (*Client)(nil)
 	_ DeviceTaintClient = (*Client)(nil)
+	_ ClusterRoleClient = (*Client)(nil)
 )
 
 // NewClient returns a Client for cfg, with an HTTP client of its own.
@@ -420,4 +421,17 @@ func (c *Client) DeleteDeviceTaintRule(ctx context.Context, name string, uid typ
 	_, rc := c.taintRuleClient()
 	opts := &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}}
 	return rc.Delete().Resource("devicetaintrules").Name(name).Body(opts).Do(ctx).Error()
+}
+
+// GetClusterRoleMetadata returns the metadata of the ClusterRole name (read as JSON: its rules are not needed).
+func (c *Client) GetClusterRoleMetadata(ctx context.Context, name string) (*metav1.PartialObjectMetadata, error) {
+	raw, err := c.core.Get().AbsPath("/apis", rbacGroup, "v1", "clusterroles", name).Do(ctx).Raw()
+	if err != nil {
+		return nil, err
+	}
+	out := &metav1.PartialObjectMetadata{}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return nil, fmt.Errorf("decode ClusterRole %s: %w", name, err)
+	}
+	return out, nil
 }

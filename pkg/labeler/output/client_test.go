@@ -157,6 +157,16 @@ func TestClientRequests(t *testing.T) {
 				Body: map[string]any{"apiVersion": "nfd.k8s-sigs.io/v1alpha1", "kind": "NodeFeature"}},
 		},
 		{
+			name: "get clusterrole metadata",
+			reply: ok(map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+				"metadata": map[string]any{"name": "cr", "uid": "cr-uid"}, "rules": []any{}}),
+			call: func(ctx context.Context, c *Client) (any, error) { return c.GetClusterRoleMetadata(ctx, "cr") },
+			want: apiRequest{Method: http.MethodGet, Path: "/apis/rbac.authorization.k8s.io/v1/clusterroles/cr"},
+			check: func(t *testing.T, got any) {
+				require.Equal(t, "cr-uid", string(got.(*metav1.PartialObjectMetadata).UID))
+			},
+		},
+		{
 			name: "update nodefeature", reply: ok(nf),
 			call: func(ctx context.Context, c *Client) (any, error) { return c.UpdateNodeFeature(ctx, nf.DeepCopy()) },
 			want: apiRequest{Method: http.MethodPut, Path: nfPath + "/nf", Query: "fieldManager=pin-feature-daemon", ContentType: "application/json",

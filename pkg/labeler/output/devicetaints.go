@@ -55,7 +55,8 @@ type DeviceTaintsConfig struct {
 	Driver string
 	// TaintKey is the key of the taints (DefaultDeviceTaintKey when empty).
 	TaintKey string
-	// Owner is nil or the daemon's DaemonSet (ResolveOwner), whose deletion removes the rules.
+	// Owner is nil or a ClusterRole (ResolveClusterRoleOwner) whose deletion removes the rules; a rule is
+	// cluster-scoped, so a namespaced owner such as the DaemonSet would never be resolved.
 	Owner *metav1.OwnerReference
 }
 
@@ -76,7 +77,8 @@ type DeviceTaintStatus struct {
 // MIG devices carry the GPU's address), the rule selects it by driver, pool and name, and the taint's value
 // says why the GPU is unfit. A GPU found fit deletes its rules; an unknown GPU, a GPU no longer in the
 // report and an unfit GPU whose device is not found keep theirs, so that nothing is untainted on a guess.
-// Rules are labelled with the node and owned by the DaemonSet, so the garbage collector removes them with it.
+// Rules are labelled with the node and owned by a ClusterRole of the chart, so the garbage collector removes
+// them when the chart is uninstalled.
 type DeviceTaints struct {
 	client  DeviceTaintClient
 	cfg     DeviceTaintsConfig
@@ -111,8 +113,9 @@ func NewDeviceTaints(client DeviceTaintClient, cfg DeviceTaintsConfig) (*DeviceT
 			cfg.NodeName, ruleNodeLabel, strings.Join(errs, "; "))
 	}
 	if cfg.Owner != nil {
-		if !isDaemonSetRef(cfg.Owner) {
-			return nil, fmt.Errorf("DRA device taints: owner %s %s/%s is not a DaemonSet", cfg.Owner.APIVersion, cfg.Owner.Kind, cfg.Owner.Name)
+		if !isClusterRoleRef(cfg.Owner) {
+			return nil, fmt.Errorf("DRA device taints: owner %s %s/%s is not a ClusterRole (a cluster-scoped rule with a namespaced owner is never collected)",
+				cfg.Owner.APIVersion, cfg.Owner.Kind, cfg.Owner.Name)
 		}
 		o := *cfg.Owner
 		cfg.Owner = &metav1.OwnerReference{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, UID: o.UID}

@@ -23,6 +23,8 @@ import (
 )
 
 var (
+	// testCROwner is the chart's ClusterRole that owns the rules.
+	testCROwner   = &metav1.OwnerReference{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole", Name: "pin-feature-daemon-dra", UID: "cr-uid-1"}
 	dtrResource   = schema.GroupVersionResource{Group: "resource.k8s.io", Version: "v1", Resource: "devicetaintrules"}
 	sliceResource = schema.GroupVersionResource{Group: "resource.k8s.io", Version: "v1", Resource: "resourceslices"}
 )
@@ -115,11 +117,11 @@ func writes(actions []k8stesting.Action) []string {
 
 // TestDeviceTaintsRule checks the rule of an unfit GPU field by field: it selects the device by driver,
 // pool (the node) and name, taints NoSchedule with the configured key and the reason, is labelled with the
-// node and owned by the DaemonSet, and names the GPU's address.
+// node and owned by the chart's ClusterRole, and names the GPU's address.
 func TestDeviceTaintsRule(t *testing.T) {
 	t.Parallel()
 	cs := fake.NewClientset(testSlice())
-	d := newTestDeviceTaints(t, cs, pubTestDSOwner)
+	d := newTestDeviceTaints(t, cs, testCROwner)
 	st, err := d.Reconcile(context.Background(), []labeler.GPUFitness{fit(gpu0Addr), unfit(gpu1Addr, labeler.UnfitLost)})
 	require.NoError(t, err)
 	require.Equal(t, DeviceTaintStatus{Rules: 2, Changed: true}, st)
@@ -128,7 +130,7 @@ func TestDeviceTaintsRule(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, map[string]string{managedByLabel: "pin-feature-daemon", "pinmemory.github.io/node": pubTestNode}, r.Labels)
 	require.Equal(t, map[string]string{"pinmemory.github.io/pci-bus-id": gpu1Addr}, r.Annotations)
-	require.Equal(t, []metav1.OwnerReference{*pubTestDSOwner}, r.OwnerReferences)
+	require.Equal(t, []metav1.OwnerReference{*testCROwner}, r.OwnerReferences)
 	require.Equal(t, resourcev1.DeviceTaintRuleSpec{
 		DeviceSelector: &resourcev1.DeviceTaintSelector{Driver: ptr.To("gpu.nvidia.com"), Pool: ptr.To(pubTestNode), Device: ptr.To("gpu-1")},
 		Taint:          resourcev1.DeviceTaint{Key: "pinmemory.github.io/unfit", Value: "gpu-lost", Effect: resourcev1.DeviceTaintEffectNoSchedule},
@@ -136,7 +138,7 @@ func TestDeviceTaintsRule(t *testing.T) {
 	require.Equal(t, map[string]string{ruleName("gpu-1"): "gpu-1=gpu-lost", ruleName("gpu-1-mig-9-4-2"): "gpu-1-mig-9-4-2=gpu-lost"},
 		rules(t, cs), "the GPU and its MIG device, never the fit GPU")
 
-	// Without a DaemonSet owner (the daemon run by hand) the rule has none.
+	// Without an owner (the daemon run by hand) the rule has none.
 	cs2 := fake.NewClientset(testSlice())
 	_, err = newTestDeviceTaints(t, cs2, nil).Reconcile(context.Background(), []labeler.GPUFitness{unfit(gpu1Addr, labeler.UnfitLost)})
 	require.NoError(t, err)
@@ -236,7 +238,7 @@ func TestDeviceTaintsReconcile(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			cs := fake.NewClientset(tt.slices...)
-			d := newTestDeviceTaints(t, cs, pubTestDSOwner)
+			d := newTestDeviceTaints(t, cs, testCROwner)
 			for i, s := range tt.steps {
 				if s.slices != nil {
 					old, err := cs.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{})
@@ -270,24 +272,24 @@ func TestDeviceTaintsRestart(t *testing.T) {
 		Annotations: map[string]string{"pinmemory.github.io/pci-bus-id": gpu1Addr}}}
 	cs := fake.NewClientset(testSlice(), other)
 	gpus := []labeler.GPUFitness{fit(gpu0Addr), unfit(gpu1Addr, labeler.UnfitLost)}
-	_, err := newTestDeviceTaints(t, cs, pubTestDSOwner).Reconcile(ctx, gpus)
+	_, err := newTestDeviceTaints(t, cs, testCROwner).Reconcile(ctx, gpus)
 	require.NoError(t, err)
 
 	cs.ClearActions()
-	st, err := newTestDeviceTaints(t, cs, pubTestDSOwner).Reconcile(ctx, gpus)
+	st, err := newTestDeviceTaints(t, cs, testCROwner).Reconcile(ctx, gpus)
 	require.NoError(t, err)
 	require.Empty(t, writes(cs.Actions()), "a restart rewrites nothing")
 	require.Equal(t, DeviceTaintStatus{Rules: 2}, st)
 
 	// Every GPU fit: only this node's rules go.
-	_, err = newTestDeviceTaints(t, cs, pubTestDSOwner).Reconcile(ctx, []labeler.GPUFitness{fit(gpu0Addr), fit(gpu1Addr)})
+	_, err = newTestDeviceTaints(t, cs, testCROwner).Reconcile(ctx, []labeler.GPUFitness{fit(gpu0Addr), fit(gpu1Addr)})
 	require.NoError(t, err)
 	require.Equal(t, map[string]string{other.Name: "="}, rulesOrEmpty(t, cs))
 
-	// A recreated DaemonSet (new UID) takes the rules over rather than leaving them to be collected.
-	_, err = newTestDeviceTaints(t, cs, pubTestDSOwner).Reconcile(ctx, gpus)
+	// A recreated ClusterRole (new UID) takes the rules over rather than leaving them to be collected.
+	_, err = newTestDeviceTaints(t, cs, testCROwner).Reconcile(ctx, gpus)
 	require.NoError(t, err)
-	newOwner := &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "DaemonSet", Name: pubTestDSOwner.Name, UID: "ds-uid-2"}
+	newOwner := &metav1.OwnerReference{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole", Name: testCROwner.Name, UID: "cr-uid-2"}
 	cs.ClearActions()
 	_, err = newTestDeviceTaints(t, cs, newOwner).Reconcile(ctx, gpus)
 	require.NoError(t, err)
@@ -372,7 +374,8 @@ func TestNewDeviceTaintsChecksConfig(t *testing.T) {
 		{name: "upper-case driver", cfg: DeviceTaintsConfig{NodeName: "n1", Driver: "GPU.nvidia.com"}, wantErr: `DRA driver name "GPU.nvidia.com"`},
 		{name: "driver too long", cfg: DeviceTaintsConfig{NodeName: "n1", Driver: strings.Repeat("a", 60) + ".com"}, wantErr: "no more than 63"},
 		{name: "key not a label name", cfg: DeviceTaintsConfig{NodeName: "n1", TaintKey: "a/b/c"}, wantErr: `key "a/b/c" is not a label name`},
-		{name: "pod owner", cfg: DeviceTaintsConfig{NodeName: "n1", Owner: &metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: "p", UID: "u"}}, wantErr: "is not a DaemonSet"},
+		{name: "ClusterRole owner", cfg: DeviceTaintsConfig{NodeName: "n1", Owner: testCROwner}},
+		{name: "DaemonSet owner", cfg: DeviceTaintsConfig{NodeName: "n1", Owner: pubTestDSOwner}, wantErr: "is not a ClusterRole (a cluster-scoped rule with a namespaced owner is never collected)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,9 +19,10 @@ import (
 type fakeKube struct{ cs *fake.Clientset }
 
 var (
-	_ NodeClient  = fakeKube{}
-	_ EventClient = fakeKube{}
-	_ PodClient   = fakeKube{}
+	_ NodeClient        = fakeKube{}
+	_ EventClient       = fakeKube{}
+	_ PodClient         = fakeKube{}
+	_ ClusterRoleClient = fakeKube{}
 )
 
 func (f fakeKube) GetNode(ctx context.Context, name string) (*corev1.Node, error) {
@@ -94,4 +95,12 @@ func (f fakeResource) UpdateDeviceTaintRule(ctx context.Context, rule *resourcev
 
 func (f fakeResource) DeleteDeviceTaintRule(ctx context.Context, name string, uid types.UID) error {
 	return f.cs.ResourceV1().DeviceTaintRules().Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+}
+
+func (f fakeKube) GetClusterRoleMetadata(ctx context.Context, name string) (*metav1.PartialObjectMetadata, error) {
+	cr, err := f.cs.RbacV1().ClusterRoles().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return &metav1.PartialObjectMetadata{ObjectMeta: cr.ObjectMeta}, nil
 }
