@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/validation/path"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/pinmemory/pin-feature-daemon/pkg/labeler/output"
@@ -21,6 +22,8 @@ type draOptions struct {
 	Driver       string
 	TaintKey     string
 	MinH2D       int
+	// OwnerClusterRole names the ClusterRole that owns the rules (the chart's <fullname>-dra).
+	OwnerClusterRole string
 }
 
 func (o *draOptions) AddFlags(fs *pflag.FlagSet) {
@@ -28,6 +31,7 @@ func (o *draOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Driver, "dra-driver", output.DefaultDRADriver, "DRA driver whose devices are tainted; its ResourceSlices must name the node's pool after the node and carry resource.kubernetes.io/pciBusID (NVIDIA's gpu.nvidia.com does).")
 	fs.StringVar(&o.TaintKey, "dra-taint-key", output.DefaultDeviceTaintKey, "Key of the device taints; the value says why the GPU is unfit (gpu-lost, link-degraded, bench-failed, below-h2d-floor).")
 	fs.IntVar(&o.MinH2D, "dra-min-h2d-gbytes-per-sec", 0, "A GPU whose trusted pinned host-to-device bandwidth is below this many GB/s is unfit (needs --bench); 0: no floor.")
+	fs.StringVar(&o.OwnerClusterRole, "dra-owner-clusterrole", "", "ClusterRole that owns the DeviceTaintRules, so that deleting it (helm uninstall deletes the chart's) has the garbage collector remove them; empty: the rules have no owner.")
 }
 
 // Validate checks the flags; benchOn is run's --bench, which a floor needs.
@@ -44,6 +48,11 @@ func (o *draOptions) Validate(benchOn bool) error {
 	}
 	if msgs := validation.IsQualifiedName(o.TaintKey); len(msgs) > 0 {
 		errs = append(errs, fmt.Errorf("--dra-taint-key %q is not a label name: %s", o.TaintKey, strings.Join(msgs, "; ")))
+	}
+	if o.OwnerClusterRole != "" {
+		if msgs := path.IsValidPathSegmentName(o.OwnerClusterRole); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--dra-owner-clusterrole %q is not a valid name: %s", o.OwnerClusterRole, strings.Join(msgs, "; ")))
+		}
 	}
 	if o.MinH2D > 0 && !benchOn {
 		errs = append(errs, errors.New("--dra-min-h2d-gbytes-per-sec needs --bench: without the DMA check no GPU has a figure to compare"))

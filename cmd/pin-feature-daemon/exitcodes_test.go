@@ -61,6 +61,7 @@ current-context: c
 		{"dra taint key not a label name", []string{"run", "--output", "stdout", "--node-name", "n1", "--dra-device-taints", "--dra-taint-key", "a/b/c"}, exitUsage, []string{`--dra-taint-key "a/b/c" is not a label name`}, ""},
 		{"dra floor negative", []string{"run", "--output", "stdout", "--dra-min-h2d-gbytes-per-sec", "-1"}, exitUsage, []string{"--dra-min-h2d-gbytes-per-sec must be between 0 and 10000, got -1"}, ""},
 		{"dra floor without the DMA check", []string{"run", "--output", "stdout", "--node-name", "n1", "--dra-device-taints", "--bench=false", "--dra-min-h2d-gbytes-per-sec", "40"}, exitUsage, []string{"--dra-min-h2d-gbytes-per-sec needs --bench"}, ""},
+		{"dra owner not a name", []string{"run", "--output", "stdout", "--node-name", "n1", "--dra-device-taints", "--dra-owner-clusterrole", "a/b"}, exitUsage, []string{`--dra-owner-clusterrole "a/b" is not a valid name`}, ""},
 		{"dra taints without a node", []string{"run", "--output", "stdout", "--node-name", "", "--dra-device-taints"}, exitUsage, []string{"--node-name (or $NODE_NAME) is required for --dra-device-taints"}, ""},
 		{"bench timeout zero", probe("--bench-timeout", "0s"), exitUsage, []string{"--bench-timeout must be between 1s"}, ""},
 		{"bench timeout overflows", probe("--bench-timeout", "1e30s"), exitUsage, []string{"invalid argument", "--bench-timeout"}, ""},

@@ -182,8 +182,7 @@ func (o *runOptions) validateDRA(d *draOptions) error {
 }
 
 // newOutputs builds the Output of --output, for the Kubernetes outputs the Node event recorder, and with
-// --dra-device-taints the DRA device taints (nil otherwise). The API outputs and the taints share one
-// client and one owner lookup.
+// --dra-device-taints the DRA device taints (nil otherwise). The API outputs and the taints share one client.
 func newOutputs(ctx context.Context, o *runOptions, d *draOptions, stdout io.Writer) (output.Output, daemon.Eventer, *output.DeviceTaints, error) {
 	var (
 		kc    *output.Client
@@ -198,18 +197,22 @@ func newOutputs(ctx context.Context, o *runOptions, d *draOptions, stdout io.Wri
 			return nil, nil, nil, fmt.Errorf("create kubernetes client: %w", err)
 		}
 	}
-	if o.Output == outputNodeFeature || d.DeviceTaints {
+	if o.Output == outputNodeFeature {
 		var err error
 		if owner, err = output.ResolveOwner(ctx, kc, o.Namespace, o.PodName); err != nil {
-			// Without the owner the objects are created unowned and stay after an uninstall; that beats none.
-			klog.ErrorS(err, "Could not find the owning DaemonSet; the NodeFeature object and DeviceTaintRules will have no owner", "pod", o.PodName)
+			// Without the owner the object is created unowned and stays after an uninstall; that beats no labels.
+			klog.ErrorS(err, "Could not find the owning DaemonSet; the NodeFeature object will have no owner", "pod", o.PodName)
 		}
 	}
 	var taints *output.DeviceTaints
 	if d.DeviceTaints {
-		var err error
+		ruleOwner, err := output.ResolveClusterRoleOwner(ctx, kc, d.OwnerClusterRole)
+		if err != nil {
+			// As for the NodeFeature: unowned rules stay after an uninstall, which beats no taints.
+			klog.ErrorS(err, "Could not find the ClusterRole to own the DeviceTaintRules; they will have no owner")
+		}
 		taints, err = output.NewDeviceTaints(kc, output.DeviceTaintsConfig{NodeName: o.NodeName, Driver: d.Driver,
-			TaintKey: d.TaintKey, Owner: owner})
+			TaintKey: d.TaintKey, Owner: ruleOwner})
 		if err != nil {
 			return nil, nil, nil, err
 		}

@@ -734,15 +734,24 @@ func TestRenderedObjects(t *testing.T) {
 			}
 			if vs.output == "nodefeature" {
 				require.ElementsMatch(t, []string{"get", "create", "update"}, rules["Role:nfd.k8s-sigs.io/nodefeatures"])
+				require.Equal(t, []string{"get"}, rules["Role:/pods"])
 			} else {
 				require.NotContains(t, rules, "Role:nfd.k8s-sigs.io/nodefeatures")
-			}
-			if vs.output == "nodefeature" || vs.dra {
-				require.Equal(t, []string{"get"}, rules["Role:/pods"], "to find the DaemonSet that owns the objects")
 			}
 			if vs.dra {
 				require.ElementsMatch(t, []string{"list", "create", "update", "delete"}, rules["ClusterRole:resource.k8s.io/devicetaintrules"])
 				require.Equal(t, []string{"list"}, rules["ClusterRole:resource.k8s.io/resourceslices"])
+				// The ClusterRole that owns the rules, read for its UID: get, of that one name.
+				require.Equal(t, []string{"get"}, rules["ClusterRole:rbac.authorization.k8s.io/clusterroles"])
+				require.Contains(t, args, "--dra-owner-clusterrole="+releaseName+"-dra")
+				cr := false
+				for _, o := range objs {
+					if o.GetKind() == "ClusterRole" && o.GetName() == releaseName+"-dra" {
+						cr = true
+						require.Contains(t, toString(o.Object["rules"]), `"resourceNames":["`+releaseName+`-dra"]`)
+					}
+				}
+				require.True(t, cr, "the ClusterRole that owns the DeviceTaintRules")
 			} else {
 				require.NotContains(t, rules, "ClusterRole:resource.k8s.io/devicetaintrules")
 				require.NotContains(t, rules, "ClusterRole:resource.k8s.io/resourceslices")
