@@ -641,11 +641,12 @@ func tokenKubeconfig(t *testing.T, cfg *rest.Config) string {
 }
 
 // runDaemonOnce runs one pass of the real daemon (output: nodefeature) as the pod podName on node, with the
-// node fixture hostRoot; its output is the error when it fails.
-func runDaemonOnce(ctx context.Context, daemon, kubeconfig, node, podName, hostRoot string) error {
-	cmd := exec.CommandContext(ctx, daemon, "run", "--oneshot", "--output=nodefeature",
-		"--node-name="+node, "--namespace="+namespace, "--pod-name="+podName, "--kubeconfig="+kubeconfig,
-		"--host-root="+hostRoot, "--nvml-library=none", "--bench=false", "--state-dir=", "--metrics-address=")
+// node fixture hostRoot and extra flags; its output is the error when it fails.
+func runDaemonOnce(ctx context.Context, daemon, kubeconfig, node, podName, hostRoot string, extra ...string) error {
+	args := append([]string{"run", "--oneshot", "--output=nodefeature",
+		"--node-name=" + node, "--namespace=" + namespace, "--pod-name=" + podName, "--kubeconfig=" + kubeconfig,
+		"--host-root=" + hostRoot, "--nvml-library=none", "--bench=false", "--state-dir=", "--metrics-address="}, extra...)
+	cmd := exec.CommandContext(ctx, daemon, args...)
 	cmd.Env = append(os.Environ(), "NODE_NAME=", "POD_NAME=", "POD_NAMESPACE=")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
