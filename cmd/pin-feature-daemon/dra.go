@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
-	"k8s.io/apimachinery/pkg/api/validation/path"
+	"k8s.io/apimachinery/pkg/api/validate/content"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/pinmemory/pin-feature-daemon/pkg/labeler/output"
@@ -50,7 +50,7 @@ func (o *draOptions) Validate(benchOn bool) error {
 		errs = append(errs, fmt.Errorf("--dra-taint-key %q is not a label name: %s", o.TaintKey, strings.Join(msgs, "; ")))
 	}
 	if o.OwnerClusterRole != "" {
-		if msgs := path.IsValidPathSegmentName(o.OwnerClusterRole); len(msgs) > 0 {
+		if msgs := content.IsPathSegmentName(o.OwnerClusterRole); len(msgs) > 0 {
 			errs = append(errs, fmt.Errorf("--dra-owner-clusterrole %q is not a valid name: %s", o.OwnerClusterRole, strings.Join(msgs, "; ")))
 		}
 	}

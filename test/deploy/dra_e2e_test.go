@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"github.com/pinmemory/pin-feature-daemon/test/controlplane"
@@ -96,7 +97,7 @@ func TestDRADeviceTaints(t *testing.T) {
 	waitAllowed(ctx, t, tokenA, "create", "resource.k8s.io", "devicetaintrules", "")
 	waitAllowed(ctx, t, tokenA, "list", "resource.k8s.io", "resourceslices", "")
 	rulesA := kubernetes.NewForConfigOrDie(tokenA).ResourceV1().DeviceTaintRules()
-	waitForDRAPolicy(ctx, t, rulesA)
+	waitForDRAPolicy(ctx, t, kc, rulesA)
 	requirePolicyTypeChecks(ctx, t, kc, releaseName+"-devicetaintrules")
 
 	daemon := daemonBinary(t)
@@ -114,7 +115,7 @@ func TestDRADeviceTaints(t *testing.T) {
 	runA(lost)
 	rules := draRules(ctx, t, kc, nodeA)
 	require.Len(t, rules, 1, "one rule, for the lost GPU")
-	r := rules[0]
+	r := &rules[0]
 	require.Equal(t, nodeA+".gpu-1.pin-feature-daemon", r.Name)
 	require.Equal(t, &resourcev1.DeviceTaintSelector{Driver: ptr.To(draDriver), Pool: ptr.To(nodeA), Device: ptr.To("gpu-1")}, r.Spec.DeviceSelector)
 	require.Equal(t, draTaintKey, r.Spec.Taint.Key)
@@ -127,11 +128,22 @@ func TestDRADeviceTaints(t *testing.T) {
 	require.Equal(t, []metav1.OwnerReference{{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole", Name: cr.Name, UID: cr.UID}},
 		r.OwnerReferences, "owned by the chart's ClusterRole, so an uninstall removes it")
 
-	// A second pass writes nothing.
-	runA(lost)
+	// A second pass writes nothing: the daemon says so, and the rule is as it was (the API server's own
+	// device-taint-eviction-controller writes its status, so the resourceVersion may move).
+	log, err := runDaemonLog(ctx, daemon, kubeconfigA, nodeA, podA.Name, lost, append(draFlags, "-v=2")...)
+	require.NoError(t, err)
+	require.Contains(t, log, `"DRA device taints unchanged" rules=1 unmatchedGPUs=0`)
+	for _, write := range []string{"Tainted DRA device", "Updated DRA device taint", "Removed DRA device taint"} {
+		require.NotContains(t, log, write, "a steady state writes nothing")
+	}
 	again := draRules(ctx, t, kc, nodeA)
 	require.Len(t, again, 1)
-	require.Equal(t, r.ResourceVersion, again[0].ResourceVersion, "a steady state rewrites no rule")
+	require.Equal(t, r.Generation, again[0].Generation)
+	require.Equal(t, r.Labels, again[0].Labels)
+	require.Equal(t, r.Annotations, again[0].Annotations)
+	require.Equal(t, r.OwnerReferences, again[0].OwnerReferences)
+	require.Equal(t, r.Spec, again[0].Spec)
+	require.Equal(t, managedBy(r, "pin-feature-daemon"), managedBy(&again[0], "pin-feature-daemon"), "the daemon's last write is its create")
 
 	// The scheduler allocates the fit GPU, and never the tainted one.
 	fitPod, fitClaim := gpuPod(ctx, t, kc, "fit")
@@ -198,15 +210,19 @@ func testDRAPolicy(ctx context.Context, t *testing.T, admin kubernetes.Interface
 			return err
 		}
 	}
+	// updateAs reads a rule as the admin and writes it back changed, as c; a conflict (the API server's
+	// device-taint-eviction-controller writes the rules' status) is tried again.
 	updateAs := func(c deviceTaintRules, name string, change func(*resourcev1.DeviceTaintRule)) func() error {
 		return func() error {
-			r, err := admin.ResourceV1().DeviceTaintRules().Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return fmt.Errorf("get %s as admin: %w", name, err)
-			}
-			change(r)
-			_, err = c.Update(ctx, r, metav1.UpdateOptions{})
-			return err
+			return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				r, err := admin.ResourceV1().DeviceTaintRules().Get(ctx, name, metav1.GetOptions{})
+				if err != nil {
+					return fmt.Errorf("get %s as admin: %w", name, err)
+				}
+				change(r)
+				_, err = c.Update(ctx, r, metav1.UpdateOptions{})
+				return err
+			})
 		}
 	}
 	steps := []struct {
@@ -373,15 +389,19 @@ func draRules(ctx context.Context, t *testing.T, kc kubernetes.Interface, node s
 }
 
 // waitForDRAPolicy waits until the chart's DeviceTaintRule policy is in force (the API server loads new
-// policies asynchronously): it must refuse node A's token a rule for node B.
-func waitForDRAPolicy(ctx context.Context, t *testing.T, rules deviceTaintRules) {
+// policies asynchronously): it must refuse node A's token a rule for node B. A probe that got through before
+// is removed by the admin (the policy may refuse node A's token that delete by then).
+func waitForDRAPolicy(ctx context.Context, t *testing.T, admin kubernetes.Interface, rules deviceTaintRules) {
 	t.Helper()
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		_, err := rules.Create(ctx, draRule("policy-probe", nodeB, nodeB, "gpu-0"), metav1.CreateOptions{})
 		if err == nil {
-			_ = rules.Delete(ctx, "policy-probe", metav1.DeleteOptions{})
+			if err := admin.ResourceV1().DeviceTaintRules().Delete(ctx, "policy-probe", metav1.DeleteOptions{}); err != nil {
+				return false, fmt.Errorf("remove the policy probe: %w", err)
+			}
+			return false, nil
 		}
-		return err != nil && strings.Contains(err.Error(), "ValidatingAdmissionPolicy"), nil
+		return strings.Contains(err.Error(), "ValidatingAdmissionPolicy"), nil
 	})
 	require.NoError(t, err, "the DeviceTaintRule policy never refused a rule for another node")
 }
@@ -420,15 +440,15 @@ func waitAllocated(ctx context.Context, t *testing.T, kc kubernetes.Interface, c
 	var got string
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		c, err := kc.ResourceV1().ResourceClaims(namespace).Get(ctx, claim, metav1.GetOptions{})
-		if err != nil || c.Status.Allocation == nil {
-			return false, nil
+		if err == nil && c.Status.Allocation != nil { // errors: the API server is asked again
+			results := c.Status.Allocation.Devices.Results
+			if len(results) != 1 || results[0].Driver != draDriver {
+				return false, fmt.Errorf("claim %s allocated %+v", claim, results)
+			}
+			got = results[0].Pool + "/" + results[0].Device
+			return true, nil
 		}
-		results := c.Status.Allocation.Devices.Results
-		if len(results) != 1 || results[0].Driver != draDriver {
-			return false, fmt.Errorf("claim %s allocated %+v", claim, results)
-		}
-		got = results[0].Pool + "/" + results[0].Device
-		return true, nil
+		return false, nil
 	})
 	require.NoError(t, err, "claim %s was not allocated", claim)
 	return got
@@ -450,14 +470,13 @@ func waitUnschedulable(ctx context.Context, t *testing.T, kc kubernetes.Interfac
 	var last string
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		p, err := kc.CoreV1().Pods(namespace).Get(ctx, pod, metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		require.Empty(t, p.Spec.NodeName, "pod %s must not be scheduled", pod)
-		for _, c := range p.Status.Conditions {
-			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
-				last = c.Message
-				return true, nil
+		if err == nil { // errors: the API server is asked again
+			require.Empty(t, p.Spec.NodeName, "pod %s must not be scheduled", pod)
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+					last = c.Message
+					return true, nil
+				}
 			}
 		}
 		return false, nil
@@ -473,15 +492,26 @@ func requirePolicyTypeChecks(ctx context.Context, t *testing.T, kc kubernetes.In
 	var warnings []string
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		p, err := kc.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, name, metav1.GetOptions{})
-		if err != nil || p.Status.ObservedGeneration != p.Generation || p.Status.TypeChecking == nil {
-			return false, nil
+		done := err == nil && p.Status.ObservedGeneration == p.Generation && p.Status.TypeChecking != nil
+		if done {
+			warnings = nil
+			for _, w := range p.Status.TypeChecking.ExpressionWarnings {
+				warnings = append(warnings, w.FieldRef+": "+w.Warning)
+			}
 		}
-		warnings = nil
-		for _, w := range p.Status.TypeChecking.ExpressionWarnings {
-			warnings = append(warnings, w.FieldRef+": "+w.Warning)
-		}
-		return true, nil
+		return done, nil
 	})
 	require.NoError(t, err, "the API server never type-checked policy %s", name)
 	require.Empty(t, warnings, "type check of policy %s", name)
+}
+
+// managedBy returns the managedFields entries of manager in r.
+func managedBy(r *resourcev1.DeviceTaintRule, manager string) []metav1.ManagedFieldsEntry {
+	var out []metav1.ManagedFieldsEntry
+	for _, m := range r.ManagedFields {
+		if m.Manager == manager {
+			out = append(out, m)
+		}
+	}
+	return out
 }

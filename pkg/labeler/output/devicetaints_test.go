@@ -24,9 +24,8 @@ import (
 
 var (
 	// testCROwner is the chart's ClusterRole that owns the rules.
-	testCROwner   = &metav1.OwnerReference{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole", Name: "pin-feature-daemon-dra", UID: "cr-uid-1"}
-	dtrResource   = schema.GroupVersionResource{Group: "resource.k8s.io", Version: "v1", Resource: "devicetaintrules"}
-	sliceResource = schema.GroupVersionResource{Group: "resource.k8s.io", Version: "v1", Resource: "resourceslices"}
+	testCROwner = &metav1.OwnerReference{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole", Name: "pin-feature-daemon-dra", UID: "cr-uid-1"}
+	dtrResource = schema.GroupVersionResource{Group: "resource.k8s.io", Version: "v1", Resource: "devicetaintrules"}
 )
 
 // The GPUs of the test node: two H100s, the second with one MIG device, as NVIDIA's DRA driver publishes them.
