@@ -164,12 +164,52 @@ type gpuState struct {
 	devices []string // nil: none found
 }
 
+// reconcileOnce is one try of Reconcile: list the node's rules, find the devices of its GPUs, then update
+// the wanted rules that exist, delete the stale ones and create the missing ones.
 func (t *DeviceTaints) reconcileOnce(ctx context.Context, gpus []labeler.GPUFitness) (DeviceTaintStatus, error) {
 	var st DeviceTaintStatus
 	have, err := t.client.ListDeviceTaintRules(ctx, t.selector())
 	if err != nil {
 		return st, fmt.Errorf("list DeviceTaintRules: %w", err)
 	}
+	states, err := t.gpuStates(ctx, gpus)
+	if err != nil {
+		return st, err
+	}
+	want := t.wantedRules(states)
+	st.Unmatched = t.logUnmatched(states)
+	kept := map[string]bool{}
+	for i := range have {
+		keep, changed, err := t.syncExisting(ctx, &have[i], want, states)
+		if err != nil {
+			return st, err
+		}
+		kept[have[i].Name] = keep
+		st.Changed = st.Changed || changed
+	}
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		if _, exists := kept[name]; exists {
+			continue
+		}
+		w := want[name]
+		if err := t.client.CreateDeviceTaintRule(ctx, w); err != nil {
+			return st, fmt.Errorf("create DeviceTaintRule %s: %w", name, err)
+		}
+		st.Changed, kept[name] = true, true
+		klog.InfoS("Tainted DRA device", "deviceTaintRule", name, "driver", t.cfg.Driver, "device", selectedDevice(w),
+			"pciBusID", w.Annotations[rulePCIBusIDAnnotation], "reason", w.Spec.Taint.Value)
+	}
+	for _, keep := range kept {
+		if keep {
+			st.Rules++
+		}
+	}
+	return st, nil
+}
+
+// gpuStates returns the GPUs of gpus by normalised PCI address, with the driver's devices of each when some
+// GPU is unfit (otherwise no rule is wanted and the slices are not read).
+func (t *DeviceTaints) gpuStates(ctx context.Context, gpus []labeler.GPUFitness) (map[string]*gpuState, error) {
 	states := map[string]*gpuState{}
 	anyUnfit := false
 	for _, g := range gpus {
@@ -181,56 +221,36 @@ func (t *DeviceTaints) reconcileOnce(ctx context.Context, gpus []labeler.GPUFitn
 		states[addr] = &gpuState{GPUFitness: g}
 		anyUnfit = anyUnfit || g.Fitness == labeler.FitnessUnfit
 	}
-	if anyUnfit {
-		devices, err := t.devicesByAddress(ctx)
-		if err != nil {
-			return st, err
-		}
-		for addr, s := range states {
-			s.devices = devices[addr]
-		}
+	if !anyUnfit {
+		return states, nil
 	}
+	devices, err := t.devicesByAddress(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for addr, s := range states {
+		s.devices = devices[addr]
+	}
+	return states, nil
+}
 
-	want := t.wantedRules(states)
-	st.Unmatched = t.logUnmatched(states)
-	kept := map[string]bool{}
-	for i := range have {
-		r := &have[i]
-		if w, ok := want[r.Name]; ok {
-			changed, err := t.update(ctx, r, w)
-			if err != nil {
-				return st, err
-			}
-			st.Changed = st.Changed || changed
-			kept[r.Name] = true
-			continue
-		}
-		if !t.stale(r, states) {
-			kept[r.Name] = true
-			continue
-		}
-		if err := t.client.DeleteDeviceTaintRule(ctx, r.Name, r.UID); err != nil && !apierrors.IsNotFound(err) {
-			return st, fmt.Errorf("delete DeviceTaintRule %s: %w", r.Name, err)
-		}
-		st.Changed = true
-		klog.InfoS("Removed DRA device taint", "deviceTaintRule", r.Name, "device", selectedDevice(r),
-			"pciBusID", r.Annotations[rulePCIBusIDAnnotation])
+// syncExisting updates the existing rule r when it is wanted, deletes it when it is stale and keeps it
+// otherwise; it reports whether r still exists and whether it wrote.
+func (t *DeviceTaints) syncExisting(ctx context.Context, r *resourcev1.DeviceTaintRule, want map[string]*resourcev1.DeviceTaintRule,
+	states map[string]*gpuState) (keep, changed bool, err error) {
+	if w, ok := want[r.Name]; ok {
+		changed, err := t.update(ctx, r, w)
+		return true, changed, err
 	}
-	for _, name := range slices.Sorted(maps.Keys(want)) {
-		if kept[name] {
-			continue
-		}
-		w := want[name]
-		if err := t.client.CreateDeviceTaintRule(ctx, w); err != nil {
-			return st, fmt.Errorf("create DeviceTaintRule %s: %w", name, err)
-		}
-		st.Changed = true
-		kept[name] = true
-		klog.InfoS("Tainted DRA device", "deviceTaintRule", name, "driver", t.cfg.Driver, "device", selectedDevice(w),
-			"pciBusID", w.Annotations[rulePCIBusIDAnnotation], "reason", w.Spec.Taint.Value)
+	if !t.stale(r, states) {
+		return true, false, nil
 	}
-	st.Rules = len(kept)
-	return st, nil
+	if err := t.client.DeleteDeviceTaintRule(ctx, r.Name, r.UID); err != nil && !apierrors.IsNotFound(err) {
+		return true, false, fmt.Errorf("delete DeviceTaintRule %s: %w", r.Name, err)
+	}
+	klog.InfoS("Removed DRA device taint", "deviceTaintRule", r.Name, "device", selectedDevice(r),
+		"pciBusID", r.Annotations[rulePCIBusIDAnnotation])
+	return false, true, nil
 }
 
 // selector selects the DeviceTaintRules of this daemon's node.
