@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -98,16 +99,18 @@ func runCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer) e
 		bo benchOptions
 		ro runOptions
 		fo failsafeOptions
+		do draOptions
 	)
 	po.AddFlags(fs)
 	bo.AddFlags(fs)
 	ro.AddFlags(fs)
 	fo.AddFlags(fs)
+	do.AddFlags(fs)
 	return func(ctx context.Context, stdout, stderr io.Writer) error {
 		if err := validate(&po, &bo); err != nil {
 			return err
 		}
-		if err := errors.Join(ro.Validate(), fo.Validate()); err != nil {
+		if err := errors.Join(ro.Validate(), fo.Validate(), ro.validateDRA(&do)); err != nil {
 			return fmt.Errorf("%w: %w", errUsage, err)
 		}
 		if fo.WebConfigFile != "" {
@@ -119,7 +122,7 @@ func runCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer) e
 		klog.InfoS("Starting pin-feature-daemon", "version", version, "revision", revision, "output", ro.Output,
 			"node", ro.NodeName, "interval", ro.Interval, "bench", ro.Bench, "hostRoot", po.HostRoot)
 
-		out, eventer, err := newOutput(ctx, &ro, stdout)
+		out, eventer, taints, err := newOutputs(ctx, &ro, &do, stdout)
 		if err != nil {
 			return err
 		}
@@ -130,6 +133,10 @@ func runCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer) e
 			Prober: det, Policy: po.policy, Output: out, Eventer: eventer, Metrics: m,
 			Interval: ro.Interval, Jitter: ro.IntervalJitter, Hysteresis: ro.Hysteresis,
 			StuckAfter: bo.Timeout + 5*time.Minute, UnreadyAfter: fo.UnreadyAfter,
+			MinGPUH2D: do.MinH2D,
+		}
+		if taints != nil {
+			cfg.DeviceTaints = taints
 		}
 		if ro.Bench {
 			cfg.Bencher = newBencher(&po, &bo, "", func(g bench.GPUResult) {
@@ -165,35 +172,65 @@ func runCommand(fs *pflag.FlagSet) func(context.Context, io.Writer, io.Writer) e
 	}
 }
 
-// newOutput builds the Output of --output, and for the Kubernetes outputs the Node event recorder.
-func newOutput(ctx context.Context, o *runOptions, stdout io.Writer) (output.Output, daemon.Eventer, error) {
+// validateDRA checks the DRA flags and what they need of run's: a node, and the DMA check for a floor.
+func (o *runOptions) validateDRA(d *draOptions) error {
+	err := d.Validate(o.Bench)
+	if d.DeviceTaints && o.NodeName == "" {
+		err = errors.Join(err, errors.New("--node-name (or $NODE_NAME) is required for --dra-device-taints"))
+	}
+	return err
+}
+
+// newOutputs builds the Output of --output, for the Kubernetes outputs the Node event recorder, and with
+// --dra-device-taints the DRA device taints (nil otherwise). The API outputs and the taints share one client.
+func newOutputs(ctx context.Context, o *runOptions, d *draOptions, stdout io.Writer) (output.Output, daemon.Eventer, *output.DeviceTaints, error) {
+	var (
+		kc    *output.Client
+		owner *metav1.OwnerReference
+	)
+	if o.Output == outputNode || o.Output == outputNodeFeature || d.DeviceTaints {
+		cfg, err := kubeConfig(o)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if kc, err = output.NewClient(cfg); err != nil {
+			return nil, nil, nil, fmt.Errorf("create kubernetes client: %w", err)
+		}
+	}
+	if o.Output == outputNodeFeature {
+		var err error
+		if owner, err = output.ResolveOwner(ctx, kc, o.Namespace, o.PodName); err != nil {
+			// Without the owner the object is created unowned and stays after an uninstall; that beats no labels.
+			klog.ErrorS(err, "Could not find the owning DaemonSet; the NodeFeature object will have no owner", "pod", o.PodName)
+		}
+	}
+	var taints *output.DeviceTaints
+	if d.DeviceTaints {
+		ruleOwner, err := output.ResolveClusterRoleOwner(ctx, kc, d.OwnerClusterRole)
+		if err != nil {
+			// As for the NodeFeature: unowned rules stay after an uninstall, which beats no taints.
+			klog.ErrorS(err, "Could not find the ClusterRole to own the DeviceTaintRules; they will have no owner")
+		}
+		taints, err = output.NewDeviceTaints(kc, output.DeviceTaintsConfig{NodeName: o.NodeName, Driver: d.Driver,
+			TaintKey: d.TaintKey, Owner: ruleOwner})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+	}
 	switch o.Output {
 	case outputStdout:
-		return output.NewStdout(stdout), nil, nil
+		return output.NewStdout(stdout), nil, taints, nil
 	case outputFile:
 		out, err := output.NewFile(o.FeaturesDir, output.DefaultFeatureFileName, 3*o.Interval, clock.RealClock{})
-		return out, nil, err
-	}
-	cfg, err := kubeConfig(o)
-	if err != nil {
-		return nil, nil, err
-	}
-	kc, err := output.NewClient(cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("create kubernetes client: %w", err)
+		return out, nil, taints, err
 	}
 	eventer := output.NewNodeEventer(kc, o.NodeName, o.PodName, clock.RealClock{})
 	if o.Output == outputNode {
 		out, err := output.NewNode(kc, o.NodeName)
-		return out, eventer, err
-	}
-	owner, err := output.ResolveOwner(ctx, kc, o.Namespace, o.PodName)
-	if err != nil {
-		// Without the owner the object is created unowned and stays after an uninstall; that beats no labels.
-		klog.ErrorS(err, "Could not find the owning DaemonSet; the NodeFeature object will have no owner", "pod", o.PodName)
+		return out, eventer, taints, err
 	}
 	out, err := output.NewNodeFeature(kc, o.Namespace, o.NodeName, owner)
-	return out, eventer, err
+	return out, eventer, taints, err
 }
 
 func kubeConfig(o *runOptions) (*rest.Config, error) {

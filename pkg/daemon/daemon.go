@@ -40,6 +40,14 @@ type Eventer interface {
 	Emit(ctx context.Context, prev, cur labeler.Labels) error
 }
 
+// DeviceTainter keeps DRA device taints on the node's unfit GPUs (output.DeviceTaints).
+type DeviceTainter interface {
+	// Name is the output name of the taints in metrics and logs ("dra-taints").
+	Name() string
+	// Reconcile makes the taints match the judgement of every GPU of a pass whose probe succeeded.
+	Reconcile(ctx context.Context, gpus []labeler.GPUFitness) (output.DeviceTaintStatus, error)
+}
+
 // Config wires a Daemon.
 type Config struct {
 	Prober Prober
@@ -50,6 +58,11 @@ type Config struct {
 	Output  output.Output
 	Eventer Eventer
 	Metrics *metrics.Metrics
+	// DeviceTaints is nil unless DRA device taints are on. They are reconciled after each publish of the
+	// labels, from the same per-GPU instances (after hysteresis), judged by labeler.JudgeGPUs against
+	// MinGPUH2D, the per-GPU floor of pinned host-to-device bandwidth in whole GB/s (0: none).
+	DeviceTaints DeviceTainter
+	MinGPUH2D    int
 	// Interval between passes, spread by +-Jitter (a fraction) so a fleet does not probe in step.
 	Interval time.Duration
 	Jitter   float64
@@ -82,8 +95,10 @@ type Daemon struct {
 	haveRead     bool
 	next         labeler.Labels   // the newest labels built, before hysteresis
 	nextGPUs     []labeler.Labels // the newest GPU instances built, before hysteresis
-	publishedGPU []labeler.Labels // the GPU instances the output holds, as far as we know (GPU outputs only)
-	last         labeler.Labels   // what we want published (next after hysteresis)
+	// publishedGPU is the hysteresis baseline of the GPU instances: what a GPU output holds, as far as we
+	// know, and for other outputs (which hold none) the instances of the last pass, for the DRA taints.
+	publishedGPU []labeler.Labels
+	last         labeler.Labels // what we want published (next after hysteresis)
 }
 
 // New checks cfg and fills defaults.
@@ -116,10 +131,14 @@ func New(cfg Config) (*Daemon, error) {
 		cfg.PassRetryMin = time.Minute
 	}
 	cfg.Metrics.InitPublish(cfg.Output.Name())
+	if cfg.DeviceTaints != nil {
+		cfg.Metrics.InitDRATaints(cfg.DeviceTaints.Name())
+	}
 	return &Daemon{cfg: cfg, publishErr: errors.New("not published yet")}, nil
 }
 
-// Ready reports nil once the first probe is done and the last publish succeeded.
+// Ready reports nil once the first probe is done and the last publish (of the labels, and of the DRA device
+// taints when they are on) succeeded.
 func (d *Daemon) Ready() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -130,7 +149,7 @@ func (d *Daemon) Ready() error {
 		return errors.New("first probe not done yet")
 	}
 	if d.publishErr != nil {
-		return fmt.Errorf("last publish to %s failed: %w", d.cfg.Output.Name(), d.publishErr)
+		return fmt.Errorf("last publish failed: %w", d.publishErr)
 	}
 	return nil
 }
@@ -213,10 +232,57 @@ func (d *Daemon) runPass(ctx context.Context) (retry bool, err error) {
 	return retry, d.publish(ctx, a.Labels, a.GPUs)
 }
 
-// publish stabilises next (and, for an output.GPUOutput, the GPU instances nextGPUs) against what is published
-// and writes it. The first call reads the output back, so a restarted daemon neither rewrites equal labels
-// nor loses its hysteresis baseline.
+// publish writes the labels (publishLabels) and then, when they are on, reconciles the DRA device taints from
+// the same GPU instances, even when the labels could not be written: the two are separate destinations. It
+// returns the errors of both.
 func (d *Daemon) publish(ctx context.Context, next labeler.Labels, nextGPUs []labeler.Labels) error {
+	labelsErr := d.publishLabels(ctx, next, nextGPUs)
+	if d.cfg.DeviceTaints == nil {
+		return labelsErr
+	}
+	d.mu.Lock()
+	gpus := d.publishedGPU
+	d.mu.Unlock()
+	if labelsErr != nil {
+		// The labels were not written (for a GPU output perhaps not even read back): stabilise the instances
+		// against the baseline known so far.
+		gpus = labeler.StabilizeGPUs(gpus, nextGPUs, d.cfg.Hysteresis)
+	}
+	taintsErr := d.reconcileTaints(ctx, gpus)
+	if taintsErr == nil {
+		return labelsErr
+	}
+	d.mu.Lock()
+	d.publishErr = errors.Join(labelsErr, taintsErr)
+	d.mu.Unlock()
+	return errors.Join(labelsErr, taintsErr)
+}
+
+// reconcileTaints judges gpus and has the DRA device taints follow. A failure is counted and logged as a
+// failed publish of the taints' output; one cut short by shutdown is not.
+func (d *Daemon) reconcileTaints(ctx context.Context, gpus []labeler.Labels) error {
+	t := d.cfg.DeviceTaints
+	st, err := t.Reconcile(ctx, labeler.JudgeGPUs(gpus, d.cfg.MinGPUH2D))
+	if err != nil {
+		if ctx.Err() != nil {
+			klog.V(2).InfoS("DRA device taints interrupted by shutdown", "err", err)
+			return err
+		}
+		d.cfg.Metrics.PublishFailed(t.Name())
+		klog.ErrorS(err, "Publish failed", "output", t.Name())
+		return err
+	}
+	d.cfg.Metrics.ObserveDRATaints(st.Rules, st.Unmatched)
+	if !st.Changed {
+		klog.V(2).InfoS("DRA device taints unchanged", "rules", st.Rules, "unmatchedGPUs", st.Unmatched)
+	}
+	return nil
+}
+
+// publishLabels stabilises next (and the GPU instances nextGPUs) against what is published and writes it (the
+// instances only to an output.GPUOutput). The first call reads the output back, so a restarted daemon neither
+// rewrites equal labels nor loses its hysteresis baseline.
+func (d *Daemon) publishLabels(ctx context.Context, next labeler.Labels, nextGPUs []labeler.Labels) error {
 	d.mu.Lock()
 	d.next, d.nextGPUs = next, nextGPUs
 	published, publishedGPUs, haveRead := d.published, d.publishedGPU, d.haveRead
@@ -262,10 +328,7 @@ func (d *Daemon) publish(ctx context.Context, next labeler.Labels, nextGPUs []la
 		klog.V(2).InfoS("Labels unchanged", "output", out.Name())
 	}
 	d.mu.Lock()
-	d.published, d.publishErr = want, nil
-	if withGPUs {
-		d.publishedGPU = wantGPUs
-	}
+	d.published, d.publishErr, d.publishedGPU = want, nil, wantGPUs
 	d.mu.Unlock()
 	return nil
 }

@@ -282,7 +282,7 @@ func TestPublishCutShortByShutdownIsNotAFailure(t *testing.T) {
 	cancel()
 	require.Error(t, d.RunOnce(ctx))
 	require.NoError(t, testutil.GatherAndCompare(d.cfg.Metrics.Registry, strings.NewReader(`
-# HELP pinmemory_publish_errors_total Failed label publications, by output.
+# HELP pinmemory_publish_errors_total Failed publications (labels, or DRA device taints), by output.
 # TYPE pinmemory_publish_errors_total counter
 pinmemory_publish_errors_total{output="fake"} 0
 `), "pinmemory_publish_errors_total"))
@@ -290,7 +290,7 @@ pinmemory_publish_errors_total{output="fake"} 0
 	out.set(errors.New("connection refused"))
 	require.Error(t, d.RunOnce(context.Background()))
 	require.NoError(t, testutil.GatherAndCompare(d.cfg.Metrics.Registry, strings.NewReader(`
-# HELP pinmemory_publish_errors_total Failed label publications, by output.
+# HELP pinmemory_publish_errors_total Failed publications (labels, or DRA device taints), by output.
 # TYPE pinmemory_publish_errors_total counter
 pinmemory_publish_errors_total{output="fake"} 1
 `), "pinmemory_publish_errors_total"))

@@ -92,6 +92,9 @@ type Metrics struct {
 	probeErrors   *prometheus.CounterVec
 	publishErrors *prometheus.CounterVec
 
+	// draRules and draUnmatched exist once InitDRATaints registered them (DRA device taints on).
+	draRules, draUnmatched prometheus.Gauge
+
 	mu      sync.Mutex
 	report  *detector.Report
 	verdict labeler.Verdict // the verdict of report (labeler.Assess)
@@ -109,7 +112,7 @@ func New(info BuildInfo) *Metrics {
 			Name: "pinmemory_probe_errors_total", Help: "Facts that could not be read, by probe.",
 		}, []string{"probe"}),
 		publishErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pinmemory_publish_errors_total", Help: "Failed label publications, by output.",
+			Name: "pinmemory_publish_errors_total", Help: "Failed publications (labels, or DRA device taints), by output.",
 		}, []string{"output"}),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -163,6 +166,29 @@ func (m *Metrics) ObserveBench(b *bench.Result, ran bool) {
 
 // PublishFailed counts a failed publication on output.
 func (m *Metrics) PublishFailed(output string) { m.publishErrors.WithLabelValues(output).Inc() }
+
+// InitDRATaints registers the gauges of the DRA device taints, and makes the publish error series of their
+// output exist at zero. Without it (taints off) neither exists.
+func (m *Metrics) InitDRATaints(output string) {
+	if m.draRules != nil {
+		return
+	}
+	m.draRules = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pinmemory_dra_device_taint_rules",
+		Help: "DeviceTaintRules the daemon keeps on its node's DRA devices of unfit GPUs."})
+	m.draUnmatched = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pinmemory_dra_unmatched_gpus",
+		Help: "Unfit GPUs without a device in the DRA driver's ResourceSlices of the node (nothing could be tainted for them)."})
+	m.Registry.MustRegister(m.draRules, m.draUnmatched)
+	m.InitPublish(output)
+}
+
+// ObserveDRATaints records the outcome of a reconcile of the DRA device taints (InitDRATaints first).
+func (m *Metrics) ObserveDRATaints(rules, unmatched int) {
+	if m.draRules == nil {
+		return
+	}
+	m.draRules.Set(float64(rules))
+	m.draUnmatched.Set(float64(unmatched))
+}
 
 // InitPublish makes the publish error series of output exist at zero.
 func (m *Metrics) InitPublish(output string) { m.publishErrors.WithLabelValues(output) }

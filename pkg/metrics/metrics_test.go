@@ -99,7 +99,7 @@ pinmemory_probe_errors_total{probe="probe"} 0
 pinmemory_probe_errors_total{probe="shm"} 0
 pinmemory_probe_errors_total{probe="thp"} 0
 pinmemory_probe_errors_total{probe="version"} 0
-# HELP pinmemory_publish_errors_total Failed label publications, by output.
+# HELP pinmemory_publish_errors_total Failed publications (labels, or DRA device taints), by output.
 # TYPE pinmemory_publish_errors_total counter
 pinmemory_publish_errors_total{output="nodefeature"} 1
 # HELP pinmemory_bench_runs_total DMA checks run, by result.
@@ -331,4 +331,35 @@ pinmemory_info{host_link="pcie",platform="cuda",reason="pin-failed"} 1
 `
 	require.NoError(t, testutil.GatherAndCompare(m.Registry, strings.NewReader(want), "pinmemory_available",
 		"pinmemory_info"))
+}
+
+// TestDRATaintSeries: the DRA taint gauges and their publish error series exist only once the taints are on,
+// and follow each reconcile.
+func TestDRATaintSeries(t *testing.T) {
+	t.Parallel()
+	m := New(BuildInfo{})
+	m.ObserveDRATaints(3, 1) // taints off: nothing to record
+	n, err := testutil.GatherAndCount(m.Registry, "pinmemory_dra_device_taint_rules", "pinmemory_dra_unmatched_gpus")
+	require.NoError(t, err)
+	require.Zero(t, n)
+
+	m.InitDRATaints("dra-taints")
+	m.InitDRATaints("dra-taints") // idempotent
+	m.ObserveDRATaints(2, 1)
+	want := `
+# HELP pinmemory_dra_device_taint_rules DeviceTaintRules the daemon keeps on its node's DRA devices of unfit GPUs.
+# TYPE pinmemory_dra_device_taint_rules gauge
+pinmemory_dra_device_taint_rules 2
+# HELP pinmemory_dra_unmatched_gpus Unfit GPUs without a device in the DRA driver's ResourceSlices of the node (nothing could be tainted for them).
+# TYPE pinmemory_dra_unmatched_gpus gauge
+pinmemory_dra_unmatched_gpus 1
+# HELP pinmemory_publish_errors_total Failed publications (labels, or DRA device taints), by output.
+# TYPE pinmemory_publish_errors_total counter
+pinmemory_publish_errors_total{output="dra-taints"} 0
+`
+	require.NoError(t, testutil.GatherAndCompare(m.Registry, strings.NewReader(want),
+		"pinmemory_dra_device_taint_rules", "pinmemory_dra_unmatched_gpus", "pinmemory_publish_errors_total"))
+	problems, err := testutil.GatherAndLint(m.Registry)
+	require.NoError(t, err)
+	require.Empty(t, problems)
 }

@@ -233,6 +233,31 @@ func TestRenderFailsOnContradictions(t *testing.T) {
 			set:     []string{"pinPlatforms={cuda,opencl}"},
 			wantErr: "at '/pinPlatforms/1': value must be one of",
 		},
+		{
+			name:    "DRA taints with output stdout",
+			set:     []string{"output=stdout", "dra.deviceTaints.enabled=true"},
+			wantErr: "at '/output': value must be one of 'nodefeature', 'file', 'node'",
+		},
+		{
+			name:    "DRA floor without the DMA check",
+			set:     []string{"dra.deviceTaints.enabled=true", "dra.deviceTaints.minH2DGBytesPerSec=40", "bench.enabled=false"},
+			wantErr: "at '/bench/enabled': value must be true",
+		},
+		{
+			name:    "DRA driver in upper case",
+			set:     []string{"dra.deviceTaints.driver=GPU.nvidia.com"},
+			wantErr: "at '/dra/deviceTaints/driver': 'GPU.nvidia.com' does not match pattern",
+		},
+		{
+			name:    "DRA taint key not a label name",
+			set:     []string{"dra.deviceTaints.taintKey=a/b/c"},
+			wantErr: "at '/dra/deviceTaints/taintKey': 'a/b/c' does not match pattern",
+		},
+		{
+			name:    "negative DRA floor",
+			set:     []string{"dra.deviceTaints.minH2DGBytesPerSec=-1"},
+			wantErr: "at '/dra/deviceTaints/minH2DGBytesPerSec': minimum: got -1, want 0",
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -276,6 +301,8 @@ func TestTemplateFailsWithoutSchema(t *testing.T) {
 		{[]string{"rocm.hostPath=relative/path"}, `rocm.hostPath must be an absolute host directory (not /) or empty, not "relative/path"`},
 		{[]string{"rocm.cdiDevices=all"}, "rocm.cdiDevices needs gpuAccess: cdi"},
 		{[]string{"gpuAccess=volume-mounts", "nvidia.visibleDevices="}, "nvidia.visibleDevices may be empty only with gpuAccess: cdi or none, not volume-mounts"},
+		{[]string{"output=stdout", "dra.deviceTaints.enabled=true"}, "dra.deviceTaints.enabled needs an output that talks to the API server"},
+		{[]string{"dra.deviceTaints.enabled=true", "dra.deviceTaints.minH2DGBytesPerSec=40", "bench.enabled=false"}, "dra.deviceTaints.minH2DGBytesPerSec needs bench.enabled"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.wantErr, func(t *testing.T) {
@@ -698,7 +725,11 @@ func TestRenderedObjects(t *testing.T) {
 			}
 			for key, verbs := range rules {
 				require.NotContains(t, verbs, "*", key)
-				require.NotContains(t, verbs, "delete", key)
+				require.NotContains(t, verbs, "watch", key)
+				require.NotContains(t, verbs, "deletecollection", key)
+				if key != "ClusterRole:resource.k8s.io/devicetaintrules" {
+					require.NotContains(t, verbs, "delete", key)
+				}
 				require.NotContains(t, key, "secrets")
 			}
 			if vs.output == "nodefeature" {
@@ -707,11 +738,31 @@ func TestRenderedObjects(t *testing.T) {
 			} else {
 				require.NotContains(t, rules, "Role:nfd.k8s-sigs.io/nodefeatures")
 			}
+			if vs.dra {
+				require.ElementsMatch(t, []string{"list", "create", "update", "delete"}, rules["ClusterRole:resource.k8s.io/devicetaintrules"])
+				require.Equal(t, []string{"list"}, rules["ClusterRole:resource.k8s.io/resourceslices"])
+				// The ClusterRole that owns the rules, read for its UID: get, of that one name.
+				require.Equal(t, []string{"get"}, rules["ClusterRole:rbac.authorization.k8s.io/clusterroles"])
+				require.Contains(t, args, "--dra-owner-clusterrole="+releaseName+"-dra")
+				cr := false
+				for _, o := range objs {
+					if o.GetKind() == "ClusterRole" && o.GetName() == releaseName+"-dra" {
+						cr = true
+						require.Contains(t, toString(o.Object["rules"]), `"resourceNames":["`+releaseName+`-dra"]`)
+					}
+				}
+				require.True(t, cr, "the ClusterRole that owns the DeviceTaintRules")
+			} else {
+				require.NotContains(t, rules, "ClusterRole:resource.k8s.io/devicetaintrules")
+				require.NotContains(t, rules, "ClusterRole:resource.k8s.io/resourceslices")
+			}
 			if vs.output == "node" {
 				require.Equal(t, []string{"get", "patch"}, rules["ClusterRole:/nodes"])
 			} else {
 				require.NotContains(t, rules, "ClusterRole:/nodes")
-				require.Zero(t, k["ClusterRole"]+k["ClusterRoleBinding"], "cluster-wide RBAC without output: node")
+			}
+			if vs.output != "node" && !vs.dra {
+				require.Zero(t, k["ClusterRole"]+k["ClusterRoleBinding"], "cluster-wide RBAC without output: node or DRA taints")
 			}
 
 			// Every write the RBAC above allows is bound to the daemon's own node by a policy.
@@ -721,6 +772,9 @@ func TestRenderedObjects(t *testing.T) {
 				want["nodefeatures"] = "nodefeatures"
 			case "node":
 				want["node-labels"] = "nodes"
+			}
+			if vs.dra {
+				want["devicetaintrules"] = "devicetaintrules"
 			}
 			require.Equal(t, want, admissionPolicies(t, objs, releaseName))
 
@@ -798,6 +852,9 @@ func TestAdmissionPolicySwitches(t *testing.T) {
 		{name: "file", set: []string{"output=file"}, want: map[string]string{"events": "events"}},
 		{name: "stdout", set: []string{"output=stdout"}, want: map[string]string{}},
 		{name: "switched off", set: []string{"admissionPolicy.enabled=false"}, want: map[string]string{}},
+		{name: "DRA taints", set: []string{"dra.deviceTaints.enabled=true"},
+			want: map[string]string{"nodefeatures": "nodefeatures", "events": "events", "devicetaintrules": "devicetaintrules"}},
+		{name: "DRA taints, switched off", set: []string{"dra.deviceTaints.enabled=true", "admissionPolicy.enabled=false"}, want: map[string]string{}},
 		{
 			name: "another release and service account",
 			set:  []string{"fullnameOverride=pfd", "serviceAccount.name=labeller"},

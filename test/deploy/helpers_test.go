@@ -33,10 +33,12 @@ type valueSet struct {
 	gpuAccess string // the gpuAccess the set selects; empty: the default, envvar
 	cdi       string // the cdi.k8s.io/pin-feature-daemon annotation it renders; empty: none
 	rocmPath  string // rocm.hostPath: the host's ROCm directory it mounts; empty: none
+	dra       bool   // dra.deviceTaints.enabled
 }
 
 // valueSets are the renders the golden files, lint and dry run cover: the defaults, output: node (no NFD),
-// everything the chart can switch on at once, and AMD GPUs (CDI next to NVIDIA, CDI alone, ROCm from the host).
+// everything the chart can switch on at once, AMD GPUs (CDI next to NVIDIA, CDI alone, ROCm from the host),
+// the per-GPU NodeFeatureRules and DRA device taints.
 var valueSets = []valueSet{
 	{name: "default", output: "nodefeature"},
 	{name: "node", output: "node"},
@@ -45,6 +47,7 @@ var valueSets = []valueSet{
 	{name: "rocm-only", output: "nodefeature", gpuAccess: "cdi", cdi: "amd.com/gpu=all"},
 	{name: "rocm-hostpath", output: "nodefeature", rocmPath: "/opt/rocm"},
 	{name: "gpu-rules", output: "nodefeature"},
+	{name: "dra", output: "nodefeature", dra: true},
 }
 
 func (v valueSet) file() string { return filepath.Join("testdata", "values", v.name+".yaml") }

@@ -641,20 +641,30 @@ func tokenKubeconfig(t *testing.T, cfg *rest.Config) string {
 }
 
 // runDaemonOnce runs one pass of the real daemon (output: nodefeature) as the pod podName on node, with the
-// node fixture hostRoot; its output is the error when it fails.
-func runDaemonOnce(ctx context.Context, daemon, kubeconfig, node, podName, hostRoot string) error {
-	cmd := exec.CommandContext(ctx, daemon, "run", "--oneshot", "--output=nodefeature",
-		"--node-name="+node, "--namespace="+namespace, "--pod-name="+podName, "--kubeconfig="+kubeconfig,
-		"--host-root="+hostRoot, "--nvml-library=none", "--bench=false", "--state-dir=", "--metrics-address=")
+// node fixture hostRoot and extra flags; its output is the error when it fails.
+func runDaemonOnce(ctx context.Context, daemon, kubeconfig, node, podName, hostRoot string, extra ...string) error {
+	_, err := runDaemonLog(ctx, daemon, kubeconfig, node, podName, hostRoot, extra...)
+	return err
+}
+
+// runDaemonLog is runDaemonOnce that also returns the daemon's log.
+func runDaemonLog(ctx context.Context, daemon, kubeconfig, node, podName, hostRoot string, extra ...string) (string, error) {
+	args := append([]string{"run", "--oneshot", "--output=nodefeature",
+		"--node-name=" + node, "--namespace=" + namespace, "--pod-name=" + podName, "--kubeconfig=" + kubeconfig,
+		"--host-root=" + hostRoot, "--nvml-library=none", "--bench=false", "--state-dir=", "--metrics-address="}, extra...)
+	cmd := exec.CommandContext(ctx, daemon, args...)
 	cmd.Env = append(os.Environ(), "NODE_NAME=", "POD_NAME=", "POD_NAMESPACE=")
 	out, err := cmd.CombinedOutput()
+	s := string(out)
 	if err != nil {
-		return fmt.Errorf("daemon: %w\n%s", err, out)
+		return s, fmt.Errorf("daemon: %w\n%s", err, out)
 	}
-	if s := string(out); strings.Contains(s, "Could not record an Event") || strings.Contains(s, "Could not find the owning DaemonSet") {
-		return fmt.Errorf("daemon succeeded with errors:\n%s", s)
+	for _, bad := range []string{"Could not record an Event", "Could not find the owning DaemonSet", "Could not find the ClusterRole"} {
+		if strings.Contains(s, bad) {
+			return s, fmt.Errorf("daemon succeeded with errors:\n%s", s)
+		}
 	}
-	return nil
+	return s, nil
 }
 
 // waitForPolicies waits until the chart's policies are in force (the API server loads new policies

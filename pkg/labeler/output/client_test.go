@@ -7,11 +7,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	resourcev1 "k8s.io/api/resource/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -153,6 +155,16 @@ func TestClientRequests(t *testing.T) {
 			},
 			want: apiRequest{Method: http.MethodPost, Path: nfPath, Query: "fieldManager=pin-feature-daemon", ContentType: "application/json",
 				Body: map[string]any{"apiVersion": "nfd.k8s-sigs.io/v1alpha1", "kind": "NodeFeature"}},
+		},
+		{
+			name: "get clusterrole metadata",
+			reply: ok(map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+				"metadata": map[string]any{"name": "cr", "uid": "cr-uid"}, "rules": []any{}}),
+			call: func(ctx context.Context, c *Client) (any, error) { return c.GetClusterRoleMetadata(ctx, "cr") },
+			want: apiRequest{Method: http.MethodGet, Path: "/apis/rbac.authorization.k8s.io/v1/clusterroles/cr"},
+			check: func(t *testing.T, got any) {
+				require.Equal(t, "cr-uid", string(got.(*metav1.PartialObjectMetadata).UID))
+			},
 		},
 		{
 			name: "update nodefeature", reply: ok(nf),
@@ -302,4 +314,80 @@ func TestNodeFeatureOutputOverClient(t *testing.T) {
 	defer mu.Unlock()
 	require.Equal(t, NodeFeatureName(pubTestNode), stored.Name)
 	require.Equal(t, pubTestNode, stored.Labels[nfdv1alpha1.NodeFeatureObjNodeNameLabel])
+}
+
+// TestClientDeviceTaintRequests checks the resource.k8s.io calls on the wire: ResourceSlices listed as v1 with
+// both field selectors; DeviceTaintRules listed as v1, or, where v1 has none (Kubernetes 1.36), as v1beta2,
+// after which create, update and delete speak v1beta2 too, with that apiVersion in the body; and an API
+// server that serves them in neither version gets an error that says what the cluster needs.
+func TestClientDeviceTaintRequests(t *testing.T) {
+	t.Parallel()
+	rule := &resourcev1.DeviceTaintRule{ObjectMeta: metav1.ObjectMeta{Name: "r1", ResourceVersion: "3"},
+		Spec: resourcev1.DeviceTaintRuleSpec{Taint: resourcev1.DeviceTaint{Key: DefaultDeviceTaintKey, Value: labeler.UnfitLost, Effect: resourcev1.DeviceTaintEffectNoSchedule}}}
+	ruleList := func(apiVersion string) *resourcev1.DeviceTaintRuleList {
+		return &resourcev1.DeviceTaintRuleList{TypeMeta: metav1.TypeMeta{Kind: "DeviceTaintRuleList", APIVersion: apiVersion},
+			Items: []resourcev1.DeviceTaintRule{*rule}}
+	}
+	for _, served := range []string{"v1", "v1beta2", ""} {
+		t.Run("served "+served, func(t *testing.T) {
+			t.Parallel()
+			c, seen := newAPIServer(t, func(r *http.Request) apiReply {
+				switch {
+				case r.URL.Path == "/apis/resource.k8s.io/v1/resourceslices":
+					return ok(&resourcev1.ResourceSliceList{TypeMeta: metav1.TypeMeta{Kind: "ResourceSliceList", APIVersion: "resource.k8s.io/v1"},
+						Items: []resourcev1.ResourceSlice{*testSlice()}})
+				case served != "" && strings.HasPrefix(r.URL.Path, "/apis/resource.k8s.io/"+served+"/devicetaintrules"):
+					if r.Method == http.MethodGet {
+						return ok(ruleList("resource.k8s.io/" + served))
+					}
+					return ok(rule)
+				}
+				return statusReply(http.StatusNotFound, metav1.StatusReasonNotFound)
+			})
+			ctx := context.Background()
+			sl, err := c.ListResourceSlices(ctx, pubTestNode, DefaultDRADriver)
+			require.NoError(t, err)
+			require.Len(t, sl, 1)
+			require.Equal(t, "gpu-1", sl[0].Spec.Devices[1].Name)
+			got, err := c.ListDeviceTaintRules(ctx, "a=b")
+			if served == "" {
+				require.ErrorContains(t, err, "the API server serves no DeviceTaintRules (resource.k8s.io/v1 from Kubernetes 1.37; in 1.36 v1beta2 with the DRADeviceTaintRules feature gate")
+				require.True(t, apierrors.IsNotFound(err))
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, []resourcev1.DeviceTaintRule{*rule}, got)
+			require.NoError(t, c.CreateDeviceTaintRule(ctx, rule))
+			require.NoError(t, c.UpdateDeviceTaintRule(ctx, rule))
+			require.NoError(t, c.DeleteDeviceTaintRule(ctx, "r1", "uid-1"))
+
+			reqs := seen()
+			base := "/apis/resource.k8s.io/" + served + "/devicetaintrules"
+			want := []apiRequest{{Method: http.MethodGet, Path: "/apis/resource.k8s.io/v1/resourceslices",
+				Query: "fieldSelector=spec.nodeName%3D" + pubTestNode + "%2Cspec.driver%3Dgpu.nvidia.com&limit=500"}}
+			if served == "v1beta2" {
+				want = append(want, apiRequest{Method: http.MethodGet, Path: "/apis/resource.k8s.io/v1/devicetaintrules", Query: "labelSelector=a%3Db&limit=500"})
+			}
+			want = append(want,
+				apiRequest{Method: http.MethodGet, Path: base, Query: "labelSelector=a%3Db&limit=500"},
+				apiRequest{Method: http.MethodPost, Path: base, Query: "fieldManager=pin-feature-daemon", ContentType: "application/json"},
+				apiRequest{Method: http.MethodPut, Path: base + "/r1", Query: "fieldManager=pin-feature-daemon", ContentType: "application/json"},
+				apiRequest{Method: http.MethodDelete, Path: base + "/r1", ContentType: "application/json"})
+			require.Len(t, reqs, len(want))
+			for i := range reqs {
+				body := reqs[i].Body
+				reqs[i].Body, reqs[i].UserAgent = nil, ""
+				require.Equal(t, want[i], reqs[i], "request %d", i)
+				switch reqs[i].Method {
+				case http.MethodPost, http.MethodPut:
+					require.Equal(t, "resource.k8s.io/"+served, body["apiVersion"])
+					require.Equal(t, "DeviceTaintRule", body["kind"])
+					require.Equal(t, map[string]any{"key": DefaultDeviceTaintKey, "value": "gpu-lost", "effect": "NoSchedule"},
+						body["spec"].(map[string]any)["taint"])
+				case http.MethodDelete:
+					require.Equal(t, map[string]any{"uid": "uid-1"}, body["preconditions"])
+				}
+			}
+		})
+	}
 }

@@ -12,7 +12,6 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
@@ -147,7 +146,7 @@ func (o *nodeFeatureOutput) publishOnce(ctx context.Context, labels labeler.Labe
 
 	want := cur.DeepCopy()
 	want.Labels = o.objectLabels(want.Labels)
-	want.OwnerReferences = o.ownerReferences(want.OwnerReferences)
+	want.OwnerReferences = withOwner(want.OwnerReferences, o.owner)
 	want.Spec.Labels = maps.Clone(labels)
 	setLabelsFeature(&want.Spec.Features, labels)
 	if withGPUs {
@@ -175,7 +174,7 @@ func (o *nodeFeatureOutput) create(ctx context.Context, labels labeler.Labels, g
 			Name:            o.name,
 			Namespace:       o.namespace,
 			Labels:          o.objectLabels(nil),
-			OwnerReferences: o.ownerReferences(nil),
+			OwnerReferences: withOwner(nil, o.owner),
 		},
 		Spec: nfdv1alpha1.NodeFeatureSpec{Labels: maps.Clone(labels)},
 	}
@@ -226,34 +225,6 @@ func (o *nodeFeatureOutput) objectLabels(have map[string]string) map[string]stri
 	out[nfdv1alpha1.NodeFeatureObjNodeNameLabel] = o.nodeName
 	out[managedByLabel] = FieldManager
 	return out
-}
-
-// ownerReferences returns the owner references the object should have: any Pod owner dropped (it would delete
-// the object on a restart), a reference to a DaemonSet of our owner's name replaced by the current one (a
-// recreated DaemonSet has a new UID; the stale one would get the object collected), others kept.
-func (o *nodeFeatureOutput) ownerReferences(have []metav1.OwnerReference) []metav1.OwnerReference {
-	var out []metav1.OwnerReference
-	for _, r := range have {
-		if r.Kind == "Pod" && groupOf(r.APIVersion) == "" {
-			continue
-		}
-		if o.owner != nil && isDaemonSetRef(&r) && r.Name == o.owner.Name {
-			continue
-		}
-		out = append(out, r)
-	}
-	if o.owner != nil {
-		out = append(out, *o.owner)
-	}
-	return out
-}
-
-func groupOf(apiVersion string) string {
-	gv, err := schema.ParseGroupVersion(apiVersion)
-	if err != nil {
-		return apiVersion
-	}
-	return gv.Group
 }
 
 // Published returns spec.labels of the NodeFeature object, nil when there is none.

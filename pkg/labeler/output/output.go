@@ -1,12 +1,14 @@
 // Package output publishes the labels of package labeler: the Output interface and its four
 // implementations (an NFD NodeFeature object, an NFD feature file, the Node's own labels, stdout), the Events
-// the daemon files on its Node when a published fact changes, the lookup of the DaemonSet that owns the
-// NodeFeature object, and the small Kubernetes client all of these share.
+// the daemon files on its Node when a published fact changes, the DRA device taints of unfit GPUs
+// (DeviceTaints), the lookups of the objects that own what it writes (the DaemonSet for the NodeFeature, a
+// ClusterRole for the cluster-scoped DeviceTaintRules), and the small Kubernetes client all of these share.
 //
-// It owns every write of labels and Events to the API server or to nfd-worker's features directory, and the
-// retries of those writes within one pass. It must not decide what the labels are (that is package labeler)
-// nor when to publish (that is the daemon's run loop), and it must not link client-go's generated clientsets
-// or their scheme of every API group: Client speaks only to the few resources the outputs use.
+// It owns every write of labels, Events and DeviceTaintRules to the API server or to nfd-worker's features
+// directory, and the retries of those writes within one pass. It must not decide what the labels are or which
+// GPU is unfit (that is package labeler) nor when to publish (that is the daemon's run loop), and it must not
+// link client-go's generated clientsets or their scheme of every API group: Client speaks only to the few
+// resources the outputs use.
 package output
 
 import (

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
@@ -92,4 +93,21 @@ func TestNodeFeatureOutputStripsControllerFlags(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "pfd", UID: "u1"}}, getNF(t, nfcs).OwnerReferences)
 	require.True(t, *ref.Controller, "the caller's reference is not modified")
+}
+
+func TestResolveClusterRoleOwner(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cs := fake.NewClientset(&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "pin-feature-daemon-dra", UID: "cr-uid"}})
+	c := fakeKube{cs}
+	ref, err := ResolveClusterRoleOwner(ctx, c, "pin-feature-daemon-dra")
+	require.NoError(t, err)
+	require.Equal(t, &metav1.OwnerReference{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole", Name: "pin-feature-daemon-dra", UID: "cr-uid"}, ref)
+
+	ref, err = ResolveClusterRoleOwner(ctx, c, "")
+	require.NoError(t, err)
+	require.Nil(t, ref, "no name, no owner")
+
+	_, err = ResolveClusterRoleOwner(ctx, c, "missing")
+	require.ErrorContains(t, err, "get ClusterRole missing to own the DeviceTaintRules")
 }

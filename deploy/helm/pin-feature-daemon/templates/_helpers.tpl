@@ -130,6 +130,12 @@ validate fails the render on values that contradict each other; values.schema.js
 {{- if and (not .Values.bench.enabled) .Values.bench.force }}
 {{- fail "bench.force has no effect with bench.enabled: false" }}
 {{- end }}
+{{- if and .Values.dra.deviceTaints.enabled (eq .Values.output "stdout") }}
+{{- fail "dra.deviceTaints.enabled needs an output that talks to the API server (nodefeature, file or node), not stdout: output: stdout mounts no ServiceAccount token" }}
+{{- end }}
+{{- if and .Values.dra.deviceTaints.enabled (gt (int .Values.dra.deviceTaints.minH2DGBytesPerSec) 0) (not .Values.bench.enabled) }}
+{{- fail "dra.deviceTaints.minH2DGBytesPerSec needs bench.enabled: without the DMA check no GPU has a figure to compare" }}
+{{- end }}
 {{- if eq (include "pin-feature-daemon.runAsUser" .) "0" }}
 {{- fail "the daemon must not run as uid 0 (podSecurityContext.runAsUser, securityContext.runAsUser): root in the pod could write the host's mounts where the node cannot make them read-only recursively" }}
 {{- end }}
