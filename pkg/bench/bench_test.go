@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime"
 	"testing"
 	"time"
 
@@ -13,7 +14,8 @@ import (
 
 // BenchmarkDMACheck runs the whole check (child process, runtime load, allocations, the four measurements,
 // register trial, with two GPUs the concurrent phase, and the pin trial at the default 1 GiB) against fake Gen5
-// links of 55 GB/s pinned (20/18 GB/s pageable) with 256 MiB buffers and the default samples, pinning at
+// links of 55 GB/s pinned (20/18 GB/s pageable), GPUs local to every CPU of this machine (one NUMA node), with
+// 256 MiB buffers and the default samples, pinning at
 // 10 GB/s (0.1 s per GB, the public figure) with 1 ms per call, through the fake CUDA driver and the fake HIP
 // runtime, and reports per GPU:
 //
@@ -43,6 +45,11 @@ func benchmarkCheck(b *testing.B, gpus int, hip bool) {
 	prefix := "FAKECUDA_"
 	o := Options{SysRoot: b.TempDir(), Timeout: time.Minute}
 	targets := fakeTargets(gpus)
+	for i := range targets {
+		// A GPU's local CPUs are its NUMA node's: on a machine of one node, as this one, all of them (its
+		// local_cpulist reads 0-N). fakeTargets' single CPU suits the tests, not a node's timing.
+		targets[i].LocalCPUs = fmt.Sprintf("0-%d", runtime.NumCPU()-1)
+	}
 	if hip {
 		prefix, o.HIPLibrary, o.CUDALibrary = "FAKEHIP_", fakecuda.HIPLib(b), "/nonexistent/libcuda.so.1"
 		for i := range targets {
