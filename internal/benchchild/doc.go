@@ -49,8 +49,9 @@
 // Pin trial: last, for each of the request's PinTrials (one per runtime), on the first candidate GPU it did not
 // fail, on a locked thread with that GPU's affinity and a context of its own, the child times the runtime's
 // pinned allocator on fresh regions and the registration of one pre-faulted mmap'd region (pin.go), at the two
-// sizes (the smaller before and after the larger), releasing every region before the next call, and sends the trial as a bench.EventPin after
-// each API, so a hang in the second keeps the first. The daemon fits and judges the samples.
+// sizes (the smaller before and after the larger, the larger again when bench.PinRepeat says so), releasing
+// every region before the next call, and sends the trial as a bench.EventPin after each API, so a hang in the
+// second keeps the first. The daemon fits and judges the samples.
 //
 // Layout, one responsibility per file:
 //
