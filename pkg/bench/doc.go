@@ -34,11 +34,11 @@
 // Pin trial (pin.go): after the copies, once per GPU runtime, the child times how fast the node pins host
 // memory, with the runtime's allocator (cuMemHostAlloc, hipHostMalloc) and by registering pre-faulted mmap'd
 // memory (cuMemHostRegister, hipHostRegister), at half the trial size, the trial size and half again
-// (PinRepeat: the trial size again when noisy). This package decides whether and how big (pinTrialBytes: --pin-trial-size, 1/16 of MemAvailable, the cgroup's
-// headroom less 512 MiB; nodeBusy: never while a GPU of the node is busy, since pinning takes driver-wide
-// locks) and on which GPUs (the first of the runtime measured OK, or reused), fits the per-call and per-byte
-// cost (fitPin, from the faster call of each size), judges it (judgePin), and stores and reuses it like the
-// figures (Result.PinTrials, one per runtime).
+// (PinRepeat: the trial size again when noisy). This package decides whether and how big (pinTrialBytes:
+// --pin-trial-size, 1/16 of MemAvailable, the cgroup's headroom less 512 MiB; nodeBusy: never while a GPU of
+// the node is busy, since pinning takes driver-wide locks) and on which GPUs (the first of the runtime
+// measured OK, or reused), fits the per-call and per-byte cost (fitPin, from the faster call of each size),
+// judges it (judgePin), and stores and reuses it like the figures (Result.PinTrials, one per runtime).
 //
 // Safety: the buffer is capped by MemAvailable, the cgroup's headroom and the GPU's free memory; a GPU with
 // compute processes is skipped unless forced and keeps its last stored result; the child is killed at the
