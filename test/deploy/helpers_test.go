@@ -5,17 +5,16 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/pinmemory/pin-feature-daemon/test/helmchart"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden from the current chart")
@@ -23,7 +22,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/go
 const (
 	releaseName = "pin-feature-daemon"
 	namespace   = "pin-feature-daemon"
-	chartDir    = "deploy/helm/pin-feature-daemon"
+	chartDir    = helmchart.ChartDir
 )
 
 // valueSet is one set of chart values the tests render: testdata/values/<name>.yaml.
@@ -52,12 +51,10 @@ var valueSets = []valueSet{
 
 func (v valueSet) file() string { return filepath.Join("testdata", "values", v.name+".yaml") }
 
-// repoRoot is the repository root (two directories above this package).
+// repoRoot is the repository root.
 func repoRoot(t testing.TB) string {
 	t.Helper()
-	_, file, _, ok := runtime.Caller(0)
-	require.True(t, ok, "find this test file's path")
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	return helmchart.RepoRoot()
 }
 
 // toolsDir is where hack/build-helm.sh puts helm and the CRDs.
@@ -72,9 +69,8 @@ func toolsDir(t testing.TB) string {
 // missing: a skipped chart check would look like a passing one.
 func helmBin(t testing.TB) string {
 	t.Helper()
-	p := filepath.Join(toolsDir(t), "bin", "helm")
-	_, err := os.Stat(p)
-	require.NoError(t, err, "helm is missing: run hack/build-helm.sh (make test does)")
+	p, err := helmchart.HelmBin()
+	require.NoError(t, err, "make test builds helm")
 	return p
 }
 
@@ -131,20 +127,9 @@ func mustRender(t testing.TB, valuesFile string, set ...string) string {
 // decodeObjects parses a multi-document YAML stream into objects, skipping empty documents.
 func decodeObjects(t testing.TB, manifest string) []*unstructured.Unstructured {
 	t.Helper()
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(manifest), 4096)
-	var objs []*unstructured.Unstructured
-	for {
-		obj := map[string]any{}
-		err := dec.Decode(&obj)
-		if errors.Is(err, io.EOF) {
-			return objs
-		}
-		require.NoError(t, err, "decode rendered YAML")
-		if len(obj) == 0 {
-			continue
-		}
-		objs = append(objs, &unstructured.Unstructured{Object: obj})
-	}
+	objs, err := helmchart.Decode(manifest)
+	require.NoError(t, err)
+	return objs
 }
 
 // findObject returns the only object of a kind, failing when there is not exactly one.
